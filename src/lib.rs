@@ -1,0 +1,29 @@
+//! pefbox: both sides of the PEF hypercall H_TPM_COMM for POWER9 powernv.
+//!
+//! The library holds everything that can be compiled and unit-tested on the host
+//! (`cargo test`), plus, on `powerpc64` only, the thin target layer (`arch`, the
+//! register-poking parts of `platform`). The image's entry point is `src/main.rs`.
+//!
+//! Module map (see README.md for the picture):
+//! - [`papr`]: the hypercall specification as constants (portable).
+//! - [`dtb`]: a panic-free flattened device tree reader (portable).
+//! - [`tpm`]: TPM 2.0 marshalling, commands, sessions and their crypto (portable).
+//! - [`hv`]: the hypervisor: hcall dispatch, H_TPM_COMM, guest memory, session slots, links.
+//! - [`uv`]: the ultravisor: hcall client, boot-time session, ESM unwrap.
+//! - [`selftest`]: named in-image tests and the console protocol that reports them.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+extern crate alloc;
+
+pub mod dtb;
+pub mod hv;
+pub mod papr;
+pub mod selftest;
+pub mod tpm;
+pub mod uv;
+
+#[cfg(target_arch = "powerpc64")]
+pub mod arch;
+pub mod platform;

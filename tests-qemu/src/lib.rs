@@ -1,0 +1,2 @@
+//! Host side of pefbox: swtpm management, the framing relay, the QEMU launcher,
+//! the console verdict, and the ESM blob builder. The `pef` binary is its CLI.

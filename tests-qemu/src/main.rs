@@ -1,0 +1,2 @@
+//! `pef`: the host launcher. Placeholder.
+fn main() {}
