@@ -1,2 +1,5 @@
 //! Host side of pefbox: swtpm management, the framing relay, the QEMU launcher,
 //! the console verdict, and the ESM blob builder. The `pef` binary is its CLI.
+
+pub mod relay;
+pub mod verdict;

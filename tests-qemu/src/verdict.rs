@@ -1,0 +1,535 @@
+//! The console verdict: one pure function, [`judge`], that decides whether a boot passed
+//! from the text the image printed and from how QEMU ended.
+//!
+//! QEMU's exit status is 0 whether the image passed or not, so the verdict comes from the
+//! console protocol (see `tests-qemu` README / the launcher brief):
+//! - banner: a line starting `pefbox `;
+//! - self-tests: `PASS <name>` / `FAIL <name>: <reason>` and exactly one `<N> passed, <M> failed`;
+//! - ultravisor verdict: `svm: accepted` or `svm: rejected: <reason>`;
+//! - power-off: `pefbox: power-off (<verdict>)`;
+//! - fatal: `panicked at ...`, `unexpected interrupt vector 0x...`, skiboot's `Fatal Exception`.
+//!
+//! This module also parses `bench <key>=<value> ...` lines for the bench command.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+/// How the QEMU process ended, as the launcher observed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// The launcher killed QEMU because the deadline passed.
+    pub timed_out: bool,
+    /// The launcher killed QEMU because the user interrupted the run (Ctrl-C, SIGTERM).
+    pub interrupted: bool,
+    /// QEMU's exit code, `None` if it was ended by a signal.
+    pub code: Option<i32>,
+}
+
+impl ExitInfo {
+    /// QEMU exited by itself with status 0 (what a power-off produces).
+    pub fn clean() -> Self {
+        ExitInfo {
+            timed_out: false,
+            interrupted: false,
+            code: Some(0),
+        }
+    }
+}
+
+/// What the ultravisor verdict line must say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SvmExpect {
+    /// No secure VM in this scenario: any `svm:` line is a problem.
+    #[default]
+    Absent,
+    /// Exactly one `svm: accepted` line.
+    Accepted,
+    /// Exactly one `svm: rejected: <reason>` line.
+    Rejected,
+    /// Do not look at `svm:` lines (beyond requiring at most one).
+    Any,
+}
+
+/// What a scenario expects from the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expect {
+    /// The least number of self-tests that must have passed (the count line's N).
+    pub min_passed: u32,
+    /// The ultravisor verdict expected.
+    pub svm: SvmExpect,
+}
+
+impl Default for Expect {
+    fn default() -> Self {
+        Expect {
+            min_passed: 1,
+            svm: SvmExpect::Absent,
+        }
+    }
+}
+
+/// The ultravisor verdict read from the console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SvmResult {
+    /// `svm: accepted`.
+    Accepted,
+    /// `svm: rejected: <reason>`, with the reason.
+    Rejected(String),
+}
+
+impl fmt::Display for SvmResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SvmResult::Accepted => write!(f, "accepted"),
+            SvmResult::Rejected(r) => write!(f, "rejected: {r}"),
+        }
+    }
+}
+
+/// One reason a boot failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// No line starting `pefbox `.
+    NoBanner,
+    /// No `<N> passed, <M> failed` line.
+    NoCountLine,
+    /// More than one count line (the protocol says exactly one).
+    ManyCountLines(usize),
+    /// The count line reports failures.
+    TestsFailed(u32),
+    /// Fewer tests passed than the scenario expects.
+    TooFewPassed {
+        /// The count line's N.
+        passed: u32,
+        /// The scenario's minimum.
+        min: u32,
+    },
+    /// The count line disagrees with the number of `PASS`/`FAIL` lines.
+    CountMismatch {
+        /// (passed, failed) as the count line says.
+        claimed: (u32, u32),
+        /// (passed, failed) as counted from `PASS`/`FAIL` lines.
+        seen: (u32, u32),
+    },
+    /// No `pefbox: power-off (...)` line.
+    NoPowerOff,
+    /// A forbidden marker appeared; the whole line is kept.
+    Forbidden(String),
+    /// The ultravisor verdict is not the expected one (`None`: no `svm:` line).
+    Svm {
+        /// What the scenario expected.
+        expected: SvmExpect,
+        /// What the console said.
+        got: Option<SvmResult>,
+    },
+    /// More than one `svm:` verdict line in one boot.
+    ManySvmVerdicts(usize),
+    /// QEMU did not finish before the deadline.
+    TimedOut,
+    /// The run was interrupted by the user.
+    Interrupted,
+    /// QEMU exited with a non-zero code or was killed by a signal not sent by the launcher.
+    QemuExit(Option<i32>),
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::NoBanner => write!(f, "no `pefbox ` banner line"),
+            Problem::NoCountLine => write!(f, "no `<N> passed, <M> failed` line"),
+            Problem::ManyCountLines(n) => write!(f, "{n} count lines (expected exactly one)"),
+            Problem::TestsFailed(m) => write!(f, "{m} self-test(s) failed"),
+            Problem::TooFewPassed { passed, min } => {
+                write!(f, "{passed} self-test(s) passed, expected at least {min}")
+            }
+            Problem::CountMismatch { claimed, seen } => write!(
+                f,
+                "count line says {} passed, {} failed but the console shows {} PASS and {} FAIL lines",
+                claimed.0, claimed.1, seen.0, seen.1
+            ),
+            Problem::NoPowerOff => write!(f, "no `pefbox: power-off (...)` line"),
+            Problem::Forbidden(line) => write!(f, "forbidden console line: {line}"),
+            Problem::Svm { expected, got } => match got {
+                Some(g) => write!(f, "svm verdict `{g}`, expected {expected:?}"),
+                None => write!(f, "no svm verdict line, expected {expected:?}"),
+            },
+            Problem::ManySvmVerdicts(n) => write!(f, "{n} svm verdict lines (expected one)"),
+            Problem::TimedOut => write!(f, "timed out (QEMU killed)"),
+            Problem::Interrupted => write!(f, "interrupted (QEMU killed)"),
+            Problem::QemuExit(Some(c)) => write!(f, "QEMU exited with status {c}"),
+            Problem::QemuExit(None) => write!(f, "QEMU was killed by a signal"),
+        }
+    }
+}
+
+/// What the console said, whatever the verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConsoleSummary {
+    /// The banner line, if any.
+    pub banner: Option<String>,
+    /// The (passed, failed) numbers of the last count line, if any.
+    pub counts: Option<(u32, u32)>,
+    /// The number of count lines seen.
+    pub count_lines: usize,
+    /// Names of the tests with a `PASS` line.
+    pub passed_names: Vec<String>,
+    /// `FAIL` lines, without the `FAIL ` prefix.
+    pub failures: Vec<String>,
+    /// Every `svm:` verdict seen, in order.
+    pub svm: Vec<SvmResult>,
+    /// The text inside `pefbox: power-off (...)`, if that line appeared.
+    pub power_off: Option<String>,
+    /// Lines carrying a forbidden marker.
+    pub forbidden: Vec<String>,
+}
+
+/// The verdict on one boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Every reason the boot failed; empty means it passed.
+    pub problems: Vec<Problem>,
+    /// What the console said.
+    pub summary: ConsoleSummary,
+}
+
+impl Verdict {
+    /// True when there is no problem.
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Substrings that fail a boot wherever they appear in a line.
+pub const FORBIDDEN_ANYWHERE: [&str; 3] =
+    ["panicked at", "Fatal Exception", "unexpected interrupt"];
+
+/// Parses a count line `<N> passed, <M> failed` (surrounding whitespace allowed).
+pub fn parse_count_line(line: &str) -> Option<(u32, u32)> {
+    let rest = line.trim();
+    let (n, rest) = rest.split_once(' ')?;
+    let rest = rest.strip_prefix("passed, ")?;
+    let (m, rest) = rest.split_once(' ')?;
+    if rest != "failed" {
+        return None;
+    }
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(n) || !digits(m) {
+        return None;
+    }
+    Some((n.parse().ok()?, m.parse().ok()?))
+}
+
+/// Reads the console protocol out of the text, without judging it.
+pub fn summarize(console: &str) -> ConsoleSummary {
+    let mut s = ConsoleSummary::default();
+    for raw in console.lines() {
+        let line = raw.trim_end_matches('\r');
+        if s.banner.is_none() && line.starts_with("pefbox ") {
+            s.banner = Some(line.to_string());
+        }
+        if let Some(c) = parse_count_line(line) {
+            s.counts = Some(c);
+            s.count_lines += 1;
+        }
+        if let Some(name) = line.strip_prefix("PASS ") {
+            s.passed_names.push(name.trim().to_string());
+        }
+        if let Some(fail) = line.strip_prefix("FAIL ") {
+            s.failures.push(fail.to_string());
+        }
+        if let Some(v) = line.strip_prefix("svm: ") {
+            let v = v.trim();
+            if v == "accepted" {
+                s.svm.push(SvmResult::Accepted);
+            } else if let Some(r) = v.strip_prefix("rejected") {
+                let r = r.strip_prefix(':').unwrap_or(r).trim();
+                s.svm.push(SvmResult::Rejected(r.to_string()));
+            }
+        }
+        if let Some(rest) = line.strip_prefix("pefbox: power-off (") {
+            s.power_off = Some(rest.strip_suffix(')').unwrap_or(rest).to_string());
+        }
+        if FORBIDDEN_ANYWHERE.iter().any(|m| line.contains(m)) || line.starts_with("FAIL ") {
+            s.forbidden.push(line.to_string());
+        }
+    }
+    s
+}
+
+/// Judges one boot: the console text, how QEMU ended, and what the scenario expects.
+pub fn judge(console: &str, exit: ExitInfo, expect: &Expect) -> Verdict {
+    let summary = summarize(console);
+    let mut problems = Vec::new();
+    if exit.interrupted {
+        problems.push(Problem::Interrupted);
+    } else if exit.timed_out {
+        problems.push(Problem::TimedOut);
+    } else if exit.code != Some(0) {
+        problems.push(Problem::QemuExit(exit.code));
+    }
+    for line in &summary.forbidden {
+        problems.push(Problem::Forbidden(line.clone()));
+    }
+    if summary.banner.is_none() {
+        problems.push(Problem::NoBanner);
+    }
+    match summary.counts {
+        None => problems.push(Problem::NoCountLine),
+        Some((passed, failed)) => {
+            if summary.count_lines > 1 {
+                problems.push(Problem::ManyCountLines(summary.count_lines));
+            }
+            if failed > 0 {
+                problems.push(Problem::TestsFailed(failed));
+            }
+            if passed < expect.min_passed.max(1) {
+                problems.push(Problem::TooFewPassed {
+                    passed,
+                    min: expect.min_passed.max(1),
+                });
+            }
+            let seen = (
+                u32::try_from(summary.passed_names.len()).unwrap_or(u32::MAX),
+                u32::try_from(summary.failures.len()).unwrap_or(u32::MAX),
+            );
+            if seen != (passed, failed) {
+                problems.push(Problem::CountMismatch {
+                    claimed: (passed, failed),
+                    seen,
+                });
+            }
+        }
+    }
+    if summary.svm.len() > 1 {
+        problems.push(Problem::ManySvmVerdicts(summary.svm.len()));
+    }
+    let got = summary.svm.first().cloned();
+    let svm_ok = match expect.svm {
+        SvmExpect::Any => true,
+        SvmExpect::Absent => got.is_none(),
+        SvmExpect::Accepted => got == Some(SvmResult::Accepted),
+        SvmExpect::Rejected => matches!(got, Some(SvmResult::Rejected(_))),
+    };
+    if !svm_ok {
+        problems.push(Problem::Svm {
+            expected: expect.svm,
+            got,
+        });
+    }
+    if summary.power_off.is_none() {
+        problems.push(Problem::NoPowerOff);
+    }
+    Verdict { problems, summary }
+}
+
+/// Parses a `bench <key>=<value> ...` line into its pairs; `None` if it is not a bench line.
+/// Tokens without `=` are ignored.
+pub fn parse_bench_line(line: &str) -> Option<Vec<(String, String)>> {
+    let rest = line.trim_end_matches('\r').strip_prefix("bench ")?;
+    Some(
+        rest.split_whitespace()
+            .filter_map(|t| t.split_once('='))
+            .filter(|(k, _)| !k.is_empty())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "\
+[    0.123456789,5] INIT: Starting kernel at 0x20010000, fdt at 0x3066b8c8\r
+pefbox 0.1.0 powernv: 1024 MiB, timebase 512000000 Hz\r
+PASS tpm_marshal\r
+PASS hcall_bad_op\r
+PASS hcall_dead_tpm\r
+3 passed, 0 failed\r
+pefbox: power-off (pass)\r
+";
+
+    fn problems(console: &str, exit: ExitInfo, expect: &Expect) -> Vec<Problem> {
+        judge(console, exit, expect).problems
+    }
+
+    #[test]
+    fn a_good_boot_passes_and_is_summarized() {
+        let v = judge(GOOD, ExitInfo::clean(), &Expect::default());
+        assert_eq!(v.problems, vec![]);
+        assert!(v.passed());
+        assert_eq!(v.summary.counts, Some((3, 0)));
+        assert_eq!(v.summary.passed_names[2], "hcall_dead_tpm");
+        assert_eq!(v.summary.power_off.as_deref(), Some("pass"));
+        assert!(v.summary.banner.unwrap().starts_with("pefbox 0.1.0"));
+    }
+
+    #[test]
+    fn a_panic_fails_with_its_line() {
+        let console = GOOD.replace(
+            "PASS hcall_bad_op\r\n",
+            "panicked at src/selftest/mod.rs:42: boom\r\n",
+        );
+        let p = problems(&console, ExitInfo::clean(), &Expect::default());
+        assert!(p.contains(&Problem::Forbidden(
+            "panicked at src/selftest/mod.rs:42: boom".into()
+        )));
+        // The PASS line count no longer matches the claimed 3.
+        assert!(p.iter().any(|x| matches!(x, Problem::CountMismatch { .. })));
+    }
+
+    #[test]
+    fn skiboot_crash_and_stray_interrupts_are_forbidden() {
+        for bad in [
+            "Fatal Exception 0x700 at 0000000020010abc   MSR 9000000000000000",
+            "unexpected interrupt vector 0x300",
+        ] {
+            let console = format!("{GOOD}{bad}\n");
+            let p = problems(&console, ExitInfo::clean(), &Expect::default());
+            assert_eq!(p, vec![Problem::Forbidden(bad.into())], "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_failed_test_fails_even_if_the_count_line_hides_it() {
+        let console = GOOD.replace("PASS hcall_bad_op", "FAIL hcall_bad_op: got -4");
+        let p = problems(&console, ExitInfo::clean(), &Expect::default());
+        assert!(p.contains(&Problem::Forbidden("FAIL hcall_bad_op: got -4".into())));
+        assert!(p.contains(&Problem::CountMismatch {
+            claimed: (3, 0),
+            seen: (2, 1)
+        }));
+        let honest = console.replace("3 passed, 0 failed", "2 passed, 1 failed");
+        let p = problems(&honest, ExitInfo::clean(), &Expect::default());
+        assert!(p.contains(&Problem::TestsFailed(1)));
+        assert!(!p.iter().any(|x| matches!(x, Problem::CountMismatch { .. })));
+    }
+
+    #[test]
+    fn missing_markers_are_each_reported() {
+        let p = problems("", ExitInfo::clean(), &Expect::default());
+        assert_eq!(
+            p,
+            vec![Problem::NoBanner, Problem::NoCountLine, Problem::NoPowerOff]
+        );
+    }
+
+    #[test]
+    fn zero_tests_is_not_a_pass() {
+        let console = "pefbox 0.1.0\n0 passed, 0 failed\npefbox: power-off (pass)\n";
+        let p = problems(console, ExitInfo::clean(), &Expect::default());
+        assert_eq!(p, vec![Problem::TooFewPassed { passed: 0, min: 1 }]);
+        let expect = Expect {
+            min_passed: 4,
+            ..Expect::default()
+        };
+        let p = problems(GOOD, ExitInfo::clean(), &expect);
+        assert_eq!(p, vec![Problem::TooFewPassed { passed: 3, min: 4 }]);
+    }
+
+    #[test]
+    fn two_count_lines_fail() {
+        let console = GOOD.replace(
+            "3 passed, 0 failed\r\n",
+            "3 passed, 0 failed\n3 passed, 0 failed\n",
+        );
+        let p = problems(&console, ExitInfo::clean(), &Expect::default());
+        assert!(p.contains(&Problem::ManyCountLines(2)));
+    }
+
+    #[test]
+    fn timeout_interrupt_and_qemu_status_are_problems() {
+        let timed_out = ExitInfo {
+            timed_out: true,
+            interrupted: false,
+            code: None,
+        };
+        assert_eq!(
+            problems(GOOD, timed_out, &Expect::default()),
+            vec![Problem::TimedOut]
+        );
+        let interrupted = ExitInfo {
+            timed_out: false,
+            interrupted: true,
+            code: None,
+        };
+        assert_eq!(
+            problems(GOOD, interrupted, &Expect::default()),
+            vec![Problem::Interrupted]
+        );
+        let crashed = ExitInfo {
+            code: Some(1),
+            ..ExitInfo::clean()
+        };
+        assert_eq!(
+            problems(GOOD, crashed, &Expect::default()),
+            vec![Problem::QemuExit(Some(1))]
+        );
+    }
+
+    #[test]
+    fn svm_verdict_must_match_the_expectation() {
+        let accepted = GOOD.replace("pefbox: power-off", "svm: accepted\npefbox: power-off");
+        let rejected = GOOD.replace(
+            "pefbox: power-off",
+            "svm: rejected: kernel digest mismatch\npefbox: power-off",
+        );
+        let want = |svm| Expect {
+            svm,
+            ..Expect::default()
+        };
+        assert!(judge(&accepted, ExitInfo::clean(), &want(SvmExpect::Accepted)).passed());
+        assert!(judge(&rejected, ExitInfo::clean(), &want(SvmExpect::Rejected)).passed());
+        assert_eq!(
+            problems(&rejected, ExitInfo::clean(), &want(SvmExpect::Accepted)),
+            vec![Problem::Svm {
+                expected: SvmExpect::Accepted,
+                got: Some(SvmResult::Rejected("kernel digest mismatch".into()))
+            }]
+        );
+        assert_eq!(
+            problems(GOOD, ExitInfo::clean(), &want(SvmExpect::Accepted)),
+            vec![Problem::Svm {
+                expected: SvmExpect::Accepted,
+                got: None
+            }]
+        );
+        // A verdict nobody asked for is also wrong.
+        assert!(!judge(&accepted, ExitInfo::clean(), &Expect::default()).passed());
+        let twice = accepted.replace("svm: accepted", "svm: accepted\nsvm: accepted");
+        assert!(
+            problems(&twice, ExitInfo::clean(), &want(SvmExpect::Accepted))
+                .contains(&Problem::ManySvmVerdicts(2))
+        );
+    }
+
+    #[test]
+    fn count_line_parser_is_strict() {
+        assert_eq!(parse_count_line("12 passed, 0 failed"), Some((12, 0)));
+        assert_eq!(parse_count_line(" 1 passed, 2 failed\r"), Some((1, 2)));
+        for bad in [
+            "passed, 0 failed",
+            "x passed, 0 failed",
+            "1 passed, 0 failed!",
+            "1 passed 0 failed",
+            "-1 passed, 0 failed",
+            "99999999999 passed, 0 failed",
+            "1 passed, 0 failed extra",
+        ] {
+            assert_eq!(parse_count_line(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bench_lines_parse_into_pairs() {
+        assert_eq!(
+            parse_bench_line("bench unwrap_us=1234 cmds=7 junk\r"),
+            Some(vec![
+                ("unwrap_us".to_string(), "1234".to_string()),
+                ("cmds".to_string(), "7".to_string())
+            ])
+        );
+        assert_eq!(parse_bench_line("benchmark x=1"), None);
+        assert_eq!(parse_bench_line("PASS bench x=1"), None);
+    }
+}
