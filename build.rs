@@ -1,10 +1,21 @@
-//! Links the image with `link.ld` and rebuilds when the boot assembly changes.
-//! Only the powerpc64 image is affected; host builds of the library ignore this.
+//! Links the image with `link.ld`, rebuilds when the boot assembly changes, and stamps the
+//! build with the git revision (`PEFBOX_GIT`, shown in the banner).
 fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     println!("cargo:rerun-if-changed=link.ld");
     println!("cargo:rerun-if-changed=boot");
+    println!("cargo:rerun-if-changed=.git/HEAD");
     if std::env::var("TARGET").is_ok_and(|t| t.starts_with("powerpc64")) {
         println!("cargo:rustc-link-arg-bins=-T{dir}/link.ld");
     }
+    let rev = std::process::Command::new("git")
+        .args(["rev-parse", "--short=10", "HEAD"])
+        .current_dir(&dir)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=PEFBOX_GIT={rev}");
 }

@@ -1,7 +1,217 @@
-//! The image's entry. Placeholder.
+//! The image's entry (powerpc64 only): boot/entry.S calls [`rust_entry`] with the device tree
+//! and OPAL's addresses; the vectors call [`pefbox_unexpected_exception`] and
+//! [`pefbox_hcall_dispatch`]. On any other target this is a stub that points at the launcher.
 #![cfg_attr(target_arch = "powerpc64", no_std, no_main)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 #[cfg(not(target_arch = "powerpc64"))]
 fn main() {
-    eprintln!("pefbox is a powerpc64 firmware image: run `cargo pef run` to build and boot it");
+    eprintln!("pefbox is a powerpc64 firmware image: `cargo pef run` builds and boots it");
     std::process::exit(2);
+}
+
+#[cfg(target_arch = "powerpc64")]
+mod image {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use pefbox::dtb::Dtb;
+    use pefbox::platform::bootinfo::BootInfo;
+    use pefbox::platform::{console, opal};
+    use pefbox::selftest::{self, image::H_PEFBOX_ECHO, Tally};
+    use pefbox::{arch, papr, println};
+
+    #[global_allocator]
+    static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
+
+    extern "C" {
+        static __heap_start: u8;
+        static __heap_end: u8;
+    }
+
+    /// Set once the first fatal report has started (a fault inside it must not recurse).
+    static DYING: AtomicBool = AtomicBool::new(false);
+
+    const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PEFBOX_GIT"), ")");
+
+    #[no_mangle]
+    extern "C" fn rust_entry(fdt: u64, opal_base: u64, opal_entry: u64) -> ! {
+        opal::init(opal_base, opal_entry);
+        // SAFETY: first thing on the only running thread, interrupts off; the image owns
+        // low memory from here on.
+        unsafe { arch::vectors::install() };
+        // SAFETY: the linker script reserves [__heap_start, __heap_end) for the heap and
+        // nothing else uses it; init runs once.
+        unsafe {
+            let s = core::ptr::addr_of!(__heap_start) as *mut u8;
+            let e = core::ptr::addr_of!(__heap_end) as usize;
+            HEAP.lock().init(s, e - s as usize);
+        }
+
+        let dtb = device_tree(fdt);
+        let info = dtb.as_ref().map(BootInfo::from_dtb).unwrap_or_default();
+        if let Some(u) = info.console_uart() {
+            // SAFETY: the address was translated from skiboot's device tree; skiboot is idle
+            // while the image runs, so nothing else drives this UART.
+            unsafe { console::use_uart(u.mmio) };
+        }
+        banner(&info, dtb.is_ok());
+
+        let selection = bootarg(info.bootargs, "selftest");
+        let tally = run_selftests(selection);
+        println!("{tally}");
+        power_off(if tally.failed == 0 { "pass" } else { "fail" });
+    }
+
+    fn bootarg<'a>(args: &'a str, key: &str) -> Option<&'a str> {
+        args.split_ascii_whitespace()
+            .filter_map(|t| t.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+
+    fn device_tree(fdt: u64) -> Result<Dtb<'static>, pefbox::dtb::DtbError> {
+        // SAFETY: skiboot passes a flattened device tree at `fdt` in r3; its header is at
+        // least 40 bytes and stays untouched (skiboot is idle, we never write there).
+        let header = unsafe { core::slice::from_raw_parts(fdt as *const u8, 40) };
+        let size = Dtb::total_size(header)?;
+        // SAFETY: as above, for the `totalsize` bytes the header declares.
+        let bytes = unsafe { core::slice::from_raw_parts(fdt as *const u8, size) };
+        Dtb::new(bytes)
+    }
+
+    fn banner(info: &BootInfo<'_>, dt_ok: bool) {
+        let ram: u64 = info.memory.iter().map(|r| r.1).sum();
+        println!("pefbox {VERSION} powernv: {}", info.model);
+        println!(
+            "  device tree {}; {} MiB RAM in {} range(s); timebase {} Hz",
+            if dt_ok { "ok" } else { "UNREADABLE" },
+            ram >> 20,
+            info.memory.len(),
+            info.timebase_hz.unwrap_or(0)
+        );
+        match info.console_uart() {
+            Some(u) => println!(
+                "  console: 16550 at I/O {:#x} (MMIO {:#x})",
+                u.io_port, u.mmio
+            ),
+            None => println!("  console: OPAL (no reserved 16550 found)"),
+        }
+        match info.tpm_uart() {
+            Some(u) => println!(
+                "  TPM link: 16550 at I/O {:#x} (MMIO {:#x})",
+                u.io_port, u.mmio
+            ),
+            None => println!("  TPM link: none"),
+        }
+        println!("  bootargs: \"{}\"", info.bootargs);
+        if let Some((s, e)) = info.initrd {
+            println!("  initrd: {s:#x}..{e:#x} ({} bytes)", e - s);
+        }
+    }
+
+    fn run_selftests(selection: Option<&str>) -> Tally {
+        let tests = selftest::image::TESTS;
+        for name in selftest::unknown_names(selection, tests) {
+            println!("selftest: no test named {name:?}");
+        }
+        let mut tally = Tally::default();
+        let bad = selftest::unknown_names(selection, tests).count() as u32;
+        tally.failed += bad;
+        for t in tests
+            .iter()
+            .filter(|t| selftest::selected(selection, t.name, t.default))
+        {
+            match (t.run)() {
+                Ok(()) => {
+                    tally.passed += 1;
+                    println!("PASS {}", t.name);
+                }
+                Err(why) => {
+                    tally.failed += 1;
+                    println!("FAIL {}: {why}", t.name);
+                }
+            }
+        }
+        tally
+    }
+
+    fn power_off(verdict: &str) -> ! {
+        println!("pefbox: power-off ({verdict})");
+        opal::power_off()
+    }
+
+    /// The hcall dispatcher called by boot/vectors.S: `regs[0]` is r3 (hcall number in,
+    /// status out), `regs[1..10]` are r4..r12 (arguments in, outputs out).
+    #[no_mangle]
+    extern "C" fn pefbox_hcall_dispatch(regs: &mut [u64; 10]) {
+        let nr = regs[0];
+        let mut args = [0u64; 9];
+        args.copy_from_slice(&regs[1..]);
+        let (status, out) = match nr {
+            H_PEFBOX_ECHO => {
+                arch::scribble_volatile();
+                (papr::H_SUCCESS, args.map(|a| !a))
+            }
+            _ => (papr::H_FUNCTION, [0; 9]),
+        };
+        regs[0] = status as u64;
+        regs[1..].copy_from_slice(&out);
+    }
+
+    /// Called by boot/vectors.S for any interrupt the image does not expect.
+    #[no_mangle]
+    extern "C" fn pefbox_unexpected_exception(
+        vector: u64,
+        srr0: u64,
+        srr1: u64,
+        hsrr0: u64,
+        hsrr1: u64,
+        dar: u64,
+        dsisr: u64,
+        hdar: u64,
+    ) -> ! {
+        if DYING.swap(true, Ordering::SeqCst) {
+            opal::power_off();
+        }
+        console::print_unlocked(format_args!(
+            "\nunexpected interrupt vector {vector:#x}: SRR0 {srr0:#018x} SRR1 {srr1:#018x} \
+             HSRR0 {hsrr0:#018x} HSRR1 {hsrr1:#018x}\n"
+        ));
+        if matches!(vector, 0x300 | 0x380 | 0x600) {
+            console::print_unlocked(format_args!("  DAR {dar:#018x} DSISR {dsisr:#010x}\n"));
+        }
+        if vector == 0xE00 {
+            console::print_unlocked(format_args!("  HDAR {hdar:#018x}\n"));
+        }
+        console::print_unlocked(format_args!("pefbox: power-off (fatal)\n"));
+        opal::power_off()
+    }
+
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+        if DYING.swap(true, Ordering::SeqCst) {
+            opal::power_off();
+        }
+        match info.location() {
+            Some(l) => console::print_unlocked(format_args!(
+                "\npanicked at {}:{}: {}\n",
+                l.file(),
+                l.line(),
+                info.message()
+            )),
+            None => console::print_unlocked(format_args!("\npanicked: {}\n", info.message())),
+        }
+        console::print_unlocked(format_args!("pefbox: power-off (panic)\n"));
+        opal::power_off()
+    }
+
+    /// The prebuilt `core` references this even with panic=abort; it is never called.
+    #[no_mangle]
+    extern "C" fn rust_eh_personality() {}
+
+    /// The prebuilt `alloc` references this even with panic=abort; unwinding never happens.
+    #[no_mangle]
+    extern "C" fn _Unwind_Resume() -> ! {
+        opal::power_off()
+    }
 }

@@ -1,1 +1,110 @@
-//! placeholder
+//! POWER9 architecture layer (target-only): the boot and vector assembly, special-purpose
+//! registers, the timebase, the `darn` random-number instruction, the `sc 1` instruction,
+//! and vector installation. Everything register-level lives here and in `platform`.
+//!
+//! Unsafe discipline: each `unsafe` block carries a `// SAFETY:` comment; functions that
+//! touch arbitrary memory are `unsafe fn` with a `# Safety` section.
+
+use core::arch::{asm, global_asm};
+
+// All boot assembly is one module-level block so the shared macros are defined once.
+global_asm!(
+    concat!(
+        include_str!("../../boot/macros.S"),
+        include_str!("../../boot/entry.S"),
+        include_str!("../../boot/vectors.S"),
+        include_str!("../../boot/mem.S"),
+        include_str!("../../boot/regtest.S"),
+    ),
+    options(raw)
+);
+
+pub mod vectors;
+
+/// Reads the timebase register.
+#[inline(always)]
+pub fn timebase() -> u64 {
+    let tb: u64;
+    // SAFETY: mftb reads a free-running counter; no memory or state is touched.
+    unsafe { asm!("mftb {0}", out(reg) tb, options(nomem, nostack, preserves_flags)) };
+    tb
+}
+
+/// One 64-bit conditioned random number from the POWER9 `darn` instruction, or `None`
+/// when the hardware reports failure (all ones), as ISA 3.0 specifies.
+pub fn darn() -> Option<u64> {
+    for _ in 0..16 {
+        let v: u64;
+        // SAFETY: darn writes one register and touches no memory.
+        unsafe { asm!("darn {0}, 1", out(reg) v, options(nomem, nostack)) };
+        if v != u64::MAX {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The hardware thread id (PIR), used as the hypercall caller identity.
+pub fn pir() -> u32 {
+    let v: u64;
+    // SAFETY: reading PIR (SPR 1023) has no side effects.
+    unsafe { asm!("mfspr {0}, 1023", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v as u32
+}
+
+/// Issues `sc 1` with r3 = `nr` and r4..r12 = `args`; returns (r3, r4..r12).
+///
+/// The registers PAPR lets a hypercall clobber beyond its outputs (r0, CTR, XER, CR0/1/5-7)
+/// are declared clobbered; that our own handler preserves them anyway is checked by the
+/// `hcall-regs` self-test through [`sc_regtest`].
+pub fn hcall(nr: u64, args: [u64; 9]) -> (i64, [u64; 9]) {
+    let mut r3 = nr;
+    let [mut r4, mut r5, mut r6, mut r7, mut r8, mut r9, mut r10, mut r11, mut r12] = args;
+    // SAFETY: `sc 1` enters our own hypervisor entry (boot/vectors.S), which saves and
+    // restores every register except r3..r12 and returns with rfid to the next instruction.
+    // Guest buffers named in the arguments are only read/written by the hypervisor within
+    // the caller's memory window after validation.
+    unsafe {
+        asm!(
+            "sc 1",
+            inout("r3") r3, inout("r4") r4, inout("r5") r5, inout("r6") r6, inout("r7") r7,
+            inout("r8") r8, inout("r9") r9, inout("r10") r10, inout("r11") r11, inout("r12") r12,
+            out("r0") _, out("ctr") _, out("xer") _,
+            out("cr0") _, out("cr1") _, out("cr5") _, out("cr6") _, out("cr7") _,
+        );
+    }
+    (r3 as i64, [r4, r5, r6, r7, r8, r9, r10, r11, r12])
+}
+
+extern "C" {
+    fn pefbox_sc_regtest(nr: u64, regs: *mut u64) -> u64;
+}
+
+/// Runs the register-preservation probe in `boot/regtest.S`: fills every register the
+/// hypercall must preserve (r0, r2, r13-r31, CR, CTR, LR, XER, all 64 VSRs) with distinct
+/// patterns, issues `sc 1` with r3 = `nr` and r4..r12 = `regs[1..]`, stores r3..r12 back into
+/// `regs`, and returns a bit mask of the preserved-register groups that came back changed
+/// (0 = everything survived), plus a stack canary check.
+pub fn sc_regtest(nr: u64, regs: &mut [u64; 10]) -> u64 {
+    regs[0] = nr;
+    // SAFETY: the routine reads and writes exactly 10 u64s at `regs` and restores every
+    // non-volatile register before returning (boot/regtest.S).
+    unsafe { pefbox_sc_regtest(nr, regs.as_mut_ptr()) }
+}
+
+/// Executes `trap` (a program interrupt at 0x700): the unexpected-interrupt path's test.
+pub fn trap() {
+    // SAFETY: `trap` raises a program interrupt, which the installed vectors report and
+    // turn into a power-off; no memory is touched.
+    unsafe { asm!("trap", options(nomem, nostack)) };
+}
+
+extern "C" {
+    fn pefbox_scribble_volatile();
+}
+
+/// Overwrites every ABI-volatile register (boot/regtest.S), for the hcall self-tests.
+pub fn scribble_volatile() {
+    // SAFETY: the routine only changes registers the ELFv2 ABI lets a call clobber.
+    unsafe { pefbox_scribble_volatile() };
+}

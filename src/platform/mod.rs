@@ -1,1 +1,10 @@
-//! placeholder
+//! powernv platform: device-tree facts ([`bootinfo`], portable), and on the target the OPAL
+//! calls, the LPC 16550 UARTs and the console.
+pub mod bootinfo;
+
+#[cfg(target_arch = "powerpc64")]
+pub mod console;
+#[cfg(target_arch = "powerpc64")]
+pub mod opal;
+#[cfg(target_arch = "powerpc64")]
+pub mod uart;
