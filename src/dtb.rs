@@ -899,6 +899,7 @@ pub(crate) mod test_builder {
     use alloc::vec::Vec;
 
     /// Builds a version-17 FDT token by token.
+    #[derive(Clone)]
     pub(crate) struct FdtBuilder {
         structure: Vec<u8>,
         strings: Vec<u8>,

@@ -1,1 +1,4 @@
 //! placeholder
+
+pub mod cpio;
+pub mod esm;
