@@ -1,1 +1,492 @@
-//! placeholder
+//! The hypervisor: hcall dispatch and H_TPM_COMM, exactly as
+//! `shared/spec/ppc-spapr-uv-hcalls.txt` specifies it, with guest-memory checks
+//! and per-caller TPM sessions in static slots.
+//!
+//! Portable and host-tested. The target glue (the `sc 1` entry, the TPM link,
+//! the unsafe guest-memory copy) holds one `static` [`Hypervisor`], calls
+//! [`Hypervisor::configure`] once at boot, and [`Hypervisor::hcall`] from the
+//! vector with r3 and r4..r12; it writes back [`HcallReturn`] into r3..r12.
+//!
+//! # H_TPM_COMM: the checks, in the order they are made
+//!
+//! Registers: r4 = operation, r5 = in_buffer, r6 = in_size, r7 = out_buffer,
+//! r8 = out_size. The first failing row decides the status; nothing after it runs.
+//! Every size/address check (rows 4-7) is made on registers only and before any
+//! guest byte is read, like QEMU's spapr-tpm-proxy (which checks in_size, then
+//! out_size, and addresses not at all). Row 8 needs the command bytes, so it can
+//! only come after the in_buffer check.
+//!
+//! | # | check                                                          | status      |
+//! |---|----------------------------------------------------------------|-------------|
+//! | 1 | r3 is not H_TPM_COMM (0xEF10)                                  | H_FUNCTION  |
+//! | 2 | no TPM configured ([`Hypervisor::configure`] gave no link)     | H_FUNCTION  |
+//! | 3 | r4 is neither EXECUTE (1) nor CLOSE_SESSION (2)                | H_PARAMETER |
+//! |   | CLOSE_SESSION: r5..r8 are ignored; see "Closing" below         |             |
+//! | 4 | in_size > 4096, or in_size < 10 (no room for a TPM header)     | H_P3        |
+//! | 5 | out_size < 4096 (any larger value, up to u64::MAX, is legal)   | H_P5        |
+//! | 6 | [in_buffer, in_buffer + in_size) wraps or is not caller memory | H_P2        |
+//! | 7 | [out_buffer, out_buffer + 4096) wraps or is not caller memory  | H_P4        |
+//! | 8 | the command's header size != in_size (read from the private copy) | H_P3     |
+//! | 9 | the command names a handle owned by another caller's slot      | H_P2        |
+//! |10 | the caller has no slot and all [`SESSION_SLOTS`] are taken     | H_RESOURCE  |
+//! |11 | the command creates a handle and the caller's table is full    | H_RESOURCE  |
+//! |12 | the link fails or times out (any [`TransportError`])           | H_RESOURCE  |
+//! |13 | the response is not whole: < 10 bytes, > 4096, or its header size != bytes delivered | H_RESOURCE |
+//! |14 | a successful creating command's response has no handle         | H_RESOURCE  |
+//! |15 | otherwise: response copied to out_buffer, r4 = its length      | H_SUCCESS   |
+//!
+//! Notes on the rules:
+//! - Out window (row 7): exactly the bytes that may be written are checked. A
+//!   response is at most 4096 bytes and out_size is at least 4096, so the window
+//!   is `[out_buffer, out_buffer + min(out_size, 4096))` = 4096 bytes, whatever
+//!   out_size is. Only the response's own length is ever written (never past
+//!   out_size, never past the TPM's actual response).
+//! - Addresses: see [`guest`]. A range must lie inside one caller region, must not
+//!   wrap past u64::MAX, and caller regions never overlap the hypervisor's or
+//!   skiboot's memory or MMIO (refused when the table is built).
+//! - in_buffer and out_buffer may be equal or overlap: the command is copied into
+//!   a private buffer once, before anything reads it (the caller cannot change it
+//!   underneath: no double fetch), and the response is copied out last.
+//! - On any failure (rows 1-14) nothing is written to the caller and r4 = 0.
+//! - Row 9 (ownership) is checked for the command codes whose handle area
+//!   [`wire::command_handle_count`] knows, on handles of transient objects and
+//!   sessions only; handles in authorization areas are not checked.
+//! - Row 10: EXECUTE opens the caller's slot (its "TPM session") if it has none.
+//!   The slot stays open when later rows fail. Callers are told apart by the
+//!   [`CallerId`] the glue supplies.
+//! - Row 11: handles are tracked from successful responses of CreatePrimary,
+//!   Load, LoadExternal, CreateLoaded, StartAuthSession and ContextLoad, and
+//!   forgotten on a successful FlushContext. Rather than lose track of one, a
+//!   creating command is refused before it is sent when the caller's table holds
+//!   [`HANDLES_PER_SLOT`] handles; the caller can FlushContext or close.
+//!
+//! # Closing
+//!
+//! CLOSE_SESSION with no open slot for the caller: H_SUCCESS, nothing sent. With
+//! one: a FlushContext is sent for each handle the slot owns (last created first);
+//! success, or a "no such handle" answer (see [`wire::flush_says_gone`]), forgets
+//! it. When all are gone the slot is freed and the status is H_SUCCESS. If the
+//! link fails, the response is not whole, or the TPM refuses a flush for another
+//! reason, the status is H_RESOURCE and the slot stays open holding the handles not
+//! yet flushed, so a later CLOSE_SESSION retries (nothing is silently left behind).
+//!
+//! # Concurrency
+//!
+//! All state (configuration, link, slots, observer, the two 4 KiB buffers) sits
+//! behind one `spin::Mutex`; an hcall holds it from the first check that needs
+//! state to the copy-out. The link carries one command at a time anyway.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod guest;
+pub mod observer;
+pub mod slots;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use guest::{
+    CheckedRange, FakeGuestMemory, GuestMemory, GuestPhys, GuestRange, RangeError, RegionError,
+    RegionTable,
+};
+pub use observer::{Delivery, Direction, Meddle, Meddler, Quiet, RelayObserver};
+pub use slots::{CallerId, SessionSlots, HANDLES_PER_SLOT, SESSION_SLOTS};
+
+use crate::papr::{
+    HStatus, H_FUNCTION, H_P2, H_P3, H_P4, H_P5, H_PARAMETER, H_RESOURCE, H_SUCCESS, H_TPM_COMM,
+    TPM_COMM_MAX_IN, TPM_COMM_MIN_OUT, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
+};
+use crate::tpm::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
+use slots::SlotIndex;
+
+/// What an hcall returns: r3 and r4..r12.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HcallReturn {
+    /// r3: the PAPR status.
+    pub status: HStatus,
+    /// r4..r12. For H_TPM_COMM: `out[0]` (r4) = response size on success, all zero otherwise.
+    pub out: [u64; 9],
+}
+
+impl HcallReturn {
+    /// A return with `status` and all output registers zero.
+    pub const fn status(status: HStatus) -> Self {
+        HcallReturn {
+            status,
+            out: [0; 9],
+        }
+    }
+}
+
+/// H_TPM_COMM's arguments, r4..r8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TpmCommArgs {
+    /// r4: TPM_COMM_OP_EXECUTE or TPM_COMM_OP_CLOSE_SESSION.
+    pub op: u64,
+    /// r5: guest-physical address of the command.
+    pub in_buffer: u64,
+    /// r6: command size.
+    pub in_size: u64,
+    /// r7: guest-physical address for the response.
+    pub out_buffer: u64,
+    /// r8: size of the response buffer.
+    pub out_size: u64,
+}
+
+impl TpmCommArgs {
+    /// Takes r4..r8 from `args` = r4..r12.
+    pub const fn from_regs(args: &[u64; 9]) -> Self {
+        TpmCommArgs {
+            op: args[0],
+            in_buffer: args[1],
+            in_size: args[2],
+            out_buffer: args[3],
+            out_size: args[4],
+        }
+    }
+}
+
+/// Why in_size was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InSizeError {
+    /// Over 4096.
+    TooLarge,
+    /// Under 10: no room for a TPM command header.
+    TooShort,
+    /// The command's header claims this size, not in_size.
+    HeaderMismatch(u32),
+}
+
+/// Why a TPM response was not passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseError {
+    /// Fewer than 10 bytes.
+    TooShort,
+    /// More than 4096 bytes (or more than the buffer given to the link).
+    TooLarge,
+    /// The header's size disagrees with the number of bytes delivered.
+    SizeMismatch,
+    /// A successful creating command's response lacks the new handle.
+    MissingHandle,
+}
+
+/// Why H_TPM_COMM failed; each maps to exactly one status ([`TpmCommError::status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TpmCommError {
+    /// No TPM configured: H_FUNCTION.
+    NotConfigured,
+    /// Unknown operation in r4: H_PARAMETER.
+    UnknownOperation(u64),
+    /// in_size invalid: H_P3.
+    InSize(InSizeError),
+    /// out_size under 4096: H_P5.
+    OutSizeTooSmall,
+    /// in_buffer not entirely in caller memory: H_P2.
+    InBuffer(RangeError),
+    /// out_buffer window not entirely in caller memory: H_P4.
+    OutBuffer(RangeError),
+    /// The command names a handle owned by another caller's slot: H_P2.
+    ForeignHandle(u32),
+    /// All session slots are taken by other callers: H_RESOURCE.
+    SlotsExhausted,
+    /// The caller's handle table is full and the command would create one: H_RESOURCE.
+    HandleTableFull,
+    /// The link failed or timed out: H_RESOURCE.
+    Link(TransportError),
+    /// The TPM's response is not whole: H_RESOURCE.
+    BadResponse(ResponseError),
+    /// On close, the TPM refused to flush `handle` with response code `rc`: H_RESOURCE.
+    FlushRefused {
+        /// The handle that stays tracked.
+        handle: u32,
+        /// The TPM response code.
+        rc: u32,
+    },
+}
+
+impl TpmCommError {
+    /// The PAPR status this failure returns in r3.
+    pub const fn status(&self) -> HStatus {
+        match self {
+            TpmCommError::NotConfigured => H_FUNCTION,
+            TpmCommError::UnknownOperation(_) => H_PARAMETER,
+            TpmCommError::InSize(_) => H_P3,
+            TpmCommError::OutSizeTooSmall => H_P5,
+            TpmCommError::InBuffer(_) | TpmCommError::ForeignHandle(_) => H_P2,
+            TpmCommError::OutBuffer(_) => H_P4,
+            TpmCommError::SlotsExhausted
+            | TpmCommError::HandleTableFull
+            | TpmCommError::Link(_)
+            | TpmCommError::BadResponse(_)
+            | TpmCommError::FlushRefused { .. } => H_RESOURCE,
+        }
+    }
+}
+
+struct State<L, O> {
+    regions: RegionTable,
+    link: Option<L>,
+    slots: SessionSlots,
+    observer: O,
+    cmd: [u8; MAX_TPM_MESSAGE],
+    rsp: [u8; MAX_TPM_MESSAGE],
+}
+
+/// The hypervisor's H_TPM_COMM service: link `L`, caller memory `M`, observer `O`.
+///
+/// `const`-constructible so the glue can hold it in a plain `static`
+/// (`Hypervisor<L, M>` is `Sync` when `L: Send`, `O: Send` and `M: Sync`).
+pub struct Hypervisor<L, M, O = Quiet> {
+    memory: M,
+    state: spin::Mutex<State<L, O>>,
+}
+
+impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
+    /// An unconfigured hypervisor: no TPM (H_TPM_COMM answers H_FUNCTION), no
+    /// caller memory, all slots free.
+    pub const fn new(memory: M, observer: O) -> Self {
+        Hypervisor {
+            memory,
+            state: spin::Mutex::new(State {
+                regions: RegionTable::empty(),
+                link: None,
+                slots: SessionSlots::new(),
+                observer,
+                cmd: [0; MAX_TPM_MESSAGE],
+                rsp: [0; MAX_TPM_MESSAGE],
+            }),
+        }
+    }
+
+    /// Sets the caller memory and the TPM link (`None`: no TPM on this machine).
+    /// Meant to be called once at boot, before the first hcall.
+    pub fn configure(&self, regions: RegionTable, link: Option<L>) {
+        let mut s = self.state.lock();
+        s.regions = regions;
+        s.link = link;
+    }
+
+    /// Runs `f` on the observer under the lock (to arm a meddle mode, or read what
+    /// a test observer recorded).
+    pub fn with_observer<R>(&self, f: impl FnOnce(&mut O) -> R) -> R {
+        f(&mut self.state.lock().observer)
+    }
+
+    /// Number of open session slots.
+    pub fn open_sessions(&self) -> usize {
+        self.state.lock().slots.open_count()
+    }
+
+    /// Number of TPM handles the slot of `caller` tracks (0 if it has no slot).
+    pub fn tracked_handles(&self, caller: CallerId) -> usize {
+        let s = self.state.lock();
+        s.slots.find(caller).map_or(0, |i| s.slots.handles(i).len())
+    }
+
+    /// The hcall dispatcher: `nr` = r3, `args` = r4..r12. Unknown numbers get
+    /// H_FUNCTION. Never panics.
+    pub fn hcall(&self, caller: CallerId, nr: u64, args: &[u64; 9]) -> HcallReturn {
+        if nr != H_TPM_COMM {
+            return HcallReturn::status(H_FUNCTION);
+        }
+        match self.tpm_comm(caller, TpmCommArgs::from_regs(args)) {
+            Ok(r4) => {
+                let mut out = [0; 9];
+                out[0] = r4;
+                HcallReturn {
+                    status: H_SUCCESS,
+                    out,
+                }
+            }
+            Err(e) => HcallReturn::status(e.status()),
+        }
+    }
+
+    /// H_TPM_COMM with its reason on failure (for the glue to log). `Ok` is r4:
+    /// the number of response bytes written (0 for CLOSE_SESSION).
+    pub fn tpm_comm(&self, caller: CallerId, a: TpmCommArgs) -> Result<u64, TpmCommError> {
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        // Row 2.
+        let Some(link) = st.link.as_mut() else {
+            return Err(TpmCommError::NotConfigured);
+        };
+        // Row 3.
+        match a.op {
+            TPM_COMM_OP_EXECUTE => {}
+            TPM_COMM_OP_CLOSE_SESSION => {
+                return close(caller, link, &mut st.slots, &mut st.observer, &mut st.rsp)
+                    .map(|()| 0);
+            }
+            op => return Err(TpmCommError::UnknownOperation(op)),
+        }
+        // Row 4.
+        if a.in_size > TPM_COMM_MAX_IN {
+            return Err(TpmCommError::InSize(InSizeError::TooLarge));
+        }
+        if a.in_size < wire::HEADER_LEN as u64 {
+            return Err(TpmCommError::InSize(InSizeError::TooShort));
+        }
+        // Row 5.
+        if a.out_size < TPM_COMM_MIN_OUT {
+            return Err(TpmCommError::OutSizeTooSmall);
+        }
+        // Row 6.
+        let in_range = st
+            .regions
+            .check(GuestRange::new(a.in_buffer, a.in_size))
+            .map_err(TpmCommError::InBuffer)?;
+        // Row 7: the bytes that may be written, min(out_size, 4096) = 4096.
+        let window = a.out_size.min(MAX_TPM_MESSAGE as u64);
+        let out_range = st
+            .regions
+            .check(GuestRange::new(a.out_buffer, window))
+            .map_err(TpmCommError::OutBuffer)?;
+
+        // Copy the command in, once; from here on only the private copy is read.
+        // in_size <= 4096 (row 4), so the slice exists.
+        let n_in = usize::try_from(a.in_size).unwrap_or(MAX_TPM_MESSAGE);
+        let Some(cmd) = st.cmd.get_mut(..n_in) else {
+            return Err(TpmCommError::InSize(InSizeError::TooLarge));
+        };
+        self.memory.copy_from_guest(&in_range, cmd);
+        let cmd: &[u8] = cmd;
+
+        // Row 8.
+        let hdr = wire::header(cmd).ok_or(TpmCommError::InSize(InSizeError::TooShort))?;
+        if u64::from(hdr.size) != a.in_size {
+            return Err(TpmCommError::InSize(InSizeError::HeaderMismatch(hdr.size)));
+        }
+        // Row 9.
+        check_ownership(&st.slots, caller, hdr.code, cmd)?;
+        // Row 10.
+        let slot = st
+            .slots
+            .open(caller)
+            .map_err(|_| TpmCommError::SlotsExhausted)?;
+        // Row 11.
+        let creates = wire::creates_handle(hdr.code);
+        if creates && !st.slots.has_room(slot) {
+            return Err(TpmCommError::HandleTableFull);
+        }
+
+        // Rows 12-13.
+        st.observer.snoop(caller, Direction::Command, cmd);
+        let n = relay(link, cmd, &mut st.rsp)?;
+        let rsp = st.rsp.get(..n).unwrap_or(&[]);
+        st.observer.snoop(caller, Direction::Response, rsp);
+
+        // Row 14 and handle bookkeeping, from the real response.
+        let rc = wire::u32_at(rsp, 6).unwrap_or(u32::MAX);
+        if rc == wire::TPM_RC_SUCCESS {
+            if creates {
+                let h = wire::u32_at(rsp, wire::HEADER_LEN)
+                    .ok_or(TpmCommError::BadResponse(ResponseError::MissingHandle))?;
+                if !st.slots.record(slot, h) {
+                    // Unreachable by row 11; never lose track: flush it back out.
+                    let _ = flush_one(caller, link, &mut st.observer, &mut st.rsp, h);
+                    return Err(TpmCommError::HandleTableFull);
+                }
+            } else if hdr.code == wire::TPM_CC_FLUSH_CONTEXT {
+                if let Some(h) = wire::u32_at(cmd, wire::HEADER_LEN) {
+                    st.slots.forget_everywhere(h);
+                }
+            }
+        }
+
+        // Row 15: copy the response out, last, never more than the window.
+        let d = st.observer.meddle(&mut st.rsp, n);
+        let len = d.len.min(MAX_TPM_MESSAGE);
+        if let (Some(dst), Some(src)) = (out_range.prefix(len as u64), st.rsp.get(..len)) {
+            self.memory.copy_to_guest(&dst, src);
+        }
+        Ok(d.r4)
+    }
+}
+
+/// Row 9: refuses a command that names a transient object or session owned by
+/// another caller's slot.
+fn check_ownership(
+    slots: &SessionSlots,
+    caller: CallerId,
+    code: u32,
+    cmd: &[u8],
+) -> Result<(), TpmCommError> {
+    let count = wire::command_handle_count(code).unwrap_or(0);
+    for k in 0..count {
+        let Some(h) = k
+            .checked_mul(4)
+            .and_then(|o| o.checked_add(wire::HEADER_LEN))
+            .and_then(|o| wire::u32_at(cmd, o))
+        else {
+            break; // a short command: the TPM will refuse it
+        };
+        if !wire::is_slot_owned_kind(h) {
+            continue;
+        }
+        if let Some(owner) = slots.owner_of(h) {
+            if owner != caller {
+                return Err(TpmCommError::ForeignHandle(h));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends `cmd` and checks that a whole response came back; returns its length.
+fn relay<L: Transport>(
+    link: &mut L,
+    cmd: &[u8],
+    rsp: &mut [u8; MAX_TPM_MESSAGE],
+) -> Result<usize, TpmCommError> {
+    let n = link.transact(cmd, rsp).map_err(TpmCommError::Link)?;
+    if n > rsp.len() {
+        return Err(TpmCommError::BadResponse(ResponseError::TooLarge));
+    }
+    let got = rsp.get(..n).unwrap_or(&[]);
+    let h = wire::header(got).ok_or(TpmCommError::BadResponse(ResponseError::TooShort))?;
+    if usize::try_from(h.size).ok() != Some(n) {
+        return Err(TpmCommError::BadResponse(ResponseError::SizeMismatch));
+    }
+    Ok(n)
+}
+
+/// Sends FlushContext(handle); returns the TPM's response code.
+fn flush_one<L: Transport, O: RelayObserver>(
+    caller: CallerId,
+    link: &mut L,
+    observer: &mut O,
+    rsp: &mut [u8; MAX_TPM_MESSAGE],
+    handle: u32,
+) -> Result<u32, TpmCommError> {
+    let cmd = wire::flush_context_command(handle);
+    observer.snoop(caller, Direction::Command, &cmd);
+    let n = relay(link, &cmd, rsp)?;
+    let got = rsp.get(..n).unwrap_or(&[]);
+    observer.snoop(caller, Direction::Response, got);
+    wire::u32_at(got, 6).ok_or(TpmCommError::BadResponse(ResponseError::TooShort))
+}
+
+/// CLOSE_SESSION: flush what the caller's slot owns, then free the slot.
+fn close<L: Transport, O: RelayObserver>(
+    caller: CallerId,
+    link: &mut L,
+    slots: &mut SessionSlots,
+    observer: &mut O,
+    rsp: &mut [u8; MAX_TPM_MESSAGE],
+) -> Result<(), TpmCommError> {
+    let Some(slot): Option<SlotIndex> = slots.find(caller) else {
+        return Ok(());
+    };
+    while let Some(&h) = slots.handles(slot).last() {
+        let rc = flush_one(caller, link, observer, rsp, h)?;
+        if rc == wire::TPM_RC_SUCCESS || wire::flush_says_gone(rc) {
+            slots.forget_everywhere(h);
+        } else {
+            return Err(TpmCommError::FlushRefused { handle: h, rc });
+        }
+    }
+    slots.free(slot);
+    Ok(())
+}

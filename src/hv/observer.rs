@@ -1,0 +1,149 @@
+//! The relay observer: a test-build seam that sees every byte relayed to and from
+//! the TPM ("snoop") and may tamper with the response handed to the caller
+//! ("meddle"), to let tests play a malicious hypervisor. Default: [`Quiet`], which
+//! does nothing and costs nothing.
+//!
+//! Where it sits: the observer is called under the hypervisor's lock. `snoop` sees
+//! each command as sent and each response as received (the hypervisor's own
+//! FlushContext traffic on CLOSE_SESSION included). `meddle` runs after the
+//! hypervisor has validated the response and updated its handle table from the
+//! real bytes; whatever it returns is clamped to the 4096-byte checked out window,
+//! so even a meddling observer cannot make the hypervisor write outside caller
+//! memory. It can make r4 lie freely (r4 is only a register).
+#![forbid(unsafe_code)]
+
+use super::slots::CallerId;
+use crate::tpm::transport::MAX_TPM_MESSAGE;
+
+/// Which way relayed bytes travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// To the TPM.
+    Command,
+    /// From the TPM.
+    Response,
+}
+
+/// What the caller is given after meddling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// Bytes of the (possibly altered) response buffer to copy to the caller
+    /// (clamped to 4096 by the hypervisor; 0 writes nothing).
+    pub len: usize,
+    /// Value returned in r4.
+    pub r4: u64,
+}
+
+/// Sees and may alter relayed traffic. Every method has a do-nothing default.
+pub trait RelayObserver {
+    /// Called with every command sent to and every response received from the TPM.
+    fn snoop(&mut self, _caller: CallerId, _dir: Direction, _bytes: &[u8]) {}
+
+    /// Called with a validated response (`len` bytes in `response`) before it is
+    /// copied to the caller. May rewrite the buffer and choose what is delivered.
+    fn meddle(&mut self, _response: &mut [u8; MAX_TPM_MESSAGE], len: usize) -> Delivery {
+        Delivery {
+            len,
+            r4: len as u64,
+        }
+    }
+}
+
+/// The default observer: sees nothing, changes nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Quiet;
+
+impl RelayObserver for Quiet {}
+
+/// One way to tamper with a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Meddle {
+    /// Deliver the response as received.
+    #[default]
+    Off,
+    /// XOR bit `bit` (0..8) of byte `byte` (ignored if past the response).
+    FlipBit {
+        /// Byte offset.
+        byte: usize,
+        /// Bit number, 0 = least significant (taken modulo 8).
+        bit: u8,
+    },
+    /// Deliver only the first `len` bytes (r4 says `len` too).
+    Truncate(usize),
+    /// Deliver the real bytes but return this in r4.
+    LieSize(u64),
+    /// Deliver the previous response seen instead of this one (the first
+    /// response is delivered unchanged, and remembered).
+    ReplayPrevious,
+}
+
+/// A ready-made test observer: an optional snoop function (e.g. one that scans
+/// for secrets or prints to the console) and one [`Meddle`] mode.
+pub struct Meddler {
+    /// The tampering to apply to every response delivered to a caller.
+    pub mode: Meddle,
+    /// Called with every relayed command and response.
+    pub snoop_fn: Option<fn(CallerId, Direction, &[u8])>,
+    previous: [u8; MAX_TPM_MESSAGE],
+    previous_len: Option<usize>,
+}
+
+impl Meddler {
+    /// A meddler with `mode` and no snoop function.
+    pub const fn new(mode: Meddle) -> Self {
+        Meddler {
+            mode,
+            snoop_fn: None,
+            previous: [0; MAX_TPM_MESSAGE],
+            previous_len: None,
+        }
+    }
+}
+
+impl RelayObserver for Meddler {
+    fn snoop(&mut self, caller: CallerId, dir: Direction, bytes: &[u8]) {
+        if let Some(f) = self.snoop_fn {
+            f(caller, dir, bytes);
+        }
+    }
+
+    fn meddle(&mut self, response: &mut [u8; MAX_TPM_MESSAGE], len: usize) -> Delivery {
+        let len = len.min(MAX_TPM_MESSAGE);
+        let honest = Delivery {
+            len,
+            r4: len as u64,
+        };
+        match self.mode {
+            Meddle::Off => honest,
+            Meddle::FlipBit { byte, bit } => {
+                if byte < len {
+                    if let Some(b) = response.get_mut(byte) {
+                        *b ^= 1u8 << (bit % 8);
+                    }
+                }
+                honest
+            }
+            Meddle::Truncate(n) => {
+                let n = n.min(len);
+                Delivery {
+                    len: n,
+                    r4: n as u64,
+                }
+            }
+            Meddle::LieSize(r4) => Delivery { len, r4 },
+            Meddle::ReplayPrevious => match self.previous_len.replace(len) {
+                Some(p) => {
+                    core::mem::swap(response, &mut self.previous);
+                    Delivery {
+                        len: p,
+                        r4: p as u64,
+                    }
+                }
+                None => {
+                    self.previous.copy_from_slice(response);
+                    honest
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,770 @@
+//! Host tests of H_TPM_COMM through [`Hypervisor::hcall`], with a FAKE TPM link
+//! and FAKE guest memory: every row of the validation table, its order, the
+//! boundaries, the session slots and the flush on close.
+
+use super::*;
+use std::sync::{Arc, Mutex};
+use std::vec::Vec;
+
+const RAM_BASE: u64 = 0x1000_0000;
+const RAM_LEN: usize = 0x1_0000;
+const RAM_END: u64 = RAM_BASE + RAM_LEN as u64;
+const HV_MEM: GuestRange = GuestRange::new(0x2000_0000, 0x100_0000);
+const IN: u64 = RAM_BASE;
+const OUT: u64 = RAM_BASE + 0x2000;
+
+const EXEC: u64 = TPM_COMM_OP_EXECUTE;
+const CLOSE: u64 = TPM_COMM_OP_CLOSE_SESSION;
+const A: CallerId = CallerId(1);
+const B: CallerId = CallerId(2);
+
+/// What the FAKE TPM does with the next commands.
+#[derive(Clone, Debug)]
+enum FakeMode {
+    /// Behave: hand out handles, honour FlushContext, answer others with `extra`
+    /// parameter bytes (0x5A) after a success header.
+    Normal { extra: usize },
+    /// Every transact fails with this error.
+    Fail(TransportError),
+    /// Put these bytes in the response buffer (as many as fit) and return `claim`.
+    Raw { bytes: Vec<u8>, claim: usize },
+}
+
+#[derive(Debug)]
+struct FakeTpmState {
+    mode: FakeMode,
+    next_object: u32,
+    next_session: u32,
+    live: Vec<u32>,
+    flushed: Vec<u32>,
+    commands: Vec<Vec<u8>>,
+    refuse_flush_rc: Option<u32>,
+}
+
+/// FAKE TPM link: shared state so the test can inspect it after the hypervisor owns the link.
+#[derive(Clone)]
+struct FakeTpm(Arc<Mutex<FakeTpmState>>);
+
+impl FakeTpm {
+    fn new() -> Self {
+        FakeTpm(Arc::new(Mutex::new(FakeTpmState {
+            mode: FakeMode::Normal { extra: 0 },
+            next_object: 0x8000_0000,
+            next_session: 0x0200_0000,
+            live: Vec::new(),
+            flushed: Vec::new(),
+            commands: Vec::new(),
+            refuse_flush_rc: None,
+        })))
+    }
+    fn set_mode(&self, m: FakeMode) {
+        self.0.lock().unwrap().mode = m;
+    }
+    fn commands(&self) -> usize {
+        self.0.lock().unwrap().commands.len()
+    }
+    fn last_command(&self) -> Vec<u8> {
+        self.0.lock().unwrap().commands.last().cloned().unwrap()
+    }
+    fn live(&self) -> Vec<u32> {
+        self.0.lock().unwrap().live.clone()
+    }
+    fn flushed(&self) -> Vec<u32> {
+        self.0.lock().unwrap().flushed.clone()
+    }
+    /// The TPM drops a handle by itself (a session used without continueSession).
+    fn forget_live(&self, h: u32) {
+        self.0.lock().unwrap().live.retain(|x| *x != h);
+    }
+}
+
+fn response(rc: u32, body: &[u8]) -> Vec<u8> {
+    let mut r = Vec::new();
+    r.extend_from_slice(&0x8001u16.to_be_bytes());
+    r.extend_from_slice(&((10 + body.len()) as u32).to_be_bytes());
+    r.extend_from_slice(&rc.to_be_bytes());
+    r.extend_from_slice(body);
+    r
+}
+
+impl Transport for FakeTpm {
+    fn transact(&mut self, command: &[u8], out: &mut [u8]) -> Result<usize, TransportError> {
+        let mut s = self.0.lock().unwrap();
+        s.commands.push(command.to_vec());
+        let r = match s.mode.clone() {
+            FakeMode::Fail(e) => return Err(e),
+            FakeMode::Raw { bytes, claim } => {
+                let n = bytes.len().min(out.len());
+                out[..n].copy_from_slice(&bytes[..n]);
+                return Ok(claim);
+            }
+            FakeMode::Normal { extra } => {
+                let code = wire::u32_at(command, 6).unwrap();
+                if wire::creates_handle(code) {
+                    let h = if code == wire::TPM_CC_START_AUTH_SESSION {
+                        s.next_session += 1;
+                        s.next_session - 1
+                    } else {
+                        s.next_object += 1;
+                        s.next_object - 1
+                    };
+                    s.live.push(h);
+                    response(0, &h.to_be_bytes())
+                } else if code == wire::TPM_CC_FLUSH_CONTEXT {
+                    let h = wire::u32_at(command, 10).unwrap();
+                    if let Some(rc) = s.refuse_flush_rc {
+                        response(rc, &[])
+                    } else if s.live.contains(&h) {
+                        s.live.retain(|x| *x != h);
+                        s.flushed.push(h);
+                        response(0, &[])
+                    } else {
+                        response(if h >> 24 == 0x80 { 0x1C4 } else { 0x1CB }, &[])
+                    }
+                } else {
+                    response(0, &vec![0x5A; extra])
+                }
+            }
+        };
+        out[..r.len()].copy_from_slice(&r);
+        Ok(r.len())
+    }
+}
+
+type Hv = Hypervisor<FakeTpm, FakeGuestMemory<RAM_LEN>, Meddler>;
+
+fn setup() -> (Box<Hv>, FakeTpm) {
+    let tpm = FakeTpm::new();
+    let hv = Box::new(Hypervisor::new(
+        FakeGuestMemory::new(RAM_BASE),
+        Meddler::new(Meddle::Off),
+    ));
+    let regions =
+        RegionTable::new(&[GuestRange::new(RAM_BASE, RAM_LEN as u64)], &[HV_MEM]).unwrap();
+    hv.configure(regions, Some(tpm.clone()));
+    (hv, tpm)
+}
+
+/// A TPM command with a correct header: tag NO_SESSIONS, `code`, `body`.
+fn command(code: u32, body: &[u8]) -> Vec<u8> {
+    let mut c = Vec::new();
+    c.extend_from_slice(&0x8001u16.to_be_bytes());
+    c.extend_from_slice(&((10 + body.len()) as u32).to_be_bytes());
+    c.extend_from_slice(&code.to_be_bytes());
+    c.extend_from_slice(body);
+    c
+}
+
+const CC_GET_RANDOM: u32 = 0x17B;
+const CC_READ_PUBLIC: u32 = 0x173;
+
+fn get_random() -> Vec<u8> {
+    command(CC_GET_RANDOM, &8u16.to_be_bytes())
+}
+
+fn call(hv: &Hv, who: CallerId, op: u64, inb: u64, ins: u64, outb: u64, outs: u64) -> HcallReturn {
+    hv.hcall(who, H_TPM_COMM, &[op, inb, ins, outb, outs, 0, 0, 0, 0])
+}
+
+/// Puts `cmd` at IN and executes it with the response at OUT (out_size 4096).
+fn exec(hv: &Hv, who: CallerId, cmd: &[u8]) -> HcallReturn {
+    assert!(hv.memory.poke(IN, cmd));
+    call(hv, who, EXEC, IN, cmd.len() as u64, OUT, 4096)
+}
+
+fn created_handle(hv: &Hv, r: &HcallReturn) -> u32 {
+    assert_eq!(r.status, H_SUCCESS);
+    assert_eq!(r.out[0], 14);
+    let mut b = [0u8; 14];
+    assert!(hv.memory.peek(OUT, &mut b));
+    wire::u32_at(&b, 10).unwrap()
+}
+
+fn peek(hv: &Hv, addr: u64, n: usize) -> Vec<u8> {
+    let mut v = vec![0u8; n];
+    assert!(hv.memory.peek(addr, &mut v));
+    v
+}
+
+#[test]
+fn unknown_hcall_numbers_are_h_function() {
+    let (hv, tpm) = setup();
+    for nr in [0, 4, 0xEF0C, 0xEF11, 0xEF14, u64::MAX] {
+        let r = hv.hcall(A, nr, &[EXEC, IN, 12, OUT, 4096, 0, 0, 0, 0]);
+        assert_eq!(r, HcallReturn::status(H_FUNCTION), "nr {nr:#x}");
+    }
+    assert_eq!(tpm.commands(), 0);
+}
+
+#[test]
+fn no_tpm_configured_is_h_function_before_anything_else() {
+    let hv: Hv = Hypervisor::new(FakeGuestMemory::new(RAM_BASE), Meddler::new(Meddle::Off));
+    assert_eq!(call(&hv, A, EXEC, IN, 12, OUT, 4096).status, H_FUNCTION);
+    assert_eq!(call(&hv, A, 7, 0, 0, 0, 0).status, H_FUNCTION);
+    assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_FUNCTION);
+    // Memory configured but no link: still H_FUNCTION.
+    let regions = RegionTable::new(&[GuestRange::new(RAM_BASE, 4096)], &[]).unwrap();
+    hv.configure(regions, None);
+    assert_eq!(call(&hv, A, EXEC, IN, 12, OUT, 4096).status, H_FUNCTION);
+}
+
+#[test]
+fn unknown_operation_is_h_parameter_even_with_every_other_argument_wrong() {
+    let (hv, tpm) = setup();
+    for op in [0, 3, 0x100, u64::MAX] {
+        assert_eq!(call(&hv, A, op, IN, 12, OUT, 4096).status, H_PARAMETER);
+        assert_eq!(
+            call(&hv, A, op, u64::MAX, 0, u64::MAX, 0).status,
+            H_PARAMETER
+        );
+    }
+    assert_eq!(tpm.commands(), 0);
+    assert_eq!(hv.memory.reads(), 0);
+}
+
+#[test]
+fn in_size_boundaries() {
+    let (hv, tpm) = setup();
+    for bad in [0u64, 1, 9, 4097, 0x1_0000, u64::MAX] {
+        let r = call(&hv, A, EXEC, IN, bad, OUT, 4096);
+        assert_eq!(r, HcallReturn::status(H_P3), "in_size {bad}");
+    }
+    assert_eq!(tpm.commands(), 0);
+    assert_eq!(hv.memory.reads(), 0);
+
+    // 10: a bare header is a legal size.
+    let r = exec(&hv, A, &command(CC_GET_RANDOM, &[]));
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
+    // 4096: the largest.
+    let big = command(CC_GET_RANDOM, &[7u8; 4086]);
+    assert_eq!(big.len(), 4096);
+    let r = exec(&hv, A, &big);
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
+    assert_eq!(tpm.last_command(), big);
+}
+
+#[test]
+fn in_size_must_match_the_header() {
+    let (hv, tpm) = setup();
+    let c = get_random(); // 12 bytes, header says 12
+    assert!(hv.memory.poke(IN, &c));
+    for n in [10u64, 11, 13, 4096] {
+        let r = call(&hv, A, EXEC, IN, n, OUT, 4096);
+        assert_eq!(r, HcallReturn::status(H_P3), "in_size {n}");
+    }
+    assert_eq!(
+        hv.tpm_comm(
+            A,
+            TpmCommArgs::from_regs(&[EXEC, IN, 13, OUT, 4096, 0, 0, 0, 0])
+        ),
+        Err(TpmCommError::InSize(InSizeError::HeaderMismatch(12)))
+    );
+    assert_eq!(tpm.commands(), 0);
+    assert_eq!(hv.memory.writes(), 0);
+    assert_eq!(hv.open_sessions(), 0);
+}
+
+#[test]
+fn out_size_boundaries() {
+    let (hv, _tpm) = setup();
+    assert!(hv.memory.poke(IN, &get_random()));
+    for bad in [0u64, 10, 4095] {
+        assert_eq!(call(&hv, A, EXEC, IN, 12, OUT, bad).status, H_P5, "{bad}");
+    }
+    for good in [4096u64, 4097, 1 << 40, u64::MAX] {
+        let r = call(&hv, A, EXEC, IN, 12, OUT, good);
+        assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10), "{good}");
+    }
+}
+
+#[test]
+fn in_buffer_edges_wrap_and_foreign_memory() {
+    let (hv, tpm) = setup();
+    let c = get_random();
+    // Ends exactly at the region's end: fine.
+    let at_end = RAM_END - c.len() as u64;
+    assert!(hv.memory.poke(at_end, &c));
+    assert_eq!(call(&hv, A, EXEC, at_end, 12, OUT, 4096).status, H_SUCCESS);
+    // One byte further: refused.
+    for bad in [
+        at_end + 1,
+        RAM_END,
+        RAM_BASE - 1,
+        0,
+        u64::MAX,
+        u64::MAX - 11, // ends exactly at 2^64: wraps
+        u64::MAX - 5,
+        0x2000_0000, // the hypervisor's own memory
+        0x2080_0000,
+    ] {
+        let r = call(&hv, A, EXEC, bad, 12, OUT, 4096);
+        assert_eq!(r, HcallReturn::status(H_P2), "in_buffer {bad:#x}");
+    }
+    assert_eq!(tpm.commands(), 1);
+    assert_eq!(hv.memory.out_of_bounds(), 0);
+}
+
+#[test]
+fn out_buffer_window_is_4096_bytes_whatever_out_size() {
+    let (hv, tpm) = setup();
+    assert!(hv.memory.poke(IN, &get_random()));
+    let last = RAM_END - 4096;
+    assert_eq!(call(&hv, A, EXEC, IN, 12, last, 4096).status, H_SUCCESS);
+    assert_eq!(call(&hv, A, EXEC, IN, 12, last, u64::MAX).status, H_SUCCESS);
+    // The response (10 bytes) would fit, but the window does not: refused before relaying.
+    let before = tpm.commands();
+    for bad in [
+        last + 1,
+        RAM_END - 10,
+        RAM_BASE - 1,
+        u64::MAX - 4095, // ends exactly at 2^64
+        u64::MAX,
+        0x2000_0000,
+    ] {
+        let r = call(&hv, A, EXEC, IN, 12, bad, u64::MAX);
+        assert_eq!(r, HcallReturn::status(H_P4), "out_buffer {bad:#x}");
+    }
+    assert_eq!(tpm.commands(), before);
+    assert_eq!(hv.memory.out_of_bounds(), 0);
+}
+
+#[test]
+fn order_of_checks_when_several_are_wrong() {
+    let (hv, tpm) = setup();
+    let bad_addr = 0x2000_0000;
+    // op beats everything.
+    assert_eq!(
+        call(&hv, A, 9, bad_addr, 0, bad_addr, 0).status,
+        H_PARAMETER
+    );
+    // in_size beats out_size and both addresses.
+    assert_eq!(call(&hv, A, EXEC, bad_addr, 4097, bad_addr, 0).status, H_P3);
+    assert_eq!(call(&hv, A, EXEC, bad_addr, 0, bad_addr, 0).status, H_P3);
+    // out_size beats both addresses.
+    assert_eq!(
+        call(&hv, A, EXEC, bad_addr, 12, bad_addr, 4095).status,
+        H_P5
+    );
+    // in_buffer beats out_buffer.
+    assert_eq!(
+        call(&hv, A, EXEC, bad_addr, 12, bad_addr, 4096).status,
+        H_P2
+    );
+    // out_buffer beats the header check (which needs the command bytes).
+    assert!(hv.memory.poke(IN, &get_random()));
+    assert_eq!(call(&hv, A, EXEC, IN, 13, bad_addr, 4096).status, H_P4);
+    assert_eq!(hv.memory.reads(), 0);
+    assert_eq!(call(&hv, A, EXEC, IN, 13, OUT, 4096).status, H_P3);
+    assert_eq!(tpm.commands(), 0);
+}
+
+#[test]
+fn same_address_buffers_and_exact_write_length() {
+    let (hv, tpm) = setup();
+    tpm.set_mode(FakeMode::Normal { extra: 6 });
+    // A 40-byte command; in == out. The 16-byte response overwrites its start only.
+    let c = command(CC_GET_RANDOM, &[0xC3; 30]);
+    assert!(hv.memory.poke(IN, &c));
+    let r = call(&hv, A, EXEC, IN, c.len() as u64, IN, 4096);
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 16));
+    assert_eq!(tpm.last_command(), c);
+    let mem = peek(&hv, IN, 40);
+    assert_eq!(&mem[..16], &response(0, &[0x5A; 6])[..]);
+    assert_eq!(&mem[16..], &c[16..]);
+    assert_eq!(hv.memory.bytes_written(), 16);
+    // Overlapping, out starts inside in.
+    let c = command(CC_GET_RANDOM, &[0x11; 30]);
+    assert!(hv.memory.poke(IN, &c));
+    let r = call(&hv, A, EXEC, IN, c.len() as u64, IN + 4, 4096);
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 16));
+    assert_eq!(tpm.last_command(), c);
+    assert_eq!(peek(&hv, IN + 4, 16), response(0, &[0x5A; 6]));
+    assert_eq!(peek(&hv, IN, 4), c[..4].to_vec());
+    // The command was fetched once per call (no double fetch).
+    assert_eq!(hv.memory.reads(), 2);
+}
+
+#[test]
+fn nothing_written_past_the_response() {
+    let (hv, tpm) = setup();
+    tpm.set_mode(FakeMode::Normal { extra: 10 });
+    assert!(hv.memory.poke(OUT, &[0xAA; 4096]));
+    let r = exec(&hv, A, &get_random());
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 20));
+    assert_eq!(peek(&hv, OUT + 20, 4076), vec![0xAA; 4076]);
+    assert_eq!(hv.memory.bytes_written(), 20);
+    // A full 4096-byte response is delivered whole.
+    tpm.set_mode(FakeMode::Normal { extra: 4086 });
+    let r = exec(&hv, A, &get_random());
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 4096));
+}
+
+#[test]
+fn malformed_or_oversized_responses_are_h_resource_and_write_nothing() {
+    let (hv, tpm) = setup();
+    assert!(hv.memory.poke(OUT, &[0xAA; 4096]));
+    let good = response(0, &[1, 2, 3]);
+    let mut big_header = response(0, &[]);
+    big_header[2..6].copy_from_slice(&5000u32.to_be_bytes());
+    let cases = [
+        // Claims more bytes than the buffer it was given (larger than out_size/4096).
+        (vec![0u8; 4096], 5000, ResponseError::TooLarge),
+        (vec![0u8; 4096], 4097, ResponseError::TooLarge),
+        (good.clone(), 9, ResponseError::TooShort),
+        (good.clone(), 0, ResponseError::TooShort),
+        (good.clone(), 12, ResponseError::SizeMismatch),
+        (good.clone(), 14, ResponseError::SizeMismatch),
+        (big_header, 10, ResponseError::SizeMismatch),
+    ];
+    assert!(hv.memory.poke(IN, &get_random()));
+    for (bytes, claim, why) in cases {
+        tpm.set_mode(FakeMode::Raw { bytes, claim });
+        let r = call(&hv, A, EXEC, IN, 12, OUT, u64::MAX);
+        assert_eq!(r, HcallReturn::status(H_RESOURCE));
+        assert_eq!(
+            hv.tpm_comm(
+                A,
+                TpmCommArgs::from_regs(&[EXEC, IN, 12, OUT, 4096, 0, 0, 0, 0])
+            ),
+            Err(TpmCommError::BadResponse(why))
+        );
+    }
+    // The transport reporting a too-large response itself.
+    tpm.set_mode(FakeMode::Fail(TransportError::ResponseTooLarge));
+    assert_eq!(call(&hv, A, EXEC, IN, 12, OUT, 4096).status, H_RESOURCE);
+    assert_eq!(hv.memory.writes(), 0);
+    assert_eq!(peek(&hv, OUT, 4096), vec![0xAA; 4096]);
+    // The well-formed one passes.
+    tpm.set_mode(FakeMode::Raw {
+        bytes: good,
+        claim: 13,
+    });
+    assert_eq!(call(&hv, A, EXEC, IN, 12, OUT, 4096).out[0], 13);
+}
+
+#[test]
+fn link_timeout_and_failure_are_h_resource() {
+    let (hv, tpm) = setup();
+    for e in [
+        TransportError::Timeout,
+        TransportError::Io,
+        TransportError::Framing,
+    ] {
+        tpm.set_mode(FakeMode::Fail(e));
+        let r = exec(&hv, A, &get_random());
+        assert_eq!(r, HcallReturn::status(H_RESOURCE));
+        assert_eq!(
+            hv.tpm_comm(
+                A,
+                TpmCommArgs::from_regs(&[EXEC, IN, 12, OUT, 4096, 0, 0, 0, 0])
+            ),
+            Err(TpmCommError::Link(e))
+        );
+    }
+    assert_eq!(hv.memory.writes(), 0);
+}
+
+#[test]
+fn close_without_a_session_sends_nothing() {
+    let (hv, tpm) = setup();
+    let r = call(&hv, A, CLOSE, u64::MAX, u64::MAX, u64::MAX, 0);
+    assert_eq!(r, HcallReturn::status(H_SUCCESS));
+    assert_eq!(tpm.commands(), 0);
+}
+
+#[test]
+fn close_flushes_what_the_session_created_and_only_that() {
+    let (hv, tpm) = setup();
+    let primary = created_handle(&hv, &exec(&hv, A, &command(0x131, &[0x40, 0, 0, 1])));
+    let session = created_handle(
+        &hv,
+        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
+    );
+    let loaded = created_handle(&hv, &exec(&hv, A, &command(0x157, &primary.to_be_bytes())));
+    let others = created_handle(&hv, &exec(&hv, B, &command(0x167, &[])));
+    assert_eq!(hv.open_sessions(), 2);
+    assert_eq!(hv.tracked_handles(A), 3);
+    // The caller flushes one itself: forgotten, not flushed again on close.
+    let r = exec(
+        &hv,
+        A,
+        &command(wire::TPM_CC_FLUSH_CONTEXT, &loaded.to_be_bytes()),
+    );
+    assert_eq!(r.status, H_SUCCESS);
+    assert_eq!(hv.tracked_handles(A), 2);
+    let sent_before_close = tpm.commands();
+    assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
+    assert_eq!(tpm.commands(), sent_before_close + 2);
+    let mut flushed = tpm.flushed();
+    flushed.sort();
+    let mut want = vec![primary, session, loaded];
+    want.sort();
+    assert_eq!(flushed, want);
+    assert_eq!(tpm.live(), vec![others]);
+    assert_eq!(hv.open_sessions(), 1);
+    assert_eq!(hv.tracked_handles(A), 0);
+    // Closing again: no session, nothing sent.
+    assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
+    assert_eq!(tpm.commands(), sent_before_close + 2);
+}
+
+#[test]
+fn close_treats_handle_not_found_as_gone() {
+    let (hv, tpm) = setup();
+    let s = created_handle(
+        &hv,
+        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
+    );
+    let o = created_handle(&hv, &exec(&hv, A, &command(0x161, &[])));
+    tpm.forget_live(s); // the TPM flushed the session itself
+    tpm.forget_live(o);
+    assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
+    assert_eq!(hv.open_sessions(), 0);
+    assert!(tpm.flushed().is_empty());
+}
+
+#[test]
+fn close_keeps_the_slot_when_flushing_fails_and_can_retry() {
+    let (hv, tpm) = setup();
+    let h = created_handle(&hv, &exec(&hv, A, &command(0x131, &[0x40, 0, 0, 1])));
+    tpm.set_mode(FakeMode::Fail(TransportError::Timeout));
+    assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_RESOURCE);
+    assert_eq!(hv.tracked_handles(A), 1);
+    tpm.set_mode(FakeMode::Normal { extra: 0 });
+    tpm.0.lock().unwrap().refuse_flush_rc = Some(0x902); // TPM_RC_OBJECT_MEMORY, say
+    assert_eq!(
+        hv.tpm_comm(A, TpmCommArgs::from_regs(&[CLOSE; 9])),
+        Err(TpmCommError::FlushRefused {
+            handle: h,
+            rc: 0x902
+        })
+    );
+    assert_eq!(hv.open_sessions(), 1);
+    tpm.0.lock().unwrap().refuse_flush_rc = None;
+    assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
+    assert_eq!(tpm.flushed(), vec![h]);
+    assert_eq!(hv.open_sessions(), 0);
+}
+
+#[test]
+fn slots_exhausted_is_h_resource_without_relaying() {
+    let (hv, tpm) = setup();
+    for c in 0..SESSION_SLOTS as u32 {
+        assert_eq!(
+            exec(&hv, CallerId(100 + c), &get_random()).status,
+            H_SUCCESS
+        );
+    }
+    let sent = tpm.commands();
+    let r = exec(&hv, CallerId(7), &get_random());
+    assert_eq!(r, HcallReturn::status(H_RESOURCE));
+    assert_eq!(
+        hv.tpm_comm(
+            CallerId(7),
+            TpmCommArgs::from_regs(&[EXEC, IN, 12, OUT, 4096, 0, 0, 0, 0])
+        ),
+        Err(TpmCommError::SlotsExhausted)
+    );
+    assert_eq!(tpm.commands(), sent);
+    // A caller that has a slot is still served; after one closes, the newcomer is.
+    assert_eq!(exec(&hv, CallerId(100), &get_random()).status, H_SUCCESS);
+    assert_eq!(
+        call(&hv, CallerId(101), CLOSE, 0, 0, 0, 0).status,
+        H_SUCCESS
+    );
+    assert_eq!(exec(&hv, CallerId(7), &get_random()).status, H_SUCCESS);
+}
+
+#[test]
+fn full_handle_table_refuses_creating_commands_before_sending() {
+    let (hv, tpm) = setup();
+    for _ in 0..HANDLES_PER_SLOT {
+        created_handle(&hv, &exec(&hv, A, &command(0x167, &[])));
+    }
+    let sent = tpm.commands();
+    for cc in [0x131u32, 0x157, 0x167, 0x191, 0x176, 0x161] {
+        let r = exec(&hv, A, &command(cc, &[0x40, 0, 0, 1, 0x40, 0, 0, 7]));
+        assert_eq!(r, HcallReturn::status(H_RESOURCE), "{cc:#x}");
+    }
+    assert_eq!(tpm.commands(), sent);
+    // Other commands still go through, and a flush makes room.
+    assert_eq!(exec(&hv, A, &get_random()).status, H_SUCCESS);
+    let first = tpm.live()[0];
+    assert_eq!(
+        exec(&hv, A, &command(0x165, &first.to_be_bytes())).status,
+        H_SUCCESS
+    );
+    assert_eq!(exec(&hv, A, &command(0x167, &[])).status, H_SUCCESS);
+    // Close flushes every one of them.
+    assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
+    assert!(tpm.live().is_empty());
+    assert_eq!(tpm.flushed().len(), HANDLES_PER_SLOT + 1);
+}
+
+#[test]
+fn a_caller_may_not_name_another_callers_handles() {
+    let (hv, tpm) = setup();
+    let h = created_handle(&hv, &exec(&hv, A, &command(0x131, &[0x40, 0, 0, 1])));
+    let sent = tpm.commands();
+    for c in [
+        command(wire::TPM_CC_FLUSH_CONTEXT, &h.to_be_bytes()),
+        command(CC_READ_PUBLIC, &h.to_be_bytes()),
+        command(0x157, &h.to_be_bytes()),
+    ] {
+        assert_eq!(exec(&hv, B, &c).status, H_P2);
+    }
+    assert_eq!(tpm.commands(), sent);
+    assert_eq!(tpm.live(), vec![h]);
+    // The owner may.
+    assert_eq!(
+        exec(&hv, A, &command(CC_READ_PUBLIC, &h.to_be_bytes())).status,
+        H_SUCCESS
+    );
+}
+
+#[test]
+fn a_reused_handle_value_moves_to_its_new_owner() {
+    let (hv, tpm) = setup();
+    let s = created_handle(
+        &hv,
+        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
+    );
+    // The TPM drops A's session by itself and hands the same value to B.
+    tpm.forget_live(s);
+    tpm.0.lock().unwrap().next_session = s;
+    let s2 = created_handle(
+        &hv,
+        &exec(&hv, B, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
+    );
+    assert_eq!(s2, s);
+    assert_eq!((hv.tracked_handles(A), hv.tracked_handles(B)), (0, 1));
+    // A's close must not flush B's session.
+    assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
+    assert_eq!(tpm.live(), vec![s]);
+}
+
+static SNOOPED: Mutex<Vec<(u32, bool, Vec<u8>)>> = Mutex::new(Vec::new());
+
+fn record_snoop(c: CallerId, d: Direction, b: &[u8]) {
+    SNOOPED
+        .lock()
+        .unwrap()
+        .push((c.0, d == Direction::Command, b.to_vec()));
+}
+
+#[test]
+fn observer_snoops_every_relayed_byte_including_close_flushes() {
+    let (hv, _tpm) = setup();
+    let who = CallerId(0x5A00_0001); // unique to this test: SNOOPED is shared
+    hv.with_observer(|o| o.snoop_fn = Some(record_snoop));
+    let c = command(0x131, &[0x40, 0, 0, 1]);
+    let h = created_handle(&hv, &exec(&hv, who, &c));
+    assert_eq!(call(&hv, who, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
+    let mine: Vec<_> = SNOOPED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.0 == who.0)
+        .cloned()
+        .collect();
+    assert_eq!(
+        mine,
+        vec![
+            (who.0, true, c),
+            (who.0, false, response(0, &h.to_be_bytes())),
+            (who.0, true, wire::flush_context_command(h).to_vec()),
+            (who.0, false, response(0, &[])),
+        ]
+    );
+}
+
+#[test]
+fn observer_meddling_modes() {
+    let (hv, tpm) = setup();
+    tpm.set_mode(FakeMode::Normal { extra: 6 });
+    let honest = response(0, &[0x5A; 6]);
+
+    hv.with_observer(|o| o.mode = Meddle::FlipBit { byte: 12, bit: 1 });
+    let r = exec(&hv, A, &get_random());
+    let mut flipped = honest.clone();
+    flipped[12] ^= 2;
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 16));
+    assert_eq!(peek(&hv, OUT, 16), flipped);
+
+    hv.with_observer(|o| o.mode = Meddle::Truncate(5));
+    assert!(hv.memory.poke(OUT, &[0; 16]));
+    let r = exec(&hv, A, &get_random());
+    assert_eq!(r.out[0], 5);
+    let mut want = honest[..5].to_vec();
+    want.extend_from_slice(&[0; 11]);
+    assert_eq!(peek(&hv, OUT, 16), want);
+
+    hv.with_observer(|o| o.mode = Meddle::LieSize(u64::MAX));
+    let r = exec(&hv, A, &get_random());
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, u64::MAX));
+    assert_eq!(peek(&hv, OUT, 16), honest);
+
+    hv.with_observer(|o| o.mode = Meddle::ReplayPrevious);
+    tpm.set_mode(FakeMode::Normal { extra: 1 });
+    let r = exec(&hv, A, &get_random());
+    assert_eq!(r.out[0], 11); // first response under replay: delivered, remembered
+    tpm.set_mode(FakeMode::Normal { extra: 2 });
+    let r = exec(&hv, A, &get_random());
+    assert_eq!(r.out[0], 11);
+    assert_eq!(peek(&hv, OUT, 11), response(0, &[0x5A]));
+    // Handle bookkeeping uses the real response even when meddled.
+    hv.with_observer(|o| o.mode = Meddle::Truncate(3));
+    tpm.set_mode(FakeMode::Normal { extra: 0 });
+    assert_eq!(exec(&hv, A, &command(0x167, &[])).out[0], 3);
+    assert_eq!(hv.tracked_handles(A), 1);
+    assert_eq!(hv.memory.out_of_bounds(), 0);
+}
+
+#[test]
+fn a_missing_handle_in_a_creating_response_is_h_resource() {
+    let (hv, tpm) = setup();
+    let short = response(0, &[]);
+    tpm.set_mode(FakeMode::Raw {
+        claim: short.len(),
+        bytes: short,
+    });
+    assert_eq!(
+        exec(&hv, A, &command(0x131, &[0x40, 0, 0, 1])).status,
+        H_RESOURCE
+    );
+    assert_eq!(hv.memory.writes(), 0);
+    // A failed creating command records nothing and is passed on.
+    let err = response(0x2C4, &[]);
+    tpm.set_mode(FakeMode::Raw {
+        claim: err.len(),
+        bytes: err.clone(),
+    });
+    let r = exec(&hv, A, &command(0x131, &[0x40, 0, 0, 1]));
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
+    assert_eq!(peek(&hv, OUT, 10), err);
+    assert_eq!(hv.tracked_handles(A), 0);
+}
+
+#[test]
+fn two_hardware_threads_share_one_hypervisor() {
+    let (hv, tpm) = setup();
+    let hv: &Hv = &hv;
+    // Each thread uses its own 4 KiB of caller memory for in and out.
+    std::thread::scope(|s| {
+        for t in 0..2u32 {
+            s.spawn(move || {
+                let buf = RAM_BASE + 0x8000 + u64::from(t) * 0x1000;
+                for _ in 0..50 {
+                    let c = command(0x167, &[]);
+                    assert!(hv.memory.poke(buf, &c));
+                    let r = call(hv, CallerId(t), EXEC, buf, 10, buf, 4096);
+                    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 14));
+                    assert_eq!(call(hv, CallerId(t), CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
+                }
+            });
+        }
+    });
+    assert!(tpm.live().is_empty());
+    assert_eq!(tpm.flushed().len(), 100);
+    assert_eq!(hv.open_sessions(), 0);
+}

@@ -1,0 +1,336 @@
+//! The `hcall-probe=` bootargs option: a list of H_TPM_COMM argument sets for the
+//! in-image self-test to issue, and the bootargs lookup that finds it.
+//!
+//! Grammar (no spaces: bootargs are split on whitespace first):
+//!
+//! ```text
+//! probes := probe (';' probe)*          at most MAX_PROBES; no empty probe
+//! probe  := OP ',' IN ',' INSZ ',' OUT ',' OUTSZ
+//! OP, INSZ, OUTSZ := number
+//! IN, OUT         := number | 'buf' | 'buf+' number
+//! number := decimal digits | ('0x' | '0X') hex digits   (full u64 range; no sign, no '_')
+//! ```
+//!
+//! `buf+N` is an offset into a 4 KiB buffer in the caller's memory; the glue turns
+//! it into an address with [`Arg::resolve`]. Parsing never panics; each failure
+//! says which probe and which field, and why.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+/// Most probes one option may list.
+pub const MAX_PROBES: usize = 32;
+
+/// An address argument: absolute, or relative to the caller's probe buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg {
+    /// This guest-physical address.
+    Abs(u64),
+    /// This offset from the start of the caller's 4 KiB probe buffer.
+    Buf(u64),
+}
+
+impl Arg {
+    /// The address this argument names, given the probe buffer's address;
+    /// `None` if `buf + offset` overflows u64.
+    pub const fn resolve(self, buf: u64) -> Option<u64> {
+        match self {
+            Arg::Abs(a) => Some(a),
+            Arg::Buf(off) => buf.checked_add(off),
+        }
+    }
+}
+
+/// One H_TPM_COMM call: r4..r8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// r4: operation.
+    pub op: u64,
+    /// r5: in_buffer.
+    pub inp: Arg,
+    /// r6: in_size.
+    pub in_size: u64,
+    /// r7: out_buffer.
+    pub out: Arg,
+    /// r8: out_size.
+    pub out_size: u64,
+}
+
+/// The parsed probes, in order.
+pub type Probes = heapless::Vec<Probe, MAX_PROBES>;
+
+/// A field of a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// OP.
+    Op,
+    /// IN.
+    In,
+    /// INSZ.
+    InSize,
+    /// OUT.
+    Out,
+    /// OUTSZ.
+    OutSize,
+}
+
+const FIELDS: [Field; 5] = [
+    Field::Op,
+    Field::In,
+    Field::InSize,
+    Field::Out,
+    Field::OutSize,
+];
+
+/// What is wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeErrorKind {
+    /// The probe is empty (`;;`, a leading or trailing `;`, or an empty option).
+    EmptyProbe,
+    /// The probe has this many comma-separated fields, not 5.
+    FieldCount(usize),
+    /// This field is empty.
+    EmptyField(Field),
+    /// This field's number does not fit in u64.
+    Overflow(Field),
+    /// This field is not a number (nor `buf`/`buf+N` where allowed).
+    Junk(Field),
+    /// `buf` was given for a field that is not an address (OP, INSZ, OUTSZ).
+    BufNotAllowed(Field),
+    /// More than [`MAX_PROBES`] probes.
+    TooMany,
+}
+
+/// A parse failure: which probe (0-based) and what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeError {
+    /// Index of the offending probe.
+    pub probe: usize,
+    /// What is wrong with it.
+    pub kind: ProbeErrorKind,
+}
+
+/// Why a number did not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NumError {
+    Empty,
+    Overflow,
+    Junk,
+}
+
+/// Parses a decimal or `0x` hexadecimal u64.
+fn number(s: &str) -> Result<u64, NumError> {
+    let (digits, radix) = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => (h, 16),
+        None => (s, 10),
+    };
+    if digits.is_empty() {
+        return Err(if s.is_empty() {
+            NumError::Empty
+        } else {
+            NumError::Junk
+        });
+    }
+    let mut v: u64 = 0;
+    for c in digits.chars() {
+        let d = c.to_digit(radix).ok_or(NumError::Junk)?;
+        v = v
+            .checked_mul(u64::from(radix))
+            .and_then(|v| v.checked_add(u64::from(d)))
+            .ok_or(NumError::Overflow)?;
+    }
+    Ok(v)
+}
+
+fn field_error(f: Field, e: NumError) -> ProbeErrorKind {
+    match e {
+        NumError::Empty => ProbeErrorKind::EmptyField(f),
+        NumError::Overflow => ProbeErrorKind::Overflow(f),
+        NumError::Junk => ProbeErrorKind::Junk(f),
+    }
+}
+
+fn num_field(s: &str, f: Field) -> Result<u64, ProbeErrorKind> {
+    if s.starts_with("buf") {
+        return Err(ProbeErrorKind::BufNotAllowed(f));
+    }
+    number(s).map_err(|e| field_error(f, e))
+}
+
+fn arg_field(s: &str, f: Field) -> Result<Arg, ProbeErrorKind> {
+    if s == "buf" {
+        return Ok(Arg::Buf(0));
+    }
+    if let Some(off) = s.strip_prefix("buf+") {
+        // An empty offset ("buf+") is junk, not an empty field.
+        return match number(off) {
+            Ok(n) => Ok(Arg::Buf(n)),
+            Err(NumError::Empty) => Err(ProbeErrorKind::Junk(f)),
+            Err(e) => Err(field_error(f, e)),
+        };
+    }
+    number(s).map(Arg::Abs).map_err(|e| field_error(f, e))
+}
+
+fn probe(s: &str) -> Result<Probe, ProbeErrorKind> {
+    if s.is_empty() {
+        return Err(ProbeErrorKind::EmptyProbe);
+    }
+    let mut parts: [&str; 5] = [""; 5];
+    let mut count = 0usize;
+    for p in s.split(',') {
+        if let Some(slot) = parts.get_mut(count) {
+            *slot = p;
+        }
+        count = count.saturating_add(1);
+    }
+    if count != FIELDS.len() {
+        return Err(ProbeErrorKind::FieldCount(count));
+    }
+    let [op, inp, in_size, out, out_size] = parts;
+    Ok(Probe {
+        op: num_field(op, Field::Op)?,
+        inp: arg_field(inp, Field::In)?,
+        in_size: num_field(in_size, Field::InSize)?,
+        out: arg_field(out, Field::Out)?,
+        out_size: num_field(out_size, Field::OutSize)?,
+    })
+}
+
+/// Parses the value of `hcall-probe=` (without the key).
+pub fn parse(value: &str) -> Result<Probes, ProbeError> {
+    let mut out = Probes::new();
+    for (i, p) in value.split(';').enumerate() {
+        let pr = probe(p).map_err(|kind| ProbeError { probe: i, kind })?;
+        out.push(pr).map_err(|_| ProbeError {
+            probe: i,
+            kind: ProbeErrorKind::TooMany,
+        })?;
+    }
+    Ok(out)
+}
+
+/// The value of option `key` in a bootargs string of whitespace-separated
+/// `key=value` tokens; the last occurrence wins (as on Linux). A bare `key`
+/// token (no `=`) has no value and is not a match; `key=` gives `Some("")`.
+pub fn bootarg<'a>(args: &'a str, key: &str) -> Option<&'a str> {
+    args.split_ascii_whitespace()
+        .rev()
+        .filter_map(|tok| tok.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(probe: usize, kind: ProbeErrorKind) -> Result<Probes, ProbeError> {
+        Err(ProbeError { probe, kind })
+    }
+
+    #[test]
+    fn parses_numbers_buf_and_the_full_u64_range() {
+        let p = parse("1,buf,12,buf+0x100,4096;2,0x2000000,0,18446744073709551615,0xFFFFFFFFFFFFFFFF;0X10,buf+8,010,0,0")
+            .unwrap();
+        assert_eq!(p.len(), 3);
+        assert_eq!(
+            p[0],
+            Probe {
+                op: 1,
+                inp: Arg::Buf(0),
+                in_size: 12,
+                out: Arg::Buf(0x100),
+                out_size: 4096
+            }
+        );
+        assert_eq!(
+            p[1],
+            Probe {
+                op: 2,
+                inp: Arg::Abs(0x200_0000),
+                in_size: 0,
+                out: Arg::Abs(u64::MAX),
+                out_size: u64::MAX
+            }
+        );
+        assert_eq!((p[2].op, p[2].inp, p[2].in_size), (16, Arg::Buf(8), 10));
+    }
+
+    #[test]
+    fn rejects_overflow_empty_and_junk_with_the_field() {
+        use Field::*;
+        use ProbeErrorKind::*;
+        assert_eq!(
+            parse("1,buf,18446744073709551616,buf,4096"),
+            err(0, Overflow(InSize))
+        );
+        assert_eq!(
+            parse("1,buf,1,0x10000000000000000,4096"),
+            err(0, Overflow(Out))
+        );
+        assert_eq!(
+            parse("1,buf+0x1FFFFFFFFFFFFFFFF,1,buf,1"),
+            err(0, Overflow(In))
+        );
+        assert_eq!(
+            parse("1,buf,12,buf,4096;,buf,1,buf,1"),
+            err(1, EmptyField(Op))
+        );
+        assert_eq!(parse("1,,12,buf,4096"), err(0, EmptyField(In)));
+        assert_eq!(parse("1,buf,12,buf,"), err(0, EmptyField(OutSize)));
+        assert_eq!(parse("0x,buf,12,buf,1"), err(0, Junk(Op)));
+        assert_eq!(parse("-1,buf,12,buf,1"), err(0, Junk(Op)));
+        assert_eq!(parse("1,buf+,12,buf,1"), err(0, Junk(In)));
+        assert_eq!(parse("1,bu,12,buf,1"), err(0, Junk(In)));
+        assert_eq!(parse("1,buf-4,12,buf,1"), err(0, Junk(In)));
+        assert_eq!(parse("1,buf,1_0,buf,1"), err(0, Junk(InSize)));
+        assert_eq!(parse("1,buf,12,0xG,1"), err(0, Junk(Out)));
+        assert_eq!(parse("1,buf,12,buf,4096é"), err(0, Junk(OutSize)));
+        assert_eq!(parse("buf,buf,12,buf,1"), err(0, BufNotAllowed(Op)));
+        assert_eq!(parse("1,buf,buf,buf,1"), err(0, BufNotAllowed(InSize)));
+        assert_eq!(parse("1,buf,1,buf,buf+1"), err(0, BufNotAllowed(OutSize)));
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        use ProbeErrorKind::*;
+        assert_eq!(parse(""), err(0, EmptyProbe));
+        assert_eq!(parse("1,buf,12,buf,4096;"), err(1, EmptyProbe));
+        assert_eq!(parse(";1,buf,12,buf,4096"), err(0, EmptyProbe));
+        assert_eq!(parse("1,buf,12,buf"), err(0, FieldCount(4)));
+        assert_eq!(parse("1,buf,12,buf,4096,5"), err(0, FieldCount(6)));
+        assert_eq!(parse("1"), err(0, FieldCount(1)));
+        assert_eq!(parse(",,,,,,,,,,,,"), err(0, FieldCount(13)));
+        let mut many = String::new();
+        for i in 0..MAX_PROBES {
+            if i > 0 {
+                many.push(';');
+            }
+            many.push_str("1,buf,12,buf,4096");
+        }
+        assert_eq!(parse(&many).map(|p| p.len()), Ok(MAX_PROBES));
+        many.push_str(";1,buf,12,buf,4096");
+        assert_eq!(parse(&many), err(MAX_PROBES, TooMany));
+    }
+
+    #[test]
+    fn resolve_is_overflow_safe() {
+        assert_eq!(Arg::Buf(0x10).resolve(0x1000), Some(0x1010));
+        assert_eq!(Arg::Abs(7).resolve(0x1000), Some(7));
+        assert_eq!(Arg::Buf(1).resolve(u64::MAX), None);
+    }
+
+    #[test]
+    fn bootarg_finds_exact_keys() {
+        let a =
+            "console=hvc0  hcall-probe=1,buf,12,buf,4096 quiet x=1\tx=2 empty= hcall-probe-extra=9";
+        assert_eq!(bootarg(a, "hcall-probe"), Some("1,buf,12,buf,4096"));
+        assert_eq!(bootarg(a, "x"), Some("2"));
+        assert_eq!(bootarg(a, "empty"), Some(""));
+        assert_eq!(bootarg(a, "quiet"), None);
+        assert_eq!(bootarg(a, "hcall"), None);
+        assert_eq!(bootarg(a, "missing"), None);
+        assert_eq!(bootarg("", "x"), None);
+        assert_eq!(bootarg("k=a=b", "k"), Some("a=b"));
+    }
+}
