@@ -5,5 +5,6 @@
 //! hypervisor's is its link to the TPM, host tests use swtpm's socket.
 #![forbid(unsafe_code)]
 
+pub mod crypto;
 pub mod transport;
 pub use transport::{Transport, TransportError};
