@@ -1,5 +1,6 @@
 //! Host side of pefbox: swtpm management, the framing relay, the QEMU launcher,
 //! the console verdict, and the ESM blob builder. The `pef` binary is its CLI.
 
+pub mod launcher;
 pub mod relay;
 pub mod verdict;

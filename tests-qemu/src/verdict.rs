@@ -21,6 +21,9 @@ pub struct ExitInfo {
     pub timed_out: bool,
     /// The launcher killed QEMU because the user interrupted the run (Ctrl-C, SIGTERM).
     pub interrupted: bool,
+    /// The launcher killed QEMU shortly after skiboot reported a crash (see
+    /// [`FIRMWARE_CRASH`]); the crash line itself is the problem reported.
+    pub after_crash: bool,
     /// QEMU's exit code, `None` if it was ended by a signal.
     pub code: Option<i32>,
 }
@@ -31,6 +34,7 @@ impl ExitInfo {
         ExitInfo {
             timed_out: false,
             interrupted: false,
+            after_crash: false,
             code: Some(0),
         }
     }
@@ -199,9 +203,22 @@ impl Verdict {
     }
 }
 
-/// Substrings that fail a boot wherever they appear in a line.
-pub const FORBIDDEN_ANYWHERE: [&str; 3] =
-    ["panicked at", "Fatal Exception", "unexpected interrupt"];
+/// skiboot's own crash texts (seen under QEMU 7.2 / skiboot 7.0): after one of these skiboot
+/// hangs or reboots, so the launcher stops QEMU shortly after seeing it.
+pub const FIRMWARE_CRASH: [&str; 4] = [
+    "Fatal Exception",
+    "Fatal TRAP",
+    "Fatal MCE",
+    "< assert failed at",
+];
+
+/// Substrings that fail a boot wherever they appear in a line (plus [`FIRMWARE_CRASH`]).
+pub const FORBIDDEN_ANYWHERE: [&str; 2] = ["panicked at", "unexpected interrupt"];
+
+/// True if the line is one of skiboot's crash messages.
+pub fn is_firmware_crash(line: &str) -> bool {
+    FIRMWARE_CRASH.iter().any(|m| line.contains(m))
+}
 
 /// Parses a count line `<N> passed, <M> failed` (surrounding whitespace allowed).
 pub fn parse_count_line(line: &str) -> Option<(u32, u32)> {
@@ -249,7 +266,10 @@ pub fn summarize(console: &str) -> ConsoleSummary {
         if let Some(rest) = line.strip_prefix("pefbox: power-off (") {
             s.power_off = Some(rest.strip_suffix(')').unwrap_or(rest).to_string());
         }
-        if FORBIDDEN_ANYWHERE.iter().any(|m| line.contains(m)) || line.starts_with("FAIL ") {
+        if FORBIDDEN_ANYWHERE.iter().any(|m| line.contains(m))
+            || is_firmware_crash(line)
+            || line.starts_with("FAIL ")
+        {
             s.forbidden.push(line.to_string());
         }
     }
@@ -264,7 +284,7 @@ pub fn judge(console: &str, exit: ExitInfo, expect: &Expect) -> Verdict {
         problems.push(Problem::Interrupted);
     } else if exit.timed_out {
         problems.push(Problem::TimedOut);
-    } else if exit.code != Some(0) {
+    } else if exit.code != Some(0) && !exit.after_crash {
         problems.push(Problem::QemuExit(exit.code));
     }
     for line in &summary.forbidden {
@@ -382,12 +402,31 @@ pefbox: power-off (pass)\r
     fn skiboot_crash_and_stray_interrupts_are_forbidden() {
         for bad in [
             "Fatal Exception 0x700 at 0000000020010abc   MSR 9000000000000000",
+            "[    0.339107027,3] Fatal TRAP at 0000000030022238   .load_and_boot_kernel+0x630",
+            "[    0.338015217,3] < assert failed at core/init.c:556 >",
             "unexpected interrupt vector 0x300",
         ] {
             let console = format!("{GOOD}{bad}\n");
             let p = problems(&console, ExitInfo::clean(), &Expect::default());
             assert_eq!(p, vec![Problem::Forbidden(bad.into())], "{bad}");
         }
+        // Killed by the launcher after a skiboot crash: the crash line is the reason, not
+        // the signal.
+        let crash = "Fatal TRAP at 0000000030022238";
+        let killed = ExitInfo {
+            after_crash: true,
+            code: None,
+            ..ExitInfo::clean()
+        };
+        assert_eq!(
+            problems(crash, killed, &Expect::default()),
+            vec![
+                Problem::Forbidden(crash.into()),
+                Problem::NoBanner,
+                Problem::NoCountLine,
+                Problem::NoPowerOff
+            ]
+        );
     }
 
     #[test]
@@ -441,17 +480,17 @@ pefbox: power-off (pass)\r
     fn timeout_interrupt_and_qemu_status_are_problems() {
         let timed_out = ExitInfo {
             timed_out: true,
-            interrupted: false,
             code: None,
+            ..ExitInfo::clean()
         };
         assert_eq!(
             problems(GOOD, timed_out, &Expect::default()),
             vec![Problem::TimedOut]
         );
         let interrupted = ExitInfo {
-            timed_out: false,
             interrupted: true,
             code: None,
+            ..ExitInfo::clean()
         };
         assert_eq!(
             problems(GOOD, interrupted, &Expect::default()),

@@ -1,0 +1,905 @@
+//! The QEMU launcher: builds the image, starts swtpm and the framing relay, boots
+//! `qemu-system-ppc64 -M powernv9`, streams the console live while keeping a copy, answers
+//! `@@host` directives, enforces the timeout and judges the boot with [`crate::verdict::judge`].
+//!
+//! Every child (QEMU, swtpm) is killed and reaped on every path: normal exit, timeout, error
+//! returns and panics (Drop guards), Ctrl-C/SIGTERM (the flag set by
+//! [`install_interrupt_handler`], polled by the run loop), and the death of the launcher itself
+//! (QEMU gets `PR_SET_PDEATHSIG`).
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::relay::{Relay, RelayOptions, RelayStats};
+use crate::verdict::{is_firmware_crash, judge, ExitInfo, Expect, Verdict};
+
+/// How long to keep QEMU running after skiboot printed a crash (to collect its register dump).
+pub const CRASH_GRACE: Duration = Duration::from_millis(500);
+
+/// The Rust target the image is built for.
+pub const IMAGE_TARGET: &str = "powerpc64-unknown-linux-musl";
+
+/// Why a launch could not be carried out (as opposed to a boot that ran and failed).
+#[derive(Debug)]
+pub enum LaunchError {
+    /// A required program is missing; the text says how to install it.
+    MissingTool(String),
+    /// `cargo build` of the image failed.
+    Build(String),
+    /// swtpm could not be started or restarted.
+    Swtpm(String),
+    /// An I/O operation failed; the text says which.
+    Io(String, io::Error),
+}
+
+impl fmt::Display for LaunchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LaunchError::MissingTool(s) => write!(f, "{s}"),
+            LaunchError::Build(s) => write!(f, "image build failed: {s}"),
+            LaunchError::Swtpm(s) => write!(f, "swtpm: {s}"),
+            LaunchError::Io(what, e) => write!(f, "{what}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LaunchError {}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LaunchError {
+    let what = what.into();
+    move |e| LaunchError::Io(what, e)
+}
+
+/// The workspace root (the directory holding the top-level Cargo.toml).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+}
+
+/// Where `run` keeps the swtpm state between boots.
+pub fn default_tpm_state() -> PathBuf {
+    workspace_root().join("target").join("swtpm-state")
+}
+
+/// The image ELF that [`build_image`] produces.
+pub fn image_path() -> PathBuf {
+    workspace_root()
+        .join("target")
+        .join("image")
+        .join(IMAGE_TARGET)
+        .join("release")
+        .join("pefbox")
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+fn running_as_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Debian packages that provide the tools.
+pub const APT_PACKAGES: [&str; 3] = ["qemu-system-ppc", "swtpm", "swtpm-tools"];
+
+/// Checks that `qemu-system-ppc64` and `swtpm` exist; installs them with apt-get when running
+/// as root on a machine that has it, otherwise returns an error naming the command.
+pub fn ensure_tools() -> Result<(), LaunchError> {
+    let missing: Vec<&str> = ["qemu-system-ppc64", "swtpm"]
+        .into_iter()
+        .filter(|p| !on_path(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let apt = format!("apt-get install -y {}", APT_PACKAGES.join(" "));
+    if running_as_root() && on_path("apt-get") {
+        eprintln!(
+            "pef: {} not found: installing with `apt-get update && {apt}`",
+            missing.join(", ")
+        );
+        let update = Command::new("apt-get").arg("update").status();
+        let install = Command::new("apt-get")
+            .args(["install", "-y"])
+            .args(APT_PACKAGES)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status();
+        let ok = matches!(update, Ok(s) if s.success()) && matches!(install, Ok(s) if s.success());
+        if ok && ["qemu-system-ppc64", "swtpm"].iter().all(|p| on_path(p)) {
+            return Ok(());
+        }
+        return Err(LaunchError::MissingTool(format!(
+            "installing {} with apt-get failed",
+            missing.join(", ")
+        )));
+    }
+    Err(LaunchError::MissingTool(format!(
+        "{} not found: install with `sudo {apt}`",
+        missing.join(" and ")
+    )))
+}
+
+/// Builds the image in its own target directory (no lock fight with an outer `cargo test`)
+/// and returns the ELF's path. Cargo's output goes to our stderr.
+pub fn build_image() -> Result<PathBuf, LaunchError> {
+    let root = workspace_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            IMAGE_TARGET,
+            "-p",
+            "pefbox",
+        ])
+        .arg("--target-dir")
+        .arg(root.join("target").join("image"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(io_err("running cargo"))?;
+    if !status.success() {
+        return Err(LaunchError::Build(format!("cargo exited with {status}")));
+    }
+    let image = image_path();
+    if !image.is_file() {
+        return Err(LaunchError::Build(format!(
+            "{} was not produced",
+            image.display()
+        )));
+    }
+    Ok(image)
+}
+
+/// The QEMU command line (without the program name) for one boot.
+pub fn qemu_args(
+    image: &Path,
+    relay_port: u16,
+    bootargs: Option<&str>,
+    initrd: Option<&Path>,
+) -> Vec<OsString> {
+    let mut a: Vec<OsString> = [
+        "-M",
+        "powernv9",
+        "-m",
+        "1G",
+        "-nodefaults",
+        "-display",
+        "none",
+        // The BMC makes OPAL_CEC_POWER_DOWN work with -nodefaults, so QEMU exits.
+        "-device",
+        "ipmi-bmc-sim,id=bmc0",
+        "-device",
+        "isa-ipmi-bt,bmc=bmc0,irq=10",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    a.push("-kernel".into());
+    a.push(image.as_os_str().to_owned());
+    // The TPM link: the first UART (0x3f8) is a TCP client of the relay.
+    a.push("-chardev".into());
+    a.push(format!("socket,id=tpm,host=127.0.0.1,port={relay_port}").into());
+    a.push("-serial".into());
+    a.push("chardev:tpm".into());
+    // The console: created last, so skiboot (then the image) uses it; 0x2f8.
+    a.push("-chardev".into());
+    a.push("stdio,id=con,signal=off".into());
+    a.push("-device".into());
+    a.push("isa-serial,chardev=con,iobase=0x2f8,irq=3".into());
+    if let Some(b) = bootargs {
+        a.push("-append".into());
+        a.push(b.into());
+    }
+    if let Some(i) = initrd {
+        a.push("-initrd".into());
+        a.push(i.as_os_str().to_owned());
+    }
+    a
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_signal: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Makes SIGINT and SIGTERM set a flag that running boots poll: they then kill QEMU, stop swtpm
+/// and return an interrupted verdict, so every child is reaped. Call once, from the CLI.
+pub fn install_interrupt_handler() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installs a handler that only performs an atomic store (async-signal-safe);
+        // `handler` is a valid `extern "C" fn(c_int)` that lives for the whole program.
+        unsafe {
+            libc::signal(sig, handler);
+        }
+    }
+}
+
+/// True once SIGINT or SIGTERM arrived (after [`install_interrupt_handler`]).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// A child process that is killed and reaped when dropped.
+struct ChildGuard {
+    child: Child,
+    reaped: Option<ExitStatus>,
+}
+
+impl ChildGuard {
+    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if self.reaped.is_none() {
+            self.reaped = self.child.try_wait()?;
+        }
+        Ok(self.reaped)
+    }
+
+    fn kill_and_reap(&mut self) -> io::Result<ExitStatus> {
+        if let Some(s) = self.reaped {
+            return Ok(s);
+        }
+        // kill() fails only if the process already exited; wait() reaps it either way.
+        let _ = self.child.kill();
+        let s = self.child.wait()?;
+        self.reaped = Some(s);
+        Ok(s)
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Err(e) = self.kill_and_reap() {
+            eprintln!("pef: could not reap QEMU: {e}");
+        }
+    }
+}
+
+/// One boot to run.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// A name for the summary table.
+    pub scenario: String,
+    /// The image ELF (see [`build_image`]).
+    pub image: PathBuf,
+    /// `/chosen/bootargs` (QEMU `-append`).
+    pub bootargs: Option<String>,
+    /// An initrd file (QEMU `-initrd`).
+    pub initrd: Option<PathBuf>,
+    /// Kill QEMU after this long.
+    pub timeout: Duration,
+    /// The swtpm state directory; `None`: a fresh temporary one, removed afterwards.
+    pub tpm_state: Option<PathBuf>,
+    /// Wipe `tpm_state` before starting.
+    pub fresh_tpm: bool,
+    /// Stream the console to our stdout (and QEMU's stderr and relay log to our stderr).
+    pub echo: bool,
+    /// What the console must show.
+    pub expect: Expect,
+}
+
+impl RunConfig {
+    /// A default boot of `image`: no bootargs, 60 s timeout, a temporary TPM, no echo.
+    pub fn new(scenario: impl Into<String>, image: impl Into<PathBuf>) -> Self {
+        RunConfig {
+            scenario: scenario.into(),
+            image: image.into(),
+            bootargs: None,
+            initrd: None,
+            timeout: Duration::from_secs(60),
+            tpm_state: None,
+            fresh_tpm: false,
+            echo: false,
+            expect: Expect::default(),
+        }
+    }
+}
+
+/// Everything one boot produced.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// The scenario name.
+    pub scenario: String,
+    /// QEMU's console output (stdout), as text.
+    pub console: String,
+    /// QEMU's stderr.
+    pub stderr: String,
+    /// How QEMU ended.
+    pub exit: ExitInfo,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// From QEMU's launch to its exit (or to the kill).
+    pub wall: Duration,
+    /// From QEMU's launch to the image's banner line.
+    pub to_banner: Option<Duration>,
+    /// What the relay recorded.
+    pub relay: RelayStats,
+    /// `@@host` verbs handled, in order, with the outcome.
+    pub directives: Vec<String>,
+}
+
+impl RunReport {
+    /// True if the verdict is a pass.
+    pub fn passed(&self) -> bool {
+        self.verdict.passed()
+    }
+
+    /// Total swtpm-side time over every answered command.
+    pub fn swtpm_time(&self) -> Duration {
+        self.relay
+            .records
+            .iter()
+            .filter_map(|r| r.response.map(|x| x.swtpm_time))
+            .sum()
+    }
+}
+
+/// The swtpm state directory of one boot, removed afterwards if temporary.
+struct StateDir {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl StateDir {
+    fn new(cfg: &RunConfig) -> Result<StateDir, LaunchError> {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let (path, temporary) = match &cfg.tpm_state {
+            Some(p) => (p.clone(), false),
+            None => (
+                std::env::temp_dir().join(format!(
+                    "pef-swtpm-{}-{}",
+                    std::process::id(),
+                    SEQ.fetch_add(1, Ordering::SeqCst)
+                )),
+                true,
+            ),
+        };
+        if (cfg.fresh_tpm || temporary) && path.exists() {
+            fs::remove_dir_all(&path).map_err(io_err(format!("wiping {}", path.display())))?;
+        }
+        fs::create_dir_all(&path).map_err(io_err(format!("creating {}", path.display())))?;
+        Ok(StateDir { path, temporary })
+    }
+}
+
+impl Drop for StateDir {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn swtpm_addr(tpm: &Swtpm) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, tpm.port()))
+}
+
+/// Reads a child's output: copies it live to `echo` (if any), keeps all of it, and sends each
+/// complete line (without `\n`/`\r`) to `lines`.
+fn pump<R: Read + Send + 'static>(
+    mut from: R,
+    echo: Option<Box<dyn Write + Send>>,
+    keep: Arc<Mutex<Vec<u8>>>,
+    lines: Option<mpsc::Sender<(Instant, String)>>,
+) -> io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("pef-pump".into())
+        .spawn(move || {
+            let mut echo = echo;
+            let mut buf = [0u8; 4096];
+            let mut line: Vec<u8> = Vec::new();
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                let data = buf.get(..n).unwrap_or_default();
+                if let Some(w) = echo.as_mut() {
+                    // A closed terminal must not stop the boot: stop echoing instead.
+                    if w.write_all(data).and_then(|()| w.flush()).is_err() {
+                        echo = None;
+                    }
+                }
+                keep.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend_from_slice(data);
+                if let Some(tx) = &lines {
+                    for &b in data {
+                        if b == b'\n' {
+                            let text = String::from_utf8_lossy(&line)
+                                .trim_end_matches('\r')
+                                .to_string();
+                            let _ = tx.send((Instant::now(), text));
+                            line.clear();
+                        } else {
+                            line.push(b);
+                        }
+                    }
+                }
+            }
+            if let (Some(tx), false) = (&lines, line.is_empty()) {
+                let _ = tx.send((Instant::now(), String::from_utf8_lossy(&line).to_string()));
+            }
+        })
+}
+
+/// The TPM side of a boot: swtpm (if running) and the relay in front of it.
+struct TpmSide<'a> {
+    state: &'a Path,
+    swtpm: Option<Swtpm>,
+    relay: &'a Relay,
+}
+
+impl TpmSide<'_> {
+    /// Acts on one `@@host` verb; returns the answer line to send, and a log entry.
+    fn directive(&mut self, verb: &str) -> (String, String) {
+        match verb {
+            "tpm-stop" => {
+                // Dropping the Swtpm kills and reaps it; the relay then fails each command
+                // by not answering it.
+                self.swtpm = None;
+                (format!("@@ack {verb}\n"), "tpm-stop: swtpm stopped".into())
+            }
+            "tpm-start" => {
+                if self.swtpm.is_some() {
+                    return (
+                        format!("@@ack {verb}\n"),
+                        "tpm-start: already running".into(),
+                    );
+                }
+                match Swtpm::start(self.state) {
+                    Ok(t) => {
+                        self.relay.set_upstream(Some(swtpm_addr(&t)));
+                        let log = format!("tpm-start: swtpm restarted on port {}", t.port());
+                        self.swtpm = Some(t);
+                        (format!("@@ack {verb}\n"), log)
+                    }
+                    Err(e) => (
+                        format!("@@nak {verb}\n"),
+                        format!("tpm-start: restart failed: {e}"),
+                    ),
+                }
+            }
+            _ => (
+                format!("@@nak {verb}\n"),
+                format!("{verb}: unknown directive"),
+            ),
+        }
+    }
+}
+
+/// Runs one boot to the end and judges it. `Err` only when the boot could not be carried out.
+pub fn run(cfg: &RunConfig) -> Result<RunReport, LaunchError> {
+    if !cfg.image.is_file() {
+        return Err(LaunchError::Io(
+            format!("image {}", cfg.image.display()),
+            io::Error::new(io::ErrorKind::NotFound, "no such file"),
+        ));
+    }
+    let state = StateDir::new(cfg)?;
+    let swtpm = Swtpm::start(&state.path).map_err(|e| LaunchError::Swtpm(e.to_string()))?;
+    let relay = Relay::start(
+        Some(swtpm_addr(&swtpm)),
+        RelayOptions {
+            echo_log: cfg.echo,
+            ..RelayOptions::default()
+        },
+    )
+    .map_err(io_err("starting the relay"))?;
+    let mut tpm = TpmSide {
+        state: &state.path,
+        swtpm: Some(swtpm),
+        relay: &relay,
+    };
+
+    let mut cmd = Command::new("qemu-system-ppc64");
+    cmd.args(qemu_args(
+        &cfg.image,
+        relay.port(),
+        cfg.bootargs.as_deref(),
+        cfg.initrd.as_deref(),
+    ))
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    set_parent_death_signal(&mut cmd);
+    let start = Instant::now();
+    let child = cmd.spawn().map_err(io_err("starting qemu-system-ppc64"))?;
+    let mut qemu = ChildGuard {
+        child,
+        reaped: None,
+    };
+    let console = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    let out = qemu.child.stdout.take();
+    let err = qemu.child.stderr.take();
+    let mut stdin: Option<ChildStdin> = qemu.child.stdin.take();
+    let mut pumps = Vec::new();
+    if let Some(out) = out {
+        let echo: Option<Box<dyn Write + Send>> = if cfg.echo {
+            Some(Box::new(io::stdout()))
+        } else {
+            None
+        };
+        pumps.push(pump(out, echo, Arc::clone(&console), Some(tx)).map_err(io_err("pump"))?);
+    }
+    if let Some(err) = err {
+        let echo: Option<Box<dyn Write + Send>> = if cfg.echo {
+            Some(Box::new(io::stderr()))
+        } else {
+            None
+        };
+        pumps.push(pump(err, echo, Arc::clone(&stderr), None).map_err(io_err("pump"))?);
+    }
+
+    let deadline = start + cfg.timeout;
+    let mut exit = ExitInfo {
+        timed_out: false,
+        interrupted: false,
+        after_crash: false,
+        code: None,
+    };
+    // After a skiboot crash message, QEMU hangs or reboots: keep collecting for a moment,
+    // then stop it instead of waiting for the timeout.
+    let mut crash_cutoff: Option<Instant> = None;
+    let mut to_banner = None;
+    let mut directives = Vec::new();
+    let mut console_open = true;
+    let status = loop {
+        if interrupted() {
+            exit.interrupted = true;
+            break qemu.kill_and_reap();
+        }
+        if let Some(s) = qemu.try_wait().map_err(io_err("waiting for QEMU"))? {
+            break Ok(s);
+        }
+        let now = Instant::now();
+        if crash_cutoff.is_some_and(|c| now >= c) {
+            exit.after_crash = true;
+            break qemu.kill_and_reap();
+        }
+        if now >= deadline {
+            exit.timed_out = true;
+            break qemu.kill_and_reap();
+        }
+        let wait = (deadline - now).min(Duration::from_millis(50));
+        if !console_open {
+            thread::sleep(wait);
+            continue;
+        }
+        match rx.recv_timeout(wait) {
+            Ok((at, line)) => {
+                if crash_cutoff.is_none() && is_firmware_crash(&line) {
+                    crash_cutoff = Some(at + CRASH_GRACE);
+                }
+                if to_banner.is_none() && line.starts_with("pefbox ") {
+                    to_banner = Some(at.duration_since(start));
+                }
+                if let Some(verb) = line.strip_prefix("@@host ") {
+                    let verb = verb.trim();
+                    let (answer, log) = tpm.directive(verb);
+                    if cfg.echo {
+                        eprintln!("pef: {log}; answering {}", answer.trim_end());
+                    }
+                    let sent = stdin
+                        .as_mut()
+                        .map(|s| s.write_all(answer.as_bytes()).and_then(|()| s.flush()));
+                    if !matches!(sent, Some(Ok(()))) {
+                        stdin = None;
+                    }
+                    directives.push(log);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => console_open = false,
+        }
+    };
+    let wall = start.elapsed();
+    let status = status.map_err(io_err("reaping QEMU"))?;
+    exit.code = status.code();
+    drop(stdin);
+    for p in pumps {
+        let _ = p.join();
+    }
+    drop(tpm);
+    let relay = relay.stop();
+    let take = |b: &Arc<Mutex<Vec<u8>>>| {
+        String::from_utf8_lossy(&b.lock().unwrap_or_else(PoisonError::into_inner)).to_string()
+    };
+    let console = take(&console);
+    let verdict = judge(&console, exit, &cfg.expect);
+    Ok(RunReport {
+        scenario: cfg.scenario.clone(),
+        console,
+        stderr: take(&stderr),
+        exit,
+        verdict,
+        wall,
+        to_banner,
+        relay,
+        directives,
+    })
+}
+
+/// Makes the kernel send SIGKILL to QEMU if the launcher dies without cleaning up (SIGKILL).
+fn set_parent_death_signal(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which
+    // is async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Sizes of the image ELF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageSize {
+    /// Bytes of the ELF file.
+    pub file: u64,
+    /// Bytes of the file that PT_LOAD segments load (what skiboot copies), summed.
+    pub loaded: u64,
+}
+
+/// Reads the file size and the PT_LOAD file sizes of a big- or little-endian ELF64.
+pub fn image_size(path: &Path) -> io::Result<ImageSize> {
+    let bytes = fs::read(path)?;
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+    if bytes.get(..4) != Some(b"\x7fELF".as_slice()) || bytes.get(4) != Some(&2) {
+        return Err(bad("not an ELF64 file"));
+    }
+    let big = bytes.get(5) == Some(&2);
+    let int = |at: usize, len: usize| -> Option<u64> {
+        let b = bytes.get(at..at.checked_add(len)?)?;
+        let mut v = 0u64;
+        for i in 0..len {
+            let byte = if big { b.get(i) } else { b.get(len - 1 - i) };
+            v = (v << 8) | u64::from(*byte?);
+        }
+        Some(v)
+    };
+    let phoff = int(0x20, 8).ok_or_else(|| bad("truncated ELF header"))?;
+    let phentsize = int(0x36, 2).ok_or_else(|| bad("truncated ELF header"))?;
+    let phnum = int(0x38, 2).ok_or_else(|| bad("truncated ELF header"))?;
+    let mut loaded = 0u64;
+    for i in 0..phnum {
+        let at = phentsize
+            .checked_mul(i)
+            .and_then(|o| o.checked_add(phoff))
+            .and_then(|o| usize::try_from(o).ok())
+            .ok_or_else(|| bad("program header offset overflows"))?;
+        let kind = int(at, 4).ok_or_else(|| bad("truncated program header"))?;
+        if kind == 1 {
+            let filesz = at
+                .checked_add(0x20)
+                .and_then(|o| int(o, 8))
+                .ok_or_else(|| bad("truncated program header"))?;
+            loaded = loaded.saturating_add(filesz);
+        }
+    }
+    Ok(ImageSize {
+        file: bytes.len() as u64,
+        loaded,
+    })
+}
+
+/// The median of a list (the lower middle for an even count); `None` if empty.
+pub fn median<T: Ord + Copy>(values: &[T]) -> Option<T> {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    v.get(v.len().checked_sub(1)? / 2).copied()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+/// The end-of-run summary table, one row per boot.
+pub fn summary_table(reports: &[RunReport]) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<18} {:>7} {:>6} {:>6} {:<12} {:>9} {:>9} {:>8} {:>10}\n",
+        "scenario",
+        "verdict",
+        "passed",
+        "failed",
+        "svm",
+        "banner_ms",
+        "boot_ms",
+        "tpm_cmds",
+        "swtpm_ms"
+    ));
+    for r in reports {
+        let (p, f) = r
+            .verdict
+            .summary
+            .counts
+            .map(|(p, f)| (p.to_string(), f.to_string()))
+            .unwrap_or_else(|| ("-".into(), "-".into()));
+        let svm = r
+            .verdict
+            .summary
+            .svm
+            .first()
+            .map(|s| match s {
+                crate::verdict::SvmResult::Accepted => "accepted".to_string(),
+                crate::verdict::SvmResult::Rejected(_) => "rejected".to_string(),
+            })
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{:<18} {:>7} {:>6} {:>6} {:<12} {:>9} {:>9} {:>8} {:>10}\n",
+            r.scenario,
+            if r.passed() { "PASS" } else { "FAIL" },
+            p,
+            f,
+            svm,
+            r.to_banner.map(ms).unwrap_or_else(|| "-".into()),
+            ms(r.wall),
+            r.relay.records.len(),
+            format!("{:.2}", r.swtpm_time().as_secs_f64() * 1000.0),
+        ));
+    }
+    for r in reports.iter().filter(|r| !r.passed()) {
+        out.push_str(&format!("{}: FAIL\n", r.scenario));
+        for p in &r.verdict.problems {
+            out.push_str(&format!("  - {p}\n"));
+        }
+    }
+    out
+}
+
+/// Relay timings aggregated per TPM command code: (count, median swtpm time, max).
+pub fn per_command(reports: &[RunReport]) -> BTreeMap<u32, (usize, Duration, Duration)> {
+    let mut by: BTreeMap<u32, Vec<Duration>> = BTreeMap::new();
+    for r in reports {
+        for rec in &r.relay.records {
+            if let Some(resp) = rec.response {
+                by.entry(rec.command_code)
+                    .or_default()
+                    .push(resp.swtpm_time);
+            }
+        }
+    }
+    by.into_iter()
+        .map(|(code, t)| {
+            let med = median(&t).unwrap_or_default();
+            let max = t.iter().copied().max().unwrap_or_default();
+            (code, (t.len(), med, max))
+        })
+        .collect()
+}
+
+/// TEMPORARY stand-in until `crate::swtpm` lands (owned by another engineer).
+struct Swtpm {
+    child: Child,
+    port: u16,
+}
+
+impl Swtpm {
+    fn start(state: &Path) -> io::Result<Swtpm> {
+        let free = || -> io::Result<u16> {
+            Ok(std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+                .local_addr()?
+                .port())
+        };
+        let (port, ctrl) = (free()?, free()?);
+        let child = Command::new("swtpm")
+            .arg("socket")
+            .arg("--tpm2")
+            .arg("--server")
+            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+            .arg("--ctrl")
+            .arg(format!("type=tcp,port={ctrl},bindaddr=127.0.0.1"))
+            .arg("--tpmstate")
+            .arg(format!("dir={}", state.display()))
+            .arg("--flags")
+            .arg("startup-clear")
+            .stdin(Stdio::null())
+            .spawn()?;
+        let t = Swtpm { child, port };
+        let until = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            if Instant::now() > until {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "swtpm did not listen",
+                ));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        Ok(t)
+    }
+    fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_args_put_the_console_uart_last_and_the_tpm_on_the_relay() {
+        let a = qemu_args(Path::new("/x/pefbox"), 4321, Some("selftest=panic"), None);
+        let s: Vec<String> = a.iter().map(|o| o.to_string_lossy().into_owned()).collect();
+        let at = |x: &str| s.iter().position(|y| y == x).unwrap();
+        assert_eq!(s[at("-kernel") + 1], "/x/pefbox");
+        assert_eq!(s[at("-append") + 1], "selftest=panic");
+        assert!(s.contains(&"socket,id=tpm,host=127.0.0.1,port=4321".to_string()));
+        assert!(at("chardev:tpm") < at("isa-serial,chardev=con,iobase=0x2f8,irq=3"));
+        assert!(!s.contains(&"-initrd".to_string()));
+    }
+
+    #[test]
+    fn median_is_the_lower_middle() {
+        assert_eq!(median::<u32>(&[]), None);
+        assert_eq!(median(&[5]), Some(5));
+        assert_eq!(median(&[9, 1, 5]), Some(5));
+        assert_eq!(median(&[4, 1, 3, 2]), Some(2));
+    }
+
+    #[test]
+    fn image_size_reads_pt_load_of_an_elf() {
+        // This test binary is an ELF64 on Linux hosts: its PT_LOAD bytes are nonzero and
+        // no larger than the file.
+        let me = std::env::current_exe().unwrap();
+        let s = image_size(&me).unwrap();
+        assert!(s.loaded > 0 && s.loaded <= s.file, "{s:?}");
+        let dir = std::env::temp_dir().join(format!("pef-elf-{}", std::process::id()));
+        fs::write(&dir, b"\x7fELF\x02\x02\x01").unwrap();
+        assert!(
+            image_size(&dir).is_err(),
+            "truncated header must be an error"
+        );
+        fs::write(&dir, b"#!/bin/sh\n").unwrap();
+        assert!(image_size(&dir).is_err());
+        let _ = fs::remove_file(&dir);
+    }
+
+    #[test]
+    fn workspace_root_holds_the_image_crate() {
+        assert!(workspace_root().join("Cargo.toml").is_file());
+        assert!(workspace_root().join("tests-qemu").is_dir());
+    }
+}
