@@ -162,7 +162,15 @@ fn get_random() -> Vec<u8> {
     command(CC_GET_RANDOM, &8u16.to_be_bytes())
 }
 
-fn call(hv: &Hv, who: CallerId, op: u64, inb: u64, ins: u64, outb: u64, outs: u64) -> HcallReturn {
+fn call<L: Transport>(
+    hv: &Hypervisor<L, FakeGuestMemory<RAM_LEN>, Meddler>,
+    who: CallerId,
+    op: u64,
+    inb: u64,
+    ins: u64,
+    outb: u64,
+    outs: u64,
+) -> HcallReturn {
     hv.hcall(who, H_TPM_COMM, &[op, inb, ins, outb, outs, 0, 0, 0, 0])
 }
 
@@ -767,4 +775,224 @@ fn two_hardware_threads_share_one_hypervisor() {
     assert!(tpm.live().is_empty());
     assert_eq!(tpm.flushed().len(), 100);
     assert_eq!(hv.open_sessions(), 0);
+}
+
+/// Real swtpm (not a fake) behind a Unix socket, for the flush-on-close test.
+mod with_swtpm {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// The TPM link to a swtpm child process; kills and reaps it on drop.
+    struct Swtpm {
+        child: Child,
+        stream: UnixStream,
+        dir: std::path::PathBuf,
+    }
+
+    impl Swtpm {
+        fn start() -> Swtpm {
+            let dir = std::env::temp_dir().join(format!("pefbox-hv-swtpm-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let sock = dir.join("tpm.sock");
+            let child = Command::new("swtpm")
+                .arg("socket")
+                .arg("--tpm2")
+                .arg("--server")
+                .arg(format!("type=unixio,path={}", sock.display()))
+                .arg("--ctrl")
+                .arg(format!(
+                    "type=unixio,path={}",
+                    dir.join("ctrl.sock").display()
+                ))
+                .arg("--tpmstate")
+                .arg(format!("dir={}", dir.display()))
+                .arg("--flags")
+                .arg("startup-clear")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("swtpm must be installed for this test");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let stream = loop {
+                match UnixStream::connect(&sock) {
+                    Ok(s) => break s,
+                    Err(e) if Instant::now() > deadline => panic!("swtpm did not start: {e}"),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            Swtpm { child, stream, dir }
+        }
+    }
+
+    impl Drop for Swtpm {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// A shared handle so the test keeps the process alive while the hypervisor owns the link.
+    #[derive(Clone)]
+    struct Link(Arc<Mutex<Swtpm>>);
+
+    impl Transport for Link {
+        fn transact(&mut self, command: &[u8], out: &mut [u8]) -> Result<usize, TransportError> {
+            let mut t = self.0.lock().unwrap();
+            let s = &mut t.stream;
+            s.write_all(command).map_err(|_| TransportError::Io)?;
+            let mut hdr = [0u8; 10];
+            s.read_exact(&mut hdr)
+                .map_err(|_| TransportError::Timeout)?;
+            let size = wire::header(&hdr).unwrap().size as usize;
+            if size < 10 || size > out.len() {
+                return Err(TransportError::ResponseTooLarge);
+            }
+            out[..10].copy_from_slice(&hdr);
+            s.read_exact(&mut out[10..size])
+                .map_err(|_| TransportError::Timeout)?;
+            Ok(size)
+        }
+    }
+
+    const TPM_RH_NULL: u32 = 0x4000_0007;
+    const TPM_RS_PW: u32 = 0x4000_0009;
+
+    /// CreatePrimary in the null hierarchy: an ECC P-256 restricted decryption key.
+    fn create_primary() -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&TPM_RH_NULL.to_be_bytes());
+        // Password authorization area: handle, empty nonce, attrs 0, empty hmac.
+        b.extend_from_slice(&9u32.to_be_bytes());
+        b.extend_from_slice(&TPM_RS_PW.to_be_bytes());
+        b.extend_from_slice(&[0, 0, 0, 0, 0]);
+        // inSensitive: empty userAuth and data.
+        b.extend_from_slice(&[0, 4, 0, 0, 0, 0]);
+        // inPublic.
+        let mut p = Vec::new();
+        p.extend_from_slice(&0x0023u16.to_be_bytes()); // ECC
+        p.extend_from_slice(&0x000Bu16.to_be_bytes()); // SHA-256
+        p.extend_from_slice(&0x0003_0072u32.to_be_bytes()); // fixedTPM|fixedParent|sensitiveDataOrigin|userWithAuth|restricted|decrypt
+        p.extend_from_slice(&[0, 0]); // authPolicy
+        p.extend_from_slice(&[0x00, 0x06, 0x00, 0x80, 0x00, 0x43]); // AES-128-CFB
+        p.extend_from_slice(&[0x00, 0x10]); // scheme NULL
+        p.extend_from_slice(&[0x00, 0x03]); // NIST P-256
+        p.extend_from_slice(&[0x00, 0x10]); // kdf NULL
+        p.extend_from_slice(&[0, 0, 0, 0]); // unique: empty x, y
+        b.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        b.extend_from_slice(&p);
+        b.extend_from_slice(&[0, 0]); // outsideInfo
+        b.extend_from_slice(&[0, 0, 0, 0]); // creationPCR: none
+        let mut c = command(wire::TPM_CC_CREATE_PRIMARY, &b);
+        c[..2].copy_from_slice(&0x8002u16.to_be_bytes());
+        c
+    }
+
+    /// StartAuthSession: unsalted, unbound HMAC session, SHA-256.
+    fn start_auth_session() -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&TPM_RH_NULL.to_be_bytes());
+        b.extend_from_slice(&TPM_RH_NULL.to_be_bytes());
+        b.extend_from_slice(&[0, 16]);
+        b.extend_from_slice(&[0x42; 16]); // nonceCaller
+        b.extend_from_slice(&[0, 0]); // encryptedSalt
+        b.push(0x00); // TPM_SE_HMAC
+        b.extend_from_slice(&[0x00, 0x10]); // symmetric NULL
+        b.extend_from_slice(&[0x00, 0x0B]); // SHA-256
+        command(wire::TPM_CC_START_AUTH_SESSION, &b)
+    }
+
+    /// The handles of type `ht` (0x80 transient, 0x02 loaded session) the TPM holds,
+    /// asked through the hypervisor by `who`.
+    fn handles(
+        hv: &Hypervisor<Link, FakeGuestMemory<RAM_LEN>, Meddler>,
+        who: CallerId,
+        ht: u32,
+    ) -> Vec<u32> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&1u32.to_be_bytes()); // TPM_CAP_HANDLES
+        b.extend_from_slice(&(ht << 24).to_be_bytes());
+        b.extend_from_slice(&64u32.to_be_bytes());
+        let c = command(0x17A, &b);
+        assert!(hv.memory.poke(IN, &c));
+        let r = call(hv, who, EXEC, IN, c.len() as u64, OUT, 4096);
+        assert_eq!(r.status, H_SUCCESS);
+        let rsp = {
+            let mut v = vec![0u8; r.out[0] as usize];
+            assert!(hv.memory.peek(OUT, &mut v));
+            v
+        };
+        assert_eq!(wire::u32_at(&rsp, 6), Some(0), "GetCapability failed");
+        // moreData(1) capability(4) count(4) handles...
+        let n = wire::u32_at(&rsp, 15).unwrap() as usize;
+        (0..n)
+            .map(|i| wire::u32_at(&rsp, 19 + 4 * i).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn close_leaves_no_transient_objects_or_sessions_in_a_real_tpm() {
+        let link = Link(Arc::new(Mutex::new(Swtpm::start())));
+        let hv = Box::new(Hypervisor::new(
+            FakeGuestMemory::<RAM_LEN>::new(RAM_BASE),
+            Meddler::new(Meddle::Off),
+        ));
+        let regions =
+            RegionTable::new(&[GuestRange::new(RAM_BASE, RAM_LEN as u64)], &[HV_MEM]).unwrap();
+        hv.configure(regions, Some(link.clone()));
+        let observer = CallerId(9);
+
+        // Caller A: two primaries (one flushed by A itself) and a session.
+        let mut made = Vec::new();
+        for c in [create_primary(), create_primary(), start_auth_session()] {
+            assert!(hv.memory.poke(IN, &c));
+            let r = call(&hv, A, EXEC, IN, c.len() as u64, OUT, 4096);
+            assert_eq!(r.status, H_SUCCESS);
+            let mut rsp = vec![0u8; r.out[0] as usize];
+            assert!(hv.memory.peek(OUT, &mut rsp));
+            assert_eq!(
+                wire::u32_at(&rsp, 6),
+                Some(0),
+                "TPM refused {:02x?}",
+                &c[6..10]
+            );
+            made.push(wire::u32_at(&rsp, 10).unwrap());
+        }
+        let c = command(wire::TPM_CC_FLUSH_CONTEXT, &made[0].to_be_bytes());
+        assert!(hv.memory.poke(IN, &c));
+        assert_eq!(call(&hv, A, EXEC, IN, 14, OUT, 4096).status, H_SUCCESS);
+        assert_eq!(hv.tracked_handles(A), 2);
+        // Caller B: one primary that A's close must leave alone.
+        let c = create_primary();
+        assert!(hv.memory.poke(IN, &c));
+        assert_eq!(
+            call(&hv, B, EXEC, IN, c.len() as u64, OUT, 4096).status,
+            H_SUCCESS
+        );
+        let mut b_rsp = [0u8; 14];
+        assert!(hv.memory.peek(OUT, &mut b_rsp));
+        let b_handle = wire::u32_at(&b_rsp, 10).unwrap();
+
+        let mut transient = handles(&hv, observer, 0x80);
+        transient.sort();
+        let mut want = vec![made[1], b_handle];
+        want.sort();
+        assert_eq!(transient, want);
+        assert_eq!(handles(&hv, observer, 0x02), vec![made[2]]);
+
+        assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
+        assert_eq!(handles(&hv, observer, 0x80), vec![b_handle]);
+        assert_eq!(handles(&hv, observer, 0x02), Vec::<u32>::new());
+        assert_eq!(call(&hv, B, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
+        assert_eq!(handles(&hv, observer, 0x80), Vec::<u32>::new());
+        assert_eq!(call(&hv, observer, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
+        assert_eq!(hv.open_sessions(), 0);
+    }
 }
