@@ -1,0 +1,216 @@
+//! TPM 2.0 constants used by this client (TPM 2.0 Library, Part 2: Structures).
+#![forbid(unsafe_code)]
+
+/// Structure tags (`TPM_ST`).
+pub mod st {
+    /// `TPM_ST_RSP_COMMAND`: TPM 1.2-style tag of a response to a malformed command.
+    pub const RSP_COMMAND: u16 = 0x00C4;
+    /// `TPM_ST_NO_SESSIONS`.
+    pub const NO_SESSIONS: u16 = 0x8001;
+    /// `TPM_ST_SESSIONS`.
+    pub const SESSIONS: u16 = 0x8002;
+    /// `TPM_ST_CREATION`.
+    pub const CREATION: u16 = 0x8021;
+}
+
+/// Command codes (`TPM_CC`).
+pub mod cc {
+    /// `TPM2_EvictControl`.
+    pub const EVICT_CONTROL: u32 = 0x120;
+    /// `TPM2_CreatePrimary`.
+    pub const CREATE_PRIMARY: u32 = 0x131;
+    /// `TPM2_Startup`.
+    pub const STARTUP: u32 = 0x144;
+    /// `TPM2_ObjectChangeAuth`.
+    pub const OBJECT_CHANGE_AUTH: u32 = 0x150;
+    /// `TPM2_Create`.
+    pub const CREATE: u32 = 0x153;
+    /// `TPM2_Load`.
+    pub const LOAD: u32 = 0x157;
+    /// `TPM2_RSA_Decrypt`.
+    pub const RSA_DECRYPT: u32 = 0x159;
+    /// `TPM2_FlushContext`.
+    pub const FLUSH_CONTEXT: u32 = 0x165;
+    /// `TPM2_PolicyAuthValue`.
+    pub const POLICY_AUTH_VALUE: u32 = 0x16B;
+    /// `TPM2_PolicyCommandCode`.
+    pub const POLICY_COMMAND_CODE: u32 = 0x16C;
+    /// `TPM2_PolicyOR`.
+    pub const POLICY_OR: u32 = 0x171;
+    /// `TPM2_ReadPublic`.
+    pub const READ_PUBLIC: u32 = 0x173;
+    /// `TPM2_StartAuthSession`.
+    pub const START_AUTH_SESSION: u32 = 0x176;
+    /// `TPM2_GetCapability`.
+    pub const GET_CAPABILITY: u32 = 0x17A;
+    /// `TPM2_GetRandom`.
+    pub const GET_RANDOM: u32 = 0x17B;
+    /// `TPM2_PCR_Read`.
+    pub const PCR_READ: u32 = 0x17E;
+    /// `TPM2_PolicyPCR`.
+    pub const POLICY_PCR: u32 = 0x17F;
+    /// `TPM2_PolicyRestart`.
+    pub const POLICY_RESTART: u32 = 0x180;
+    /// `TPM2_PCR_Extend`.
+    pub const PCR_EXTEND: u32 = 0x182;
+    /// `TPM2_PolicyGetDigest`.
+    pub const POLICY_GET_DIGEST: u32 = 0x189;
+}
+
+/// Algorithm identifiers (`TPM_ALG_ID`).
+pub mod alg {
+    /// `TPM_ALG_RSA`.
+    pub const RSA: u16 = 0x0001;
+    /// `TPM_ALG_SHA1`.
+    pub const SHA1: u16 = 0x0004;
+    /// `TPM_ALG_HMAC`.
+    pub const HMAC: u16 = 0x0005;
+    /// `TPM_ALG_AES`.
+    pub const AES: u16 = 0x0006;
+    /// `TPM_ALG_KEYEDHASH`.
+    pub const KEYEDHASH: u16 = 0x0008;
+    /// `TPM_ALG_XOR`.
+    pub const XOR: u16 = 0x000A;
+    /// `TPM_ALG_SHA256`.
+    pub const SHA256: u16 = 0x000B;
+    /// `TPM_ALG_SHA384`.
+    pub const SHA384: u16 = 0x000C;
+    /// `TPM_ALG_SHA512`.
+    pub const SHA512: u16 = 0x000D;
+    /// `TPM_ALG_NULL`.
+    pub const NULL: u16 = 0x0010;
+    /// `TPM_ALG_RSASSA`.
+    pub const RSASSA: u16 = 0x0014;
+    /// `TPM_ALG_RSAES`.
+    pub const RSAES: u16 = 0x0015;
+    /// `TPM_ALG_RSAPSS`.
+    pub const RSAPSS: u16 = 0x0016;
+    /// `TPM_ALG_OAEP`.
+    pub const OAEP: u16 = 0x0017;
+    /// `TPM_ALG_ECDSA`.
+    pub const ECDSA: u16 = 0x0018;
+    /// `TPM_ALG_ECDH`.
+    pub const ECDH: u16 = 0x0019;
+    /// `TPM_ALG_KDF1_SP800_56A`.
+    pub const KDF1_SP800_56A: u16 = 0x0020;
+    /// `TPM_ALG_KDF1_SP800_108`.
+    pub const KDF1_SP800_108: u16 = 0x0022;
+    /// `TPM_ALG_ECC`.
+    pub const ECC: u16 = 0x0023;
+    /// `TPM_ALG_SYMCIPHER`.
+    pub const SYMCIPHER: u16 = 0x0025;
+    /// `TPM_ALG_CFB`.
+    pub const CFB: u16 = 0x0043;
+}
+
+/// `TPM_ECC_NIST_P256`.
+pub const ECC_NIST_P256: u16 = 0x0003;
+
+/// Reserved and permanent handles (`TPM_RH`, `TPM_RS`) and handle ranges.
+pub mod rh {
+    /// `TPM_RH_OWNER`: the storage hierarchy.
+    pub const OWNER: u32 = 0x4000_0001;
+    /// `TPM_RH_NULL`.
+    pub const NULL: u32 = 0x4000_0007;
+    /// `TPM_RS_PW`: the password pseudo-session.
+    pub const PW: u32 = 0x4000_0009;
+    /// `TPM_RH_LOCKOUT`.
+    pub const LOCKOUT: u32 = 0x4000_000A;
+    /// `TPM_RH_ENDORSEMENT`.
+    pub const ENDORSEMENT: u32 = 0x4000_000B;
+    /// `TPM_RH_PLATFORM`.
+    pub const PLATFORM: u32 = 0x4000_000C;
+    /// First transient object handle (`TPM_HT_TRANSIENT` << 24).
+    pub const TRANSIENT_FIRST: u32 = 0x8000_0000;
+    /// First persistent object handle (`TPM_HT_PERSISTENT` << 24).
+    pub const PERSISTENT_FIRST: u32 = 0x8100_0000;
+    /// First HMAC session handle (`TPM_HT_HMAC_SESSION` << 24).
+    pub const HMAC_SESSION_FIRST: u32 = 0x0200_0000;
+    /// First policy session handle (`TPM_HT_POLICY_SESSION` << 24).
+    pub const POLICY_SESSION_FIRST: u32 = 0x0300_0000;
+    /// First PCR handle.
+    pub const PCR_FIRST: u32 = 0x0000_0000;
+}
+
+/// Object attributes (`TPMA_OBJECT`).
+pub mod attr {
+    /// `fixedTPM`.
+    pub const FIXED_TPM: u32 = 1 << 1;
+    /// `stClear`.
+    pub const ST_CLEAR: u32 = 1 << 2;
+    /// `fixedParent`.
+    pub const FIXED_PARENT: u32 = 1 << 4;
+    /// `sensitiveDataOrigin`.
+    pub const SENSITIVE_DATA_ORIGIN: u32 = 1 << 5;
+    /// `userWithAuth`.
+    pub const USER_WITH_AUTH: u32 = 1 << 6;
+    /// `adminWithPolicy`.
+    pub const ADMIN_WITH_POLICY: u32 = 1 << 7;
+    /// `noDA`.
+    pub const NO_DA: u32 = 1 << 10;
+    /// `encryptedDuplication`.
+    pub const ENCRYPTED_DUPLICATION: u32 = 1 << 11;
+    /// `restricted`.
+    pub const RESTRICTED: u32 = 1 << 16;
+    /// `decrypt`.
+    pub const DECRYPT: u32 = 1 << 17;
+    /// `sign` / `encrypt`.
+    pub const SIGN: u32 = 1 << 18;
+}
+
+/// Session attributes (`TPMA_SESSION`).
+pub mod sa {
+    /// `continueSession`: keep the session open after the command.
+    pub const CONTINUE_SESSION: u8 = 0x01;
+    /// `auditExclusive`.
+    pub const AUDIT_EXCLUSIVE: u8 = 0x02;
+    /// `auditReset`.
+    pub const AUDIT_RESET: u8 = 0x04;
+    /// `decrypt`: the first command parameter is encrypted.
+    pub const DECRYPT: u8 = 0x20;
+    /// `encrypt`: the first response parameter is encrypted.
+    pub const ENCRYPT: u8 = 0x40;
+    /// `audit`.
+    pub const AUDIT: u8 = 0x80;
+}
+
+/// Session types (`TPM_SE`).
+pub mod se {
+    /// `TPM_SE_HMAC`.
+    pub const HMAC: u8 = 0x00;
+    /// `TPM_SE_POLICY`.
+    pub const POLICY: u8 = 0x01;
+    /// `TPM_SE_TRIAL`.
+    pub const TRIAL: u8 = 0x03;
+}
+
+/// Capabilities (`TPM_CAP`) and properties (`TPM_PT`).
+pub mod cap {
+    /// `TPM_CAP_ALGS`.
+    pub const ALGS: u32 = 0;
+    /// `TPM_CAP_HANDLES`.
+    pub const HANDLES: u32 = 1;
+    /// `TPM_CAP_PCRS`.
+    pub const PCRS: u32 = 5;
+    /// `TPM_CAP_TPM_PROPERTIES`.
+    pub const TPM_PROPERTIES: u32 = 6;
+    /// `TPM_PT_FAMILY_INDICATOR` ("2.0").
+    pub const PT_FAMILY_INDICATOR: u32 = 0x100;
+    /// `TPM_PT_MANUFACTURER`.
+    pub const PT_MANUFACTURER: u32 = 0x105;
+    /// `TPM_PT_MAX_COMMAND_SIZE`.
+    pub const PT_MAX_COMMAND_SIZE: u32 = 0x11E;
+    /// `TPM_PT_MAX_RESPONSE_SIZE`.
+    pub const PT_MAX_RESPONSE_SIZE: u32 = 0x11F;
+}
+
+/// Startup types (`TPM_SU`).
+pub mod su {
+    /// `TPM_SU_CLEAR`.
+    pub const CLEAR: u16 = 0x0000;
+    /// `TPM_SU_STATE`.
+    pub const STATE: u16 = 0x0001;
+}
+
+/// Size of a SHA-256 digest, the only session and name hash this client uses.
+pub const SHA256_SIZE: usize = 32;
