@@ -3,8 +3,28 @@
 //! Portable (`no_std`, no `unsafe`), host-tested. Talks to a TPM only through
 //! [`transport::Transport`]: the ultravisor's implementation is H_TPM_COMM, the
 //! hypervisor's is its link to the TPM, host tests use swtpm's socket.
+//!
+//! Layers, bottom up: [`marshal`] (panic-free big-endian reader/writer), [`consts`],
+//! [`rc`] (response codes), [`public`] (public areas, Names, templates, PCR
+//! selections), [`crypto`] (session arithmetic), [`entropy`] (the nonce/salt mixer),
+//! [`session`] and [`policy`], and [`client`] (the [`Tpm`] with one method per command).
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
+pub mod client;
+pub mod consts;
 pub mod crypto;
+pub mod entropy;
+pub mod marshal;
+pub mod policy;
+pub mod public;
+pub mod rc;
+pub mod session;
 pub mod transport;
+
+pub use client::{Error, KeyBlob, SaltKey, Tpm};
+pub use entropy::{EntropySource, Mixer};
+pub use public::{Name, Object, Template};
+pub use rc::ResponseCode;
+pub use session::{Auth, Session, SessionKind};
 pub use transport::{Transport, TransportError};
