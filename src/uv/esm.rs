@@ -741,4 +741,48 @@ mod tests {
         }
         assert!(parsed > 0);
     }
+    /// A blob made independently with PyCryptodome + libfdt and put in an initrd with GNU
+    /// cpio, as svm-tools does (src/testdata/make_esm_fixture.py).
+    #[test]
+    fn pycryptodome_libfdt_gnu_cpio_fixture() {
+        let initrd = include_bytes!("../testdata/esm-pycryptodome.initrd");
+        let key_hex = include_str!("../testdata/esm-pycryptodome.key").trim();
+        let mut key = [0u8; 32];
+        for (i, b) in key.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&key_hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        // The SVM parts the script hashed (svm_parts()).
+        let kernel: Vec<u8> = (0..40).flat_map(|_| 0..=255u8).collect();
+        let svm_initrd = b"pefbox svm initrd\n".repeat(50);
+        let bootargs = b"console=hvc0 root=/dev/ram0 svm=on\0";
+
+        let (blob, rest) = crate::uv::cpio::split_esm_initrd(initrd).unwrap();
+        assert_eq!(
+            blob,
+            &include_bytes!("../testdata/esm-pycryptodome.dtb")[..]
+        );
+        assert_eq!(rest, &svm_initrd[..]);
+        let esm = EsmBlob::parse(blob).unwrap();
+        let d = esm.decrypt_digests(&key).unwrap();
+        assert_eq!(d.kernel_size, 10240);
+        d.verify(&kernel, rest, bootargs, &DEFAULT_RTAS).unwrap();
+        assert_eq!(
+            d.verify(&kernel, rest, b"console=hvc0\0", &DEFAULT_RTAS),
+            Err(EsmError::BootargsMismatch)
+        );
+        let mut out = [0u8; 64];
+        let n = esm.decrypt_file("file-1", &key, &mut out).unwrap();
+        assert_eq!(&out[..n], b"secret attachment\n");
+        let mut wrong = key;
+        wrong[31] ^= 1;
+        assert_eq!(esm.decrypt_digests(&wrong), Err(EsmError::DecryptFailed));
+        assert_eq!(
+            esm.decrypt_file("file-1", &wrong, &mut out),
+            Err(EsmError::DecryptFailed)
+        );
+        assert!(
+            out.iter().all(|&b| b == 0),
+            "no unauthenticated plaintext left"
+        );
+    }
 }

@@ -2,8 +2,8 @@
 //! (`svm-tool esm make` + `svm-tool svm add`), which `pefbox::uv::esm` parses.
 //!
 //! What is established from svm-tools' sources and followed here:
-//! - root `compatible = "ibm,esm"`, nodes `file`, `digest`, `lockboxes` (in that order,
-//!   as `esm create` adds them); lockboxes `origin-lockbox` and `lockbox-1`, each with
+//! - root `compatible = "ibm,esm"`, nodes `lockboxes`, `digest`, `file` (the order
+//!   libfdt leaves them in); lockboxes `lockbox-1` and `origin-lockbox`, each with
 //!   `untrusted-comment`, `encrypted-symkey` (RSA-OAEP, SHA-256, MGF1-SHA-256, empty label,
 //!   of the 32-byte key) and a `pubkey-fingerprint` node (`algorithm = "SHA256"`,
 //!   `hash` = SHA-256 of the recipient's public-key PEM file bytes);
@@ -81,12 +81,12 @@ pub fn digests_fdt(
     w.begin_node("")
         .property_str("compatible", "ibm,esm")
         .begin_node("digests")
-        .property_str("algorithm", "SHA512")
-        .property("rtas", &Sha512::digest(rtas))
-        .property("kernel", &Sha512::digest(kernel))
-        .property_u32("kernel-size", kernel_size)
-        .property("initrd", &Sha512::digest(initrd))
         .property("bootargs", &Sha512::digest(bootargs.as_bytes()))
+        .property("initrd", &Sha512::digest(initrd))
+        .property_u32("kernel-size", kernel_size)
+        .property("kernel", &Sha512::digest(kernel))
+        .property("rtas", &Sha512::digest(rtas))
+        .property_str("algorithm", "SHA512")
         .end_node()
         .end_node();
     w.finish()
@@ -124,11 +124,11 @@ pub fn seal<R: RngCore + CryptoRng>(
 
 fn sealed_entry(w: &mut FdtWriter, name: &str, sealed: &Sealed) {
     w.begin_node(name)
-        .property_str("algorithm", "AES256-GCM")
-        .property_str("untrusted-comment", "")
-        .property("ciphertext", &sealed.ciphertext)
-        .property("iv", &sealed.iv)
         .property("mac", &sealed.mac)
+        .property("iv", &sealed.iv)
+        .property("ciphertext", &sealed.ciphertext)
+        .property_str("untrusted-comment", "")
+        .property_str("algorithm", "AES256-GCM")
         .end_node();
 }
 
@@ -158,24 +158,33 @@ pub fn build_esm_blob<R: RngCore + CryptoRng>(
     rng.fill_bytes(&mut symkey);
     let fingerprint = Sha256::digest(wrapping_pub_pem.as_bytes());
 
+    // Node and property order: libfdt (which svm-tools drives) inserts a new subnode or
+    // property *first* in its parent, so the packed tree lists them in the reverse of
+    // svm-tools' call order. Measured with python3-libfdt 1.6.1 (src/testdata/
+    // make_esm_fixture.py); readers must look things up by name regardless.
     let mut w = FdtWriter::new();
     w.begin_node("").property_str("compatible", "ibm,esm");
 
-    // /file (files-fdt only when there are files, as svm-tools does).
-    w.begin_node("file");
-    if !files.is_empty() {
-        let mut f = FdtWriter::new();
-        f.begin_node("")
-            .property_str("compatible", "ibm,esm-file")
-            .begin_node("files");
-        for (name, data) in files {
-            if !valid_file_name(name) {
-                return Err(format!("file name {name:?} is not a valid ESM file name"));
-            }
-            sealed_entry(&mut f, name, &seal(&symkey, data, rng)?);
-        }
-        f.end_node().end_node();
-        w.property("files-fdt", &f.finish()?);
+    // /lockboxes: svm-tools creates origin-lockbox, then authorizes lockbox-1 (the TPM).
+    w.begin_node("lockboxes");
+    for (name, comment) in [
+        ("lockbox-1", "TPM wrapping key"),
+        (
+            "origin-lockbox",
+            "origin (pefbox builder: sealed to the wrapping key)",
+        ),
+    ] {
+        let enc = key
+            .encrypt(rng, Oaep::new::<Sha256>(), &symkey)
+            .map_err(|e| format!("RSA-OAEP: {e}"))?;
+        w.begin_node(name)
+            .property("encrypted-symkey", &enc)
+            .property_str("untrusted-comment", comment)
+            .begin_node("pubkey-fingerprint")
+            .property("hash", &fingerprint)
+            .property_str("algorithm", "SHA256")
+            .end_node()
+            .end_node();
     }
     w.end_node();
 
@@ -186,26 +195,22 @@ pub fn build_esm_blob<R: RngCore + CryptoRng>(
     sealed_entry(&mut w, "digests-fdt", &sealed);
     w.end_node();
 
-    // /lockboxes
-    w.begin_node("lockboxes");
-    for (name, comment) in [
-        (
-            "origin-lockbox",
-            "origin (pefbox builder: sealed to the wrapping key)",
-        ),
-        ("lockbox-1", "TPM wrapping key"),
-    ] {
-        let enc = key
-            .encrypt(rng, Oaep::new::<Sha256>(), &symkey)
-            .map_err(|e| format!("RSA-OAEP: {e}"))?;
-        w.begin_node(name)
-            .property_str("untrusted-comment", comment)
-            .property("encrypted-symkey", &enc)
-            .begin_node("pubkey-fingerprint")
-            .property_str("algorithm", "SHA256")
-            .property("hash", &fingerprint)
-            .end_node()
-            .end_node();
+    // /file (files-fdt only when there are files, as svm-tools does); each attach adds
+    // its node first, so the last file given comes first.
+    w.begin_node("file");
+    if !files.is_empty() {
+        let mut f = FdtWriter::new();
+        f.begin_node("")
+            .property_str("compatible", "ibm,esm-file")
+            .begin_node("files");
+        for (name, data) in files.iter().rev() {
+            if !valid_file_name(name) {
+                return Err(format!("file name {name:?} is not a valid ESM file name"));
+            }
+            sealed_entry(&mut f, name, &seal(&symkey, data, rng)?);
+        }
+        f.end_node().end_node();
+        w.property("files-fdt", &f.finish()?);
     }
     w.end_node();
     w.end_node();
@@ -344,7 +349,7 @@ mod tests {
         let n = esm.decrypt_file("file-1", &symkey, &mut out).unwrap();
         assert_eq!(&out[..n], b"rootfs passphrase");
         assert_eq!(esm.decrypt_file("empty", &symkey, &mut out), Ok(0));
-        assert_eq!(esm.file_names().collect::<Vec<_>>(), ["file-1", "empty"]);
+        assert_eq!(esm.file_names().collect::<Vec<_>>(), ["empty", "file-1"]);
         // Fresh randomness: a second build differs in key and ciphertexts.
         let (blob2, symkey2) = build(&s, 2);
         assert_ne!(symkey, symkey2);
@@ -484,6 +489,96 @@ mod tests {
         assert!(valid_file_name("file-1") && valid_file_name("a,b.c_d+e-f"));
         assert!(
             !valid_file_name("") && !valid_file_name("a/b") && !valid_file_name(&"a".repeat(32))
+        );
+    }
+    /// Blob, cpio'd initrd, symkey and TEST-ONLY RSA key made by
+    /// src/testdata/make_esm_fixture.py with PyCryptodome + libfdt + GNU cpio.
+    const FIX_BLOB: &[u8] = include_bytes!("../../src/testdata/esm-pycryptodome.dtb");
+    const FIX_INITRD: &[u8] = include_bytes!("../../src/testdata/esm-pycryptodome.initrd");
+    const FIX_KEY: &str = include_str!("../../src/testdata/esm-pycryptodome.key");
+    const FIX_RSA: &str = include_str!("../../src/testdata/esm-test-rsa.pem");
+
+    fn fixture_symkey() -> [u8; 32] {
+        let hex = FIX_KEY.trim();
+        let mut k = [0u8; 32];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        k
+    }
+
+    /// Node names and property names, in tree order, with depth.
+    fn shape(blob: &[u8]) -> Vec<String> {
+        let dtb = pefbox::dtb::Dtb::new(blob).unwrap();
+        let mut out = Vec::new();
+        for e in dtb.walk() {
+            out.push(format!("{}/{}", e.depth, e.node.name()));
+            for p in e.node.properties() {
+                out.push(format!("{}  {}", e.depth, p.name));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn esm_pycryptodome_fixture_unwraps_with_rsa_oaep() {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        let esm = EsmBlob::parse(FIX_BLOB).unwrap();
+        let k = RsaPrivateKey::from_pkcs1_pem(FIX_RSA).unwrap();
+        // PyCryptodome's PKCS1_OAEP(hashAlgo=SHA256) and ours agree (MGF1-SHA256, no label).
+        let unwrapped = k
+            .decrypt(Oaep::new::<Sha256>(), esm.encrypted_symkey())
+            .unwrap();
+        assert_eq!(unwrapped, fixture_symkey());
+        // Our fingerprint rule matches: SHA-256 of the PEM text PyCryptodome exported.
+        // PyCryptodome exported the public key as SPKI PEM ("BEGIN PUBLIC KEY") + "\n".
+        let spki = k.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+        assert_eq!(esm.fingerprint()[..], Sha256::digest(spki.as_bytes())[..]);
+        let (blob, _) = split_esm_initrd(FIX_INITRD).unwrap();
+        assert_eq!(blob, FIX_BLOB);
+    }
+
+    #[test]
+    fn esm_builder_layout_matches_libfdt_fixture() {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        let fix = EsmBlob::parse(FIX_BLOB).unwrap();
+        let key = fixture_symkey();
+        let spki = RsaPrivateKey::from_pkcs1_pem(FIX_RSA)
+            .map(|k| k.to_public_key().to_public_key_pem(LineEnding::LF).unwrap())
+            .unwrap();
+        let files = vec![("file-1".to_string(), b"secret attachment\n".to_vec())];
+        let (ours, our_key) = build_esm_blob(
+            &spki,
+            b"k",
+            b"i",
+            "a",
+            &DEFAULT_RTAS,
+            &files,
+            &mut StdRng::seed_from_u64(4),
+        )
+        .unwrap();
+        assert_eq!(shape(&ours), shape(FIX_BLOB));
+        let ours_esm = EsmBlob::parse(&ours).unwrap();
+        let files_fdt = |b: &EsmBlob<'_>| {
+            b.dtb()
+                .find_node("/file")
+                .unwrap()
+                .property("files-fdt")
+                .unwrap()
+                .to_vec()
+        };
+        assert_eq!(shape(&files_fdt(&ours_esm)), shape(&files_fdt(&fix)));
+        // The decrypted digests trees have the same shape too.
+        let plain = |b: &EsmBlob<'_>, k: &[u8; 32]| {
+            let e = b.digests_entry();
+            let mut out = vec![0u8; e.ciphertext.len()];
+            let n = e.decrypt_into(k, &mut out).unwrap();
+            out.truncate(n);
+            out
+        };
+        assert_eq!(
+            shape(&plain(&ours_esm, &our_key)),
+            shape(&plain(&fix, &key))
         );
     }
 }
