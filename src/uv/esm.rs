@@ -326,6 +326,35 @@ impl<'a> EsmBlob<'a> {
     }
 }
 
+/// A guest-physical range named in the SVM's `/chosen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChosenRange {
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+fn chosen_range(svm_fdt: &Dtb<'_>, start: &str, end: &str) -> Option<ChosenRange> {
+    let chosen = svm_fdt.find_node("/chosen")?;
+    let start = chosen.property_number(start)?;
+    let end = chosen.property_number(end)?;
+    (start <= end).then_some(ChosenRange { start, end })
+}
+
+/// The ESM blob's range when a boot wrapper placed it separately: `/chosen`
+/// `linux,esm-blob-start` / `linux,esm-blob-end` (one or two cells each). `None` when
+/// either is absent or the range is inverted; then look in the initrd
+/// ([`crate::uv::cpio::split_esm_initrd`]).
+pub fn esm_blob_range(svm_fdt: &Dtb<'_>) -> Option<ChosenRange> {
+    chosen_range(svm_fdt, "linux,esm-blob-start", "linux,esm-blob-end")
+}
+
+/// The initrd's range: `/chosen` `linux,initrd-start` / `linux,initrd-end`.
+pub fn initrd_range(svm_fdt: &Dtb<'_>) -> Option<ChosenRange> {
+    chosen_range(svm_fdt, "linux,initrd-start", "linux,initrd-end")
+}
+
 /// The decrypted `/digests` of an ESM blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digests {
@@ -783,6 +812,35 @@ mod tests {
         assert!(
             out.iter().all(|&b| b == 0),
             "no unauthenticated plaintext left"
+        );
+    }
+    #[test]
+    fn chosen_ranges() {
+        let mut b = FdtBuilder::new();
+        b.begin("").begin("chosen");
+        b.prop_u64("linux,esm-blob-start", 0x3000_0000)
+            .prop_u32("linux,esm-blob-end", 0x3000_1000)
+            .prop_u32("linux,initrd-start", 0x2800_0000)
+            .prop_u32("linux,initrd-end", 0x27ff_0000);
+        b.end().end();
+        let blob = b.finish();
+        let dtb = Dtb::new(&blob).unwrap();
+        assert_eq!(
+            esm_blob_range(&dtb),
+            Some(ChosenRange {
+                start: 0x3000_0000,
+                end: 0x3000_1000
+            })
+        );
+        assert_eq!(initrd_range(&dtb), None, "inverted range refused");
+        let dtb2 = Dtb::new(include_bytes!("../testdata/qemu-powernv9.dtb")).unwrap();
+        assert_eq!(esm_blob_range(&dtb2), None);
+        assert_eq!(
+            initrd_range(&dtb2),
+            Some(ChosenRange {
+                start: 0x2800_0000,
+                end: 0x2800_03e8
+            })
         );
     }
 }
