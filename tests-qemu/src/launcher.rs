@@ -12,7 +12,6 @@ use std::ffi::OsString;
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +21,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::relay::{Relay, RelayOptions, RelayStats};
+use crate::swtpm::Swtpm;
 use crate::verdict::{is_firmware_crash, judge, ExitInfo, Expect, Verdict};
 
 /// How long to keep QEMU running after skiboot printed a crash (to collect its register dump).
@@ -361,44 +361,19 @@ impl RunReport {
     }
 }
 
-/// The swtpm state directory of one boot, removed afterwards if temporary.
-struct StateDir {
-    path: PathBuf,
-    temporary: bool,
-}
-
-impl StateDir {
-    fn new(cfg: &RunConfig) -> Result<StateDir, LaunchError> {
-        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let (path, temporary) = match &cfg.tpm_state {
-            Some(p) => (p.clone(), false),
-            None => (
-                std::env::temp_dir().join(format!(
-                    "pef-swtpm-{}-{}",
-                    std::process::id(),
-                    SEQ.fetch_add(1, Ordering::SeqCst)
-                )),
-                true,
-            ),
-        };
-        if (cfg.fresh_tpm || temporary) && path.exists() {
-            fs::remove_dir_all(&path).map_err(io_err(format!("wiping {}", path.display())))?;
+/// Starts swtpm for a boot: on `cfg.tpm_state` (wiped first with `fresh_tpm`), or on a fresh
+/// temporary state that [`Swtpm`] removes when dropped.
+fn start_swtpm(cfg: &RunConfig) -> Result<Swtpm, LaunchError> {
+    let started = match &cfg.tpm_state {
+        None => Swtpm::start(),
+        Some(dir) => {
+            if cfg.fresh_tpm && dir.exists() {
+                fs::remove_dir_all(dir).map_err(io_err(format!("wiping {}", dir.display())))?;
+            }
+            Swtpm::start_in(dir)
         }
-        fs::create_dir_all(&path).map_err(io_err(format!("creating {}", path.display())))?;
-        Ok(StateDir { path, temporary })
-    }
-}
-
-impl Drop for StateDir {
-    fn drop(&mut self) {
-        if self.temporary {
-            let _ = fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
-fn swtpm_addr(tpm: &Swtpm) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, tpm.port()))
+    };
+    started.map_err(|e| LaunchError::Swtpm(e.to_string()))
 }
 
 /// Reads a child's output: copies it live to `echo` (if any), keeps all of it, and sends each
@@ -452,10 +427,9 @@ fn pump<R: Read + Send + 'static>(
         })
 }
 
-/// The TPM side of a boot: swtpm (if running) and the relay in front of it.
+/// The TPM side of a boot: swtpm and the relay in front of it.
 struct TpmSide<'a> {
-    state: &'a Path,
-    swtpm: Option<Swtpm>,
+    swtpm: Swtpm,
     relay: &'a Relay,
 }
 
@@ -464,23 +438,23 @@ impl TpmSide<'_> {
     fn directive(&mut self, verb: &str) -> (String, String) {
         match verb {
             "tpm-stop" => {
-                // Dropping the Swtpm kills and reaps it; the relay then fails each command
-                // by not answering it.
-                self.swtpm = None;
+                // The relay then fails each command by not answering it.
+                self.swtpm.stop();
                 (format!("@@ack {verb}\n"), "tpm-stop: swtpm stopped".into())
             }
             "tpm-start" => {
-                if self.swtpm.is_some() {
+                if self.swtpm.is_running() {
                     return (
                         format!("@@ack {verb}\n"),
                         "tpm-start: already running".into(),
                     );
                 }
-                match Swtpm::start(self.state) {
-                    Ok(t) => {
-                        self.relay.set_upstream(Some(swtpm_addr(&t)));
-                        let log = format!("tpm-start: swtpm restarted on port {}", t.port());
-                        self.swtpm = Some(t);
+                // Same state directory (and ports); the relay reconnects on the next command.
+                match self.swtpm.restart() {
+                    Ok(()) => {
+                        self.relay.set_upstream(Some(self.swtpm.addr()));
+                        let log =
+                            format!("tpm-start: swtpm restarted on port {}", self.swtpm.port());
                         (format!("@@ack {verb}\n"), log)
                     }
                     Err(e) => (
@@ -505,10 +479,9 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport, LaunchError> {
             io::Error::new(io::ErrorKind::NotFound, "no such file"),
         ));
     }
-    let state = StateDir::new(cfg)?;
-    let swtpm = Swtpm::start(&state.path).map_err(|e| LaunchError::Swtpm(e.to_string()))?;
+    let swtpm = start_swtpm(cfg)?;
     let relay = Relay::start(
-        Some(swtpm_addr(&swtpm)),
+        Some(swtpm.addr()),
         RelayOptions {
             echo_log: cfg.echo,
             ..RelayOptions::default()
@@ -516,8 +489,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport, LaunchError> {
     )
     .map_err(io_err("starting the relay"))?;
     let mut tpm = TpmSide {
-        state: &state.path,
-        swtpm: Some(swtpm),
+        swtpm,
         relay: &relay,
     };
 
@@ -803,58 +775,6 @@ pub fn per_command(reports: &[RunReport]) -> BTreeMap<u32, (usize, Duration, Dur
         .collect()
 }
 
-/// TEMPORARY stand-in until `crate::swtpm` lands (owned by another engineer).
-struct Swtpm {
-    child: Child,
-    port: u16,
-}
-
-impl Swtpm {
-    fn start(state: &Path) -> io::Result<Swtpm> {
-        let free = || -> io::Result<u16> {
-            Ok(std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-                .local_addr()?
-                .port())
-        };
-        let (port, ctrl) = (free()?, free()?);
-        let child = Command::new("swtpm")
-            .arg("socket")
-            .arg("--tpm2")
-            .arg("--server")
-            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-            .arg("--ctrl")
-            .arg(format!("type=tcp,port={ctrl},bindaddr=127.0.0.1"))
-            .arg("--tpmstate")
-            .arg(format!("dir={}", state.display()))
-            .arg("--flags")
-            .arg("startup-clear")
-            .stdin(Stdio::null())
-            .spawn()?;
-        let t = Swtpm { child, port };
-        let until = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            if Instant::now() > until {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "swtpm did not listen",
-                ));
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        Ok(t)
-    }
-    fn port(&self) -> u16 {
-        self.port
-    }
-}
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -895,6 +815,90 @@ mod tests {
         fs::write(&dir, b"#!/bin/sh\n").unwrap();
         assert!(image_size(&dir).is_err());
         let _ = fs::remove_file(&dir);
+    }
+
+    /// TPM2_GetRandom(bytes) with no sessions.
+    fn get_random(bytes: u16) -> Vec<u8> {
+        let mut c = vec![0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b];
+        c.extend_from_slice(&bytes.to_be_bytes());
+        c
+    }
+
+    /// Sends `command` one byte per write, as a UART does, and reads the whole response
+    /// (`None` if nothing came back within `wait`).
+    fn transact_bytewise(
+        q: &mut std::net::TcpStream,
+        command: &[u8],
+        wait: Duration,
+    ) -> Option<Vec<u8>> {
+        for b in command {
+            q.write_all(&[*b]).unwrap();
+        }
+        q.set_read_timeout(Some(wait)).unwrap();
+        let mut head = [0u8; 10];
+        if q.read_exact(&mut head).is_err() {
+            return None;
+        }
+        let size = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
+        let mut rest = vec![0u8; size - 10];
+        q.read_exact(&mut rest).unwrap();
+        let mut all = head.to_vec();
+        all.extend_from_slice(&rest);
+        Some(all)
+    }
+
+    fn rc(response: &[u8]) -> u32 {
+        u32::from_be_bytes([response[6], response[7], response[8], response[9]])
+    }
+
+    #[test]
+    fn relay_serves_real_swtpm_and_directives_stop_and_restart_it() {
+        let swtpm = Swtpm::start().unwrap();
+        let relay = Relay::start(Some(swtpm.addr()), RelayOptions::default()).unwrap();
+        let mut tpm = TpmSide {
+            swtpm,
+            relay: &relay,
+        };
+        let mut q =
+            std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, relay.port())).unwrap();
+        let long = Duration::from_secs(10);
+
+        // Byte-by-byte commands reach swtpm whole: a real answer, not TPM_RC_COMMAND_SIZE.
+        let r = transact_bytewise(&mut q, &get_random(16), long).unwrap();
+        assert_eq!(rc(&r), 0, "{r:02x?}");
+        assert_eq!(r.len(), 10 + 2 + 16);
+        assert_eq!(&r[10..12], &[0, 16]);
+        let r2 = transact_bytewise(&mut q, &get_random(16), long).unwrap();
+        assert_ne!(r[12..], r2[12..], "two GetRandom answers are different");
+        // TPM2_Startup(CLEAR) after --flags startup-clear: TPM_RC_INITIALIZE.
+        let startup = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x44, 0, 0];
+        assert_eq!(
+            rc(&transact_bytewise(&mut q, &startup, long).unwrap()),
+            0x100
+        );
+
+        // @@host tpm-stop: swtpm is gone, the command is not answered.
+        let (answer, _) = tpm.directive("tpm-stop");
+        assert_eq!(answer, "@@ack tpm-stop\n");
+        assert!(!tpm.swtpm.is_running());
+        assert_eq!(
+            transact_bytewise(&mut q, &get_random(8), Duration::from_millis(500)),
+            None
+        );
+        // @@host tpm-start: same state, and the relay reconnects on the next command.
+        let (answer, log) = tpm.directive("tpm-start");
+        assert_eq!(answer, "@@ack tpm-start\n", "{log}");
+        let r = transact_bytewise(&mut q, &get_random(8), long).unwrap();
+        assert_eq!((rc(&r), r.len()), (0, 20));
+        assert_eq!(tpm.directive("tpm-reboot").0, "@@nak tpm-reboot\n");
+
+        drop(tpm);
+        let stats = relay.stop();
+        let answered: Vec<bool> = stats.records.iter().map(|r| r.response.is_some()).collect();
+        assert_eq!(answered, vec![true, true, true, false, true]);
+        assert_eq!(stats.records[0].command_code, 0x17b);
+        assert!(stats.records[0].response.unwrap().swtpm_time > Duration::ZERO);
+        assert!(stats.log.iter().any(|l| l.contains("not answered")));
     }
 
     #[test]
