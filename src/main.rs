@@ -17,8 +17,9 @@ mod image {
     use pefbox::dtb::Dtb;
     use pefbox::platform::bootinfo::BootInfo;
     use pefbox::platform::{console, opal};
+    use pefbox::platform::{tpm_uart::UartTpmLink, uart::Uart16550};
     use pefbox::selftest::{self, image::H_PEFBOX_ECHO, Tally};
-    use pefbox::{arch, papr, println};
+    use pefbox::{arch, hv, papr, println};
 
     #[global_allocator]
     static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
@@ -55,18 +56,12 @@ mod image {
             unsafe { console::use_uart(u.mmio) };
         }
         banner(&info, dtb.is_ok());
+        configure_hypervisor(&info);
 
-        let selection = bootarg(info.bootargs, "selftest");
+        let selection = pefbox::selftest::probe::bootarg(info.bootargs, "selftest");
         let tally = run_selftests(selection);
         println!("{tally}");
         power_off(if tally.failed == 0 { "pass" } else { "fail" });
-    }
-
-    fn bootarg<'a>(args: &'a str, key: &str) -> Option<&'a str> {
-        args.split_ascii_whitespace()
-            .filter_map(|t| t.split_once('='))
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v)
     }
 
     fn device_tree(fdt: u64) -> Result<Dtb<'static>, pefbox::dtb::DtbError> {
@@ -106,6 +101,28 @@ mod image {
         println!("  bootargs: \"{}\"", info.bootargs);
         if let Some((s, e)) = info.initrd {
             println!("  initrd: {s:#x}..{e:#x} ({} bytes)", e - s);
+        }
+    }
+
+    fn configure_hypervisor(info: &BootInfo<'_>) {
+        let tb_hz = info.timebase_hz.unwrap_or(512_000_000);
+        let link = info.tpm_uart().map(|u| {
+            // SAFETY: the address was translated from the device tree's ns16550 node that
+            // skiboot did not reserve; only this link drives it.
+            let uart = unsafe { Uart16550::new(u.mmio) };
+            UartTpmLink::new(uart, tb_hz)
+        });
+        let ram_top = info
+            .memory
+            .iter()
+            .map(|(b, s)| b.saturating_add(*s))
+            .max()
+            .unwrap_or(0);
+        let has_link = link.is_some();
+        match hv::target::configure(link, ram_top) {
+            Ok(()) if has_link => println!("  hypervisor: H_TPM_COMM over the TPM link"),
+            Ok(()) => println!("  hypervisor: no TPM link; H_TPM_COMM answers H_FUNCTION"),
+            Err(e) => println!("  hypervisor: caller memory refused ({e:?}); H_TPM_COMM disabled"),
         }
     }
 
@@ -152,7 +169,10 @@ mod image {
                 arch::scribble_volatile();
                 (papr::H_SUCCESS, args.map(|a| !a))
             }
-            _ => (papr::H_FUNCTION, [0; 9]),
+            _ => {
+                let r = hv::target::HV.hcall(hv::target::caller(), nr, &args);
+                (r.status, r.out)
+            }
         };
         regs[0] = status as u64;
         regs[1..].copy_from_slice(&out);

@@ -108,3 +108,16 @@ pub fn scribble_volatile() {
     // SAFETY: the routine only changes registers the ELFv2 ABI lets a call clobber.
     unsafe { pefbox_scribble_volatile() };
 }
+
+/// The POWER9 `darn` instruction as a platform entropy source for the TPM client's mixer.
+pub struct Darn;
+
+impl crate::tpm::EntropySource for Darn {
+    fn fill(&mut self, out: &mut [u8]) -> Result<(), crate::tpm::entropy::EntropyError> {
+        for chunk in out.chunks_mut(8) {
+            let v = darn().ok_or(crate::tpm::entropy::EntropyError)?;
+            chunk.copy_from_slice(&v.to_be_bytes()[..chunk.len()]);
+        }
+        Ok(())
+    }
+}

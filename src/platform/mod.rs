@@ -5,6 +5,10 @@ pub mod bootinfo;
 #[cfg(target_arch = "powerpc64")]
 pub mod console;
 #[cfg(target_arch = "powerpc64")]
+pub mod layout;
+#[cfg(target_arch = "powerpc64")]
 pub mod opal;
+#[cfg(target_arch = "powerpc64")]
+pub mod tpm_uart;
 #[cfg(target_arch = "powerpc64")]
 pub mod uart;

@@ -3,8 +3,16 @@
 
 use super::{Test, TestResult};
 use crate::arch;
-use crate::papr::{H_FUNCTION, H_SUCCESS};
+use crate::papr::{
+    H_FUNCTION, H_P2, H_P3, H_P4, H_P5, H_PARAMETER, H_RESOURCE, H_SUCCESS, H_TPM_COMM,
+    TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
+};
+use crate::platform::layout::{guest_window, pages, Sc1, WindowPage};
+use crate::tpm::consts::{rh, sa};
+use crate::tpm::{Auth, Object, SaltKey, SessionKind, Template, Tpm};
+use crate::uv::hcall::HcallTransport;
 use alloc::format;
+use alloc::string::String;
 
 /// Image-private diagnostic hcall (outside PAPR's and the ultravisor's ranges): returns
 /// H_SUCCESS with r4..r12 = !(r4..r12), after scribbling over every ABI-volatile register
@@ -37,6 +45,46 @@ pub const TESTS: &[Test] = &[
         name: "darn",
         default: true,
         run: darn,
+    },
+    Test {
+        name: "tpm-getrandom",
+        default: true,
+        run: tpm_getrandom,
+    },
+    Test {
+        name: "tpm-getcapability",
+        default: true,
+        run: tpm_getcapability,
+    },
+    Test {
+        name: "tpm-bad-tag",
+        default: true,
+        run: tpm_bad_tag,
+    },
+    Test {
+        name: "tpm-comm-args",
+        default: true,
+        run: tpm_comm_args,
+    },
+    Test {
+        name: "tpm-same-buffer",
+        default: true,
+        run: tpm_same_buffer,
+    },
+    Test {
+        name: "tpm-close",
+        default: true,
+        run: tpm_close,
+    },
+    Test {
+        name: "tpm-leak",
+        default: true,
+        run: tpm_leak,
+    },
+    Test {
+        name: "tpm-fault",
+        default: false,
+        run: tpm_fault,
     },
     Test {
         name: "panic",
@@ -136,4 +184,321 @@ fn deliberate_panic() -> TestResult {
 fn deliberate_trap() -> TestResult {
     arch::trap();
     Err("trap returned".into())
+}
+
+// ---- H_TPM_COMM through real `sc 1` to the TPM behind the link ----
+
+const GET_RANDOM_16: [u8; 12] = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, 16];
+/// GetCapability(TPM_CAP_TPM_PROPERTIES, TPM_PT_MANUFACTURER, 1).
+const GET_CAP_MANUFACTURER: [u8; 22] = [
+    0x80, 0x01, 0, 0, 0, 22, 0, 0, 0x01, 0x7a, 0, 0, 0, 6, 0, 0, 0x01, 0x05, 0, 0, 0, 1,
+];
+
+fn page(i: u64) -> WindowPage {
+    WindowPage::new(i).expect("caller window holds the self-test pages")
+}
+
+/// EXECUTE with `cmd` in TEST_IN and the response in TEST_OUT; returns (r3, r4, response).
+fn execute(cmd: &[u8]) -> (i64, u64, [u8; 64]) {
+    let (pin, pout) = (page(pages::TEST_IN), page(pages::TEST_OUT));
+    pin.write(0, cmd);
+    let args = [
+        TPM_COMM_OP_EXECUTE,
+        pin.addr(),
+        cmd.len() as u64,
+        pout.addr(),
+        4096,
+        0,
+        0,
+        0,
+        0,
+    ];
+    let (st, out) = arch::hcall(H_TPM_COMM, args);
+    let mut rsp = [0u8; 64];
+    pout.read(0, &mut rsp);
+    (st, out[0], rsp)
+}
+
+fn rsp_size(r: &[u8]) -> u64 {
+    u32::from_be_bytes([r[2], r[3], r[4], r[5]]) as u64
+}
+
+fn rsp_code(r: &[u8]) -> u32 {
+    u32::from_be_bytes([r[6], r[7], r[8], r[9]])
+}
+
+fn close() -> i64 {
+    arch::hcall(
+        H_TPM_COMM,
+        [TPM_COMM_OP_CLOSE_SESSION, 0, 0, 0, 0, 0, 0, 0, 0],
+    )
+    .0
+}
+
+fn tpm_getrandom() -> TestResult {
+    let (st, r4, rsp) = execute(&GET_RANDOM_16);
+    if st != H_SUCCESS {
+        return Err(format!("r3 = {st}"));
+    }
+    if r4 != 28 || rsp_size(&rsp) != 28 || rsp_code(&rsp) != 0 {
+        return Err(format!(
+            "r4 {r4}, header size {}, rc {:#x}",
+            rsp_size(&rsp),
+            rsp_code(&rsp)
+        ));
+    }
+    if rsp[10..12] != [0, 16] || rsp[12..28].iter().all(|b| *b == 0) {
+        return Err(format!("random bytes missing: {:02x?}", &rsp[10..28]));
+    }
+    let (_, _, again) = execute(&GET_RANDOM_16);
+    if again[12..28] == rsp[12..28] {
+        return Err("two GetRandom calls returned the same bytes".into());
+    }
+    Ok(())
+}
+
+fn tpm_getcapability() -> TestResult {
+    let (st, r4, rsp) = execute(&GET_CAP_MANUFACTURER);
+    if st != H_SUCCESS || rsp_code(&rsp) != 0 || r4 != rsp_size(&rsp) {
+        return Err(format!("r3 {st}, r4 {r4}, rc {:#x}", rsp_code(&rsp)));
+    }
+    // moreData(1) capability(4) count(4) property(4) value(4)
+    let prop = u32::from_be_bytes([rsp[19], rsp[20], rsp[21], rsp[22]]);
+    if rsp[11..15] != [0, 0, 0, 6] || prop != 0x105 {
+        return Err(format!(
+            "unexpected capability data {:02x?}",
+            &rsp[10..r4 as usize]
+        ));
+    }
+    Ok(())
+}
+
+fn tpm_bad_tag() -> TestResult {
+    let mut cmd = GET_RANDOM_16;
+    cmd[0] = 0x12;
+    cmd[1] = 0x34;
+    let (st, r4, rsp) = execute(&cmd);
+    // The TPM's error is a normal response: the hcall succeeds and carries the TPM's code
+    // (swtpm 0.7.1 answers 0x84, TPM_RC_VALUE; the TPM spec's TPM_RC_BAD_TAG is 0x1e).
+    if st != H_SUCCESS {
+        return Err(format!("r3 = {st}, expected H_SUCCESS"));
+    }
+    if r4 != 10 || rsp_size(&rsp) != 10 || rsp[..2] != [0x80, 0x01] || rsp_code(&rsp) == 0 {
+        return Err(format!("r4 {r4}, response header {:02x?}", &rsp[..10]));
+    }
+    crate::println!(
+        "  tpm-bad-tag: TPM answered rc {:#x} through H_SUCCESS",
+        rsp_code(&rsp)
+    );
+    Ok(())
+}
+
+fn tpm_comm_args() -> TestResult {
+    let (pin, pout) = (page(pages::TEST_IN), page(pages::TEST_OUT));
+    pin.write(0, &GET_RANDOM_16);
+    let (i, o) = (pin.addr(), pout.addr());
+    let (gs, ge) = guest_window();
+    let image = 0x2000_0000u64;
+    let cases: &[(&str, [u64; 5], i64)] = &[
+        ("op 0", [0, i, 12, o, 4096], H_PARAMETER),
+        ("op 3", [3, i, 12, o, 4096], H_PARAMETER),
+        ("op u64::MAX", [u64::MAX, i, 12, o, 4096], H_PARAMETER),
+        ("in_size 0", [1, i, 0, o, 4096], H_P3),
+        ("in_size 9", [1, i, 9, o, 4096], H_P3),
+        ("in_size 4097", [1, i, 4097, o, 4096], H_P3),
+        ("in_size != header", [1, i, 20, o, 4096], H_P3),
+        ("out_size 4095", [1, i, 12, o, 4095], H_P5),
+        ("out_size 0", [1, i, 12, o, 0], H_P5),
+        ("in_buffer 0", [1, 0, 12, o, 4096], H_P2),
+        (
+            "in_buffer in hypervisor image",
+            [1, image, 12, o, 4096],
+            H_P2,
+        ),
+        ("in_buffer in skiboot", [1, 0x3000_0000, 12, o, 4096], H_P2),
+        (
+            "in_buffer MMIO",
+            [1, 0x0006_0300_d001_03f8, 12, o, 4096],
+            H_P2,
+        ),
+        ("in_buffer wraps", [1, u64::MAX - 5, 12, o, 4096], H_P2),
+        (
+            "in_buffer straddles window end",
+            [1, ge - 6, 12, o, 4096],
+            H_P2,
+        ),
+        (
+            "in_buffer just before window",
+            [1, gs - 1, 12, o, 4096],
+            H_P2,
+        ),
+        ("out_buffer 0", [1, i, 12, 0, 4096], H_P4),
+        (
+            "out_buffer in hypervisor image",
+            [1, i, 12, image, 4096],
+            H_P4,
+        ),
+        ("out_buffer wraps", [1, i, 12, u64::MAX - 100, 4096], H_P4),
+        (
+            "out_buffer straddles window end",
+            [1, i, 12, ge - 4095, 4096],
+            H_P4,
+        ),
+    ];
+    let mut errs = String::new();
+    for (what, a, want) in cases {
+        let (st, out) = arch::hcall(H_TPM_COMM, [a[0], a[1], a[2], a[3], a[4], 0, 0, 0, 0]);
+        if st != *want || out[0] != 0 {
+            errs += &format!("{what}: r3 {st} r4 {} (want {want}); ", out[0]);
+        }
+    }
+    // Legal edges: in_size 10 exactly (a header-only command), out_size u64::MAX, the last
+    // 4096 bytes of the window as the out buffer.
+    let mut hdr_only = [0u8; 10];
+    hdr_only.copy_from_slice(&GET_RANDOM_16[..10]);
+    hdr_only[5] = 10;
+    pin.write(0, &hdr_only);
+    let (st, out) = arch::hcall(H_TPM_COMM, [1, i, 10, ge - 4096, u64::MAX, 0, 0, 0, 0]);
+    if st != H_SUCCESS || out[0] < 10 {
+        errs += &format!(
+            "in_size 10/out_size MAX/window end: r3 {st} r4 {}; ",
+            out[0]
+        );
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(errs)
+    }
+}
+
+fn tpm_same_buffer() -> TestResult {
+    let p = page(pages::TEST_IN);
+    p.write(0, &GET_RANDOM_16);
+    let (st, out) = arch::hcall(H_TPM_COMM, [1, p.addr(), 12, p.addr(), 4096, 0, 0, 0, 0]);
+    let mut rsp = [0u8; 28];
+    p.read(0, &mut rsp);
+    if st != H_SUCCESS || out[0] != 28 || rsp_size(&rsp) != 28 || rsp_code(&rsp) != 0 {
+        return Err(format!("r3 {st} r4 {} header {:02x?}", out[0], &rsp[..10]));
+    }
+    Ok(())
+}
+
+fn tpm_close() -> TestResult {
+    // Close whatever an earlier test left, then close again with no session open.
+    let first = close();
+    let second = close();
+    if first != H_SUCCESS || second != H_SUCCESS {
+        return Err(format!("CLOSE returned {first} then {second} (no session)"));
+    }
+    let (st, _, _) = execute(&GET_RANDOM_16);
+    let third = close();
+    if st != H_SUCCESS || third != H_SUCCESS {
+        return Err(format!("EXECUTE {st}, CLOSE with an open session {third}"));
+    }
+    Ok(())
+}
+
+/// A TPM client over H_TPM_COMM, using the self-test page (not the ultravisor's).
+fn client() -> Result<Tpm<HcallTransport<Sc1, WindowPage>>, String> {
+    let mut tpm = Tpm::new(HcallTransport::new(Sc1, page(pages::TEST_IN)));
+    tpm.seed_entropy(&mut arch::Darn)
+        .map_err(|e| format!("seeding entropy: {e:?}"))?;
+    Ok(tpm)
+}
+
+fn tpm_leak() -> TestResult {
+    const CYCLES: usize = 6;
+    let mut tpm = client()?;
+    for cycle in 0..CYCLES {
+        let owner = Object::permanent(rh::OWNER);
+        let (key, _) = tpm
+            .create_primary(
+                &owner,
+                &mut [Auth::Password(&[])],
+                &Template::ecc_storage(),
+                &[],
+            )
+            .map_err(|e| format!("cycle {cycle}: CreatePrimary: {e:?}"))?;
+        let _session = tpm
+            .start_auth_session(SaltKey::None, None, SessionKind::Hmac, sa::CONTINUE_SESSION)
+            .map_err(|e| format!("cycle {cycle}: StartAuthSession: {e:?}"))?;
+        let mut handles = [0u32; 16];
+        let (n, _) = tpm
+            .get_capability_handles(rh::TRANSIENT_FIRST, &mut handles)
+            .map_err(|e| format!("cycle {cycle}: GetCapability: {e:?}"))?;
+        if !handles[..n].contains(&key.handle) {
+            return Err(format!(
+                "cycle {cycle}: new object {:#x} not listed",
+                key.handle
+            ));
+        }
+        tpm.transport_mut()
+            .close_session()
+            .map_err(|e| format!("cycle {cycle}: CLOSE: {e}"))?;
+    }
+    let mut handles = [0u32; 16];
+    let (objects, _) = tpm
+        .get_capability_handles(rh::TRANSIENT_FIRST, &mut handles)
+        .map_err(|e| format!("GetCapability(transient): {e:?}"))?;
+    let (sessions, _) = tpm
+        .get_capability_handles(rh::HMAC_SESSION_FIRST, &mut handles)
+        .map_err(|e| format!("GetCapability(sessions): {e:?}"))?;
+    let _ = close();
+    if objects != 0 || sessions != 0 {
+        return Err(format!(
+            "after {CYCLES} cycles: {objects} transient objects, {sessions} sessions left"
+        ));
+    }
+    crate::println!(
+        "  tpm-leak: {CYCLES} create/close cycles, 0 transient objects, 0 sessions left"
+    );
+    Ok(())
+}
+
+/// Asks the host launcher to act (console protocol `@@host <verb>` / `@@ack <verb>`).
+fn host_request(verb: &str) -> Result<(), String> {
+    crate::println!("@@host {verb}");
+    let mut buf = [0u8; 64];
+    let want = format!("@@ack {verb}");
+    for _ in 0..4 {
+        match crate::platform::console::read_line(&mut buf, 400_000_000) {
+            Some(l) if l == want => return Ok(()),
+            Some(_) => continue,
+            None => break,
+        }
+    }
+    Err(format!("host did not acknowledge {verb:?}"))
+}
+
+fn tpm_fault() -> TestResult {
+    use crate::platform::tpm_uart::DEFAULT_TIMEOUT_MS;
+    let tb_hz = 512_000_000u64;
+    host_request("tpm-stop")?;
+    let t0 = arch::timebase();
+    let (st, r4, _) = execute(&GET_RANDOM_16);
+    let ms = (arch::timebase() - t0) / (tb_hz / 1000);
+    if st != H_RESOURCE || r4 != 0 {
+        return Err(format!(
+            "with the TPM stopped: r3 {st} r4 {r4}, expected H_RESOURCE"
+        ));
+    }
+    if ms > DEFAULT_TIMEOUT_MS + 1000 {
+        return Err(format!(
+            "H_RESOURCE took {ms} ms, bound is {DEFAULT_TIMEOUT_MS} ms"
+        ));
+    }
+    crate::println!(
+        "  tpm-fault: TPM stopped -> H_RESOURCE after {ms} ms (bound {DEFAULT_TIMEOUT_MS} ms)"
+    );
+    host_request("tpm-start")?;
+    let (st, r4, rsp) = execute(&GET_RANDOM_16);
+    if st != H_SUCCESS || r4 != 28 || rsp_code(&rsp) != 0 {
+        return Err(format!(
+            "after the TPM came back: r3 {st} r4 {r4} rc {:#x}",
+            rsp_code(&rsp)
+        ));
+    }
+    crate::println!("  tpm-fault: TPM back -> next call H_SUCCESS");
+    Ok(())
 }

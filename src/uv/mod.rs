@@ -1,4 +1,8 @@
-//! placeholder
+//! The ultravisor: the H_TPM_COMM client ([`hcall`]), the ESM blob format ([`esm`],
+//! [`cpio`]). It shares no state with the hypervisor: its only way there is the hcall
+//! (registers plus the shared page), as between two separate firmwares.
+#![forbid(unsafe_code)]
 
 pub mod cpio;
 pub mod esm;
+pub mod hcall;

@@ -1,0 +1,68 @@
+//! Target glue for the hypervisor (powerpc64 only): the one unsafe guest-memory copy, the
+//! machine's single [`Hypervisor`] instance, and its configuration from the boot facts.
+//!
+//! Caller memory: the image gives its caller (the ultravisor side, which runs in the same
+//! image but reaches the hypervisor only through `sc 1`) one window of RAM, the linker
+//! script's `__guest_start..__guest_end` (256 KiB, the last thing in the image; see
+//! `platform::layout`). The hypervisor's own
+//! image, stacks and heap, skiboot (`SKIBOOT_BASE..+SKIBOOT_SIZE`), low memory holding the
+//! vectors, and everything above RAM (MMIO) are refused by the region table.
+
+#![allow(unsafe_code)]
+
+use super::{CallerId, CheckedRange, GuestMemory, GuestRange, Hypervisor, Meddler, RegionTable};
+use crate::platform::tpm_uart::UartTpmLink;
+
+/// Where the image is loaded (see link.ld).
+const IMAGE_BASE: u64 = 0x2000_0000;
+/// skiboot's resident region under QEMU powernv (OPAL base 0x3000_0000, as measured).
+pub const SKIBOOT_BASE: u64 = 0x3000_0000;
+/// Size reserved for skiboot (its heap and console buffers live above the base).
+pub const SKIBOOT_SIZE: u64 = 0x0300_0000;
+
+/// Real memory accessed by physical address (the image runs in real mode, so a
+/// guest-physical address is the real address).
+pub struct RealGuestMemory;
+
+impl GuestMemory for RealGuestMemory {
+    fn copy_from_guest(&self, src: &CheckedRange, dst: &mut [u8]) {
+        let n = (src.len() as usize).min(dst.len());
+        // SAFETY: `src` was produced by RegionTable::check, so [start, start+len) lies inside
+        // the caller window, which is plain RAM owned by neither the hypervisor's data nor
+        // its stack; `dst` is the hypervisor's private buffer, so the two cannot overlap.
+        unsafe { core::ptr::copy_nonoverlapping(src.start().0 as *const u8, dst.as_mut_ptr(), n) };
+    }
+
+    fn copy_to_guest(&self, dst: &CheckedRange, src: &[u8]) {
+        let n = (dst.len() as usize).min(src.len());
+        // SAFETY: as above, with the roles swapped: `dst` is checked caller memory, `src`
+        // the hypervisor's private response buffer.
+        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst.start().0 as *mut u8, n) };
+    }
+}
+
+/// The machine's hypervisor: H_TPM_COMM over the UART link. The observer is the
+/// test-build meddler (inactive unless a self-test arms it).
+pub static HV: Hypervisor<UartTpmLink, RealGuestMemory, Meddler> =
+    Hypervisor::new(RealGuestMemory, Meddler::new(super::Meddle::Off));
+
+/// Configures [`HV`]: the caller window as the only caller region, and the link (None when
+/// the device tree shows no TPM UART: then H_TPM_COMM answers H_FUNCTION).
+pub fn configure(link: Option<UartTpmLink>, ram_top: u64) -> Result<(), super::RegionError> {
+    let (gs, ge) = crate::platform::layout::guest_window();
+    let caller = [GuestRange::new(gs, ge - gs)];
+    let reserved = [
+        GuestRange::new(0, 0x1_0000),
+        GuestRange::new(IMAGE_BASE, gs - IMAGE_BASE),
+        GuestRange::new(SKIBOOT_BASE, SKIBOOT_SIZE),
+        GuestRange::new(ram_top, u64::MAX - ram_top),
+    ];
+    let table = RegionTable::new(&caller, &reserved)?;
+    HV.configure(table, link);
+    Ok(())
+}
+
+/// The caller identity of the running hardware thread.
+pub fn caller() -> CallerId {
+    CallerId(crate::arch::pir())
+}
