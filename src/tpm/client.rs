@@ -204,8 +204,11 @@ fn crypt_first_tpm2b(
     Ok(())
 }
 
-/// The authValue that enters slot `i`'s keys (empty if none does).
-fn slot_auth<'a>(i: usize, spec: &CommandSpec, handles: &[&Object], auth: &Auth<'a>) -> &'a [u8] {
+/// The authValue that enters slot `i`'s HMAC key (empty if none does): the
+/// authorized entity's, unless the session is bound to that entity (HMAC session)
+/// or PolicyAuthValue was not asserted (policy session); never for slots past the
+/// authorized handles.
+fn hmac_auth<'a>(i: usize, spec: &CommandSpec, handles: &[&Object], auth: &Auth<'a>) -> &'a [u8] {
     match auth {
         Auth::Password(_) => &[],
         Auth::Session {
@@ -220,6 +223,16 @@ fn slot_auth<'a>(i: usize, spec: &CommandSpec, handles: &[&Object], auth: &Auth<
                 _ => &[],
             }
         }
+    }
+}
+
+/// The authValue that enters slot `i`'s parameter-encryption key: the authorized
+/// entity's whenever the slot authorizes a handle, bound or not, policy or not (as
+/// the reference TPM does: "no matter if the handle is the session bound entity").
+fn cfb_auth<'a>(i: usize, spec: &CommandSpec, auth: &Auth<'a>) -> &'a [u8] {
+    match auth {
+        Auth::Session { auth_value, .. } if i < spec.auth_handles => auth_value,
+        _ => &[],
     }
 }
 
@@ -347,9 +360,7 @@ impl<T: Transport> Tpm<T> {
             .ok_or(WriteError::Overflow)?;
         if let Some(i) = decrypt_at {
             if let Some(Auth::Session { session, .. }) = sessions.get(i) {
-                let av = sessions
-                    .get(i)
-                    .map_or(&[][..], |a| slot_auth(i, spec, handles, a));
+                let av = sessions.get(i).map_or(&[][..], |a| cfb_auth(i, spec, a));
                 let (k, iv) = crypto::cfb_key_iv(
                     session.key(),
                     av,
@@ -416,7 +427,7 @@ impl<T: Transport> Tpm<T> {
                     w.tpm2b(pw)?;
                 }
                 Auth::Session { session, .. } => {
-                    let av = crypto::auth_value_trimmed(slot_auth(i, spec, handles, s));
+                    let av = crypto::auth_value_trimmed(hmac_auth(i, spec, handles, s));
                     let attrs = [session.attributes];
                     let e0 = extra.first().map_or(&[][..], |e| e.as_slice());
                     let e1 = extra.get(1).map_or(&[][..], |e| e.as_slice());
@@ -488,10 +499,11 @@ impl<T: Transport> Tpm<T> {
             0
         };
         let (params_rsp, params_start) = if sessions.is_empty() {
-            (r.take(r.remaining())?, n - r.remaining())
+            let start = n.saturating_sub(r.remaining());
+            (r.take(r.remaining())?, start)
         } else {
             let psize = usize::try_from(r.u32()?).map_err(|_| ParseError::TooLarge)?;
-            let start = n - r.remaining();
+            let start = n.saturating_sub(r.remaining());
             (r.take(psize)?, start)
         };
         let mut entries: [(&[u8], u8, &[u8]); MAX_SESSIONS] = [(&[], 0, &[]); MAX_SESSIONS];
@@ -515,7 +527,7 @@ impl<T: Transport> Tpm<T> {
                     }
                 }
                 Auth::Session { session, .. } => {
-                    let av = slot_auth(i, spec, handles, s);
+                    let av = hmac_auth(i, spec, handles, s);
                     let expect = crypto::session_hmac(
                         session.key(),
                         av,
@@ -536,7 +548,7 @@ impl<T: Transport> Tpm<T> {
                 }
             }
         }
-        let params_end = params_start + params_rsp.len();
+        let params_end = params_start.saturating_add(params_rsp.len());
         let mut new_nonces = [[0u8; SHA256_SIZE]; MAX_SESSIONS];
         for (dst, (nonce, _, _)) in new_nonces.iter_mut().zip(entries.iter()) {
             if nonce.len() == SHA256_SIZE {
@@ -547,7 +559,7 @@ impl<T: Transport> Tpm<T> {
         // Verified: roll nonces, close ended sessions, reset used policy sessions.
         let mut rsp_key = None;
         for (i, s) in sessions.iter_mut().enumerate() {
-            let av = slot_auth(i, spec, handles, s);
+            let av = cfb_auth(i, spec, s);
             if let Auth::Session { session, .. } = s {
                 if let Some(nonce) = new_nonces.get(i) {
                     session.nonce_tpm = *nonce;
@@ -1217,5 +1229,13 @@ impl<T: Transport> Tpm<T> {
         })?;
         Reader::new(self.reply_params(&reply)).finish()?;
         Ok(())
+    }
+}
+
+/// A mutable reference to a transport is a transport (so a caller can keep
+/// ownership, e.g. to inspect a recording transport afterwards).
+impl<T: Transport + ?Sized> Transport for &mut T {
+    fn transact(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError> {
+        (**self).transact(command, response)
     }
 }

@@ -31,6 +31,8 @@ pub const RC_AUTH_UNAVAILABLE: u32 = 0x12F;
 pub const RC_AUTH_FAIL: u32 = 0x08E;
 /// `TPM_RC_POLICY_FAIL` (format 1).
 pub const RC_POLICY_FAIL: u32 = 0x09D;
+/// `TPM_RC_POLICY_CC` (format 1): the policy's command code is not this command's.
+pub const RC_POLICY_CC: u32 = 0x0A4;
 /// `TPM_RC_BAD_AUTH` (format 1).
 pub const RC_BAD_AUTH: u32 = 0x0A2;
 /// `TPM_RC_VALUE` (format 1).

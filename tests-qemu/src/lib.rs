@@ -5,4 +5,5 @@ pub mod esm;
 pub mod fdt_writer;
 pub mod launcher;
 pub mod relay;
+pub mod swtpm;
 pub mod verdict;
