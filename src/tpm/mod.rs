@@ -22,6 +22,9 @@ pub mod rc;
 pub mod session;
 pub mod transport;
 
+#[cfg(test)]
+mod fuzz;
+
 pub use client::{Error, KeyBlob, SaltKey, Tpm};
 pub use entropy::{EntropySource, Mixer};
 pub use public::{Name, Object, Template};

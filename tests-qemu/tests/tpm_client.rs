@@ -680,6 +680,8 @@ fn tamper_flow<T: Transport>(tpm: &mut Tpm<T>) -> Result<(), Error> {
         SessionKind::Policy,
         sa::CONTINUE_SESSION | sa::ENCRYPT,
     )?;
+    // The salt key is not needed once the session exists (swtpm has 3 object slots).
+    tpm.flush_context(ecc_primary.handle)?;
     tpm.policy_command_code(&mut ps, cc::RSA_DECRYPT)?;
     tpm.policy_auth_value(&mut ps)?;
     tpm.policy_or(&mut ps, &[a, b])?;
@@ -705,6 +707,8 @@ fn tamper_flow<T: Transport>(tpm: &mut Tpm<T>) -> Result<(), Error> {
         &mut [Auth::session(&mut ps, KEY_AUTH)],
         NEW_KEY_AUTH,
     )?;
+    // EvictControl has no encryptable parameter: the session only authorizes it.
+    s.set_attributes(sa::CONTINUE_SESSION);
     let persisted = tpm
         .evict_control(
             &owner(),
@@ -721,7 +725,7 @@ fn tamper_flow<T: Transport>(tpm: &mut Tpm<T>) -> Result<(), Error> {
     )?;
     tpm.flush_session(&mut s)?;
     tpm.flush_session(&mut ps)?;
-    for h in [key.handle, rsa_primary.handle, ecc_primary.handle] {
+    for h in [key.handle, rsa_primary.handle] {
         tpm.flush_context(h)?;
     }
     Ok(())
