@@ -59,7 +59,7 @@ mod image {
         configure_hypervisor(&info);
 
         let selection = pefbox::selftest::probe::bootarg(info.bootargs, "selftest");
-        let tally = run_selftests(selection);
+        let tally = run_selftests_after_probes(info.bootargs, selection);
         println!("{tally}");
         power_off(if tally.failed == 0 { "pass" } else { "fail" });
     }
@@ -124,6 +124,19 @@ mod image {
             Ok(()) => println!("  hypervisor: no TPM link; H_TPM_COMM answers H_FUNCTION"),
             Err(e) => println!("  hypervisor: caller memory refused ({e:?}); H_TPM_COMM disabled"),
         }
+    }
+
+    fn run_selftests_after_probes(bootargs: &str, selection: Option<&str>) -> Tally {
+        let mut probe_failures = 0;
+        if let Some(v) = selftest::probe::bootarg(bootargs, "hcall-probe") {
+            if let Err(e) = selftest::image::run_probes(v) {
+                println!("FAIL hcall-probe: {e}");
+                probe_failures = 1;
+            }
+        }
+        let mut tally = run_selftests(selection);
+        tally.failed += probe_failures;
+        tally
     }
 
     fn run_selftests(selection: Option<&str>) -> Tally {

@@ -502,3 +502,23 @@ fn tpm_fault() -> TestResult {
     crate::println!("  tpm-fault: TPM back -> next call H_SUCCESS");
     Ok(())
 }
+
+/// Runs the bootargs option `hcall-probe=P1;P2;...` (see [`super::probe`]): one H_TPM_COMM
+/// per probe with exactly the given registers, one console line each,
+/// `hcall-probe r3=<signed decimal> r4=<0x hex>`. `buf` / `buf+N` name the probe page of
+/// the caller window, refilled with TPM2_GetRandom(16) before every probe.
+pub fn run_probes(value: &str) -> Result<(), String> {
+    let probes = super::probe::parse(value).map_err(|e| format!("{e}"))?;
+    let buf = page(pages::PROBE);
+    for (i, p) in probes.iter().enumerate() {
+        let (Some(inp), Some(out)) = (p.inp.resolve(buf.addr()), p.out.resolve(buf.addr())) else {
+            return Err(format!("probe {}: buf+N overflows u64", i + 1));
+        };
+        buf.write(0, &[0u8; 4096]);
+        buf.write(0, &GET_RANDOM_16);
+        let args = [p.op, inp, p.in_size, out, p.out_size, 0, 0, 0, 0];
+        let (st, regs) = arch::hcall(H_TPM_COMM, args);
+        crate::println!("hcall-probe r3={st} r4={:#x}", regs[0]);
+    }
+    Ok(())
+}

@@ -109,6 +109,36 @@ pub struct ProbeError {
     pub kind: ProbeErrorKind,
 }
 
+impl core::fmt::Display for Field {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Field::Op => "OP",
+            Field::In => "IN",
+            Field::InSize => "INSZ",
+            Field::Out => "OUT",
+            Field::OutSize => "OUTSZ",
+        })
+    }
+}
+
+impl core::fmt::Display for ProbeError {
+    /// `probe N: <what>` with N 1-based, as a user counts them.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "probe {}: ", self.probe + 1)?;
+        match self.kind {
+            ProbeErrorKind::EmptyProbe => f.write_str("empty probe"),
+            ProbeErrorKind::FieldCount(n) => {
+                write!(f, "{n} fields, expected 5 (OP,IN,INSZ,OUT,OUTSZ)")
+            }
+            ProbeErrorKind::EmptyField(x) => write!(f, "{x} is empty"),
+            ProbeErrorKind::Overflow(x) => write!(f, "{x} does not fit in 64 bits"),
+            ProbeErrorKind::Junk(x) => write!(f, "{x} is not a number (decimal or 0x hex)"),
+            ProbeErrorKind::BufNotAllowed(x) => write!(f, "{x} cannot be buf (only IN and OUT)"),
+            ProbeErrorKind::TooMany => write!(f, "more than {MAX_PROBES} probes"),
+        }
+    }
+}
+
 /// Why a number did not parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NumError {
