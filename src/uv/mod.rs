@@ -6,3 +6,4 @@
 pub mod cpio;
 pub mod esm;
 pub mod hcall;
+pub mod svm;
