@@ -814,11 +814,163 @@ fn tamper_every_bit_of_every_authenticated_response_is_rejected() {
     }
     println!(
         "tamper: {cases} cases, {rejected} rejected (every bit of the {} responses with a \
-         response HMAC except response-handle bits; commands covered: {:x?})",
+         response HMAC except response-handle bits; command codes (hex): {:x?})",
         covered.len(),
         covered
     );
     assert!(failures.is_empty(), "accepted tampering: {failures:?}");
     assert_eq!(rejected, cases);
     assert!(covered.len() >= 7, "{covered:x?}");
+}
+
+#[test]
+fn separate_encrypt_session_beside_an_authorizing_session() {
+    // Slot 1 authorizes (unsalted HMAC session with the key's authValue), slot 2 is a
+    // salted session that only encrypts both ways: the first session's HMAC then
+    // covers slot 2's nonceTPM (decrypt/encrypt nonces), which the TPM checks.
+    let (_sw, mut tpm) = start();
+    let (primary, _) = tpm
+        .create_primary(
+            &owner(),
+            &mut [Auth::Password(b"")],
+            &Template::rsa_storage(),
+            b"",
+        )
+        .unwrap();
+    let blob = tpm
+        .create(
+            &primary,
+            &mut [Auth::Password(b"")],
+            &decrypt_key_template(&[], attr::USER_WITH_AUTH),
+            KEY_AUTH,
+        )
+        .unwrap();
+    let key = tpm
+        .load(&primary, &mut [Auth::Password(b"")], &blob)
+        .unwrap();
+    let mut auth = tpm
+        .start_auth_session(SaltKey::None, None, SessionKind::Hmac, sa::CONTINUE_SESSION)
+        .unwrap();
+    let name = primary.name.clone();
+    let mut enc = tpm
+        .start_auth_session(
+            SaltKey::Rsa {
+                handle: primary.handle,
+                pinned_name: name.as_bytes(),
+            },
+            None,
+            SessionKind::Hmac,
+            ALL_SESSION_ATTRS,
+        )
+        .unwrap();
+    let mut msg = [0u8; 32];
+    OsRng.fill_bytes(&mut msg);
+    let ct = oaep_encrypt(&blob.public, &msg, &mut OsRng);
+    let mut out = [0u8; 512];
+    for _ in 0..3 {
+        let before = tpm.transport_mut().log.len();
+        let n = tpm
+            .rsa_decrypt(
+                &key,
+                &mut [
+                    Auth::session(&mut auth, KEY_AUTH),
+                    Auth::encrypt_only(&mut enc),
+                ],
+                &ct,
+                &[],
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(&out[..n], &msg);
+        let (cmd, rsp) = &tpm.transport_mut().log[before];
+        assert!(
+            !contains(cmd, &ct[..32]),
+            "ciphertext parameter sent encrypted"
+        );
+        assert!(!contains(rsp, &msg), "plaintext returned encrypted");
+    }
+    tpm.flush_session(&mut auth).unwrap();
+    tpm.flush_session(&mut enc).unwrap();
+    tpm.flush_context(key.handle).unwrap();
+    tpm.flush_context(primary.handle).unwrap();
+}
+
+#[test]
+fn ultravisor_unwrap_path_timing() {
+    // The path the ultravisor takes per unwrap: ReadPublic + salted policy session
+    // to the pinned key, PolicyCommandCode + PolicyAuthValue + PolicyOR,
+    // RSA_Decrypt with the response encrypted, session closed by continueSession=0.
+    let (_sw, mut tpm) = start();
+    let a = branch(cc::RSA_DECRYPT);
+    let b = branch(cc::OBJECT_CHANGE_AUTH);
+    let key_policy = policy::or(&[a, b]).unwrap();
+    for ecc in [false, true] {
+        let template = if ecc {
+            Template::ecc_storage()
+        } else {
+            Template::rsa_storage()
+        };
+        let (primary, _) = tpm
+            .create_primary(&owner(), &mut [Auth::Password(b"")], &template, b"")
+            .unwrap();
+        let blob = tpm
+            .create(
+                &primary,
+                &mut [Auth::Password(b"")],
+                &decrypt_key_template(&key_policy, attr::ADMIN_WITH_POLICY),
+                KEY_AUTH,
+            )
+            .unwrap();
+        let key = tpm
+            .load(&primary, &mut [Auth::Password(b"")], &blob)
+            .unwrap();
+        let pinned = primary.name.clone();
+        let mut msg = [0u8; 32];
+        OsRng.fill_bytes(&mut msg);
+        let ct = oaep_encrypt(&blob.public, &msg, &mut OsRng);
+        let mut times = Vec::new();
+        for _ in 0..15 {
+            let t0 = std::time::Instant::now();
+            let salt = if ecc {
+                SaltKey::Ecc {
+                    handle: primary.handle,
+                    pinned_name: pinned.as_bytes(),
+                }
+            } else {
+                SaltKey::Rsa {
+                    handle: primary.handle,
+                    pinned_name: pinned.as_bytes(),
+                }
+            };
+            let mut ps = tpm
+                .start_auth_session(salt, None, SessionKind::Policy, sa::ENCRYPT)
+                .unwrap();
+            tpm.policy_command_code(&mut ps, cc::RSA_DECRYPT).unwrap();
+            tpm.policy_auth_value(&mut ps).unwrap();
+            tpm.policy_or(&mut ps, &[a, b]).unwrap();
+            let mut out = [0u8; 512];
+            let n = tpm
+                .rsa_decrypt(
+                    &key,
+                    &mut [Auth::session(&mut ps, KEY_AUTH)],
+                    &ct,
+                    &[],
+                    &mut out,
+                )
+                .unwrap();
+            times.push(t0.elapsed());
+            assert_eq!(&out[..n], &msg);
+            assert!(!ps.is_open());
+        }
+        times.sort();
+        println!(
+            "unwrap path ({} salt): median {:?} over {} runs (6 commands incl. ReadPublic)",
+            if ecc { "ECC P-256" } else { "RSA-2048" },
+            times[times.len() / 2],
+            times.len()
+        );
+        assert!(handles_in(&mut tpm, rh::POLICY_SESSION_FIRST).is_empty());
+        tpm.flush_context(key.handle).unwrap();
+        tpm.flush_context(primary.handle).unwrap();
+    }
 }
