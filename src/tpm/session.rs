@@ -57,6 +57,14 @@ impl core::fmt::Debug for Session {
     }
 }
 
+impl Drop for Session {
+    /// Best-effort wipe of the session key (no `unsafe`, so no volatile write).
+    fn drop(&mut self) {
+        self.key.fill(0);
+        core::hint::black_box(&self.key);
+    }
+}
+
 /// Identifies a bind entity without keeping its authValue: SHA-256(Name || authValue).
 pub(super) fn bind_id(name: &[u8], auth: &[u8]) -> [u8; SHA256_SIZE] {
     crypto::sha256(&[b"bind", name, crypto::auth_value_trimmed(auth)])
