@@ -204,7 +204,7 @@ pub fn qemu_args(
     a.push(image.as_os_str().to_owned());
     // The TPM link: the first UART (0x3f8) is a TCP client of the relay.
     a.push("-chardev".into());
-    a.push(format!("socket,id=tpm,host=127.0.0.1,port={relay_port}").into());
+    a.push(format!("socket,id=tpm,host=127.0.0.1,port={relay_port},nodelay=on").into());
     a.push("-serial".into());
     a.push("chardev:tpm".into());
     // The console: created last, so skiboot (then the image) uses it; 0x2f8.
@@ -373,7 +373,14 @@ fn start_swtpm(cfg: &RunConfig) -> Result<Swtpm, LaunchError> {
             Swtpm::start_in(dir)
         }
     };
-    started.map_err(|e| LaunchError::Swtpm(e.to_string()))
+    started.map_err(|e| match &cfg.tpm_state {
+        // swtpm locks its state directory: a second launcher on it makes swtpm exit.
+        Some(dir) => LaunchError::Swtpm(format!(
+            "{e} (state {}: is another `pef run` using it?)",
+            dir.display()
+        )),
+        None => LaunchError::Swtpm(e.to_string()),
+    })
 }
 
 /// Reads a child's output: copies it live to `echo` (if any), keeps all of it, and sends each
@@ -754,23 +761,68 @@ pub fn summary_table(reports: &[RunReport]) -> String {
     out
 }
 
-/// Relay timings aggregated per TPM command code: (count, median swtpm time, max).
-pub fn per_command(reports: &[RunReport]) -> BTreeMap<u32, (usize, Duration, Duration)> {
-    let mut by: BTreeMap<u32, Vec<Duration>> = BTreeMap::new();
+/// The TPM 2.0 name of a command code (those the project uses), or `""`.
+pub fn command_name(code: u32) -> &'static str {
+    use pefbox::tpm::consts::cc;
+    match code {
+        cc::EVICT_CONTROL => "EvictControl",
+        cc::CREATE_PRIMARY => "CreatePrimary",
+        cc::STARTUP => "Startup",
+        cc::OBJECT_CHANGE_AUTH => "ObjectChangeAuth",
+        cc::CREATE => "Create",
+        cc::LOAD => "Load",
+        cc::RSA_DECRYPT => "RSA_Decrypt",
+        cc::FLUSH_CONTEXT => "FlushContext",
+        cc::POLICY_AUTH_VALUE => "PolicyAuthValue",
+        cc::POLICY_COMMAND_CODE => "PolicyCommandCode",
+        cc::POLICY_OR => "PolicyOR",
+        cc::READ_PUBLIC => "ReadPublic",
+        cc::START_AUTH_SESSION => "StartAuthSession",
+        cc::GET_CAPABILITY => "GetCapability",
+        cc::GET_RANDOM => "GetRandom",
+        cc::PCR_READ => "PCR_Read",
+        cc::POLICY_PCR => "PolicyPCR",
+        cc::POLICY_RESTART => "PolicyRestart",
+        cc::PCR_EXTEND => "PCR_Extend",
+        cc::POLICY_GET_DIGEST => "PolicyGetDigest",
+        _ => "",
+    }
+}
+
+/// Relay timings of one TPM command code over many boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommandTimes {
+    /// Answered commands.
+    pub count: usize,
+    /// Median swtpm-side time.
+    pub median_swtpm: Duration,
+    /// Largest swtpm-side time.
+    pub max_swtpm: Duration,
+    /// Median time for the command's bytes to cross the TPM link into the relay.
+    pub median_receive: Duration,
+}
+
+/// Relay timings aggregated per TPM command code.
+pub fn per_command(reports: &[RunReport]) -> BTreeMap<u32, CommandTimes> {
+    let mut by: BTreeMap<u32, (Vec<Duration>, Vec<Duration>)> = BTreeMap::new();
     for r in reports {
         for rec in &r.relay.records {
             if let Some(resp) = rec.response {
-                by.entry(rec.command_code)
-                    .or_default()
-                    .push(resp.swtpm_time);
+                let e = by.entry(rec.command_code).or_default();
+                e.0.push(resp.swtpm_time);
+                e.1.push(rec.receive_time);
             }
         }
     }
     by.into_iter()
-        .map(|(code, t)| {
-            let med = median(&t).unwrap_or_default();
-            let max = t.iter().copied().max().unwrap_or_default();
-            (code, (t.len(), med, max))
+        .map(|(code, (t, rx))| {
+            let times = CommandTimes {
+                count: t.len(),
+                median_swtpm: median(&t).unwrap_or_default(),
+                max_swtpm: t.iter().copied().max().unwrap_or_default(),
+                median_receive: median(&rx).unwrap_or_default(),
+            };
+            (code, times)
         })
         .collect()
 }
@@ -786,7 +838,7 @@ mod tests {
         let at = |x: &str| s.iter().position(|y| y == x).unwrap();
         assert_eq!(s[at("-kernel") + 1], "/x/pefbox");
         assert_eq!(s[at("-append") + 1], "selftest=panic");
-        assert!(s.contains(&"socket,id=tpm,host=127.0.0.1,port=4321".to_string()));
+        assert!(s.contains(&"socket,id=tpm,host=127.0.0.1,port=4321,nodelay=on".to_string()));
         assert!(at("chardev:tpm") < at("isa-serial,chardev=con,iobase=0x2f8,irq=3"));
         assert!(!s.contains(&"-initrd".to_string()));
     }

@@ -163,10 +163,17 @@ fn parse(args: &[String]) -> Result<Cli, Usage> {
 
 fn image(given: Option<PathBuf>) -> Result<PathBuf, launcher::LaunchError> {
     launcher::ensure_tools()?;
-    match given {
-        Some(p) => Ok(p),
-        None => launcher::build_image(),
+    let img = match given {
+        Some(p) => p,
+        None => launcher::build_image()?,
+    };
+    if launcher::interrupted() {
+        return Err(launcher::LaunchError::Io(
+            "interrupted before boot".into(),
+            std::io::Error::from(std::io::ErrorKind::Interrupted),
+        ));
     }
+    Ok(img)
 }
 
 fn cmd_run(args: RunArgs) -> ExitCode {
@@ -187,10 +194,7 @@ fn cmd_run(args: RunArgs) -> ExitCode {
     }
     let img = match image(args.image) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("pef: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return launch_failed(&e),
     };
     let mut cfg = RunConfig::new(
         if args.bootargs.is_some() {
@@ -214,10 +218,16 @@ fn cmd_run(args: RunArgs) -> ExitCode {
             );
             exit_for(&[report])
         }
-        Err(e) => {
-            eprintln!("pef: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => launch_failed(&e),
+    }
+}
+
+fn launch_failed(e: &launcher::LaunchError) -> ExitCode {
+    eprintln!("pef: {e}");
+    if launcher::interrupted() {
+        ExitCode::from(130)
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -234,10 +244,7 @@ fn exit_for(reports: &[RunReport]) -> ExitCode {
 fn cmd_bench(runs: u32, timeout: Option<u64>, given: Option<PathBuf>) -> ExitCode {
     let img = match image(given) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("pef: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return launch_failed(&e),
     };
     let mut reports = Vec::new();
     for i in 0..runs {
@@ -253,10 +260,7 @@ fn cmd_bench(runs: u32, timeout: Option<u64>, given: Option<PathBuf>) -> ExitCod
                 );
                 reports.push(r);
             }
-            Err(e) => {
-                eprintln!("pef: {e}");
-                return ExitCode::from(1);
-            }
+            Err(e) => return launch_failed(&e),
         }
         if launcher::interrupted() {
             break;
@@ -299,16 +303,22 @@ fn bench_table(img: &std::path::Path, reports: &[RunReport]) -> String {
     let per = launcher::per_command(reports);
     if !per.is_empty() {
         out.push_str(&format!(
-            "\n{:<12} {:>6} {:>12} {:>10}\n",
-            "tpm_command", "count", "median_us", "max_us"
+            "\n{:<12} {:<18} {:>6} {:>10} {:>10} {:>10}\n",
+            "tpm_command", "name", "count", "swtpm_us", "max_us", "link_us"
         ));
-        for (code, (n, med, max)) in per {
+        for (code, t) in per {
             out.push_str(&format!(
-                "0x{code:08x}   {n:>6} {:>12} {:>10}\n",
-                med.as_micros(),
-                max.as_micros()
+                "0x{code:08x}   {:<18} {:>6} {:>10} {:>10} {:>10}\n",
+                launcher::command_name(code),
+                t.count,
+                t.median_swtpm.as_micros(),
+                t.max_swtpm.as_micros(),
+                t.median_receive.as_micros()
             ));
         }
+        out.push_str(
+            "swtpm_us: median swtpm time; link_us: median time for a command to cross the UART\n",
+        );
     }
     // `bench key=value` lines: numeric values summarised per key.
     let mut keys: BTreeMap<String, Vec<u64>> = BTreeMap::new();

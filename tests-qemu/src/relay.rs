@@ -36,6 +36,9 @@ pub struct RelayRecord {
     pub command_code: u32,
     /// The command size in bytes.
     pub command_size: usize,
+    /// From the command's first byte reaching the relay to its last (the link's transfer time;
+    /// approximate for commands that arrived in one burst behind another).
+    pub receive_time: Duration,
     /// The response, or `None` if the command was not answered (swtpm down).
     pub response: Option<ResponseInfo>,
 }
@@ -257,6 +260,7 @@ impl Worker {
         let mut buf: Vec<u8> = Vec::with_capacity(2 * MAX_FRAME);
         let mut chunk = [0u8; MAX_FRAME];
         let mut last_byte = Instant::now();
+        let mut first_byte = Instant::now();
         let mut dropping = 0usize;
         while !self.stopped() {
             // Frame everything already buffered.
@@ -279,7 +283,9 @@ impl Worker {
                             dropping = 0;
                         }
                         let command: Vec<u8> = buf.drain(..n).collect();
-                        if let Some(response) = self.forward(&command) {
+                        let receive_time = last_byte.saturating_duration_since(first_byte);
+                        first_byte = Instant::now();
+                        if let Some(response) = self.forward(&command, receive_time) {
                             conn.write_all(&response)?;
                         }
                     }
@@ -288,8 +294,11 @@ impl Worker {
             match conn.read(&mut chunk) {
                 Ok(0) => return Ok(()),
                 Ok(n) => {
-                    buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
                     last_byte = Instant::now();
+                    if buf.is_empty() {
+                        first_byte = last_byte;
+                    }
+                    buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     if !buf.is_empty() && last_byte.elapsed() >= self.options.stall {
@@ -309,11 +318,12 @@ impl Worker {
     }
 
     /// Sends one whole command to swtpm and reads its whole response. `None`: not answered.
-    fn forward(&mut self, command: &[u8]) -> Option<Vec<u8>> {
+    fn forward(&mut self, command: &[u8], receive_time: Duration) -> Option<Vec<u8>> {
         let code = be32(command, 6).unwrap_or(0);
         let mut record = RelayRecord {
             command_code: code,
             command_size: command.len(),
+            receive_time,
             response: None,
         };
         let result = self.exchange(command);
@@ -537,6 +547,7 @@ mod tests {
         let codes: Vec<u32> = stats.records.iter().map(|r| r.command_code).collect();
         assert_eq!(codes, vec![0x17a, 0x144, 0x159]);
         assert_eq!(stats.records[2].command_size, 600);
+        assert!(stats.records[2].receive_time > Duration::ZERO);
         let r = stats.records[0].response.unwrap();
         assert_eq!((r.size, r.code), (10, 0x17a));
         assert!(
