@@ -12,6 +12,9 @@ fn main() {
 }
 
 #[cfg(target_arch = "powerpc64")]
+extern crate alloc;
+
+#[cfg(target_arch = "powerpc64")]
 mod image {
     use core::sync::atomic::{AtomicBool, Ordering};
     use pefbox::dtb::Dtb;
@@ -19,7 +22,8 @@ mod image {
     use pefbox::platform::{console, opal};
     use pefbox::platform::{tpm_uart::UartTpmLink, uart::Uart16550};
     use pefbox::selftest::{self, image::H_PEFBOX_ECHO, Tally};
-    use pefbox::{arch, hv, papr, println};
+    use pefbox::tpm::Tpm;
+    use pefbox::{arch, fw, hv, papr, println, uv};
 
     #[global_allocator]
     static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
@@ -56,10 +60,36 @@ mod image {
             unsafe { console::use_uart(u.mmio) };
         }
         banner(&info, dtb.is_ok());
-        configure_hypervisor(&info);
+        let tb_hz = info.timebase_hz.unwrap_or(512_000_000);
+        let ram_top = info
+            .memory
+            .iter()
+            .map(|(b, s)| b.saturating_add(*s))
+            .max()
+            .unwrap_or(0);
+        let link = info.tpm_uart().map(|u| {
+            // SAFETY: the address was translated from the device tree's ns16550 node that
+            // skiboot did not reserve; only this link (firmware, then hypervisor) drives it.
+            let uart = unsafe { Uart16550::new(u.mmio) };
+            UartTpmLink::new(uart, tb_hz)
+        });
+        let mut flow = Flow::default();
+        let t0 = arch::timebase();
+        let (link, handoff) = provision(link, &mut flow);
+        flow.provision_ms = ms(arch::timebase() - t0, tb_hz);
+        configure_hypervisor(link, ram_top);
+        ultravisor(&info, handoff, ram_top, tb_hz, &mut flow);
+        println!(
+            "bench boot-to-verdict-ms={} provision-ms={} session-ms={} unwrap-ms={}",
+            ms(arch::timebase(), tb_hz),
+            flow.provision_ms,
+            flow.session_ms,
+            flow.unwrap_ms
+        );
 
         let selection = pefbox::selftest::probe::bootarg(info.bootargs, "selftest");
-        let tally = run_selftests_after_probes(info.bootargs, selection);
+        let mut tally = run_selftests_after_probes(info.bootargs, selection);
+        tally.failed += flow.failures;
         println!("{tally}");
         power_off(if tally.failed == 0 { "pass" } else { "fail" });
     }
@@ -104,25 +134,125 @@ mod image {
         }
     }
 
-    fn configure_hypervisor(info: &BootInfo<'_>) {
-        let tb_hz = info.timebase_hz.unwrap_or(512_000_000);
-        let link = info.tpm_uart().map(|u| {
-            // SAFETY: the address was translated from the device tree's ns16550 node that
-            // skiboot did not reserve; only this link drives it.
-            let uart = unsafe { Uart16550::new(u.mmio) };
-            UartTpmLink::new(uart, tb_hz)
-        });
-        let ram_top = info
-            .memory
-            .iter()
-            .map(|(b, s)| b.saturating_add(*s))
-            .max()
-            .unwrap_or(0);
+    /// What the firmware and ultravisor steps measured and how many of them failed.
+    #[derive(Default)]
+    struct Flow {
+        failures: u32,
+        provision_ms: u64,
+        session_ms: u64,
+        unwrap_ms: u64,
+    }
+
+    fn ms(ticks: u64, tb_hz: u64) -> u64 {
+        ticks / (tb_hz / 1000).max(1)
+    }
+
+    /// The firmware role: provision the TPM keys over the link (the firmware's own channel,
+    /// before the hypervisor exists), then hand the link on.
+    fn provision(
+        link: Option<UartTpmLink>,
+        flow: &mut Flow,
+    ) -> (Option<UartTpmLink>, Option<fw::provision::Provisioned>) {
+        let Some(link) = link else {
+            println!("fw: no TPM link: nothing provisioned");
+            return (None, None);
+        };
+        let mut tpm = Tpm::new(link);
+        let result = tpm
+            .seed_entropy(&mut arch::Darn)
+            .map_err(|e| alloc::format!("seeding entropy: {e}"))
+            .and_then(|()| fw::provision::provision(&mut tpm).map_err(|e| alloc::format!("{e}")));
+        let link = tpm.into_transport();
+        match result {
+            Ok(p) => {
+                let state = |created| if created { "created" } else { "present" };
+                println!(
+                    "fw: storage parent {:#x} {}, wrapping key {:#x} {}; auth rotated; PCR {} extended (door closed)",
+                    fw::PARENT_HANDLE,
+                    state(p.parent_created),
+                    fw::WRAPPING_HANDLE,
+                    state(p.key_created),
+                    fw::DOOR_PCR
+                );
+                (Some(link), Some(p))
+            }
+            Err(e) => {
+                println!("FAIL provisioning: {e}");
+                flow.failures += 1;
+                (Some(link), None)
+            }
+        }
+    }
+
+    fn configure_hypervisor(link: Option<UartTpmLink>, ram_top: u64) {
         let has_link = link.is_some();
         match hv::target::configure(link, ram_top) {
-            Ok(()) if has_link => println!("  hypervisor: H_TPM_COMM over the TPM link"),
-            Ok(()) => println!("  hypervisor: no TPM link; H_TPM_COMM answers H_FUNCTION"),
-            Err(e) => println!("  hypervisor: caller memory refused ({e:?}); H_TPM_COMM disabled"),
+            Ok(()) if has_link => println!("hv: H_TPM_COMM over the TPM link"),
+            Ok(()) => println!("hv: no TPM link; H_TPM_COMM answers H_FUNCTION"),
+            Err(e) => println!("hv: caller memory refused ({e:?}); H_TPM_COMM disabled"),
+        }
+    }
+
+    /// The ultravisor: the salted session through H_TPM_COMM, then the SVM, if any. Prints
+    /// the one verdict line.
+    fn ultravisor(
+        info: &BootInfo<'_>,
+        handoff: Option<fw::provision::Provisioned>,
+        ram_top: u64,
+        tb_hz: u64,
+        flow: &mut Flow,
+    ) {
+        let input = uv::image::svm_input(info, ram_top);
+        let started = match handoff {
+            None => Err(alloc::string::String::from(
+                "no wrapping key was provisioned",
+            )),
+            Some(p) => {
+                let t0 = arch::timebase();
+                let modulus: heapless::Vec<u8, 512> =
+                    heapless::Vec::from_slice(p.wrapping_modulus()).unwrap_or_default();
+                let r = uv::image::start(p.secrets.clone(), &modulus);
+                flow.session_ms = ms(arch::timebase() - t0, tb_hz);
+                r
+            }
+        };
+        match &started {
+            Ok(h) => println!(
+                "uv: salted policy session {h:#x} to {:#x} (Name pinned) in {} ms",
+                fw::PARENT_HANDLE,
+                flow.session_ms
+            ),
+            Err(e) => {
+                println!("FAIL uv-session: {e}");
+                flow.failures += 1;
+            }
+        }
+        let verdict = match input {
+            Ok(uv::image::SvmInput::None) => {
+                println!("svm: none");
+                return;
+            }
+            Err(r) => Err(r),
+            Ok(uv::image::SvmInput::Some { .. }) if started.is_err() => {
+                Err(uv::svm::Rejection::Unwrap("no ultravisor session".into()))
+            }
+            Ok(uv::image::SvmInput::Some {
+                blob,
+                initrd,
+                payload,
+            }) => {
+                let t0 = arch::timebase();
+                let r = uv::svm::open(blob, initrd, &payload, |ek| {
+                    let r = uv::image::unwrap(ek);
+                    flow.unwrap_ms = ms(arch::timebase() - t0, tb_hz);
+                    r
+                });
+                r
+            }
+        };
+        match verdict {
+            Ok(()) => println!("svm: accepted"),
+            Err(r) => println!("svm: rejected: {r}"),
         }
     }
 

@@ -76,6 +76,28 @@ pub fn hcall(nr: u64, args: [u64; 9]) -> (i64, [u64; 9]) {
     (r3 as i64, [r4, r5, r6, r7, r8, r9, r10, r11, r12])
 }
 
+/// The logical partition id register (LPIDR, SPR 319).
+pub fn lpid() -> u32 {
+    let v: u64;
+    // SAFETY: reading LPIDR has no side effects.
+    unsafe { asm!("mfspr {0}, 319", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v as u32
+}
+
+/// Issues `sc 1` as partition `lpid`: LPIDR is set for the call and restored to 0 after,
+/// so the hypervisor, which keys its per-caller state by (LPID, thread), sees the call
+/// coming from that partition. (The image runs in hypervisor real mode, where LPIDR only
+/// tags the caller: it changes no translation.)
+pub fn hcall_as(lpid: u32, nr: u64, args: [u64; 9]) -> (i64, [u64; 9]) {
+    // SAFETY: writing LPIDR in hypervisor real mode affects no translation the image uses;
+    // isync makes the new value visible to the hcall entry.
+    unsafe { asm!("mtspr 319, {0}", "isync", in(reg) u64::from(lpid), options(nostack)) };
+    let r = hcall(nr, args);
+    // SAFETY: as above, restoring the host's LPID 0.
+    unsafe { asm!("mtspr 319, {0}", "isync", in(reg) 0u64, options(nostack)) };
+    r
+}
+
 extern "C" {
     fn pefbox_sc_regtest(nr: u64, regs: *mut u64) -> u64;
 }

@@ -84,6 +84,9 @@ pub struct Meddler {
     pub mode: Meddle,
     /// Called with every relayed command and response.
     pub snoop_fn: Option<fn(CallerId, Direction, &[u8])>,
+    /// Meddle only with responses to this command code (None: every response).
+    pub only_cc: Option<u32>,
+    last_cc: u32,
     previous: [u8; MAX_TPM_MESSAGE],
     previous_len: Option<usize>,
 }
@@ -94,14 +97,28 @@ impl Meddler {
         Meddler {
             mode,
             snoop_fn: None,
+            only_cc: None,
+            last_cc: 0,
             previous: [0; MAX_TPM_MESSAGE],
             previous_len: None,
         }
+    }
+
+    /// Sets the mode (and forgets any remembered response for [`Meddle::ReplayPrevious`]).
+    pub fn arm(&mut self, mode: Meddle, only_cc: Option<u32>) {
+        self.mode = mode;
+        self.only_cc = only_cc;
+        self.previous_len = None;
     }
 }
 
 impl RelayObserver for Meddler {
     fn snoop(&mut self, caller: CallerId, dir: Direction, bytes: &[u8]) {
+        if dir == Direction::Command {
+            if let Some(c) = bytes.get(6..10) {
+                self.last_cc = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
         if let Some(f) = self.snoop_fn {
             f(caller, dir, bytes);
         }
@@ -113,6 +130,9 @@ impl RelayObserver for Meddler {
             len,
             r4: len as u64,
         };
+        if self.only_cc.is_some_and(|cc| cc != self.last_cc) {
+            return honest;
+        }
         match self.mode {
             Meddle::Off => honest,
             Meddle::FlipBit { byte, bit } => {
@@ -145,5 +165,29 @@ impl RelayObserver for Meddler {
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod only_cc_tests {
+    use super::*;
+
+    fn command(cc: u32) -> [u8; 10] {
+        let mut c = [0x80, 0x01, 0, 0, 0, 10, 0, 0, 0, 0];
+        c[6..].copy_from_slice(&cc.to_be_bytes());
+        c
+    }
+
+    #[test]
+    fn meddles_only_with_the_chosen_command() {
+        let mut m = Meddler::new(Meddle::Off);
+        m.arm(Meddle::FlipBit { byte: 12, bit: 0 }, Some(0x159));
+        let mut rsp = [0u8; MAX_TPM_MESSAGE];
+        m.snoop(CallerId(0), Direction::Command, &command(0x17b));
+        m.meddle(&mut rsp, 20);
+        assert_eq!(rsp[12], 0, "GetRandom's response left alone");
+        m.snoop(CallerId(0), Direction::Command, &command(0x159));
+        m.meddle(&mut rsp, 20);
+        assert_eq!(rsp[12], 1, "RSA_Decrypt's response flipped");
     }
 }

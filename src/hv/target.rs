@@ -13,12 +13,7 @@
 use super::{CallerId, CheckedRange, GuestMemory, GuestRange, Hypervisor, Meddler, RegionTable};
 use crate::platform::tpm_uart::UartTpmLink;
 
-/// Where the image is loaded (see link.ld).
-const IMAGE_BASE: u64 = 0x2000_0000;
-/// skiboot's resident region under QEMU powernv (OPAL base 0x3000_0000, as measured).
-pub const SKIBOOT_BASE: u64 = 0x3000_0000;
-/// Size reserved for skiboot (its heap and console buffers live above the base).
-pub const SKIBOOT_SIZE: u64 = 0x0300_0000;
+use crate::platform::layout::{IMAGE_BASE, SKIBOOT_BASE, SKIBOOT_SIZE};
 
 /// Real memory accessed by physical address (the image runs in real mode, so a
 /// guest-physical address is the real address).
@@ -62,7 +57,8 @@ pub fn configure(link: Option<UartTpmLink>, ram_top: u64) -> Result<(), super::R
     Ok(())
 }
 
-/// The caller identity of the running hardware thread.
+/// The caller identity: the calling partition (LPIDR) and hardware thread (PIR), as
+/// `LPID << 16 | PIR`. A real hypervisor tells partitions apart the same way.
 pub fn caller() -> CallerId {
-    CallerId(crate::arch::pir())
+    CallerId((crate::arch::lpid() << 16) | (crate::arch::pir() & 0xffff))
 }

@@ -88,11 +88,73 @@ impl crate::uv::hcall::SharedPage for WindowPage {
     }
 }
 
-/// Issues hypercalls with the real `sc 1` instruction.
-pub struct Sc1;
+/// Issues hypercalls with the real `sc 1` instruction, as partition `lpid` (0 = the host;
+/// see `arch::hcall_as`).
+pub struct Sc1 {
+    /// The partition the calls come from.
+    pub lpid: u32,
+}
 
 impl crate::uv::hcall::Hypercall for Sc1 {
     fn hcall(&mut self, nr: u64, args: [u64; 9]) -> (i64, [u64; 9]) {
-        crate::arch::hcall(nr, args)
+        crate::arch::hcall_as(self.lpid, nr, args)
     }
+}
+
+extern "C" {
+    static __image_end: u8;
+}
+
+/// Where the image is loaded (link.ld).
+pub const IMAGE_BASE: u64 = 0x2000_0000;
+/// skiboot's resident region under QEMU powernv (OPAL base 0x3000_0000, as measured).
+pub const SKIBOOT_BASE: u64 = 0x3000_0000;
+/// Size reserved for skiboot.
+pub const SKIBOOT_SIZE: u64 = 0x0300_0000;
+
+/// Why a payload range cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadError {
+    /// `start + len` overflows.
+    Wraps,
+    /// The range leaves RAM.
+    OutsideRam,
+    /// The range overlaps the vectors, the image or skiboot.
+    Reserved,
+}
+
+impl core::fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            PayloadError::Wraps => "range wraps past the end of the address space",
+            PayloadError::OutsideRam => "range is not inside RAM",
+            PayloadError::Reserved => "range overlaps the vectors, the image or skiboot",
+        })
+    }
+}
+
+/// A payload that the platform loaded into RAM before the image ran (the initrd, the SVM
+/// kernel and bootargs loaded by QEMU's loader), as a read-only slice, after checking that
+/// `[start, start + len)` lies in RAM below `ram_top` and clear of the vectors, the image
+/// and skiboot.
+pub fn payload(start: u64, len: u64, ram_top: u64) -> Result<&'static [u8], PayloadError> {
+    let end = start.checked_add(len).ok_or(PayloadError::Wraps)?;
+    if end > ram_top {
+        return Err(PayloadError::OutsideRam);
+    }
+    let image_end = core::ptr::addr_of!(__image_end) as u64;
+    let overlaps = |b: u64, e: u64| start < e && b < end;
+    if overlaps(0, 0x1_0000)
+        || overlaps(IMAGE_BASE, image_end)
+        || overlaps(SKIBOOT_BASE, SKIBOOT_BASE + SKIBOOT_SIZE)
+    {
+        return Err(PayloadError::Reserved);
+    }
+    if len == 0 {
+        return Ok(&[]);
+    }
+    // SAFETY: the range is RAM (below ram_top, from the device tree's memory nodes) that
+    // neither the image, its stacks and heap, the vectors nor skiboot use; the platform
+    // wrote it before entry and nothing writes it while the image runs.
+    Ok(unsafe { core::slice::from_raw_parts(start as *const u8, len as usize) })
 }

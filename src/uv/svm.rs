@@ -192,3 +192,38 @@ mod tests {
         assert_eq!((b, i), (&b"blob"[..], &b"initrd"[..]));
     }
 }
+
+/// Parses an `ADDR,LEN` bootarg value (each decimal or `0x` hex) such as
+/// `svm-kernel=0x10000000,262144`.
+pub fn parse_range(v: &str) -> Result<(u64, u64), &'static str> {
+    fn num(s: &str) -> Option<u64> {
+        match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+            Some(h) if !h.is_empty() => u64::from_str_radix(h, 16).ok(),
+            Some(_) => None,
+            None if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+            None => None,
+        }
+    }
+    let (a, l) = v.split_once(',').ok_or("expected ADDR,LEN")?;
+    match (num(a), num(l)) {
+        (Some(a), Some(l)) => Ok((a, l)),
+        (None, _) => Err("ADDR is not a decimal or 0x-hex 64-bit number"),
+        (_, None) => Err("LEN is not a decimal or 0x-hex 64-bit number"),
+    }
+}
+
+#[cfg(test)]
+mod parse_range_tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("0x10000000,262144"), Ok((0x1000_0000, 262_144)));
+        assert_eq!(parse_range("16,0x10"), Ok((16, 16)));
+        assert!(parse_range("0x10000000").is_err());
+        assert!(parse_range("0x,1").is_err());
+        assert!(parse_range("1,-1").is_err());
+        assert!(parse_range("1,99999999999999999999999").is_err());
+        assert!(parse_range(",1").is_err());
+    }
+}
