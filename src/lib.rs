@@ -8,6 +8,7 @@
 //! - [`papr`]: the hypercall specification as constants (portable).
 //! - [`dtb`]: a panic-free flattened device tree reader (portable).
 //! - [`tpm`]: TPM 2.0 marshalling, commands, sessions and their crypto (portable).
+//! - [`fw`]: firmware provisioning of the ultravisor's TPM keys, and the key layout (portable).
 //! - [`hv`]: the hypervisor: hcall dispatch, H_TPM_COMM, guest memory, session slots, links.
 //! - [`uv`]: the ultravisor: hcall client, boot-time session, ESM unwrap.
 //! - [`selftest`]: named in-image tests and the console protocol that reports them.
@@ -18,6 +19,7 @@
 extern crate alloc;
 
 pub mod dtb;
+pub mod fw;
 pub mod hv;
 pub mod papr;
 pub mod selftest;

@@ -1,0 +1,304 @@
+//! The ultravisor's boot-time TPM session and the lockbox unwrap.
+//!
+//! [`UvSession::establish`] runs once at boot, through H_TPM_COMM (any [`Transport`]):
+//! 1. `TPM2_ReadPublic(0x81800001)`: the Name recomputed from the returned public area
+//!    must equal the Name provisioning handed over ([`UvSecrets::wrapping_name`]);
+//! 2. `TPM2_StartAuthSession`: a POLICY session, SHA-256, AES-128-CFB, continueSession
+//!    and encrypt, **salted** to the storage parent 0x81800000 whose Name is pinned
+//!    ([`UvSecrets::parent_name`]; the client reads the public area, recomputes the Name
+//!    and compares before encrypting the salt to it). Not bound: binding would only mix
+//!    the wrapping key's authValue into the session key, and that authValue already
+//!    enters every command and response HMAC (PolicyAuthValue) and the CFB key of every
+//!    RSA_Decrypt response; the salt alone makes the session key secret from the
+//!    hypervisor (the reference ultravisor's session is neither salted nor bound).
+//!
+//! [`UvSession::unwrap`], per lockbox: PolicyCommandCode(RSA_Decrypt), PolicyAuthValue,
+//! PolicyOR(A, B), then `TPM2_RSA_Decrypt(0x81800001, scheme NULL, label empty)` (the
+//! key's own scheme, OAEP-SHA256) with continueSession|encrypt. The client verifies the
+//! response HMAC (keyed with the session key and this boot's authValue) before it
+//! decrypts the response parameter; the plaintext must be exactly 32 bytes. The TPM
+//! resets the policy digest after the successful use, so each unwrap runs the policy
+//! commands again on the same session. Any failure marks the session stale (its nonces
+//! or policy digest may no longer match the TPM's); the next unwrap flushes it and
+//! establishes a new one. A key is only ever returned from a response whose HMAC
+//! verified.
+//!
+//! Hostile hypervisor: a substituted key at 0x81800001 changes the Name in cpHash and
+//! fails the HMAC at the TPM; a substituted parent cannot decrypt the salt, so the
+//! session keys differ and every HMAC fails; a forged or modified response fails the
+//! response HMAC here. None of these yields a key.
+#![forbid(unsafe_code)]
+
+use crate::fw::WRAPPING_AUTH_LEN;
+use crate::fw::{branches, UvSecrets, PARENT_HANDLE, RSA2048_BYTES, SYMKEY_LEN, WRAPPING_HANDLE};
+use crate::tpm::client::CommandSpec;
+use crate::tpm::consts::{alg, cc, sa};
+use crate::tpm::crypto;
+use crate::tpm::marshal::Reader;
+use crate::tpm::{
+    Auth, Error, Name, Object, ResponseCode, SaltKey, Session, SessionKind, Tpm, Transport,
+    TransportError,
+};
+
+/// Which part of the flow a TPM error answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// ReadPublic / StartAuthSession.
+    Establish,
+    /// The policy commands.
+    Policy,
+    /// RSA_Decrypt.
+    Decrypt,
+    /// FlushContext.
+    Close,
+}
+
+/// Why a session could not be established or a lockbox not unwrapped. `Display` is
+/// the reason after `uv::svm`'s prefix: `svm: rejected: lockbox key not unwrapped:
+/// <this>`, e.g. `TPM error 0x98e in RSA_Decrypt (...)` or `response authentication
+/// failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnwrapError {
+    /// The TPM answered with an error code.
+    Tpm {
+        /// During what.
+        phase: Phase,
+        /// The code.
+        code: ResponseCode,
+    },
+    /// A response HMAC did not verify: the response was forged or modified.
+    ResponseAuth,
+    /// The key at 0x81800001 or 0x81800000 is not the one provisioning pinned.
+    NameMismatch,
+    /// The response is malformed (size, tag, session area, parameters).
+    Malformed,
+    /// The hcall (or other carrier) failed.
+    Transport(TransportError),
+    /// The unwrapped plaintext is not 32 bytes (its length).
+    WrongLength(usize),
+    /// Any other client failure (entropy, marshalling, sessions).
+    Client(Error),
+}
+
+impl core::fmt::Display for UnwrapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            UnwrapError::Tpm { phase, code } => {
+                let during = match phase {
+                    Phase::Establish => "session setup",
+                    Phase::Policy => "the policy commands",
+                    Phase::Decrypt => "RSA_Decrypt",
+                    Phase::Close => "FlushContext",
+                };
+                write!(f, "TPM error {:#x} in {during} ({code})", code.0)
+            }
+            UnwrapError::ResponseAuth => f.write_str("response authentication failed"),
+            UnwrapError::NameMismatch => {
+                f.write_str("TPM key is not the provisioned key (Name mismatch)")
+            }
+            UnwrapError::Malformed => f.write_str("malformed TPM response"),
+            UnwrapError::Transport(e) => write!(f, "TPM unreachable: {e}"),
+            UnwrapError::WrongLength(n) => {
+                write!(f, "unwrapped key has {n} bytes, expected {SYMKEY_LEN}")
+            }
+            UnwrapError::Client(e) => write!(f, "TPM client: {e}"),
+        }
+    }
+}
+
+fn classify(phase: Phase) -> impl Fn(Error) -> UnwrapError {
+    move |e| match e {
+        Error::Tpm(code) => UnwrapError::Tpm { phase, code },
+        Error::ResponseHmac { .. } => UnwrapError::ResponseAuth,
+        Error::NameMismatch => UnwrapError::NameMismatch,
+        Error::Parse(_) => UnwrapError::Malformed,
+        Error::Transport(t) => UnwrapError::Transport(t),
+        other => UnwrapError::Client(other),
+    }
+}
+
+/// Session attributes the ultravisor sends: keep the session, encrypt the response.
+const ATTRIBUTES: u8 = sa::CONTINUE_SESSION | sa::ENCRYPT;
+
+/// The ultravisor's salted policy session to the wrapping key, kept for the boot.
+pub struct UvSession {
+    session: Session,
+    auth: [u8; WRAPPING_AUTH_LEN],
+    key: Object,
+    parent_name: Name,
+    stale: bool,
+}
+
+impl core::fmt::Debug for UvSession {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("UvSession")
+            .field("session", &self.session)
+            .field("key", &self.key)
+            .field("stale", &self.stale)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for UvSession {
+    fn drop(&mut self) {
+        self.auth.fill(0);
+    }
+}
+
+fn start<T: Transport>(
+    tpm: &mut Tpm<T>,
+    wrapping_name: &Name,
+    parent_name: &Name,
+) -> Result<Session, UnwrapError> {
+    let (read, _) = tpm
+        .read_public(WRAPPING_HANDLE)
+        .map_err(classify(Phase::Establish))?;
+    if !crypto::ct_eq(read.name.as_bytes(), wrapping_name.as_bytes()) {
+        return Err(UnwrapError::NameMismatch);
+    }
+    tpm.start_auth_session(
+        SaltKey::Rsa {
+            handle: PARENT_HANDLE,
+            pinned_name: parent_name.as_bytes(),
+        },
+        None,
+        SessionKind::Policy,
+        ATTRIBUTES,
+    )
+    .map_err(classify(Phase::Establish))
+}
+
+impl UvSession {
+    /// Verifies the wrapping key's Name and starts the salted policy session (see the
+    /// module docs). `tpm` must be seeded (nonces and salt come from its mixer).
+    pub fn establish<T: Transport>(
+        tpm: &mut Tpm<T>,
+        secrets: &UvSecrets,
+    ) -> Result<UvSession, UnwrapError> {
+        let session = start(tpm, &secrets.wrapping_name, &secrets.parent_name)?;
+        Ok(UvSession {
+            session,
+            auth: secrets.wrapping_auth,
+            key: Object {
+                handle: WRAPPING_HANDLE,
+                name: secrets.wrapping_name.clone(),
+            },
+            parent_name: secrets.parent_name.clone(),
+            stale: false,
+        })
+    }
+
+    /// The TPM session handle (for diagnostics and tests).
+    pub fn session_handle(&self) -> u32 {
+        self.session.handle()
+    }
+
+    /// False after a failure until the next [`UvSession::unwrap`] re-establishes.
+    pub fn is_fresh(&self) -> bool {
+        !self.stale && self.session.is_open()
+    }
+
+    /// Unwraps one lockbox (RSA-2048 OAEP-SHA256, empty label) into its 32-byte key,
+    /// re-establishing the session first if a previous call failed.
+    pub fn unwrap<T: Transport>(
+        &mut self,
+        tpm: &mut Tpm<T>,
+        encrypted_symkey: &[u8; RSA2048_BYTES],
+    ) -> Result<[u8; SYMKEY_LEN], UnwrapError> {
+        if self.stale || !self.session.is_open() {
+            // Best effort: the old handle may be gone or desynchronised.
+            let _ = tpm.flush_session(&mut self.session);
+            self.session = start(tpm, &self.key.name, &self.parent_name)?;
+            self.stale = false;
+        }
+        self.stale = true;
+        self.satisfy_policy(tpm)?;
+        let key = self.decrypt(tpm, encrypted_symkey)?;
+        self.stale = false;
+        Ok(key)
+    }
+
+    fn satisfy_policy<T: Transport>(&mut self, tpm: &mut Tpm<T>) -> Result<(), UnwrapError> {
+        let e = classify(Phase::Policy);
+        tpm.policy_command_code(&mut self.session, cc::RSA_DECRYPT)
+            .map_err(&e)?;
+        tpm.policy_auth_value(&mut self.session).map_err(&e)?;
+        tpm.policy_or(&mut self.session, &branches()).map_err(&e)
+    }
+
+    fn decrypt<T: Transport>(
+        &mut self,
+        tpm: &mut Tpm<T>,
+        ciphertext: &[u8; RSA2048_BYTES],
+    ) -> Result<[u8; SYMKEY_LEN], UnwrapError> {
+        let e = classify(Phase::Decrypt);
+        let spec = CommandSpec {
+            cc: cc::RSA_DECRYPT,
+            auth_handles: 1,
+            response_handles: 0,
+            encrypt_command: true,
+            encrypt_response: true,
+        };
+        // The response must come back encrypted: refuse to send otherwise.
+        if self.session.attributes() & sa::ENCRYPT == 0 {
+            return Err(UnwrapError::Client(Error::BadSessions));
+        }
+        let reply = tpm
+            .execute(
+                &spec,
+                &[&self.key],
+                &mut [Auth::session(&mut self.session, &self.auth)],
+                |w| {
+                    w.tpm2b(ciphertext)?;
+                    w.u16(alg::NULL)?; // inScheme: the key's own (OAEP-SHA256)
+                    w.tpm2b(&[]) // label: empty
+                },
+            )
+            .map_err(&e)?;
+        // Only reached after the response HMAC verified and the parameter was decrypted.
+        let mut r = Reader::new(tpm.reply_params(&reply));
+        let message = r.tpm2b(RSA2048_BYTES).map_err(|_| UnwrapError::Malformed)?;
+        r.finish().map_err(|_| UnwrapError::Malformed)?;
+        <[u8; SYMKEY_LEN]>::try_from(message).map_err(|_| UnwrapError::WrongLength(message.len()))
+    }
+
+    /// Flushes the session (nothing is left in the TPM) and forgets the authValue.
+    pub fn close<T: Transport>(mut self, tpm: &mut Tpm<T>) -> Result<(), UnwrapError> {
+        tpm.flush_session(&mut self.session)
+            .map_err(classify(Phase::Close))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_read_well_after_svm_rejected() {
+        let e = UnwrapError::Tpm {
+            phase: Phase::Decrypt,
+            code: ResponseCode(0x98e),
+        };
+        let t = format!("{e}");
+        assert!(t.starts_with("TPM error 0x98e in RSA_Decrypt ("), "{t}");
+        assert_eq!(
+            format!("{}", UnwrapError::ResponseAuth),
+            "response authentication failed"
+        );
+        assert_eq!(
+            format!("{}", UnwrapError::WrongLength(31)),
+            "unwrapped key has 31 bytes, expected 32"
+        );
+        assert_eq!(
+            classify(Phase::Decrypt)(Error::ResponseHmac { session: 1 }),
+            UnwrapError::ResponseAuth
+        );
+        assert_eq!(
+            classify(Phase::Policy)(Error::Tpm(ResponseCode(0x184))),
+            UnwrapError::Tpm {
+                phase: Phase::Policy,
+                code: ResponseCode(0x184)
+            }
+        );
+    }
+}
