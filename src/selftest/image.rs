@@ -87,6 +87,16 @@ pub const TESTS: &[Test] = &[
         run: tpm_fault,
     },
     Test {
+        name: "uv-snoop",
+        default: true,
+        run: uv_snoop,
+    },
+    Test {
+        name: "uv-tamper",
+        default: false,
+        run: uv_tamper,
+    },
+    Test {
         name: "panic",
         default: false,
         run: deliberate_panic,
@@ -528,4 +538,187 @@ pub fn run_probes(value: &str) -> Result<(), String> {
         crate::println!("hcall-probe r3={st} r4={:#x}", regs[0]);
     }
     Ok(())
+}
+
+// ---- The ultravisor against a snooping and a meddling hypervisor ----
+
+use crate::hv::{CallerId, Direction, Meddle};
+use crate::tpm::consts::cc;
+
+/// Everything the hypervisor relayed while the snoop was armed.
+struct Recording {
+    bytes: [u8; 32768],
+    len: usize,
+    overflowed: bool,
+    commands: u32,
+    saw_rsa_decrypt: bool,
+}
+
+static RECORDING: spin::Mutex<Recording> = spin::Mutex::new(Recording {
+    bytes: [0; 32768],
+    len: 0,
+    overflowed: false,
+    commands: 0,
+    saw_rsa_decrypt: false,
+});
+
+/// The hypervisor's snoop hook: append every relayed byte.
+fn record(_caller: CallerId, dir: Direction, bytes: &[u8]) {
+    let mut r = RECORDING.lock();
+    if dir == Direction::Command {
+        r.commands += 1;
+        if bytes.get(6..10) == Some(&cc::RSA_DECRYPT.to_be_bytes()[..]) {
+            r.saw_rsa_decrypt = true;
+        }
+    }
+    let at = r.len;
+    match r.bytes.get_mut(at..at + bytes.len()) {
+        Some(dst) => {
+            dst.copy_from_slice(bytes);
+            r.len += bytes.len();
+        }
+        None => r.overflowed = true,
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A lockbox made in the image: a fresh random 32-byte key, RSA-OAEP-SHA256 (empty label)
+/// encrypted to the wrapping key's public part, exactly as svm-tools makes lockbox-1.
+fn synthetic_lockbox() -> Result<([u8; 32], [u8; 256]), String> {
+    let modulus = {
+        let g = crate::uv::image::UV.lock();
+        let uv = g.as_ref().ok_or("the ultravisor did not start")?;
+        uv.modulus.clone()
+    };
+    let mut rng = crate::tpm::Mixer::new(&mut arch::Darn, b"selftest lockbox")
+        .map_err(|e| format!("entropy: {e}"))?;
+    let mut key = [0u8; 32];
+    rng.generate(&mut key);
+    let mut ek = [0u8; 256];
+    crate::tpm::crypto::rsa_oaep_encrypt(&modulus, 0, b"", &key, &mut rng, &mut ek)
+        .map_err(|e| format!("OAEP: {e}"))?;
+    Ok((key, ek))
+}
+
+fn uv_snoop() -> TestResult {
+    let (key, ek) = synthetic_lockbox()?;
+    let secrets = {
+        let g = crate::uv::image::UV.lock();
+        g.as_ref()
+            .ok_or("the ultravisor did not start")?
+            .secrets
+            .clone()
+    };
+    {
+        let mut r = RECORDING.lock();
+        r.len = 0;
+        r.overflowed = false;
+        r.commands = 0;
+        r.saw_rsa_decrypt = false;
+    }
+    crate::hv::target::HV.with_observer(|m| m.snoop_fn = Some(record));
+    // The whole flow through the snooping hypervisor: a new client (GetRandom for its
+    // entropy), ReadPublic of the pinned keys, the salted session, the policy, RSA_Decrypt,
+    // and the session's flush.
+    let flow = (|| -> Result<[u8; 32], String> {
+        let mut tpm = crate::uv::image::client()?;
+        let mut s = crate::uv::unwrap::UvSession::establish(&mut tpm, &secrets)
+            .map_err(|e| format!("establish: {e}"))?;
+        let k = s
+            .unwrap(&mut tpm, &ek)
+            .map_err(|e| format!("unwrap: {e}"))?;
+        s.close(&mut tpm).map_err(|e| format!("close: {e}"))?;
+        Ok(k)
+    })();
+    crate::hv::target::HV.with_observer(|m| m.snoop_fn = None);
+    let got = flow?;
+    if got != key {
+        return Err("the unwrapped key differs from the one sealed".into());
+    }
+    let r = RECORDING.lock();
+    let seen = &r.bytes[..r.len];
+    if r.overflowed || !r.saw_rsa_decrypt || !contains(seen, &ek) {
+        return Err(format!(
+            "recording incomplete: {} bytes, {} commands, overflow {}, RSA_Decrypt seen {}",
+            r.len, r.commands, r.overflowed, r.saw_rsa_decrypt
+        ));
+    }
+    if contains(seen, &key) {
+        return Err("the symmetric key crossed the hcall boundary in clear".into());
+    }
+    if contains(seen, &secrets.wrapping_auth) {
+        return Err("the wrapping key's authValue crossed the hcall boundary in clear".into());
+    }
+    crate::println!(
+        "  uv-snoop: {} commands, {} bytes relayed; lockbox ciphertext seen, key and authValue not",
+        r.commands,
+        r.len
+    );
+    Ok(())
+}
+
+fn uv_tamper() -> TestResult {
+    let (key, ek) = synthetic_lockbox()?;
+    let arm = |mode, cc| crate::hv::target::HV.with_observer(|m| m.arm(mode, cc));
+    // An honest unwrap first: it also gives the response length to aim at.
+    let honest = crate::uv::image::unwrap(&ek).map_err(|e| format!("honest unwrap: {e}"))?;
+    if honest != key {
+        return Err("honest unwrap returned a wrong key".into());
+    }
+    // RSA_Decrypt response: header 10, parameterSize 4, TPM2B (2 + 32), auth area
+    // (nonce 2 + 32, attributes 1, HMAC 2 + 32) = 117 bytes.
+    const LEN: usize = 117;
+    let mut cases: heapless::Vec<(Meddle, &str), 64> = heapless::Vec::new();
+    for byte in (0..LEN).step_by(4) {
+        let _ = cases.push((
+            Meddle::FlipBit {
+                byte,
+                bit: (byte % 8) as u8,
+            },
+            "bit flip",
+        ));
+    }
+    for n in [0usize, 9, 10, 14, 50, LEN - 1] {
+        let _ = cases.push((Meddle::Truncate(n), "truncation"));
+    }
+    for r4 in [0u64, 10, LEN as u64 - 1, LEN as u64 + 1, 4097, u64::MAX] {
+        let _ = cases.push((Meddle::LieSize(r4), "r4 lie"));
+    }
+    let (mut rejected, mut wrong) = (0u32, 0u32);
+    let mut errs = String::new();
+    for (mode, what) in cases.iter() {
+        arm(*mode, Some(cc::RSA_DECRYPT));
+        match crate::uv::image::unwrap(&ek) {
+            Err(_) => rejected += 1,
+            Ok(k) if k == key => errs += &format!("{what} {mode:?}: accepted unchanged key; "),
+            Ok(_) => {
+                wrong += 1;
+                errs += &format!("{what} {mode:?}: ACCEPTED A WRONG KEY; ");
+            }
+        }
+    }
+    // Replay: the hypervisor answers a new RSA_Decrypt with the previous one's response.
+    arm(Meddle::ReplayPrevious, Some(cc::RSA_DECRYPT));
+    let first = crate::uv::image::unwrap(&ek);
+    let replayed = crate::uv::image::unwrap(&ek);
+    let total = cases.len() as u32 + 1;
+    match (first, replayed) {
+        (Ok(k), Err(_)) if k == key => rejected += 1,
+        (f, r) => errs += &format!("replay: first {:?}, replayed {:?}; ", f.is_ok(), r.is_ok()),
+    }
+    arm(Meddle::Off, None);
+    // The ultravisor recovers once the hypervisor behaves.
+    let after = crate::uv::image::unwrap(&ek).map_err(|e| format!("recovery: {e}"))?;
+    crate::println!("  uv-tamper: {total} cases, {rejected} rejected, {wrong} wrong keys accepted");
+    if after != key {
+        errs += "recovery unwrap returned a wrong key; ";
+    }
+    if errs.is_empty() && rejected == total {
+        Ok(())
+    } else {
+        Err(errs)
+    }
 }

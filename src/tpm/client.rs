@@ -236,6 +236,15 @@ fn cfb_auth<'a>(i: usize, spec: &CommandSpec, auth: &Auth<'a>) -> &'a [u8] {
     }
 }
 
+/// `TPM_RC_RETRY`: the TPM could not start the command; send it again.
+const RC_RETRY: u32 = 0x922;
+/// `TPM_RC_YIELDED`: the TPM suspended the command; send it again.
+const RC_YIELDED: u32 = 0x908;
+/// `TPM_RC_TESTING`: the TPM is self-testing; send it again.
+const RC_TESTING: u32 = 0x90A;
+/// How many times a not-started command is re-sent before its warning is returned.
+const NOT_STARTED_RETRIES: usize = 4;
+
 impl<T: Transport> Tpm<T> {
     /// A client without a seeded random source: call [`Tpm::seed_entropy`] before
     /// starting sessions.
@@ -461,9 +470,22 @@ impl<T: Transport> Tpm<T> {
             .ok_or(WriteError::Overflow)?
             .copy_from_slice(w.written());
 
-        // Round trip.
+        // Round trip. TPM_RC_RETRY, TPM_RC_YIELDED and TPM_RC_TESTING are warnings that the
+        // command was not started (sessions untouched): the same bytes are sent again, a
+        // bounded number of times (libtpms answers the first RSA_Decrypt after a reset with
+        // TPM_RC_RETRY).
         let command = self.cmd.get(..total).ok_or(WriteError::Overflow)?;
-        let n = self.transport.transact(command, &mut self.rsp)?;
+        let mut n = 0;
+        for _ in 0..=NOT_STARTED_RETRIES {
+            n = self.transport.transact(command, &mut self.rsp)?;
+            let rc = self
+                .rsp
+                .get(6..10)
+                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+            if !matches!(rc, Some(RC_RETRY | RC_YIELDED | RC_TESTING)) {
+                break;
+            }
+        }
         let response = self.rsp.get(..n).ok_or(TransportError::ResponseTooLarge)?;
 
         // Parse, as hostile input.
@@ -1237,5 +1259,66 @@ impl<T: Transport> Tpm<T> {
 impl<T: Transport + ?Sized> Transport for &mut T {
     fn transact(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError> {
         (**self).transact(command, response)
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    /// FAKE TPM: answers the first `warnings` commands with `warning`, then a GetRandom
+    /// response of 4 bytes; counts the commands it saw.
+    struct FakeBusyTpm {
+        warning: u32,
+        warnings: usize,
+        seen: usize,
+    }
+
+    impl Transport for FakeBusyTpm {
+        fn transact(&mut self, _c: &[u8], rsp: &mut [u8]) -> Result<usize, TransportError> {
+            self.seen += 1;
+            if self.seen <= self.warnings {
+                let mut r = [0x80, 0x01, 0, 0, 0, 10, 0, 0, 0, 0];
+                r[6..].copy_from_slice(&self.warning.to_be_bytes());
+                rsp[..10].copy_from_slice(&r);
+                return Ok(10);
+            }
+            let r = [0x80, 0x01, 0, 0, 0, 16, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4];
+            rsp[..16].copy_from_slice(&r);
+            Ok(16)
+        }
+    }
+
+    #[test]
+    fn not_started_warnings_are_resent_a_bounded_number_of_times() {
+        for warning in [RC_RETRY, RC_YIELDED, RC_TESTING] {
+            let mut tpm = Tpm::new(FakeBusyTpm {
+                warning,
+                warnings: 2,
+                seen: 0,
+            });
+            let mut out = [0u8; 4];
+            assert_eq!(tpm.get_random(&mut out).unwrap(), 4);
+            assert_eq!(out, [1, 2, 3, 4]);
+            assert_eq!(tpm.transport_mut().seen, 3);
+        }
+        let mut tpm = Tpm::new(FakeBusyTpm {
+            warning: RC_RETRY,
+            warnings: 100,
+            seen: 0,
+        });
+        assert!(matches!(
+            tpm.get_random(&mut [0u8; 4]),
+            Err(Error::Tpm(ResponseCode(RC_RETRY)))
+        ));
+        assert_eq!(tpm.transport_mut().seen, NOT_STARTED_RETRIES + 1);
+        // Any other error is returned at once.
+        let mut tpm = Tpm::new(FakeBusyTpm {
+            warning: 0x9a2,
+            warnings: 1,
+            seen: 0,
+        });
+        assert!(tpm.get_random(&mut [0u8; 4]).is_err());
+        assert_eq!(tpm.transport_mut().seen, 1);
     }
 }
