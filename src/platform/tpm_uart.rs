@@ -11,6 +11,13 @@
 
 use super::uart::Uart16550;
 use crate::arch;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// Timebase ticks spent inside [`UartTpmLink::transact`] since boot (for the benchmark
+/// self-test: the handler's own cost is an hcall's time minus its time on the link).
+pub static LINK_TICKS: AtomicU64 = AtomicU64::new(0);
+/// Round trips made by [`UartTpmLink::transact`] since boot.
+pub static LINK_CALLS: AtomicU64 = AtomicU64::new(0);
 use crate::tpm::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
 
 /// Bound for an ordinary command's whole round trip.
@@ -76,6 +83,16 @@ impl UartTpmLink {
 
 impl Transport for UartTpmLink {
     fn transact(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError> {
+        let t0 = arch::timebase();
+        let r = self.round_trip(command, response);
+        LINK_TICKS.fetch_add(arch::timebase() - t0, Ordering::Relaxed);
+        LINK_CALLS.fetch_add(1, Ordering::Relaxed);
+        r
+    }
+}
+
+impl UartTpmLink {
+    fn round_trip(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError> {
         if command.len() > MAX_TPM_MESSAGE {
             return Err(TransportError::CommandTooLarge);
         }

@@ -97,6 +97,11 @@ pub const TESTS: &[Test] = &[
         run: uv_tamper,
     },
     Test {
+        name: "hcall-bench",
+        default: false,
+        run: hcall_bench,
+    },
+    Test {
         name: "panic",
         default: false,
         run: deliberate_panic,
@@ -721,4 +726,60 @@ fn uv_tamper() -> TestResult {
     } else {
         Err(errs)
     }
+}
+
+/// Timebase ticks per microsecond (the device tree's 512 MHz under QEMU; the tests only
+/// compare ticks measured in one run, so the unit is for display).
+const TB_PER_US: u64 = 512;
+
+/// Measures, from the timebase: the bare `sc 1` round trip (the echo hcall), H_TPM_COMM
+/// rejecting bad arguments (validation only), and GetRandom(16) through H_TPM_COMM split
+/// into time on the TPM link and the handler's own time. One `bench ...` line; the launcher
+/// adds the swtpm-side time of the same commands measured at the relay.
+fn hcall_bench() -> TestResult {
+    use crate::platform::tpm_uart::{LINK_CALLS, LINK_TICKS};
+    use core::sync::atomic::Ordering;
+    const N: u64 = 200;
+    let t0 = arch::timebase();
+    for i in 0..N {
+        let _ = arch::hcall(H_PEFBOX_ECHO, [i; 9]);
+    }
+    let echo = arch::timebase() - t0;
+    let p = page(pages::TEST_IN);
+    p.write(0, &GET_RANDOM_16);
+    let t0 = arch::timebase();
+    for _ in 0..N {
+        let (st, _) = arch::hcall(H_TPM_COMM, [1, p.addr(), 12, p.addr(), 4095, 0, 0, 0, 0]);
+        if st != H_P5 {
+            return Err(format!("bad out_size returned {st}"));
+        }
+    }
+    let reject = arch::timebase() - t0;
+    let (l0, c0) = (
+        LINK_TICKS.load(Ordering::Relaxed),
+        LINK_CALLS.load(Ordering::Relaxed),
+    );
+    let t0 = arch::timebase();
+    for _ in 0..N {
+        let (st, r4, _) = execute(&GET_RANDOM_16);
+        if st != H_SUCCESS || r4 != 28 {
+            return Err(format!("GetRandom returned r3 {st} r4 {r4}"));
+        }
+    }
+    let total = arch::timebase() - t0;
+    let link = LINK_TICKS.load(Ordering::Relaxed) - l0;
+    let calls = LINK_CALLS.load(Ordering::Relaxed) - c0;
+    if calls != N {
+        return Err(format!("{calls} link round trips for {N} hcalls"));
+    }
+    let ns = |ticks: u64| ticks * 1000 / TB_PER_US / N;
+    crate::println!(
+        "bench hcall-echo-ns={} tpm-comm-reject-ns={} getrandom-hcall-ns={} getrandom-link-ns={} getrandom-handler-ns={} n={N}",
+        ns(echo),
+        ns(reject),
+        ns(total),
+        ns(link),
+        ns(total - link)
+    );
+    Ok(())
 }
