@@ -1,0 +1,660 @@
+//! Firmware provisioning (`pefbox::fw`) and the ultravisor's session + unwrap
+//! (`pefbox::uv::unwrap`) against a real swtpm (`tests_qemu::swtpm`), one per test.
+//!
+//! 1. Provisioning on a fresh TPM creates the parent and the wrapping key with the
+//!    documented policy (checked against digests the TPM computes in trial sessions);
+//!    after a TPM reset (swtpm restart, same state) it reuses both and rotates the auth.
+//! 2. A standard OAEP-SHA256 lockbox (svm-tools format blob, and plain `rsa` OAEP)
+//!    unwraps to its 32-byte key through establish + unwrap, several times on one
+//!    session; the whole SVM check (`uv::svm::open`) passes with it.
+//! 3. Snooping: neither the symmetric keys nor the auth appear at any offset in any
+//!    command or response byte (provisioning and ultravisor channels separately).
+//! 4. After provisioning, host software on the same TPM cannot decrypt with or
+//!    re-authorize the wrapping key, nor reset PCR 11 (but can reset PCR 16: the
+//!    reference's hole).
+//! 5. A bit flipped in the RSA_Decrypt response (header, parameters, auth area) makes
+//!    unwrap fail, never return a key; the next unwrap recovers.
+
+use pefbox::fw::{self, provision, ProvisionError, Provisioned, PARENT_HANDLE, WRAPPING_HANDLE};
+use pefbox::tpm::client::CommandSpec;
+use pefbox::tpm::consts::{cc, rh, sa};
+use pefbox::tpm::crypto;
+use pefbox::tpm::entropy::FromRng;
+use pefbox::tpm::public::{PcrSelection, Public};
+use pefbox::tpm::rc::{self, ResponseCode};
+use pefbox::tpm::{Auth, Error, Object, SaltKey, SessionKind, Tpm, Transport, TransportError};
+use pefbox::uv::esm::{EsmBlob, DEFAULT_RTAS};
+use pefbox::uv::svm::{self, SvmPayload};
+use pefbox::uv::unwrap::{UnwrapError, UvSession};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use rsa::pkcs8::{EncodePublicKey, LineEnding};
+use rsa::{BigUint, Oaep, RsaPublicKey};
+use std::time::Instant;
+use tests_qemu::esm::build_esm_blob;
+use tests_qemu::swtpm::{Swtpm, SwtpmConn};
+
+/// Flips `mask` in byte `offset` of the response to the next command with code `cc`.
+#[derive(Clone, Copy, Debug)]
+struct Tamper {
+    cc: u32,
+    offset: usize,
+    mask: u8,
+}
+
+/// Records every command and response byte that crosses it, and applies a [`Tamper`].
+struct Recorder<T> {
+    inner: T,
+    log: Vec<(Vec<u8>, Vec<u8>)>,
+    tamper: Option<Tamper>,
+}
+
+fn command_code(command: &[u8]) -> u32 {
+    command
+        .get(6..10)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or(0)
+}
+
+impl<T: Transport> Transport for Recorder<T> {
+    fn transact(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError> {
+        let n = self.inner.transact(command, response)?;
+        if let Some(t) = self.tamper {
+            if t.cc == command_code(command) && t.offset < n {
+                response[t.offset] ^= t.mask;
+                self.tamper = None;
+            }
+        }
+        self.log.push((command.to_vec(), response[..n].to_vec()));
+        Ok(n)
+    }
+}
+
+type TestTpm = Tpm<Recorder<SwtpmConn>>;
+
+fn connect(sw: &Swtpm) -> TestTpm {
+    let conn = sw.connect().expect("connect to swtpm");
+    let mut tpm = Tpm::new(Recorder {
+        inner: conn,
+        log: Vec::new(),
+        tamper: None,
+    });
+    tpm.seed_entropy(&mut FromRng(OsRng)).expect("seed");
+    tpm.transport_mut().log.clear();
+    tpm
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every offset of every command and response in the log.
+fn log_contains(log: &[(Vec<u8>, Vec<u8>)], needle: &[u8]) -> bool {
+    log.iter()
+        .any(|(c, r)| contains(c, needle) || contains(r, needle))
+}
+
+/// Successful commands with this code (the client re-sends a command the TPM answered
+/// with TPM_RC_RETRY, which swtpm does for the first use of an RSA key).
+fn count_ok(log: &[(Vec<u8>, Vec<u8>)], code: u32) -> usize {
+    ok_commands(log, code).count()
+}
+
+fn ok_commands(log: &[(Vec<u8>, Vec<u8>)], code: u32) -> impl Iterator<Item = &(Vec<u8>, Vec<u8>)> {
+    log.iter()
+        .filter(move |(c, r)| command_code(c) == code && r.get(6..10) == Some(&[0, 0, 0, 0]))
+}
+
+fn handles_in<T: Transport>(tpm: &mut Tpm<T>, first: u32) -> Vec<u32> {
+    let mut out = [0u32; 64];
+    let (n, _) = tpm.get_capability_handles(first, &mut out).unwrap();
+    out[..n]
+        .iter()
+        .copied()
+        .filter(|h| h >> 24 == first >> 24)
+        .collect()
+}
+
+fn pcr_value<T: Transport>(tpm: &mut Tpm<T>, index: u32) -> [u8; 32] {
+    let mut v = [[0u8; 32]; 1];
+    let (_, _, n) = tpm
+        .pcr_read(&PcrSelection::sha256(&[index]), &mut v)
+        .unwrap();
+    assert_eq!(n, 1);
+    v[0]
+}
+
+fn wrapping_key(p: &Provisioned) -> RsaPublicKey {
+    assert_eq!(p.wrapping_modulus().len(), 256);
+    RsaPublicKey::new(
+        BigUint::from_bytes_be(p.wrapping_modulus()),
+        BigUint::from(65537u32),
+    )
+    .unwrap()
+}
+
+fn wrapping_pem(p: &Provisioned) -> String {
+    wrapping_key(p).to_public_key_pem(LineEnding::LF).unwrap()
+}
+
+fn oaep_lockbox(p: &Provisioned, msg: &[u8]) -> [u8; 256] {
+    let ct = wrapping_key(p)
+        .encrypt(&mut OsRng, Oaep::new::<sha2::Sha256>(), msg)
+        .unwrap();
+    ct.try_into().unwrap()
+}
+
+/// An ESM blob (svm-tools format) for a small random SVM, and its symmetric key.
+struct Svm {
+    blob: Vec<u8>,
+    symkey: [u8; 32],
+    kernel: Vec<u8>,
+    initrd: Vec<u8>,
+    bootargs: String,
+}
+
+fn make_svm(p: &Provisioned) -> Svm {
+    let mut kernel = vec![0u8; 8192];
+    OsRng.fill_bytes(&mut kernel);
+    let initrd = b"svm initrd".to_vec();
+    let bootargs = "console=hvc0 root=/dev/sda2".to_string();
+    let (blob, symkey) = build_esm_blob(
+        &wrapping_pem(p),
+        &kernel,
+        &initrd,
+        &bootargs,
+        &DEFAULT_RTAS,
+        &[],
+        &mut OsRng,
+    )
+    .unwrap();
+    Svm {
+        blob,
+        symkey,
+        kernel,
+        initrd,
+        bootargs,
+    }
+}
+
+fn lockbox_of(svm: &Svm) -> [u8; 256] {
+    *EsmBlob::parse(&svm.blob).unwrap().encrypted_symkey()
+}
+
+fn expect_tpm_error<T: std::fmt::Debug>(what: &str, r: Result<T, Error>) -> ResponseCode {
+    match r {
+        Err(Error::Tpm(code)) => {
+            println!("{what}: {code} = {:#x}", code.0);
+            code
+        }
+        other => panic!("{what}: expected a TPM error response, got {other:?}"),
+    }
+}
+
+fn no_transients_or_sessions<T: Transport>(tpm: &mut Tpm<T>) {
+    assert_eq!(handles_in(tpm, rh::TRANSIENT_FIRST), Vec::<u32>::new());
+    assert_eq!(handles_in(tpm, rh::HMAC_SESSION_FIRST), Vec::<u32>::new());
+    assert_eq!(handles_in(tpm, rh::POLICY_SESSION_FIRST), Vec::<u32>::new());
+}
+
+#[test]
+fn provision_creates_then_reuses_and_rotates_across_tpm_resets() {
+    let mut sw = Swtpm::start().expect("swtpm must be installed and start");
+    let p1 = {
+        let mut tpm = connect(&sw);
+        assert_eq!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32]);
+        let t = Instant::now();
+        let p = provision(&mut tpm).expect("provision on a fresh TPM");
+        println!(
+            "provision (create both + rotate): {:?}, {} commands",
+            t.elapsed(),
+            tpm.transport_mut().log.len()
+        );
+        assert!(p.parent_created && p.key_created);
+        let persistent = handles_in(&mut tpm, rh::PERSISTENT_FIRST);
+        assert!(persistent.contains(&PARENT_HANDLE) && persistent.contains(&WRAPPING_HANDLE));
+        no_transients_or_sessions(&mut tpm);
+
+        // The key as the TPM holds it: Name, attributes, policy.
+        let (obj, public) = tpm.read_public(WRAPPING_HANDLE).unwrap();
+        assert_eq!(obj.name, p.secrets.wrapping_name);
+        assert_eq!(public, p.wrapping_public);
+        let pub_area = Public::parse(&public).unwrap();
+        assert_eq!(pub_area.attributes, fw::WRAPPING_ATTRIBUTES);
+        assert_eq!(pub_area.auth_policy, fw::wrapping_policy());
+        let (parent, _) = tpm.read_public(PARENT_HANDLE).unwrap();
+        assert_eq!(parent.name, p.secrets.parent_name);
+
+        // The policy arithmetic, recomputed by the TPM itself in trial sessions.
+        let mut trial = tpm
+            .start_auth_session(
+                SaltKey::None,
+                None,
+                SessionKind::Trial,
+                sa::CONTINUE_SESSION,
+            )
+            .unwrap();
+        tpm.policy_command_code(&mut trial, cc::OBJECT_CHANGE_AUTH)
+            .unwrap();
+        tpm.policy_pcr(
+            &mut trial,
+            &fw::door_open_pcr_digest(),
+            &fw::door_selection(),
+        )
+        .unwrap();
+        assert_eq!(
+            tpm.policy_get_digest(&mut trial).unwrap(),
+            fw::branch_change_auth()
+        );
+        tpm.policy_restart(&mut trial).unwrap();
+        tpm.policy_command_code(&mut trial, cc::RSA_DECRYPT)
+            .unwrap();
+        tpm.policy_auth_value(&mut trial).unwrap();
+        assert_eq!(
+            tpm.policy_get_digest(&mut trial).unwrap(),
+            fw::branch_decrypt()
+        );
+        tpm.policy_or(&mut trial, &fw::branches()).unwrap();
+        assert_eq!(
+            tpm.policy_get_digest(&mut trial).unwrap(),
+            fw::wrapping_policy()
+        );
+        tpm.flush_session(&mut trial).unwrap();
+
+        // The door is closed: PCR 11 = SHA-256(0...0 || SHA-256("pefbox: door closed")).
+        assert_eq!(
+            pcr_value(&mut tpm, fw::DOOR_PCR),
+            crypto::sha256(&[&[0u8; 32], &fw::door_closed_digest()])
+        );
+        // A second provisioning in the same TPM power cycle is refused, clearly.
+        let again = provision(&mut tpm).err();
+        assert_eq!(again, Some(ProvisionError::DoorPcrNotReset));
+        println!("second provision without reset: {}", again.unwrap());
+        // The key works with this boot's auth.
+        let msg = [0x5Au8; 32];
+        let mut s = UvSession::establish(&mut tpm, &p.secrets).unwrap();
+        assert_eq!(s.unwrap(&mut tpm, &oaep_lockbox(&p, &msg)).unwrap(), msg);
+        s.close(&mut tpm).unwrap();
+        p
+    };
+
+    // Reboot: a TPM reset (swtpm restart with the same state).
+    sw.restart().expect("restart swtpm");
+    let mut tpm = connect(&sw);
+    assert_eq!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32], "PCR 11 reset");
+    let t = Instant::now();
+    let p2 = provision(&mut tpm).expect("provision after reset");
+    println!(
+        "provision (reuse + rotate): {:?}, {} commands",
+        t.elapsed(),
+        tpm.transport_mut().log.len()
+    );
+    assert!(!p2.parent_created && !p2.key_created, "keys reused");
+    assert_eq!(p2.secrets.parent_name, p1.secrets.parent_name);
+    assert_eq!(p2.secrets.wrapping_name, p1.secrets.wrapping_name);
+    assert_eq!(p2.wrapping_public, p1.wrapping_public);
+    assert_ne!(
+        p2.secrets.wrapping_auth, p1.secrets.wrapping_auth,
+        "rotated"
+    );
+    no_transients_or_sessions(&mut tpm);
+
+    // Last boot's auth no longer works; this boot's does.
+    let msg = [0xC3u8; 32];
+    let lockbox = oaep_lockbox(&p2, &msg);
+    let mut old = UvSession::establish(&mut tpm, &p1.secrets).unwrap();
+    let e = old.unwrap(&mut tpm, &lockbox).unwrap_err();
+    println!("unwrap with last boot's auth: {e}");
+    assert!(
+        matches!(e, UnwrapError::Tpm { code, .. } if code.base() == rc::RC_AUTH_FAIL),
+        "{e:?}"
+    );
+    old.close(&mut tpm).unwrap();
+    let mut s = UvSession::establish(&mut tpm, &p2.secrets).unwrap();
+    assert_eq!(s.unwrap(&mut tpm, &lockbox).unwrap(), msg);
+    s.close(&mut tpm).unwrap();
+    no_transients_or_sessions(&mut tpm);
+}
+
+#[test]
+fn unwrap_standard_lockboxes_on_one_session() {
+    let sw = Swtpm::start().expect("swtpm must be installed and start");
+    let mut tpm = connect(&sw);
+    let p = provision(&mut tpm).unwrap();
+    let svm1 = make_svm(&p);
+    let svm2 = make_svm(&p);
+    assert_ne!(svm1.symkey, svm2.symkey);
+
+    tpm.transport_mut().log.clear();
+    let t = Instant::now();
+    let mut s = UvSession::establish(&mut tpm, &p.secrets).unwrap();
+    println!("establish: {:?}", t.elapsed());
+    let handle = s.session_handle();
+    assert_eq!(handle >> 24, rh::POLICY_SESSION_FIRST >> 24);
+
+    let t = Instant::now();
+    assert_eq!(s.unwrap(&mut tpm, &lockbox_of(&svm1)).unwrap(), svm1.symkey);
+    println!("unwrap 1: {:?}", t.elapsed());
+    let t = Instant::now();
+    assert_eq!(s.unwrap(&mut tpm, &lockbox_of(&svm2)).unwrap(), svm2.symkey);
+    println!("unwrap 2: {:?}", t.elapsed());
+    // Plain `rsa` crate OAEP-SHA256 with the default (empty) label.
+    let mut k3 = [0u8; 32];
+    OsRng.fill_bytes(&mut k3);
+    assert_eq!(s.unwrap(&mut tpm, &oaep_lockbox(&p, &k3)).unwrap(), k3);
+    // The full SVM check with the unwrap as its unwrapper.
+    let payload = SvmPayload {
+        kernel: &svm1.kernel,
+        bootargs: svm1.bootargs.as_bytes(),
+        rtas: &DEFAULT_RTAS,
+    };
+    svm::open(&svm1.blob, &svm1.initrd, &payload, |c| {
+        s.unwrap(&mut tpm, c)
+    })
+    .expect("svm accepted");
+    // svm2's kernel under svm1's blob: the digests (opened with the right key) disagree.
+    let wrong = SvmPayload {
+        kernel: &svm2.kernel,
+        ..payload
+    };
+    assert!(svm::open(&svm1.blob, &svm1.initrd, &wrong, |c| s.unwrap(&mut tpm, c)).is_err());
+
+    // One session for all of them, RSA_Decrypt responses encrypted.
+    assert_eq!(s.session_handle(), handle);
+    let log = &tpm.transport_mut().log;
+    assert_eq!(count_ok(log, cc::START_AUTH_SESSION), 1);
+    assert_eq!(count_ok(log, cc::RSA_DECRYPT), 5);
+    for (c, r) in ok_commands(log, cc::RSA_DECRYPT) {
+        // attributes byte of the command's one session and of the response's:
+        // continueSession | encrypt.
+        assert_eq!(
+            c[10 + 4 + 4 + 4 + 2 + 32],
+            sa::CONTINUE_SESSION | sa::ENCRYPT
+        );
+        assert_eq!(r[10 + 4 + 34 + 34], sa::CONTINUE_SESSION | sa::ENCRYPT);
+    }
+
+    // The 32-byte length check: a lockbox of 31 bytes is refused, and so is garbage;
+    // the session recovers afterwards.
+    let e = s
+        .unwrap(&mut tpm, &oaep_lockbox(&p, &[7u8; 31]))
+        .unwrap_err();
+    assert_eq!(e, UnwrapError::WrongLength(31));
+    let mut garbage = [0u8; 256];
+    OsRng.fill_bytes(&mut garbage);
+    garbage[0] = 0x01;
+    let e = s.unwrap(&mut tpm, &garbage).unwrap_err();
+    println!("garbage lockbox: {e}");
+    assert!(matches!(e, UnwrapError::Tpm { .. }), "{e:?}");
+    assert_eq!(s.unwrap(&mut tpm, &lockbox_of(&svm2)).unwrap(), svm2.symkey);
+
+    s.close(&mut tpm).unwrap();
+    no_transients_or_sessions(&mut tpm);
+}
+
+#[test]
+fn snooping_the_transport_finds_neither_keys_nor_auth() {
+    let sw = Swtpm::start().expect("swtpm must be installed and start");
+    let mut tpm = connect(&sw);
+
+    // Firmware's channel (provisioning) alone.
+    let p = provision(&mut tpm).unwrap();
+    let auth = p.secrets.wrapping_auth;
+    let prov_log = std::mem::take(&mut tpm.transport_mut().log);
+    assert!(count_ok(&prov_log, cc::OBJECT_CHANGE_AUTH) == 1);
+    assert!(
+        !log_contains(&prov_log, &auth),
+        "auth visible on the provisioning channel"
+    );
+
+    // The ultravisor's channel: establish and several unwraps.
+    let svms: Vec<Svm> = (0..3).map(|_| make_svm(&p)).collect();
+    let mut s = UvSession::establish(&mut tpm, &p.secrets).unwrap();
+    for svm in &svms {
+        assert_eq!(s.unwrap(&mut tpm, &lockbox_of(svm)).unwrap(), svm.symkey);
+    }
+    s.close(&mut tpm).unwrap();
+    let uv_log = std::mem::take(&mut tpm.transport_mut().log);
+    assert_eq!(count_ok(&uv_log, cc::RSA_DECRYPT), 3);
+    assert!(
+        !log_contains(&uv_log, &auth),
+        "auth visible to the hypervisor"
+    );
+    for svm in &svms {
+        assert!(!log_contains(&uv_log, &svm.symkey), "symkey visible");
+        assert!(!log_contains(&prov_log, &svm.symkey));
+    }
+    let bytes: usize = uv_log.iter().map(|(c, r)| c.len() + r.len()).sum();
+    println!(
+        "searched {} provisioning and {} ultravisor messages ({bytes} bytes) at every offset",
+        prov_log.len(),
+        uv_log.len()
+    );
+
+    // Control: the search does find a value that is sent in clear (a password).
+    let key = Object {
+        handle: WRAPPING_HANDLE,
+        name: p.secrets.wrapping_name.clone(),
+    };
+    let mut out = [0u8; 256];
+    let _ = tpm.rsa_decrypt(
+        &key,
+        &mut [Auth::Password(&auth)],
+        &lockbox_of(&svms[0]),
+        &[],
+        &mut out,
+    );
+    assert!(log_contains(&tpm.transport_mut().log, &auth));
+}
+
+/// PCR_Reset through the client's generic command path (no method for it).
+fn pcr_reset<T: Transport>(tpm: &mut Tpm<T>, index: u32) -> Result<(), Error> {
+    let spec = CommandSpec {
+        cc: 0x13D,
+        auth_handles: 1,
+        response_handles: 0,
+        encrypt_command: false,
+        encrypt_response: false,
+    };
+    tpm.execute(
+        &spec,
+        &[&Object::pcr(index)],
+        &mut [Auth::Password(b"")],
+        |_| Ok(()),
+    )
+    .map(|_| ())
+}
+
+#[test]
+fn host_software_cannot_use_or_reauthorize_the_key_after_provisioning() {
+    let sw = Swtpm::start().expect("swtpm must be installed and start");
+    let p = {
+        let mut fw_tpm = connect(&sw);
+        provision(&mut fw_tpm).unwrap()
+    };
+    // "Host software": a fresh client on the same TPM, no reset.
+    let mut host = connect(&sw);
+    let key = Object {
+        handle: WRAPPING_HANDLE,
+        name: p.secrets.wrapping_name.clone(),
+    };
+    let parent = Object {
+        handle: PARENT_HANDLE,
+        name: p.secrets.parent_name.clone(),
+    };
+    let mut k = [0u8; 32];
+    OsRng.fill_bytes(&mut k);
+    let lockbox = oaep_lockbox(&p, &k);
+    let mut out = [0u8; 256];
+
+    // Password authorization, empty and guessed: userWithAuth is clear.
+    for (what, pw) in [
+        ("RSA_Decrypt, empty password", &b""[..]),
+        ("RSA_Decrypt, guessed password", &b"0123456789abcdef"[..]),
+    ] {
+        let code = expect_tpm_error(
+            what,
+            host.rsa_decrypt(&key, &mut [Auth::Password(pw)], &lockbox, &[], &mut out),
+        );
+        assert_eq!(code.base(), rc::RC_AUTH_UNAVAILABLE & 0xFFF, "{code}");
+    }
+
+    // Branch A without the auth.
+    let mut ps = host
+        .start_auth_session(
+            SaltKey::None,
+            None,
+            SessionKind::Policy,
+            sa::CONTINUE_SESSION,
+        )
+        .unwrap();
+    host.policy_command_code(&mut ps, cc::RSA_DECRYPT).unwrap();
+    host.policy_auth_value(&mut ps).unwrap();
+    host.policy_or(&mut ps, &fw::branches()).unwrap();
+    let code = expect_tpm_error(
+        "RSA_Decrypt, branch A with a wrong auth",
+        host.rsa_decrypt(
+            &key,
+            &mut [Auth::session(&mut ps, b"guessed-auth-123")],
+            &lockbox,
+            &[],
+            &mut out,
+        ),
+    );
+    assert_eq!(code.base(), rc::RC_AUTH_FAIL, "{code}");
+
+    // Branch B: PolicyPCR with the all-zero expectation fails now.
+    host.policy_restart(&mut ps).unwrap();
+    host.policy_command_code(&mut ps, cc::OBJECT_CHANGE_AUTH)
+        .unwrap();
+    let code = expect_tpm_error(
+        "PolicyPCR(PCR 11 = 0) after the door closed",
+        host.policy_pcr(&mut ps, &fw::door_open_pcr_digest(), &fw::door_selection()),
+    );
+    assert_eq!(code.base(), rc::RC_VALUE, "{code}");
+    // Branch B with the current PCR value: PolicyOR finds no matching branch.
+    host.policy_pcr(&mut ps, &[], &fw::door_selection())
+        .unwrap();
+    let code = expect_tpm_error(
+        "PolicyOR after PolicyPCR(current PCR 11)",
+        host.policy_or(&mut ps, &fw::branches()),
+    );
+    assert_eq!(code.base(), rc::RC_VALUE, "{code}");
+    // Skipping PolicyOR: the session digest is not the key's authPolicy.
+    let code = expect_tpm_error(
+        "ObjectChangeAuth, branch B digest without PolicyOR",
+        host.object_change_auth(&key, &parent, &mut [Auth::session(&mut ps, b"")], b"new"),
+    );
+    assert_eq!(code.base(), rc::RC_POLICY_FAIL, "{code}");
+    host.flush_session(&mut ps).unwrap();
+    // ObjectChangeAuth with a password: adminWithPolicy requires a policy session.
+    let code = expect_tpm_error(
+        "ObjectChangeAuth, empty password",
+        host.object_change_auth(&key, &parent, &mut [Auth::Password(b"")], b"new"),
+    );
+    assert_eq!(
+        code.0, 0x124,
+        "TPM_RC_AUTH_TYPE: the admin role needs a policy session"
+    );
+
+    // PCR 11 cannot be reset by software; PCR 16 (the reference's choice) can.
+    let code = expect_tpm_error("PCR_Reset(11)", pcr_reset(&mut host, fw::DOOR_PCR));
+    assert_ne!(code.0, 0);
+    assert_ne!(pcr_value(&mut host, fw::DOOR_PCR), [0u8; 32]);
+    pcr_reset(&mut host, 16).expect("PCR 16 is resettable (the reference's hole)");
+    println!("PCR_Reset(16): success (branch B on PCR 16 could be reopened by the host)");
+
+    let mut props = [(0u32, 0u32); 2];
+    let (n, _) = host.get_capability_properties(0x20E, &mut props).unwrap();
+    println!(
+        "DA: {:?} (TPM_PT_LOCKOUT_COUNTER, TPM_PT_MAX_AUTH_FAIL)",
+        &props[..n]
+    );
+    no_transients_or_sessions(&mut host);
+    drop(host);
+
+    // The ultravisor still unwraps after all that.
+    let mut uv = connect(&sw);
+    let mut s = UvSession::establish(&mut uv, &p.secrets).unwrap();
+    assert_eq!(s.unwrap(&mut uv, &lockbox).unwrap(), k);
+    s.close(&mut uv).unwrap();
+}
+
+#[test]
+fn tampered_responses_never_yield_a_key() {
+    let sw = Swtpm::start().expect("swtpm must be installed and start");
+    let mut tpm = connect(&sw);
+    let p = provision(&mut tpm).unwrap();
+    let mut k = [0u8; 32];
+    OsRng.fill_bytes(&mut k);
+    let lockbox = oaep_lockbox(&p, &k);
+    let mut s = UvSession::establish(&mut tpm, &p.secrets).unwrap();
+    assert_eq!(s.unwrap(&mut tpm, &lockbox).unwrap(), k);
+    let n = tpm.transport_mut().log.last().unwrap().1.len();
+    // tag(2) size(4) rc(4) parameterSize(4) TPM2B message(2+32) nonce(2+32) attrs(1) hmac(2+32)
+    assert_eq!(n, 10 + 4 + 34 + 34 + 1 + 34);
+    let positions = [
+        ("tag", 1usize),
+        ("size", 5),
+        ("response code", 9),
+        ("parameterSize", 13),
+        ("message size", 15),
+        ("message first byte", 16),
+        ("message last byte", 47),
+        ("nonceTPM size", 49),
+        ("nonceTPM", 60),
+        ("session attributes", 82),
+        ("hmac size", 84),
+        ("hmac last byte", n - 1),
+    ];
+    for (what, offset) in positions {
+        for mask in [0x01u8, 0x80] {
+            tpm.transport_mut().tamper = Some(Tamper {
+                cc: cc::RSA_DECRYPT,
+                offset,
+                mask,
+            });
+            let r = s.unwrap(&mut tpm, &lockbox);
+            assert!(
+                tpm.transport_mut().tamper.is_none(),
+                "tamper at {what} applied"
+            );
+            match r {
+                Ok(key) => panic!("tampered {what} ({offset}, {mask:#x}) yielded a key {key:02x?}"),
+                Err(e) => {
+                    if mask == 1 {
+                        println!("flip at {what} (offset {offset}): {e}");
+                    }
+                }
+            }
+            // The session recovers (re-established) and returns the right key.
+            assert_eq!(s.unwrap(&mut tpm, &lockbox).unwrap(), k);
+        }
+    }
+    // An HMAC or parameter flip is reported as what it is.
+    tpm.transport_mut().tamper = Some(Tamper {
+        cc: cc::RSA_DECRYPT,
+        offset: 30,
+        mask: 0x10,
+    });
+    assert_eq!(
+        s.unwrap(&mut tpm, &lockbox).unwrap_err(),
+        UnwrapError::ResponseAuth
+    );
+    s.close(&mut tpm).unwrap();
+
+    // Pinned Names: a wrong wrapping Name or parent Name is refused at establish.
+    let mut bad = p.secrets.clone();
+    bad.wrapping_name = p.secrets.parent_name.clone();
+    assert_eq!(
+        UvSession::establish(&mut tpm, &bad).unwrap_err(),
+        UnwrapError::NameMismatch
+    );
+    let mut bad = p.secrets.clone();
+    bad.parent_name = p.secrets.wrapping_name.clone();
+    assert_eq!(
+        UvSession::establish(&mut tpm, &bad).unwrap_err(),
+        UnwrapError::NameMismatch
+    );
+    no_transients_or_sessions(&mut tpm);
+}
