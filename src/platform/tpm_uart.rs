@@ -5,9 +5,11 @@
 //! exactly the header's `responseSize - 10` bytes. Every wait is bounded by the timebase:
 //! [`DEFAULT_TIMEOUT_MS`] for ordinary commands, [`LONG_TIMEOUT_MS`] for key generation
 //! (the TCG PC Client PTP's command durations are the guide: 750 ms..2 s typical, key
-//! generation "long"). Before each command, bytes left over from an earlier command that
-//! timed out (a late answer) are drained, so one slow answer cannot desynchronise the link;
-//! this is how the link recovers when a stopped TPM comes back.
+//! generation "long"). After a round trip that ended early (timeout, framing error), the
+//! next command first waits for the line to stay quiet for a moment and discards what
+//! arrives (a late answer), so one slow answer cannot desynchronise the link; this is how
+//! the link recovers when a stopped TPM comes back. After a clean round trip only bytes
+//! already in the FIFO are discarded (there should be none), which costs nothing.
 
 use super::uart::Uart16550;
 use crate::arch;
@@ -35,6 +37,8 @@ const TPM_CC_CREATE_LOADED: u32 = 0x191;
 pub struct UartTpmLink {
     uart: Uart16550,
     tb_hz: u64,
+    /// The previous round trip ended early (timeout, framing): a late answer may still arrive.
+    dirty: bool,
 }
 
 impl UartTpmLink {
@@ -44,6 +48,7 @@ impl UartTpmLink {
         Self {
             uart,
             tb_hz: tb_hz.max(1),
+            dirty: false,
         }
     }
 
@@ -84,7 +89,13 @@ impl UartTpmLink {
 impl Transport for UartTpmLink {
     fn transact(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError> {
         let t0 = arch::timebase();
+        if self.dirty {
+            self.drain();
+        } else {
+            while self.uart.try_recv().is_some() {}
+        }
         let r = self.round_trip(command, response);
+        self.dirty = r.is_err();
         LINK_TICKS.fetch_add(arch::timebase() - t0, Ordering::Relaxed);
         LINK_CALLS.fetch_add(1, Ordering::Relaxed);
         r
@@ -103,7 +114,6 @@ impl UartTpmLink {
             TPM_CC_CREATE_PRIMARY | TPM_CC_CREATE | TPM_CC_CREATE_LOADED => LONG_TIMEOUT_MS,
             _ => DEFAULT_TIMEOUT_MS,
         };
-        self.drain();
         let deadline = arch::timebase() + self.ticks(ms);
         for &b in command {
             loop {
