@@ -9,7 +9,10 @@
 //!    never overwritten;
 //! 3. reuses the wrapping key at [`WRAPPING_HANDLE`], or creates it under the parent
 //!    (with a throw-away random authValue) and makes it persistent; again, an object of
-//!    another shape (attributes, policy, scheme) there is an error;
+//!    another shape (attributes, policy, scheme) there is an error. A parent evicted and
+//!    re-created from the same platform seed is the same key (CreatePrimary is
+//!    deterministic), so an existing wrapping key still rotates under it; if the seed
+//!    changed, the rotation's ObjectChangeAuth/Load fails with a TPM error;
 //! 4. rotates the wrapping key's authValue: 16 fresh bytes from the client's mixer;
 //!    a policy session satisfying branch B (PolicyCommandCode(ObjectChangeAuth),
 //!    PolicyPCR(PCR 11 = 0), PolicyOR); `TPM2_ObjectChangeAuth(0x81800001, parent
@@ -108,9 +111,6 @@ pub enum ProvisionError {
     /// The object at 0x81800001 is not a wrapping key of the expected template
     /// (attributes, authPolicy, scheme); it is left alone.
     ForeignKey,
-    /// A wrapping key exists but its parent does not (it cannot be re-authorized);
-    /// evict 0x81800001 with platform authorization to re-provision.
-    KeyOrphaned,
     /// A TPM operation failed.
     Tpm {
         /// Where.
@@ -136,9 +136,6 @@ impl core::fmt::Display for ProvisionError {
             ProvisionError::ForeignKey => {
                 f.write_str("0x81800001 holds an object that is not the expected wrapping key")
             }
-            ProvisionError::KeyOrphaned => f.write_str(
-                "0x81800001 exists but its parent 0x81800000 does not: evict it to re-provision",
-            ),
             ProvisionError::Tpm { step, error } => write!(f, "{step}: {error}"),
             ProvisionError::DoorNotClosed => f.write_str("PCR 11 did not change after extend"),
         }
@@ -319,7 +316,6 @@ fn provision_keys<T: Transport>(
         Step::ReadKey,
         ProvisionError::ForeignKey,
     )? {
-        Some(_) if parent_created => return Err(ProvisionError::KeyOrphaned),
         Some((obj, blob)) => (obj, blob, false),
         None => {
             let (obj, blob) = create_key(tpm, &parent, &template)?;

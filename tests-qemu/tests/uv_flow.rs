@@ -385,7 +385,16 @@ fn unwrap_standard_lockboxes_on_one_session() {
     garbage[0] = 0x01;
     let e = s.unwrap(&mut tpm, &garbage).unwrap_err();
     println!("garbage lockbox: {e}");
-    assert!(matches!(e, UnwrapError::Tpm { .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            UnwrapError::Tpm {
+                phase: pefbox::uv::unwrap::Phase::Decrypt,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert_eq!(s.unwrap(&mut tpm, &lockbox_of(&svm2)).unwrap(), svm2.symkey);
 
     s.close(&mut tpm).unwrap();
@@ -657,4 +666,108 @@ fn tampered_responses_never_yield_a_key() {
         UnwrapError::NameMismatch
     );
     no_transients_or_sessions(&mut tpm);
+}
+
+fn persistent_handles<T: Transport>(tpm: &mut Tpm<T>) -> Vec<u32> {
+    handles_in(tpm, rh::PERSISTENT_FIRST)
+}
+
+/// Makes a primary from `template` under the platform hierarchy persistent at `handle`.
+fn persist_foreign<T: Transport>(
+    tpm: &mut Tpm<T>,
+    template: &pefbox::tpm::Template<'_>,
+    handle: u32,
+) -> Object {
+    let platform = Object::permanent(rh::PLATFORM);
+    let (t, _) = tpm
+        .create_primary(&platform, &mut [Auth::Password(b"")], template, b"")
+        .unwrap();
+    let p = tpm
+        .evict_control(&platform, &mut [Auth::Password(b"")], &t, handle)
+        .unwrap()
+        .unwrap();
+    tpm.flush_context(t.handle).unwrap();
+    p
+}
+
+#[test]
+fn provisioning_refuses_used_pcr_11_and_foreign_objects_and_still_closes_the_door() {
+    // PCR 11 used before provisioning: refused before anything is created.
+    let sw = Swtpm::start().expect("swtpm must be installed and start");
+    let mut tpm = connect(&sw);
+    tpm.pcr_extend(fw::DOOR_PCR, &mut [Auth::Password(b"")], &[1u8; 32])
+        .unwrap();
+    let e = provision(&mut tpm).unwrap_err();
+    assert_eq!(e, ProvisionError::DoorPcrNotReset);
+    assert_eq!(persistent_handles(&mut tpm), Vec::<u32>::new());
+    drop(tpm);
+    drop(sw);
+
+    // A foreign object at 0x81800001: refused, left alone, and the door still closes.
+    let mut sw = Swtpm::start().expect("swtpm must be installed and start");
+    let mut tpm = connect(&sw);
+    let platform = Object::permanent(rh::PLATFORM);
+    let foreign = persist_foreign(
+        &mut tpm,
+        &pefbox::tpm::Template::rsa_storage(),
+        WRAPPING_HANDLE,
+    );
+    let e = provision(&mut tpm).unwrap_err();
+    println!("foreign 0x81800001: {e}");
+    assert_eq!(e, ProvisionError::ForeignKey);
+    assert_eq!(
+        tpm.read_public(WRAPPING_HANDLE).unwrap().0.name,
+        foreign.name
+    );
+    assert_ne!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32], "door closed");
+    no_transients_or_sessions(&mut tpm);
+
+    // A foreign object at 0x81800000 (an ECC storage key): refused the same way.
+    for h in [WRAPPING_HANDLE, PARENT_HANDLE] {
+        let o = tpm.read_public(h).unwrap().0;
+        tpm.evict_control(&platform, &mut [Auth::Password(b"")], &o, h)
+            .unwrap();
+    }
+    drop(tpm);
+    sw.restart().unwrap();
+    let mut tpm = connect(&sw);
+    let foreign = persist_foreign(
+        &mut tpm,
+        &pefbox::tpm::Template::ecc_storage(),
+        PARENT_HANDLE,
+    );
+    let e = provision(&mut tpm).unwrap_err();
+    println!("foreign 0x81800000: {e}");
+    assert_eq!(e, ProvisionError::ForeignParent);
+    assert_eq!(tpm.read_public(PARENT_HANDLE).unwrap().0.name, foreign.name);
+    assert_eq!(persistent_handles(&mut tpm), vec![PARENT_HANDLE]);
+    assert_ne!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32], "door closed");
+}
+
+#[test]
+fn a_parent_recreated_from_the_same_seed_still_rotates_the_key() {
+    let mut sw = Swtpm::start().expect("swtpm must be installed and start");
+    let p1 = {
+        let mut tpm = connect(&sw);
+        let p = provision(&mut tpm).unwrap();
+        let parent = tpm.read_public(PARENT_HANDLE).unwrap().0;
+        tpm.evict_control(
+            &Object::permanent(rh::PLATFORM),
+            &mut [Auth::Password(b"")],
+            &parent,
+            PARENT_HANDLE,
+        )
+        .unwrap();
+        p
+    };
+    sw.restart().unwrap();
+    let mut tpm = connect(&sw);
+    let p2 = provision(&mut tpm).unwrap();
+    assert!(p2.parent_created && !p2.key_created);
+    assert_eq!(p2.secrets.parent_name, p1.secrets.parent_name);
+    assert_eq!(p2.secrets.wrapping_name, p1.secrets.wrapping_name);
+    let msg = [0x11u8; 32];
+    let mut s = UvSession::establish(&mut tpm, &p2.secrets).unwrap();
+    assert_eq!(s.unwrap(&mut tpm, &oaep_lockbox(&p2, &msg)).unwrap(), msg);
+    s.close(&mut tpm).unwrap();
 }
