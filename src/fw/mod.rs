@@ -53,7 +53,7 @@ use crate::tpm::crypto;
 use crate::tpm::policy::{self, PolicyDigest};
 use crate::tpm::public::{Name, PcrSelection};
 
-pub use provision::{provision, ProvisionError, Provisioned};
+pub use provision::{close_door, provision, ProvisionError, Provisioned};
 
 /// Persistent handle of the storage parent (the reference firmware's).
 pub const PARENT_HANDLE: u32 = 0x8180_0000;

@@ -26,8 +26,9 @@
 //!    libtpms; TPM 2.0 Part 3 allows any loaded object): it returns a new private blob
 //!    and leaves the persistent copy unchanged, hence the Load and the swap.
 //! 5. closes the door: `TPM2_PCR_Extend(11, SHA-256("pefbox: door closed"))`, and reads
-//!    PCR 11 back to check it moved. This step also runs, best effort, when any step
-//!    after 1 failed, so that a failed provisioning never leaves branch B open.
+//!    PCR 11 back to check it moved. This step runs whatever happened before (also when
+//!    an earlier step failed, even step 1), so that a failed provisioning never leaves
+//!    branch B open for keys persisted by an earlier boot. [`close_door`] does it alone.
 //!
 //! The new authValue is returned only inside [`UvSecrets`], a Rust value: it never enters
 //! an hcall buffer. On this channel it is sent only encrypted (step 4).
@@ -246,8 +247,24 @@ fn wrapping_template(policy: &[u8]) -> Template<'_> {
 /// authValue, the nonces and the salt.
 pub fn provision<T: Transport>(tpm: &mut Tpm<T>) -> Result<Provisioned, ProvisionError> {
     let mut auth = [0u8; WRAPPING_AUTH_LEN];
-    tpm.random(&mut auth).map_err(at(Step::Random))?;
+    let result = check_and_provision(tpm, &mut auth);
+    // Every outcome closes the door: even when nothing was (re)provisioned, keys from
+    // an earlier boot may be in the TPM, and branch B must not stay open for the host.
+    let closed = close_door(tpm);
+    auth.fill(0);
+    match (result, closed) {
+        (Ok(p), Ok(())) => Ok(p),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), _) => Err(e),
+    }
+}
 
+/// Steps 1 to 4.
+fn check_and_provision<T: Transport>(
+    tpm: &mut Tpm<T>,
+    auth: &mut [u8; WRAPPING_AUTH_LEN],
+) -> Result<Provisioned, ProvisionError> {
+    tpm.random(auth).map_err(at(Step::Random))?;
     let sel = door_selection();
     let mut pcr = [[0u8; SHA256_SIZE]; 1];
     let (_, read, n) = tpm
@@ -259,22 +276,17 @@ pub fn provision<T: Transport>(tpm: &mut Tpm<T>) -> Result<Provisioned, Provisio
             error: Error::Parse(crate::tpm::marshal::ParseError::BadValue),
         });
     }
-    if pcr[0] != [0u8; SHA256_SIZE] {
+    if pcr.first() != Some(&[0u8; SHA256_SIZE]) {
         return Err(ProvisionError::DoorPcrNotReset);
     }
-
-    let result = provision_keys(tpm, &auth);
-    let closed = close_door(tpm);
-    auth.fill(0);
-    match (result, closed) {
-        (Ok(p), Ok(())) => Ok(p),
-        (Ok(_), Err(e)) => Err(e),
-        (Err(e), _) => Err(e),
-    }
+    provision_keys(tpm, auth)
 }
 
-/// Extends PCR 11 and checks that it moved.
-fn close_door<T: Transport>(tpm: &mut Tpm<T>) -> Result<(), ProvisionError> {
+/// Closes the door without provisioning: extends PCR [`DOOR_PCR`] with
+/// [`door_closed_digest`](super::door_closed_digest) and checks that it moved. For
+/// boot paths that skip [`provision`] (which always does this itself): without it, keys
+/// persisted by an earlier boot would stay re-authorizable through branch B.
+pub fn close_door<T: Transport>(tpm: &mut Tpm<T>) -> Result<(), ProvisionError> {
     let step = at(Step::CloseDoor);
     tpm.pcr_extend(
         DOOR_PCR,

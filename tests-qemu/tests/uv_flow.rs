@@ -700,7 +700,31 @@ fn provisioning_refuses_used_pcr_11_and_foreign_objects_and_still_closes_the_doo
     let e = provision(&mut tpm).unwrap_err();
     assert_eq!(e, ProvisionError::DoorPcrNotReset);
     assert_eq!(persistent_handles(&mut tpm), Vec::<u32>::new());
+    assert_ne!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32]);
     drop(tpm);
+    drop(sw);
+
+    // A failure before anything else (here: no entropy) still closes the door.
+    let sw = Swtpm::start().expect("swtpm must be installed and start");
+    let mut unseeded = Tpm::new(sw.connect().unwrap());
+    let e = provision(&mut unseeded).unwrap_err();
+    println!("unseeded client: {e}");
+    assert!(
+        matches!(
+            e,
+            ProvisionError::Tpm {
+                error: Error::NoEntropy,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        pcr_value(&mut unseeded, fw::DOOR_PCR),
+        crypto::sha256(&[&[0u8; 32], &fw::door_closed_digest()]),
+        "door closed"
+    );
+    drop(unseeded);
     drop(sw);
 
     // A foreign object at 0x81800001: refused, left alone, and the door still closes.
