@@ -14,7 +14,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -41,6 +41,8 @@ pub enum LaunchError {
     Swtpm(String),
     /// An I/O operation failed; the text says which.
     Io(String, io::Error),
+    /// A boot needed to go on (provisioning) failed, or its inputs are unusable.
+    Boot(String),
 }
 
 impl fmt::Display for LaunchError {
@@ -50,6 +52,7 @@ impl fmt::Display for LaunchError {
             LaunchError::Build(s) => write!(f, "image build failed: {s}"),
             LaunchError::Swtpm(s) => write!(f, "swtpm: {s}"),
             LaunchError::Io(what, e) => write!(f, "{what}: {e}"),
+            LaunchError::Boot(s) => write!(f, "{s}"),
         }
     }
 }
@@ -176,12 +179,53 @@ pub fn build_image() -> Result<PathBuf, LaunchError> {
     Ok(image)
 }
 
+/// The secure VM's kernel and bootargs as QEMU loads them (see [`crate::svm`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SvmLoad {
+    /// The kernel file and its size in bytes.
+    pub kernel: Option<(PathBuf, u64)>,
+    /// A file holding exactly the bootargs bytes, and their length.
+    pub bootargs: Option<(PathBuf, usize)>,
+}
+
+impl SvmLoad {
+    /// The `-append` tokens that tell the image where the SVM kernel and bootargs are.
+    pub fn bootargs_tokens(&self) -> Vec<String> {
+        let mut t = Vec::new();
+        if let Some((_, size)) = &self.kernel {
+            t.push(format!(
+                "svm-kernel={:#x},{size}",
+                crate::svm::SVM_KERNEL_ADDR
+            ));
+        }
+        if let Some((_, len)) = &self.bootargs {
+            t.push(format!(
+                "svm-bootargs={:#x},{len}",
+                crate::svm::SVM_BOOTARGS_ADDR
+            ));
+        }
+        t
+    }
+}
+
+/// The image's `/chosen/bootargs`: the user's bootargs, then the SVM tokens.
+pub fn image_bootargs(bootargs: Option<&str>, svm: &SvmLoad) -> Option<String> {
+    let mut parts: Vec<String> = bootargs
+        .filter(|b| !b.trim().is_empty())
+        .map(|b| b.trim().to_string())
+        .into_iter()
+        .collect();
+    parts.extend(svm.bootargs_tokens());
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
 /// The QEMU command line (without the program name) for one boot.
 pub fn qemu_args(
     image: &Path,
     relay_port: u16,
     bootargs: Option<&str>,
     initrd: Option<&Path>,
+    svm: &SvmLoad,
 ) -> Vec<OsString> {
     let mut a: Vec<OsString> = [
         "-M",
@@ -212,7 +256,7 @@ pub fn qemu_args(
     a.push("stdio,id=con,signal=off".into());
     a.push("-device".into());
     a.push("isa-serial,chardev=con,iobase=0x2f8,irq=3".into());
-    if let Some(b) = bootargs {
+    if let Some(b) = image_bootargs(bootargs, svm) {
         a.push("-append".into());
         a.push(b.into());
     }
@@ -220,7 +264,84 @@ pub fn qemu_args(
         a.push("-initrd".into());
         a.push(i.as_os_str().to_owned());
     }
+    // QEMU 7.2 generic loader: raw bytes at a guest-physical address, present before the
+    // first instruction (checked with the monitor's `xp` under -S).
+    let loads = [
+        (
+            svm.kernel.as_ref().map(|(p, _)| p),
+            crate::svm::SVM_KERNEL_ADDR,
+        ),
+        (
+            svm.bootargs.as_ref().map(|(p, _)| p),
+            crate::svm::SVM_BOOTARGS_ADDR,
+        ),
+    ];
+    for (file, addr) in loads {
+        if let Some(file) = file {
+            let mut d = OsString::from("loader,file=");
+            d.push(file.as_os_str());
+            d.push(format!(",addr={addr:#x},force-raw=on"));
+            a.push("-device".into());
+            a.push(d);
+        }
+    }
     a
+}
+
+/// Checks the SVM inputs of a boot and writes the bootargs file (removed when the returned
+/// guard drops). Errors name the file and the limit.
+fn prepare_svm_load(cfg: &RunConfig) -> Result<(SvmLoad, Option<TempFile>), LaunchError> {
+    let mut load = SvmLoad::default();
+    if let Some(k) = &cfg.svm_kernel {
+        let size = fs::metadata(k)
+            .map_err(io_err(format!("SVM kernel {}", k.display())))?
+            .len();
+        if size == 0 || size > crate::svm::MAX_SVM_KERNEL {
+            return Err(LaunchError::Boot(format!(
+                "SVM kernel {} is {size} bytes: it must be 1..={} bytes",
+                k.display(),
+                crate::svm::MAX_SVM_KERNEL
+            )));
+        }
+        load.kernel = Some((k.clone(), size));
+    }
+    let mut guard = None;
+    if let Some(b) = cfg.svm_bootargs.as_deref().filter(|b| !b.is_empty()) {
+        if b.len() > crate::svm::MAX_SVM_BOOTARGS || b.contains('\0') {
+            return Err(LaunchError::Boot(format!(
+                "SVM bootargs are {} bytes{}: at most {} bytes, no NUL",
+                b.len(),
+                if b.contains('\0') { " with a NUL" } else { "" },
+                crate::svm::MAX_SVM_BOOTARGS
+            )));
+        }
+        let file = TempFile::new("svm-bootargs", b.as_bytes())?;
+        load.bootargs = Some((file.0.clone(), b.len()));
+        guard = Some(file);
+    }
+    Ok((load, guard))
+}
+
+/// A temporary file removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(stem: &str, data: &[u8]) -> Result<TempFile, LaunchError> {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "pef-{stem}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::write(&p, data).map_err(io_err(format!("writing {}", p.display())))?;
+        Ok(TempFile(p))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -291,8 +412,12 @@ pub struct RunConfig {
     pub image: PathBuf,
     /// `/chosen/bootargs` (QEMU `-append`).
     pub bootargs: Option<String>,
-    /// An initrd file (QEMU `-initrd`).
+    /// An initrd file (QEMU `-initrd`): for a secure VM, the ESM cpio + the SVM's initrd.
     pub initrd: Option<PathBuf>,
+    /// The secure VM's kernel file (loaded at 0x1000_0000, see [`crate::svm`]).
+    pub svm_kernel: Option<PathBuf>,
+    /// The secure VM's bootargs (loaded at 0x0f00_0000; empty means none are passed).
+    pub svm_bootargs: Option<String>,
     /// Kill QEMU after this long.
     pub timeout: Duration,
     /// The swtpm state directory; `None`: a fresh temporary one, removed afterwards.
@@ -303,6 +428,10 @@ pub struct RunConfig {
     pub echo: bool,
     /// What the console must show.
     pub expect: Expect,
+    /// After QEMU exited, shut the TPM down orderly ([`orderly_shutdown`]) before swtpm
+    /// stops, as the host's operating system would (default true; see that function for
+    /// what happens without it).
+    pub tpm_shutdown: bool,
 }
 
 impl RunConfig {
@@ -313,11 +442,14 @@ impl RunConfig {
             image: image.into(),
             bootargs: None,
             initrd: None,
+            svm_kernel: None,
+            svm_bootargs: None,
             timeout: Duration::from_secs(60),
             tpm_state: None,
             fresh_tpm: false,
             echo: false,
             expect: Expect::default(),
+            tpm_shutdown: true,
         }
     }
 }
@@ -479,7 +611,48 @@ impl TpmSide<'_> {
 }
 
 /// Runs one boot to the end and judges it. `Err` only when the boot could not be carried out.
+/// With [`RunConfig::tpm_shutdown`], the TPM is then shut down orderly ([`orderly_shutdown`]).
 pub fn run(cfg: &RunConfig) -> Result<RunReport, LaunchError> {
+    let (mut report, swtpm) = run_keeping_tpm(cfg)?;
+    if cfg.tpm_shutdown {
+        if let Err(e) = orderly_shutdown(&swtpm) {
+            report
+                .directives
+                .push(format!("TPM2_Shutdown(CLEAR) after the boot: {e}"));
+        }
+    }
+    Ok(report)
+}
+
+/// Sends `TPM2_Shutdown(TPM_SU_CLEAR)` to a running swtpm, as an operating system does
+/// before its host powers off or reboots. Without it the next startup is non-orderly, and a
+/// TPM that saw a dictionary-attack-protected object in use (the wrapping key, every boot)
+/// counts a failed authorization: with swtpm's defaults the third such restart in a row
+/// puts the TPM in lockout (TPM_RC_LOCKOUT, measured here). `Err` carries the text of a
+/// carrier failure or of a TPM error code.
+pub fn orderly_shutdown(swtpm: &Swtpm) -> Result<(), String> {
+    use pefbox::tpm::Transport;
+    // tag NO_SESSIONS, size 12, TPM_CC_Shutdown (0x145), TPM_SU_CLEAR.
+    const SHUTDOWN_CLEAR: [u8; 12] = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x45, 0, 0];
+    let mut conn = swtpm.connect().map_err(|e| format!("connect: {e}"))?;
+    let mut rsp = [0u8; 64];
+    let n = conn
+        .transact(&SHUTDOWN_CLEAR, &mut rsp)
+        .map_err(|e| format!("{e:?}"))?;
+    match rsp.get(6..10) {
+        Some(&[0, 0, 0, 0]) if n == 10 => Ok(()),
+        Some(c) => Err(format!(
+            "TPM answered 0x{:x}",
+            u32::from_be_bytes([c[0], c[1], c[2], c[3]])
+        )),
+        None => Err("short response".into()),
+    }
+}
+
+/// As [`run`], but hands back the boot's swtpm process still running (no TPM reset since the
+/// boot), for host-side checks after QEMU exited. Dropping it stops swtpm.
+pub fn run_keeping_tpm(cfg: &RunConfig) -> Result<(RunReport, Swtpm), LaunchError> {
+    let (svm_load, _bootargs_file) = prepare_svm_load(cfg)?;
     if !cfg.image.is_file() {
         return Err(LaunchError::Io(
             format!("image {}", cfg.image.display()),
@@ -506,6 +679,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport, LaunchError> {
         relay.port(),
         cfg.bootargs.as_deref(),
         cfg.initrd.as_deref(),
+        &svm_load,
     ))
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
@@ -610,14 +784,14 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport, LaunchError> {
     for p in pumps {
         let _ = p.join();
     }
-    drop(tpm);
+    let swtpm = tpm.swtpm;
     let relay = relay.stop();
     let take = |b: &Arc<Mutex<Vec<u8>>>| {
         String::from_utf8_lossy(&b.lock().unwrap_or_else(PoisonError::into_inner)).to_string()
     };
     let console = take(&console);
     let verdict = judge(&console, exit, &cfg.expect);
-    Ok(RunReport {
+    let report = RunReport {
         scenario: cfg.scenario.clone(),
         console,
         stderr: take(&stderr),
@@ -627,7 +801,8 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport, LaunchError> {
         to_banner,
         relay,
         directives,
-    })
+    };
+    Ok((report, swtpm))
 }
 
 /// Makes the kernel send SIGKILL to QEMU if the launcher dies without cleaning up (SIGKILL).
@@ -737,6 +912,7 @@ pub fn summary_table(reports: &[RunReport]) -> String {
             .map(|s| match s {
                 crate::verdict::SvmResult::Accepted => "accepted".to_string(),
                 crate::verdict::SvmResult::Rejected(_) => "rejected".to_string(),
+                crate::verdict::SvmResult::None => "none".to_string(),
             })
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
@@ -827,13 +1003,78 @@ pub fn per_command(reports: &[RunReport]) -> BTreeMap<u32, CommandTimes> {
         .collect()
 }
 
+/// swtpm-side time of the image's TPM work, split by phase (see [`tpm_phases`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PhaseTimes {
+    /// Provisioning: every command before the ultravisor's session (count, swtpm time).
+    pub provision: (usize, Duration),
+    /// The ultravisor's session: ReadPublic + StartAuthSession.
+    pub session: (usize, Duration),
+    /// The unwrap: PolicyCommandCode, PolicyAuthValue, PolicyOR, RSA_Decrypt.
+    pub unwrap: (usize, Duration),
+}
+
+/// Splits a boot's relay records by phase, by the command sequence the image contract fixes:
+/// the unwrap is the first `RSA_Decrypt` and the (up to three) policy commands right before
+/// it; the session is the `StartAuthSession` and `ReadPublic` right before those; every
+/// earlier command is provisioning. `None` if the boot issued no `RSA_Decrypt`.
+pub fn tpm_phases(records: &[crate::relay::RelayRecord]) -> Option<PhaseTimes> {
+    use pefbox::tpm::consts::cc;
+    let decrypt = records
+        .iter()
+        .position(|r| r.command_code == cc::RSA_DECRYPT)?;
+    let policy = [
+        cc::POLICY_COMMAND_CODE,
+        cc::POLICY_AUTH_VALUE,
+        cc::POLICY_OR,
+    ];
+    let mut unwrap_start = decrypt;
+    while unwrap_start > 0
+        && decrypt - unwrap_start < policy.len()
+        && records
+            .get(unwrap_start - 1)
+            .is_some_and(|r| policy.contains(&r.command_code))
+    {
+        unwrap_start -= 1;
+    }
+    let mut session_start = unwrap_start;
+    for code in [cc::START_AUTH_SESSION, cc::READ_PUBLIC] {
+        if session_start > 0
+            && records
+                .get(session_start - 1)
+                .is_some_and(|r| r.command_code == code)
+        {
+            session_start -= 1;
+        }
+    }
+    let sum = |rs: &[crate::relay::RelayRecord]| {
+        (
+            rs.len(),
+            rs.iter()
+                .filter_map(|r| r.response.map(|x| x.swtpm_time))
+                .sum(),
+        )
+    };
+    Some(PhaseTimes {
+        provision: sum(records.get(..session_start).unwrap_or_default()),
+        session: sum(records.get(session_start..unwrap_start).unwrap_or_default()),
+        unwrap: sum(records.get(unwrap_start..=decrypt).unwrap_or_default()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn qemu_args_put_the_console_uart_last_and_the_tpm_on_the_relay() {
-        let a = qemu_args(Path::new("/x/pefbox"), 4321, Some("selftest=panic"), None);
+        let a = qemu_args(
+            Path::new("/x/pefbox"),
+            4321,
+            Some("selftest=panic"),
+            None,
+            &SvmLoad::default(),
+        );
         let s: Vec<String> = a.iter().map(|o| o.to_string_lossy().into_owned()).collect();
         let at = |x: &str| s.iter().position(|y| y == x).unwrap();
         assert_eq!(s[at("-kernel") + 1], "/x/pefbox");
@@ -841,6 +1082,97 @@ mod tests {
         assert!(s.contains(&"socket,id=tpm,host=127.0.0.1,port=4321,nodelay=on".to_string()));
         assert!(at("chardev:tpm") < at("isa-serial,chardev=con,iobase=0x2f8,irq=3"));
         assert!(!s.contains(&"-initrd".to_string()));
+    }
+
+    #[test]
+    fn svm_inputs_become_loader_devices_and_bootargs_tokens() {
+        let svm = SvmLoad {
+            kernel: Some(("/w/k.bin".into(), 262_144)),
+            bootargs: Some(("/t/b".into(), 34)),
+        };
+        let a = qemu_args(Path::new("/x/pefbox"), 1, Some(" quiet "), None, &svm);
+        let s: Vec<String> = a.iter().map(|o| o.to_string_lossy().into_owned()).collect();
+        let at = |x: &str| s.iter().position(|y| y == x).unwrap();
+        assert_eq!(
+            s[at("-append") + 1],
+            "quiet svm-kernel=0x10000000,262144 svm-bootargs=0xf000000,34"
+        );
+        assert!(s.contains(&"loader,file=/w/k.bin,addr=0x10000000,force-raw=on".to_string()));
+        assert!(s.contains(&"loader,file=/t/b,addr=0xf000000,force-raw=on".to_string()));
+        // No user bootargs: only the tokens; nothing at all: no -append.
+        assert_eq!(
+            image_bootargs(None, &svm).as_deref(),
+            Some("svm-kernel=0x10000000,262144 svm-bootargs=0xf000000,34")
+        );
+        assert_eq!(image_bootargs(Some("  "), &SvmLoad::default()), None);
+    }
+
+    #[test]
+    fn svm_limits_are_enforced_before_boot() {
+        let mut cfg = RunConfig::new("x", "/nonexistent/image");
+        cfg.svm_bootargs = Some("a".repeat(crate::svm::MAX_SVM_BOOTARGS + 1));
+        assert!(matches!(run(&cfg), Err(LaunchError::Boot(_))));
+        cfg.svm_bootargs = Some("a\0b".into());
+        assert!(matches!(run(&cfg), Err(LaunchError::Boot(_))));
+        cfg.svm_bootargs = Some("a".repeat(crate::svm::MAX_SVM_BOOTARGS));
+        let (load, file) = prepare_svm_load(&cfg).unwrap();
+        let (path, len) = load.bootargs.clone().unwrap();
+        assert_eq!(len, crate::svm::MAX_SVM_BOOTARGS);
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            cfg.svm_bootargs.as_ref().unwrap().as_bytes()
+        );
+        drop(file);
+        assert!(
+            !path.exists(),
+            "the bootargs file is removed after the boot"
+        );
+        let empty = TempFile::new("empty-kernel", b"").unwrap();
+        cfg.svm_bootargs = None;
+        cfg.svm_kernel = Some(empty.0.clone());
+        assert!(matches!(run(&cfg), Err(LaunchError::Boot(_))));
+        cfg.svm_kernel = Some("/nonexistent/kernel".into());
+        assert!(matches!(run(&cfg), Err(LaunchError::Io(..))));
+    }
+
+    fn rec(code: u32, us: u64) -> crate::relay::RelayRecord {
+        crate::relay::RelayRecord {
+            command_code: code,
+            command_size: 10,
+            receive_time: Duration::ZERO,
+            response: Some(crate::relay::ResponseInfo {
+                size: 10,
+                code: 0,
+                swtpm_time: Duration::from_micros(us),
+            }),
+        }
+    }
+
+    #[test]
+    fn tpm_phases_split_provisioning_session_and_unwrap() {
+        use pefbox::tpm::consts::cc;
+        let records = vec![
+            rec(cc::PCR_READ, 1),
+            rec(cc::READ_PUBLIC, 2),
+            rec(cc::POLICY_COMMAND_CODE, 4),
+            rec(cc::POLICY_OR, 8),
+            rec(cc::PCR_EXTEND, 16),
+            rec(cc::READ_PUBLIC, 32),
+            rec(cc::START_AUTH_SESSION, 64),
+            rec(cc::POLICY_COMMAND_CODE, 128),
+            rec(cc::POLICY_AUTH_VALUE, 256),
+            rec(cc::POLICY_OR, 512),
+            rec(cc::RSA_DECRYPT, 1024),
+            rec(cc::GET_RANDOM, 2048),
+        ];
+        let p = tpm_phases(&records).unwrap();
+        assert_eq!(p.provision, (5, Duration::from_micros(31)));
+        assert_eq!(p.session, (2, Duration::from_micros(96)));
+        assert_eq!(p.unwrap, (4, Duration::from_micros(1920)));
+        assert_eq!(tpm_phases(&records[..5]), None);
+        // RSA_Decrypt first: no session, no provisioning.
+        let p = tpm_phases(&records[10..]).unwrap();
+        assert_eq!((p.provision.0, p.session.0, p.unwrap.0), (0, 0, 1));
     }
 
     #[test]

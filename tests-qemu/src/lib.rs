@@ -5,5 +5,6 @@ pub mod esm;
 pub mod fdt_writer;
 pub mod launcher;
 pub mod relay;
+pub mod svm;
 pub mod swtpm;
 pub mod verdict;

@@ -5,7 +5,8 @@
 //! console protocol (see `tests-qemu` README / the launcher brief):
 //! - banner: a line starting `pefbox `;
 //! - self-tests: `PASS <name>` / `FAIL <name>: <reason>` and exactly one `<N> passed, <M> failed`;
-//! - ultravisor verdict: `svm: accepted` or `svm: rejected: <reason>`;
+//! - ultravisor verdict: `svm: accepted`, `svm: rejected: <reason>`, or `svm: none` (no secure
+//!   VM given); at most one `svm:` line per boot;
 //! - power-off: `pefbox: power-off (<verdict>)`;
 //! - fatal: `panicked at ...`, `unexpected interrupt vector 0x...`, skiboot's `Fatal Exception`.
 //!
@@ -43,21 +44,37 @@ impl ExitInfo {
 /// What the ultravisor verdict line must say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SvmExpect {
-    /// No secure VM in this scenario: any `svm:` line is a problem.
+    /// No secure VM in this scenario: either no `svm:` line or `svm: none`; an `accepted` or
+    /// `rejected` verdict is a problem.
     #[default]
     Absent,
     /// Exactly one `svm: accepted` line.
     Accepted,
-    /// Exactly one `svm: rejected: <reason>` line.
-    Rejected,
+    /// Exactly one `svm: rejected: <reason>` line whose reason contains this text (an empty
+    /// text accepts any reason).
+    Rejected(&'static str),
     /// Do not look at `svm:` lines (beyond requiring at most one).
     Any,
+}
+
+impl fmt::Display for SvmExpect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SvmExpect::Absent => write!(f, "no svm verdict or `svm: none`"),
+            SvmExpect::Accepted => write!(f, "`svm: accepted`"),
+            SvmExpect::Rejected("") => write!(f, "`svm: rejected: <any reason>`"),
+            SvmExpect::Rejected(r) => write!(f, "`svm: rejected: ...{r}...`"),
+            SvmExpect::Any => write!(f, "any svm verdict"),
+        }
+    }
 }
 
 /// What a scenario expects from the console.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expect {
-    /// The least number of self-tests that must have passed (the count line's N).
+    /// The least number of self-tests that must have passed (the count line's N). 0 only
+    /// makes sense for boots that skip the self-tests (`selftest=none`, see
+    /// [`Expect::for_bootargs`]).
     pub min_passed: u32,
     /// The ultravisor verdict expected.
     pub svm: SvmExpect,
@@ -72,6 +89,22 @@ impl Default for Expect {
     }
 }
 
+/// True if the bootargs hold the token `selftest=none` (the image then runs no self-test).
+pub fn skips_selftests(bootargs: &str) -> bool {
+    bootargs.split_whitespace().any(|t| t == "selftest=none")
+}
+
+impl Expect {
+    /// The default expectation for a boot with these bootargs and this ultravisor verdict:
+    /// at least one passed self-test, unless the bootargs say `selftest=none`.
+    pub fn for_bootargs(bootargs: Option<&str>, svm: SvmExpect) -> Self {
+        Expect {
+            min_passed: u32::from(!bootargs.is_some_and(skips_selftests)),
+            svm,
+        }
+    }
+}
+
 /// The ultravisor verdict read from the console.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SvmResult {
@@ -79,6 +112,8 @@ pub enum SvmResult {
     Accepted,
     /// `svm: rejected: <reason>`, with the reason.
     Rejected(String),
+    /// `svm: none`: the image was given no secure VM.
+    None,
 }
 
 impl fmt::Display for SvmResult {
@@ -86,6 +121,7 @@ impl fmt::Display for SvmResult {
         match self {
             SvmResult::Accepted => write!(f, "accepted"),
             SvmResult::Rejected(r) => write!(f, "rejected: {r}"),
+            SvmResult::None => write!(f, "none"),
         }
     }
 }
@@ -154,8 +190,8 @@ impl fmt::Display for Problem {
             Problem::NoPowerOff => write!(f, "no `pefbox: power-off (...)` line"),
             Problem::Forbidden(line) => write!(f, "forbidden console line: {line}"),
             Problem::Svm { expected, got } => match got {
-                Some(g) => write!(f, "svm verdict `{g}`, expected {expected:?}"),
-                None => write!(f, "no svm verdict line, expected {expected:?}"),
+                Some(g) => write!(f, "svm verdict `{g}`, expected {expected}"),
+                None => write!(f, "no svm verdict line, expected {expected}"),
             },
             Problem::ManySvmVerdicts(n) => write!(f, "{n} svm verdict lines (expected one)"),
             Problem::TimedOut => write!(f, "timed out (QEMU killed)"),
@@ -258,6 +294,8 @@ pub fn summarize(console: &str) -> ConsoleSummary {
             let v = v.trim();
             if v == "accepted" {
                 s.svm.push(SvmResult::Accepted);
+            } else if v == "none" {
+                s.svm.push(SvmResult::None);
             } else if let Some(r) = v.strip_prefix("rejected") {
                 let r = r.strip_prefix(':').unwrap_or(r).trim();
                 s.svm.push(SvmResult::Rejected(r.to_string()));
@@ -302,10 +340,10 @@ pub fn judge(console: &str, exit: ExitInfo, expect: &Expect) -> Verdict {
             if failed > 0 {
                 problems.push(Problem::TestsFailed(failed));
             }
-            if passed < expect.min_passed.max(1) {
+            if passed < expect.min_passed {
                 problems.push(Problem::TooFewPassed {
                     passed,
-                    min: expect.min_passed.max(1),
+                    min: expect.min_passed,
                 });
             }
             let seen = (
@@ -324,11 +362,12 @@ pub fn judge(console: &str, exit: ExitInfo, expect: &Expect) -> Verdict {
         problems.push(Problem::ManySvmVerdicts(summary.svm.len()));
     }
     let got = summary.svm.first().cloned();
-    let svm_ok = match expect.svm {
-        SvmExpect::Any => true,
-        SvmExpect::Absent => got.is_none(),
-        SvmExpect::Accepted => got == Some(SvmResult::Accepted),
-        SvmExpect::Rejected => matches!(got, Some(SvmResult::Rejected(_))),
+    let svm_ok = match (expect.svm, &got) {
+        (SvmExpect::Any, _) => true,
+        (SvmExpect::Absent, g) => matches!(g, None | Some(SvmResult::None)),
+        (SvmExpect::Accepted, g) => *g == Some(SvmResult::Accepted),
+        (SvmExpect::Rejected(want), Some(SvmResult::Rejected(reason))) => reason.contains(want),
+        (SvmExpect::Rejected(_), _) => false,
     };
     if !svm_ok {
         problems.push(Problem::Svm {
@@ -518,7 +557,26 @@ pefbox: power-off (pass)\r
             ..Expect::default()
         };
         assert!(judge(&accepted, ExitInfo::clean(), &want(SvmExpect::Accepted)).passed());
-        assert!(judge(&rejected, ExitInfo::clean(), &want(SvmExpect::Rejected)).passed());
+        assert!(judge(
+            &rejected,
+            ExitInfo::clean(),
+            &want(SvmExpect::Rejected("kernel digest"))
+        )
+        .passed());
+        assert!(judge(&rejected, ExitInfo::clean(), &want(SvmExpect::Rejected(""))).passed());
+        // The reason must be the expected one.
+        assert_eq!(
+            problems(
+                &rejected,
+                ExitInfo::clean(),
+                &want(SvmExpect::Rejected("bootargs digest mismatch"))
+            ),
+            vec![Problem::Svm {
+                expected: SvmExpect::Rejected("bootargs digest mismatch"),
+                got: Some(SvmResult::Rejected("kernel digest mismatch".into()))
+            }]
+        );
+        assert!(!judge(&accepted, ExitInfo::clean(), &want(SvmExpect::Rejected(""))).passed());
         assert_eq!(
             problems(&rejected, ExitInfo::clean(), &want(SvmExpect::Accepted)),
             vec![Problem::Svm {
@@ -570,5 +628,61 @@ pefbox: power-off (pass)\r
         );
         assert_eq!(parse_bench_line("benchmark x=1"), None);
         assert_eq!(parse_bench_line("PASS bench x=1"), None);
+    }
+
+    #[test]
+    fn svm_none_is_fine_without_an_svm_but_not_as_an_answer_to_one() {
+        let none = GOOD.replace("pefbox: power-off", "svm: none\npefbox: power-off");
+        let v = judge(&none, ExitInfo::clean(), &Expect::default());
+        assert_eq!(v.problems, vec![]);
+        assert_eq!(v.summary.svm, vec![SvmResult::None]);
+        let want_accept = Expect {
+            svm: SvmExpect::Accepted,
+            ..Expect::default()
+        };
+        assert_eq!(
+            problems(&none, ExitInfo::clean(), &want_accept),
+            vec![Problem::Svm {
+                expected: SvmExpect::Accepted,
+                got: Some(SvmResult::None)
+            }]
+        );
+        // `svm: none` plus a verdict: two svm lines.
+        let both = none.replace("svm: none", "svm: none\nsvm: accepted");
+        assert!(
+            problems(&both, ExitInfo::clean(), &want_accept).contains(&Problem::ManySvmVerdicts(2))
+        );
+        // An unasked-for rejection is a problem for a boot without an SVM.
+        let rejected = GOOD.replace(
+            "pefbox: power-off",
+            "svm: rejected: no ESM blob\npefbox: power-off",
+        );
+        assert!(!judge(&rejected, ExitInfo::clean(), &Expect::default()).passed());
+    }
+
+    #[test]
+    fn selftest_none_allows_zero_passed_tests_only_when_asked() {
+        let console = "pefbox 0.1.0\nsvm: none\n0 passed, 0 failed\npefbox: power-off (pass)\n";
+        let quiet =
+            Expect::for_bootargs(Some("hcall-probe=1,0,0 selftest=none"), SvmExpect::Absent);
+        assert_eq!(quiet.min_passed, 0);
+        assert_eq!(problems(console, ExitInfo::clean(), &quiet), vec![]);
+        // A token that merely contains the text does not count.
+        for args in [
+            None,
+            Some(""),
+            Some("xselftest=none"),
+            Some("selftest=nonex"),
+        ] {
+            let e = Expect::for_bootargs(args, SvmExpect::Absent);
+            assert_eq!(e.min_passed, 1, "{args:?}");
+            assert_eq!(
+                problems(console, ExitInfo::clean(), &e),
+                vec![Problem::TooFewPassed { passed: 0, min: 1 }]
+            );
+        }
+        // A failure still fails with selftest=none.
+        let failed = "pefbox 0.1.0\nFAIL x: y\n0 passed, 1 failed\npefbox: power-off (fail)\n";
+        assert!(!judge(failed, ExitInfo::clean(), &quiet).passed());
     }
 }

@@ -1,0 +1,694 @@
+//! The host side of the secure-VM story: the wrapping key's public part read from the TPM and
+//! exported as PEM, the demo SVM, the files a boot with an SVM needs, the accept/reject
+//! scenarios, and the host-side attempts to use the wrapping key after boot.
+//!
+//! How an SVM reaches the image (the image contract, QEMU 7.2 `-device loader` checked here:
+//! the bytes are in guest memory at the given address before the first instruction runs):
+//! - the initrd (ESM cpio + the SVM's own initrd, as svm-tools attaches it) via `-initrd`;
+//! - the SVM kernel via `-device loader,file=K,addr=`[`SVM_KERNEL_ADDR`]`,force-raw=on` and the
+//!   bootargs token `svm-kernel=0x10000000,<size>` (at most [`MAX_SVM_KERNEL`] bytes);
+//! - the SVM bootargs, a file holding exactly the bootargs bytes (no NUL), via
+//!   `-device loader,file=B,addr=`[`SVM_BOOTARGS_ADDR`]`,force-raw=on` and the token
+//!   `svm-bootargs=0x0f000000,<len>` (at most [`MAX_SVM_BOOTARGS`] bytes).
+//!
+//! The wrapping key (0x81800001) is created by the image at its first boot on a fresh TPM
+//! state, so [`ensure_wrapping_key`] makes a provisioning boot (no SVM) when a host-side
+//! `ReadPublic` finds no key. Every boot starts a fresh swtpm process on the state (a TPM
+//! reset, as a real reboot).
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use pefbox::fw::{branches, door_open_pcr_digest, door_selection};
+use pefbox::fw::{DOOR_PCR, PARENT_HANDLE, WRAPPING_AUTH_LEN, WRAPPING_HANDLE};
+use pefbox::tpm::consts::{attr, cc, rh, sa};
+use pefbox::tpm::entropy::FromRng;
+use pefbox::tpm::public::{PcrSelection, Public, PublicDetail};
+use pefbox::tpm::rc::RC_HANDLE;
+use pefbox::tpm::{Auth, Error, Object, ResponseCode, SaltKey, SessionKind, Template, Tpm};
+use pefbox::tpm::{Session, Transport};
+use pefbox::uv::esm::{EsmBlob, DEFAULT_RTAS};
+use rand::rngs::OsRng;
+use rand::{CryptoRng, RngCore};
+use rsa::pkcs8::{EncodePublicKey, LineEnding};
+use rsa::{BigUint, Oaep, RsaPublicKey};
+use sha2::Sha256;
+
+use crate::esm::{attach_to_initrd, build_esm_blob};
+use crate::launcher::{self, LaunchError, RunConfig, RunReport};
+use crate::swtpm::Swtpm;
+use crate::verdict::{Expect, SvmExpect};
+
+/// Guest-physical address the SVM kernel is loaded at.
+pub const SVM_KERNEL_ADDR: u64 = 0x1000_0000;
+/// Guest-physical address the SVM bootargs are loaded at.
+pub const SVM_BOOTARGS_ADDR: u64 = 0x0f00_0000;
+/// Largest SVM kernel the image takes.
+pub const MAX_SVM_KERNEL: u64 = 64 << 20;
+/// Largest SVM bootargs the image takes.
+pub const MAX_SVM_BOOTARGS: usize = 4096;
+
+/// Size of the demo SVM kernel (deterministic pseudo-random bytes).
+pub const DEMO_KERNEL_LEN: usize = 256 * 1024;
+/// Size of the demo SVM's own initrd.
+pub const DEMO_INITRD_LEN: usize = 4 * 1024;
+/// The demo SVM's bootargs.
+pub const DEMO_BOOTARGS: &str = "console=hvc0 root=/dev/sda2 svm=on";
+
+/// The parts of a secure VM that its ESM blob covers (RTAS is the image's default stub).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SvmParts {
+    /// The SVM kernel as loaded.
+    pub kernel: Vec<u8>,
+    /// The SVM's own initrd (without the ESM cpio).
+    pub initrd: Vec<u8>,
+    /// The SVM's bootargs.
+    pub bootargs: String,
+}
+
+/// xorshift64*: deterministic filler for the demo (not cryptographic, not meant to be).
+fn filler(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_be_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// The demo SVM: a 256 KiB pseudo-random "kernel", a 4 KiB initrd and [`DEMO_BOOTARGS`],
+/// the same bytes on every call.
+pub fn demo_svm() -> SvmParts {
+    SvmParts {
+        kernel: filler(0x5eed_4b45_524e_454c, DEMO_KERNEL_LEN),
+        initrd: filler(0x5eed_494e_4954_5244, DEMO_INITRD_LEN),
+        bootargs: DEMO_BOOTARGS.to_string(),
+    }
+}
+
+/// The wrapping key's public part, as read from the TPM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappingKey {
+    /// The key's Name (`0x000B || SHA-256(public area)`), recomputed from the public area.
+    pub name: Vec<u8>,
+    /// The RSA public key.
+    pub public: RsaPublicKey,
+    /// The public key as SPKI PEM ("BEGIN PUBLIC KEY", LF line ends), as
+    /// `tpm2_readpublic -f pem` writes it.
+    pub pem: String,
+}
+
+/// Turns a parsed RSA public area into an RSA public key and its SPKI PEM.
+pub fn rsa_public_pem(public: &Public<'_>) -> Result<(RsaPublicKey, String), String> {
+    let PublicDetail::Rsa {
+        exponent, modulus, ..
+    } = public.detail
+    else {
+        return Err("the key is not an RSA key".into());
+    };
+    // TPM 2.0 Part 2: an exponent of zero means 2^16 + 1.
+    let e = if exponent == 0 { 65_537 } else { exponent };
+    let key = RsaPublicKey::new(BigUint::from_bytes_be(modulus), BigUint::from(e))
+        .map_err(|e| format!("RSA public key: {e}"))?;
+    let pem = key
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| format!("PEM encoding: {e}"))?;
+    Ok((key, pem))
+}
+
+/// `TPM2_ReadPublic(handle)` and the key's PEM; `Ok(None)` if there is no object there.
+pub fn read_rsa_key<T: Transport>(
+    tpm: &mut Tpm<T>,
+    handle: u32,
+) -> Result<Option<WrappingKey>, String> {
+    let (obj, blob) = match tpm.read_public(handle) {
+        Ok(x) => x,
+        Err(Error::Tpm(rc)) if rc.base() == RC_HANDLE => return Ok(None),
+        Err(e) => return Err(format!("ReadPublic(0x{handle:08x}): {e}")),
+    };
+    let public = Public::parse(&blob).map_err(|e| format!("public area: {e}"))?;
+    let (key, pem) = rsa_public_pem(&public)?;
+    Ok(Some(WrappingKey {
+        name: obj.name.as_bytes().to_vec(),
+        public: key,
+        pem,
+    }))
+}
+
+/// Starts swtpm on `state` (a TPM reset), reads the wrapping key 0x81800001, stops swtpm.
+pub fn read_wrapping_key(state: &Path) -> Result<Option<WrappingKey>, LaunchError> {
+    let swtpm = Swtpm::start_in(state).map_err(|e| {
+        LaunchError::Swtpm(format!(
+            "{e} (state {}: is another `pef` using it?)",
+            state.display()
+        ))
+    })?;
+    let conn = swtpm
+        .connect()
+        .map_err(|e| LaunchError::Io("connecting to swtpm".into(), e))?;
+    let mut tpm = Tpm::new(conn);
+    read_rsa_key(&mut tpm, WRAPPING_HANDLE).map_err(LaunchError::Swtpm)
+}
+
+/// The wrapping key of the TPM state `state`; if there is none yet, first boots `image` once
+/// without an SVM (the image provisions the key) and returns that boot's report too. The
+/// provisioning boot must pass (`svm: none` or no svm line, self-tests passing).
+pub fn ensure_wrapping_key(
+    image: &Path,
+    state: &Path,
+    timeout: Duration,
+    echo: bool,
+) -> Result<(WrappingKey, Option<RunReport>), LaunchError> {
+    if let Some(k) = read_wrapping_key(state)? {
+        return Ok((k, None));
+    }
+    let mut cfg = RunConfig::new("provision", image);
+    cfg.tpm_state = Some(state.to_path_buf());
+    cfg.timeout = timeout;
+    cfg.echo = echo;
+    cfg.expect = Expect::default();
+    let report = launcher::run(&cfg)?;
+    if !report.passed() {
+        return Err(LaunchError::Boot(format!(
+            "the provisioning boot failed: {}",
+            problems_text(&report)
+        )));
+    }
+    match read_wrapping_key(state)? {
+        Some(k) => Ok((k, Some(report))),
+        None => Err(LaunchError::Boot(
+            "the provisioning boot passed but there is no wrapping key at 0x81800001".into(),
+        )),
+    }
+}
+
+fn problems_text(r: &RunReport) -> String {
+    r.verdict
+        .problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Writes the wrapping key's PEM to `path`.
+pub fn export_pem(key: &WrappingKey, path: &Path) -> Result<(), LaunchError> {
+    fs::write(path, key.pem.as_bytes())
+        .map_err(|e| LaunchError::Io(format!("writing {}", path.display()), e))
+}
+
+/// A secure VM ready to boot: the files QEMU loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SvmFiles {
+    /// The combined initrd (ESM cpio + the SVM's initrd).
+    pub initrd: PathBuf,
+    /// The SVM kernel file.
+    pub kernel: PathBuf,
+    /// The SVM bootargs.
+    pub bootargs: String,
+}
+
+impl SvmFiles {
+    /// Puts this SVM into a boot configuration (initrd, kernel, bootargs).
+    pub fn apply(&self, cfg: &mut RunConfig) {
+        cfg.initrd = Some(self.initrd.clone());
+        cfg.svm_kernel = Some(self.kernel.clone());
+        cfg.svm_bootargs = Some(self.bootargs.clone());
+    }
+}
+
+/// Writes `<dir>/<stem>.initrd` (the ESM cpio of `blob` + `parts.initrd`) and
+/// `<dir>/<stem>.kernel`.
+pub fn write_svm_files(
+    dir: &Path,
+    stem: &str,
+    blob: &[u8],
+    parts: &SvmParts,
+) -> Result<SvmFiles, LaunchError> {
+    fs::create_dir_all(dir)
+        .map_err(|e| LaunchError::Io(format!("creating {}", dir.display()), e))?;
+    let initrd = dir.join(format!("{stem}.initrd"));
+    let kernel = dir.join(format!("{stem}.kernel"));
+    let write = |p: &Path, data: &[u8]| {
+        fs::write(p, data).map_err(|e| LaunchError::Io(format!("writing {}", p.display()), e))
+    };
+    write(&initrd, &attach_to_initrd(blob, &parts.initrd))?;
+    write(&kernel, &parts.kernel)?;
+    Ok(SvmFiles {
+        initrd,
+        kernel,
+        bootargs: parts.bootargs.clone(),
+    })
+}
+
+/// Builds an ESM blob for `parts` sealed to `pem` (no attachments, default RTAS).
+pub fn build_blob<R: RngCore + CryptoRng>(
+    pem: &str,
+    parts: &SvmParts,
+    rng: &mut R,
+) -> Result<Vec<u8>, String> {
+    build_esm_blob(
+        pem,
+        &parts.kernel,
+        &parts.initrd,
+        &parts.bootargs,
+        &DEFAULT_RTAS,
+        &[],
+        rng,
+    )
+    .map(|(blob, _)| blob)
+}
+
+/// The secure-VM scenarios: one accepted, one per rejection reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// The demo SVM with a blob for this TPM's key: all four digests match.
+    Accepted,
+    /// One bit of the encrypted digests flipped: AES-GCM authentication fails.
+    TamperedCiphertext,
+    /// The kernel loaded differs (one byte) from the one the blob's digest covers.
+    WrongKernel,
+    /// The bootargs given differ from the ones the blob's digest covers.
+    WrongBootargs,
+    /// The blob's lockbox is sealed to another TPM's key: the TPM cannot unwrap it.
+    OtherKey,
+}
+
+impl Scenario {
+    /// Every scenario, the accepted one first.
+    pub const ALL: [Scenario; 5] = [
+        Scenario::Accepted,
+        Scenario::TamperedCiphertext,
+        Scenario::WrongKernel,
+        Scenario::WrongBootargs,
+        Scenario::OtherKey,
+    ];
+
+    /// The scenario's name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Accepted => "svm-accepted",
+            Scenario::TamperedCiphertext => "svm-tampered-ct",
+            Scenario::WrongKernel => "svm-wrong-kernel",
+            Scenario::WrongBootargs => "svm-wrong-bootargs",
+            Scenario::OtherKey => "svm-other-key",
+        }
+    }
+
+    /// The verdict the image must print.
+    pub fn expect(self) -> SvmExpect {
+        match self {
+            Scenario::Accepted => SvmExpect::Accepted,
+            Scenario::TamperedCiphertext => SvmExpect::Rejected("authentication failed"),
+            Scenario::WrongKernel => SvmExpect::Rejected("kernel digest mismatch"),
+            Scenario::WrongBootargs => SvmExpect::Rejected("bootargs digest mismatch"),
+            Scenario::OtherKey => SvmExpect::Rejected("lockbox key not unwrapped"),
+        }
+    }
+
+    /// Writes this scenario's files into `dir`: the demo SVM, with a blob sealed to `pem`
+    /// (or, for [`Scenario::OtherKey`], to `other_pem`), altered as the scenario says.
+    pub fn prepare<R: RngCore + CryptoRng>(
+        self,
+        dir: &Path,
+        pem: &str,
+        other_pem: &str,
+        rng: &mut R,
+    ) -> Result<SvmFiles, LaunchError> {
+        let demo = demo_svm();
+        let sealed_to = if self == Scenario::OtherKey {
+            other_pem
+        } else {
+            pem
+        };
+        let mut blob = build_blob(sealed_to, &demo, rng).map_err(LaunchError::Boot)?;
+        let mut booted = demo.clone();
+        match self {
+            Scenario::Accepted | Scenario::OtherKey => {}
+            Scenario::TamperedCiphertext => {
+                let at = digests_ciphertext_offset(&blob).map_err(LaunchError::Boot)?;
+                if let Some(b) = blob.get_mut(at) {
+                    *b ^= 0x01;
+                }
+            }
+            Scenario::WrongKernel => {
+                if let Some(b) = booted.kernel.get_mut(DEMO_KERNEL_LEN / 2) {
+                    *b ^= 0x80;
+                }
+            }
+            Scenario::WrongBootargs => booted.bootargs = DEMO_BOOTARGS.replace("svm=on", "svm=of"),
+        }
+        write_svm_files(dir, self.name(), &blob, &booted)
+    }
+}
+
+/// Offset, in `blob`, of the middle byte of the encrypted digests' ciphertext.
+pub fn digests_ciphertext_offset(blob: &[u8]) -> Result<usize, String> {
+    let esm = EsmBlob::parse(blob).map_err(|e| format!("own blob does not parse: {e}"))?;
+    let ct = esm.digests_entry().ciphertext;
+    let start = (ct.as_ptr() as usize)
+        .checked_sub(blob.as_ptr() as usize)
+        .ok_or("ciphertext outside the blob")?;
+    Ok(start + ct.len() / 2)
+}
+
+/// The public PEM of an RSA-2048 OAEP decryption key created in a throw-away swtpm: a key
+/// that is not in the TPM under test (for [`Scenario::OtherKey`]).
+pub fn foreign_key_pem() -> Result<String, String> {
+    let sw = Swtpm::start().map_err(|e| format!("swtpm: {e}"))?;
+    let conn = sw.connect().map_err(|e| format!("swtpm: {e}"))?;
+    let mut tpm = Tpm::new(conn);
+    tpm.seed_entropy(&mut FromRng(OsRng))
+        .map_err(|e| format!("seeding: {e}"))?;
+    let template = Template::rsa_oaep(
+        attr::FIXED_TPM
+            | attr::FIXED_PARENT
+            | attr::SENSITIVE_DATA_ORIGIN
+            | attr::USER_WITH_AUTH
+            | attr::DECRYPT,
+        &[],
+    );
+    let (_, blob) = tpm
+        .create_primary(
+            &Object::permanent(rh::OWNER),
+            &mut [Auth::Password(b"")],
+            &template,
+            b"",
+        )
+        .map_err(|e| format!("CreatePrimary: {e}"))?;
+    let public = Public::parse(&blob).map_err(|e| format!("public area: {e}"))?;
+    Ok(rsa_public_pem(&public)?.1)
+}
+
+/// One host-side attempt to use the wrapping key, and how the TPM answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// What was tried.
+    pub what: &'static str,
+    /// The command the TPM refused (`None` if it refused none).
+    pub refused_by: Option<&'static str>,
+    /// `Ok(())`: the attempt got through (the key was used or re-authorized); `Err`: why not.
+    pub outcome: Result<(), Error>,
+}
+
+impl Attempt {
+    /// True if the TPM itself refused (a TPM response code, not a local or carrier error).
+    pub fn refused_by_tpm(&self) -> Option<ResponseCode> {
+        match self.outcome {
+            Err(Error::Tpm(rc)) => Some(rc),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.outcome, self.refused_by) {
+            (Ok(()), _) => write!(
+                f,
+                "{}: SUCCEEDED (the key is usable by the host)",
+                self.what
+            ),
+            (Err(Error::Tpm(rc)), Some(cmd)) => {
+                write!(f, "{}: {cmd} refused with 0x{:03x} {rc}", self.what, rc.0)
+            }
+            (Err(e), cmd) => write!(
+                f,
+                "{}: failed in {} without a TPM answer: {e}",
+                self.what,
+                cmd.unwrap_or("?")
+            ),
+        }
+    }
+}
+
+/// A policy session for a host attacker: unsalted, unbound (as anyone can start).
+fn attacker_session<T: Transport>(tpm: &mut Tpm<T>) -> Result<Session, Error> {
+    tpm.start_auth_session(
+        SaltKey::None,
+        None,
+        SessionKind::Policy,
+        sa::CONTINUE_SESSION,
+    )
+}
+
+/// Runs `step` and records which command failed.
+fn step<X>(
+    failed_in: &mut Option<&'static str>,
+    name: &'static str,
+    r: Result<X, Error>,
+) -> Result<X, Error> {
+    if r.is_err() {
+        *failed_in = Some(name);
+    }
+    r
+}
+
+/// What host software can try with the wrapping key after the image booted (same swtpm
+/// process, no TPM reset): RSA_Decrypt of `ciphertext` with the empty password; policy branch
+/// A with a guessed authValue; policy branch B (ObjectChangeAuth + PCR 11 all zero) to set
+/// its own authValue. Each must be refused by the TPM. Every session started is flushed.
+///
+/// Note: the guessed-auth attempt counts against the TPM's dictionary-attack counter (the
+/// key is not noDA); run it on a test TPM state.
+pub fn host_attempts<T: Transport>(tpm: &mut Tpm<T>, ciphertext: &[u8]) -> Vec<Attempt> {
+    let key = Object::permanent(WRAPPING_HANDLE);
+    let mut out = Vec::new();
+    let mut plain = [0u8; 512];
+
+    // 1. Password authorization with the empty authValue (userWithAuth is clear).
+    let mut failed = None;
+    let r = step(
+        &mut failed,
+        "RSA_Decrypt",
+        tpm.rsa_decrypt(
+            &key,
+            &mut [Auth::Password(b"")],
+            ciphertext,
+            &[],
+            &mut plain,
+        ),
+    );
+    out.push(Attempt {
+        what: "RSA_Decrypt, password session, empty authValue",
+        refused_by: failed,
+        outcome: r.map(|_| ()),
+    });
+
+    // 2. Branch A with a guessed authValue.
+    let mut failed = None;
+    let r = (|| {
+        let mut s = step(&mut failed, "StartAuthSession", attacker_session(tpm))?;
+        let r = (|| {
+            step(
+                &mut failed,
+                "PolicyCommandCode",
+                tpm.policy_command_code(&mut s, cc::RSA_DECRYPT),
+            )?;
+            step(
+                &mut failed,
+                "PolicyAuthValue",
+                tpm.policy_auth_value(&mut s),
+            )?;
+            step(&mut failed, "PolicyOR", tpm.policy_or(&mut s, &branches()))?;
+            let guess = [0x5au8; WRAPPING_AUTH_LEN];
+            step(
+                &mut failed,
+                "RSA_Decrypt",
+                tpm.rsa_decrypt(
+                    &key,
+                    &mut [Auth::session(&mut s, &guess)],
+                    ciphertext,
+                    &[],
+                    &mut plain,
+                ),
+            )
+            .map(|_| ())
+        })();
+        let _ = tpm.flush_session(&mut s);
+        r
+    })();
+    out.push(Attempt {
+        what: "RSA_Decrypt, policy branch A, guessed authValue",
+        refused_by: failed,
+        outcome: r,
+    });
+
+    // 3. Branch B: re-authorize the key with an authValue of the host's choosing.
+    let mut failed = None;
+    let r = (|| {
+        let mut s = step(&mut failed, "StartAuthSession", attacker_session(tpm))?;
+        let r = (|| {
+            step(
+                &mut failed,
+                "PolicyCommandCode",
+                tpm.policy_command_code(&mut s, cc::OBJECT_CHANGE_AUTH),
+            )?;
+            step(
+                &mut failed,
+                "PolicyPCR",
+                tpm.policy_pcr(&mut s, &door_open_pcr_digest(), &door_selection()),
+            )?;
+            step(&mut failed, "PolicyOR", tpm.policy_or(&mut s, &branches()))?;
+            let parent = Object::permanent(PARENT_HANDLE);
+            step(
+                &mut failed,
+                "ObjectChangeAuth",
+                tpm.object_change_auth(&key, &parent, &mut [Auth::session(&mut s, b"")], b"host"),
+            )
+            .map(|_| ())
+        })();
+        let _ = tpm.flush_session(&mut s);
+        r
+    })();
+    out.push(Attempt {
+        what: "ObjectChangeAuth, policy branch B (PolicyPCR 11 = zeros)",
+        refused_by: failed,
+        outcome: r,
+    });
+    out
+}
+
+/// Reads PCR 11 (SHA-256).
+pub fn read_door_pcr<T: Transport>(tpm: &mut Tpm<T>) -> Result<[u8; 32], Error> {
+    let mut d = [[0u8; 32]; 1];
+    let (_, _, n) = tpm.pcr_read(&PcrSelection::sha256(&[DOOR_PCR]), &mut d)?;
+    if n != 1 {
+        return Err(Error::BadArgument);
+    }
+    Ok(d[0])
+}
+
+/// Encrypts a fresh 32-byte secret to `key` as an ESM lockbox does (RSA-OAEP-SHA256, empty
+/// label): what a host attacker would hold.
+pub fn lockbox_ciphertext(key: &RsaPublicKey) -> Result<Vec<u8>, String> {
+    let mut secret = [0u8; 32];
+    OsRng.fill_bytes(&mut secret);
+    key.encrypt(&mut OsRng, Oaep::new::<Sha256>(), &secret)
+        .map_err(|e| format!("RSA-OAEP: {e}"))
+}
+
+/// The outcome of [`run_suite`].
+#[derive(Debug)]
+pub struct SuiteReport {
+    /// The provisioning boot, if the state had no key yet.
+    pub provisioning: Option<RunReport>,
+    /// One report per scenario, in [`Scenario::ALL`] order.
+    pub scenarios: Vec<(Scenario, RunReport)>,
+    /// The host-side attempts after the accepted boot (same swtpm process).
+    pub attempts: Vec<Attempt>,
+    /// PCR 11 as the host read it after the accepted boot.
+    pub door_pcr: Option<[u8; 32]>,
+}
+
+impl SuiteReport {
+    /// Every boot passed and every host attempt was refused by the TPM.
+    pub fn passed(&self) -> bool {
+        self.provisioning.as_ref().is_none_or(RunReport::passed)
+            && self.scenarios.len() == Scenario::ALL.len()
+            && self.scenarios.iter().all(|(_, r)| r.passed())
+            && self.attempts.len() == 3
+            && self.attempts.iter().all(|a| a.refused_by_tpm().is_some())
+    }
+
+    /// All boot reports, in order.
+    pub fn reports(&self) -> Vec<RunReport> {
+        self.provisioning
+            .iter()
+            .cloned()
+            .chain(self.scenarios.iter().map(|(_, r)| r.clone()))
+            .collect()
+    }
+}
+
+/// Runs every [`Scenario`] on one TPM state (provisioning it first if needed), and after the
+/// accepted boot, with its swtpm still running, the [`host_attempts`]. `work` holds the
+/// scenario files.
+pub fn run_suite(
+    image: &Path,
+    state: &Path,
+    work: &Path,
+    timeout: Duration,
+    echo: bool,
+) -> Result<SuiteReport, LaunchError> {
+    let (key, provisioning) = ensure_wrapping_key(image, state, timeout, echo)?;
+    let other = foreign_key_pem().map_err(LaunchError::Swtpm)?;
+    let mut rng = OsRng;
+    let mut scenarios = Vec::new();
+    let mut attempts = Vec::new();
+    let mut door_pcr = None;
+    for sc in Scenario::ALL {
+        let files = sc.prepare(work, &key.pem, &other, &mut rng)?;
+        let mut cfg = RunConfig::new(sc.name(), image);
+        cfg.tpm_state = Some(state.to_path_buf());
+        cfg.timeout = timeout;
+        cfg.echo = echo;
+        cfg.expect = Expect::for_bootargs(None, sc.expect());
+        files.apply(&mut cfg);
+        if sc == Scenario::Accepted {
+            let (report, swtpm) = launcher::run_keeping_tpm(&cfg)?;
+            let conn = swtpm
+                .connect()
+                .map_err(|e| LaunchError::Io("connecting to swtpm after boot".into(), e))?;
+            let mut tpm = Tpm::new(conn);
+            tpm.seed_entropy(&mut FromRng(OsRng))
+                .map_err(|e| LaunchError::Swtpm(format!("seeding the host client: {e}")))?;
+            door_pcr = read_door_pcr(&mut tpm).ok();
+            let ct = lockbox_ciphertext(&key.public).map_err(LaunchError::Boot)?;
+            attempts = host_attempts(&mut tpm, &ct);
+            drop(tpm);
+            if let Err(e) = launcher::orderly_shutdown(&swtpm) {
+                eprintln!("pef: TPM2_Shutdown after the host attempts: {e}");
+            }
+            drop(swtpm);
+            scenarios.push((sc, report));
+        } else {
+            scenarios.push((sc, launcher::run(&cfg)?));
+        }
+        if launcher::interrupted() {
+            break;
+        }
+    }
+    Ok(SuiteReport {
+        provisioning,
+        scenarios,
+        attempts,
+        door_pcr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_is_deterministic_and_sized() {
+        let a = demo_svm();
+        assert_eq!(a, demo_svm());
+        assert_eq!(a.kernel.len(), DEMO_KERNEL_LEN);
+        assert_eq!(a.initrd.len(), DEMO_INITRD_LEN);
+        assert_ne!(a.kernel[..DEMO_INITRD_LEN], a.initrd[..]);
+        // Not a constant fill: many distinct byte values.
+        let distinct: std::collections::BTreeSet<u8> = a.kernel.iter().copied().collect();
+        assert!(distinct.len() > 250);
+    }
+
+    #[test]
+    fn scenario_names_and_reasons_are_distinct() {
+        let names: std::collections::BTreeSet<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(names.len(), Scenario::ALL.len());
+        assert_eq!(Scenario::ALL[0].expect(), SvmExpect::Accepted);
+        let reasons: std::collections::BTreeSet<String> = Scenario::ALL[1..]
+            .iter()
+            .map(|s| format!("{}", s.expect()))
+            .collect();
+        assert_eq!(reasons.len(), 4);
+    }
+}
