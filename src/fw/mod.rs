@@ -9,7 +9,8 @@
 //!   key also survives a `TPM2_Clear` by the owner.
 //! - [`WRAPPING_HANDLE`] `0x81800001`: an RSA-2048 decryption key, scheme OAEP-SHA256,
 //!   created under the parent, attributes [`WRAPPING_ATTRIBUTES`] (userWithAuth clear,
-//!   adminWithPolicy set: every use goes through its policy), authPolicy
+//!   adminWithPolicy set: every use goes through its policy; noDA set, see there),
+//!   authPolicy
 //!   [`wrapping_policy`] = PolicyOR(A, B):
 //!   - A ([`branch_decrypt`]) = PolicyCommandCode(RSA_Decrypt) + PolicyAuthValue: the
 //!     ultravisor's branch, needs this boot's authValue;
@@ -72,12 +73,22 @@ pub const RSA2048_BYTES: usize = 256;
 pub const DOOR_CLOSED_EVENT: &[u8] = b"pefbox: door closed";
 
 /// `TPMA_OBJECT` of the wrapping key: fixedTPM | fixedParent | sensitiveDataOrigin |
-/// decrypt | adminWithPolicy; userWithAuth clear (the authValue alone never suffices).
+/// decrypt | adminWithPolicy | noDA; userWithAuth clear (the authValue alone never
+/// suffices).
+///
+/// noDA is a deliberate difference from the reference layout: the authValue is 16
+/// fresh random bytes per boot, so dictionary-attack protection adds nothing against
+/// guessing, while it hands the host (which relays every byte and may send its own
+/// commands) a denial of service that outlives reboots: measured on swtpm, the host's
+/// 4th wrong-auth RSA_Decrypt attempt on a DA-protected key answers TPM_RC_LOCKOUT
+/// (0x921), and from then on the ultravisor's unwraps fail the same way until the
+/// lockout recovery time has passed.
 pub const WRAPPING_ATTRIBUTES: u32 = attr::FIXED_TPM
     | attr::FIXED_PARENT
     | attr::SENSITIVE_DATA_ORIGIN
     | attr::DECRYPT
-    | attr::ADMIN_WITH_POLICY;
+    | attr::ADMIN_WITH_POLICY
+    | attr::NO_DA;
 
 /// The digest provisioning extends into [`DOOR_PCR`]: SHA-256([`DOOR_CLOSED_EVENT`]).
 pub fn door_closed_digest() -> [u8; SHA256_SIZE] {
