@@ -41,7 +41,8 @@ run options:
                             `tpm2_readpublic -f pem`) before booting; provisions first if
                             the TPM state has no key yet
   --timeout SECS            kill QEMU after SECS seconds (default 60)
-  --fresh-tpm               wipe the swtpm state (target/swtpm-state) first
+  --tpm-state DIR           the swtpm state directory (default target/swtpm-state)
+  --fresh-tpm               wipe the swtpm state first
   --image PATH              boot this ELF instead of building the image
 scenarios options:
   --timeout SECS, --image PATH  as for run
@@ -68,6 +69,7 @@ struct RunArgs {
     no_svm: bool,
     export_wrapping_key: Option<PathBuf>,
     timeout: Option<u64>,
+    tpm_state: Option<PathBuf>,
     fresh_tpm: bool,
     image: Option<PathBuf>,
 }
@@ -186,6 +188,7 @@ fn flags(sub: &str) -> &'static [(&'static str, bool, bool)] {
             ("--no-svm", false, false),
             ("--export-wrapping-key", true, false),
             ("--timeout", true, false),
+            ("--tpm-state", true, false),
             ("--fresh-tpm", false, false),
             ("--image", true, false),
         ],
@@ -279,6 +282,7 @@ fn parse(args: &[String]) -> Result<Cli, Usage> {
                 no_svm: seen.contains_key("--no-svm"),
                 export_wrapping_key: path("--export-wrapping-key"),
                 timeout,
+                tpm_state: path("--tpm-state"),
                 fresh_tpm: seen.contains_key("--fresh-tpm"),
                 image: path("--image"),
             };
@@ -392,7 +396,10 @@ fn cmd_run(args: RunArgs) -> ExitCode {
         Ok(p) => p,
         Err(e) => return launch_failed(&e),
     };
-    let state = launcher::default_tpm_state();
+    let state = args
+        .tpm_state
+        .clone()
+        .unwrap_or_else(launcher::default_tpm_state);
     if args.fresh_tpm && state.exists() {
         if let Err(e) = std::fs::remove_dir_all(&state) {
             eprintln!("pef: wiping {}: {e}", state.display());
@@ -504,6 +511,21 @@ fn cmd_scenarios(timeout: Option<u64>, given: Option<PathBuf>) -> ExitCode {
     };
     let reports = suite.reports();
     print!("{}", launcher::summary_table(&reports));
+    println!();
+    for (sc, r) in &suite.scenarios {
+        let got = r
+            .verdict
+            .summary
+            .svm
+            .first()
+            .map(|v| format!("svm: {v}"))
+            .unwrap_or_else(|| "no svm verdict".into());
+        println!(
+            "  {:<20} expected {:<44} got {got}",
+            sc.name(),
+            sc.expect().to_string()
+        );
+    }
     println!("\nhost software after the accepted boot (same swtpm process, no TPM reset):");
     if let Some(pcr) = suite.door_pcr {
         println!("  PCR 11 = {}", hex(&pcr));
@@ -860,6 +882,7 @@ mod tests {
                 no_svm: false,
                 export_wrapping_key: Some("/w.pem".into()),
                 timeout: Some(7),
+                tpm_state: None,
                 fresh_tpm: true,
                 image: Some("/tmp/img".into()),
             })

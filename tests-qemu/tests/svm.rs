@@ -1,0 +1,284 @@
+//! The secure-VM story end to end: real image under QEMU powernv9, real swtpm behind the
+//! framing relay.
+//!
+//! - every scenario on one TPM state and one provisioning: a blob for this TPM's key is
+//!   accepted; a tampered ciphertext, a wrong kernel, wrong bootargs and a blob for another
+//!   TPM's key are each rejected with their reason;
+//! - after the accepted boot, with the same swtpm process (no TPM reset), host software
+//!   cannot use the wrapping key: RSA_Decrypt with the empty password, policy branch A with a
+//!   guessed authValue, policy branch B (ObjectChangeAuth + PCR 11 all zero) are each refused
+//!   by the TPM;
+//! - the CLI path a user takes with svm-tools: `pef run --export-wrapping-key`, `pef esm`,
+//!   `pef run --initrd --svm-kernel --svm-bootargs`, with the exit status following the
+//!   verdict;
+//! - the PEM export itself, against a key swtpm created (no image needed).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use pefbox::tpm::consts::{attr, rh};
+use pefbox::tpm::entropy::FromRng;
+use pefbox::tpm::public::Public;
+use pefbox::tpm::rc;
+use pefbox::tpm::{Auth, Object, Template, Tpm};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use rsa::sha2::Sha256;
+use rsa::Oaep;
+use tests_qemu::launcher;
+use tests_qemu::svm::{self, Scenario};
+use tests_qemu::swtpm::Swtpm;
+use tests_qemu::verdict::SvmResult;
+
+fn image() -> PathBuf {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            launcher::ensure_tools().expect("qemu-system-ppc64 and swtpm");
+            launcher::build_image().expect("image build")
+        })
+        .clone()
+}
+
+/// A scratch directory removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("pef-svm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn scenarios_accept_and_reject_with_reasons_and_the_host_cannot_use_the_key() {
+    let work = Scratch::new("suite");
+    let state = work.0.join("tpm");
+    let suite = svm::run_suite(&image(), &state, &work.0, Duration::from_secs(60), false)
+        .expect("suite launched");
+    let dump = |r: &launcher::RunReport| {
+        format!(
+            "{}: {:?}\n--- console ---\n{}",
+            r.scenario, r.verdict.problems, r.console
+        )
+    };
+    let prov = suite
+        .provisioning
+        .as_ref()
+        .expect("a fresh state needs a provisioning boot");
+    assert!(prov.passed(), "{}", dump(prov));
+    assert_eq!(prov.verdict.summary.svm, vec![SvmResult::None]);
+
+    assert_eq!(suite.scenarios.len(), Scenario::ALL.len());
+    for (sc, r) in &suite.scenarios {
+        // The verdict checks the reason text (SvmExpect::Rejected(reason)).
+        assert!(r.passed(), "{}", dump(r));
+        assert_eq!(r.verdict.summary.svm.len(), 1, "{}", dump(r));
+        eprintln!("{:<20} svm: {}", sc.name(), r.verdict.summary.svm[0]);
+    }
+    // Each rejection names a different reason.
+    let reasons: std::collections::BTreeSet<String> = suite
+        .scenarios
+        .iter()
+        .map(|(_, r)| r.verdict.summary.svm[0].to_string())
+        .collect();
+    assert_eq!(reasons.len(), Scenario::ALL.len(), "{reasons:?}");
+
+    // After the accepted boot, same swtpm process.
+    let pcr = suite.door_pcr.expect("PCR 11 read");
+    assert_ne!(
+        pcr, [0u8; 32],
+        "the image closed the door (PCR 11 extended)"
+    );
+    assert_eq!(suite.attempts.len(), 3);
+    for a in &suite.attempts {
+        eprintln!("host attempt: {a}");
+        assert!(a.refused_by_tpm().is_some(), "{a}");
+    }
+    let code = |i: usize| suite.attempts[i].refused_by_tpm().unwrap();
+    // 1: the key refuses password authorization (userWithAuth clear).
+    assert_eq!(suite.attempts[0].refused_by, Some("RSA_Decrypt"));
+    assert_eq!(code(0).base(), rc::RC_AUTH_UNAVAILABLE);
+    // 2: the whole branch-A policy is accepted; only the authValue is wrong (swtpm answers
+    // AUTH_FAIL or, seen in some runs, BAD_AUTH: both are "wrong authorization").
+    assert_eq!(suite.attempts[1].refused_by, Some("RSA_Decrypt"));
+    assert!(
+        [rc::RC_AUTH_FAIL, rc::RC_BAD_AUTH].contains(&code(1).base()),
+        "{}",
+        suite.attempts[1]
+    );
+    // 3: PCR 11 is no longer zero, so branch B cannot be satisfied.
+    assert_eq!(suite.attempts[2].refused_by, Some("PolicyPCR"));
+    assert_eq!(code(2).base(), rc::RC_VALUE);
+    assert!(suite.passed());
+}
+
+fn pef(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pef"))
+        .args(args)
+        .output()
+        .expect("run pef");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn exported_key_and_pef_esm_make_a_blob_the_image_opens() {
+    let work = Scratch::new("cli");
+    let img = image();
+    let state = work.0.join("tpm");
+    let pem = work.0.join("wrapping.pem");
+    // Fresh state: provisioning boot, export, then a boot without an SVM.
+    let (code, out) = pef(&[
+        "run",
+        "--image",
+        s(&img),
+        "--tpm-state",
+        s(&state),
+        "--no-svm",
+        "--export-wrapping-key",
+        s(&pem),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let text = std::fs::read_to_string(&pem).unwrap();
+    assert!(text.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{text}");
+    assert_eq!(
+        svm::read_wrapping_key(&state).unwrap().unwrap().pem,
+        text,
+        "the exported PEM is the TPM's key"
+    );
+
+    // An SVM of our own, sealed with the CLI.
+    let kernel = work.0.join("vmlinux");
+    let initrd = work.0.join("initrd");
+    let secret = work.0.join("secret");
+    let mut k = vec![0u8; 100_000];
+    OsRng.fill_bytes(&mut k);
+    std::fs::write(&kernel, &k).unwrap();
+    std::fs::write(&initrd, b"an initrd of the SVM's own").unwrap();
+    std::fs::write(&secret, b"disk passphrase").unwrap();
+    let combined = work.0.join("svm.initrd");
+    let args = "root=/dev/vda1 quiet";
+    let (code, out) = pef(&[
+        "esm",
+        "--pubkey",
+        s(&pem),
+        "--kernel",
+        s(&kernel),
+        "--initrd",
+        s(&initrd),
+        "--bootargs",
+        args,
+        "--attach",
+        &format!("luks-key={}", s(&secret)),
+        "--out",
+        s(&combined),
+    ]);
+    assert_eq!(code, 0, "{out}");
+
+    let boot = |bootargs: &str| {
+        pef(&[
+            "run",
+            "--image",
+            s(&img),
+            "--tpm-state",
+            s(&state),
+            "--initrd",
+            s(&combined),
+            "--svm-kernel",
+            s(&kernel),
+            "--svm-bootargs",
+            bootargs,
+        ])
+    };
+    let (code, out) = boot(args);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("svm: accepted"), "{out}");
+    // Exit status follows the verdict.
+    let (code, out) = boot("root=/dev/vda1 quiet init=/bin/sh");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("svm: rejected: bootargs digest mismatch"),
+        "{out}"
+    );
+
+    // Bad flags of `esm` are usage errors (2), bad inputs are failures (1).
+    let (code, out) = pef(&["esm", "--kernel", s(&kernel), "--out", s(&combined)]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("`--pubkey` is required"), "{out}");
+    let (code, out) = pef(&[
+        "esm",
+        "--pubkey",
+        s(&kernel),
+        "--kernel",
+        s(&kernel),
+        "--out",
+        s(&combined),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("--pubkey"), "{out}");
+}
+
+#[test]
+fn pem_export_encrypts_to_the_tpm_key() {
+    let sw = Swtpm::start().expect("swtpm");
+    let mut tpm = Tpm::new(sw.connect().unwrap());
+    tpm.seed_entropy(&mut FromRng(OsRng)).unwrap();
+    let template = Template::rsa_oaep(
+        attr::FIXED_TPM
+            | attr::FIXED_PARENT
+            | attr::SENSITIVE_DATA_ORIGIN
+            | attr::USER_WITH_AUTH
+            | attr::DECRYPT,
+        &[],
+    );
+    let (obj, blob) = tpm
+        .create_primary(
+            &Object::permanent(rh::OWNER),
+            &mut [Auth::Password(b"")],
+            &template,
+            b"",
+        )
+        .unwrap();
+    let (public, pem) = svm::rsa_public_pem(&Public::parse(&blob).unwrap()).unwrap();
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+    assert_eq!(
+        tests_qemu::esm::parse_public_key_pem(&pem).unwrap(),
+        public,
+        "the PEM parses back to the same key"
+    );
+    let mut secret = [0u8; 32];
+    OsRng.fill_bytes(&mut secret);
+    let ct = public
+        .encrypt(&mut OsRng, Oaep::new::<Sha256>(), &secret)
+        .unwrap();
+    let mut out = [0u8; 256];
+    let n = tpm
+        .rsa_decrypt(&obj, &mut [Auth::Password(b"")], &ct, &[], &mut out)
+        .unwrap();
+    assert_eq!(
+        &out[..n],
+        &secret,
+        "the TPM decrypts what the PEM encrypted"
+    );
+    // A handle with nothing there reads as "no key", not as an error.
+    assert_eq!(svm::read_rsa_key(&mut tpm, 0x8180_0001).unwrap(), None);
+}
