@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use tests_qemu::launcher::{self, RunConfig};
-use tests_qemu::verdict::Problem;
+use tests_qemu::verdict::{Expect, Problem, SvmExpect, SvmResult};
 
 fn image() -> PathBuf {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
@@ -40,6 +40,11 @@ fn default_boot_passes_every_self_test_and_powers_off() {
     assert_eq!(failed, 0);
     assert_eq!(passed as usize, r.verdict.summary.passed_names.len());
     assert_eq!(r.exit.code, Some(0), "QEMU exits by itself after power-off");
+    assert_eq!(
+        r.verdict.summary.svm,
+        vec![SvmResult::None],
+        "no secure VM given: exactly one `svm: none`"
+    );
     assert!(!r.exit.timed_out);
     assert!(r.to_banner.is_some_and(|b| b < r.wall));
     assert!(
@@ -60,10 +65,9 @@ fn selftest_panic_fails_with_the_panic_message_on_the_console() {
         .lines()
         .find(|l| l.contains("panicked at "))
         .unwrap_or_else(|| panic!("no panic message on the console:\n{}", r.console));
-    assert!(r
-        .verdict
-        .problems
-        .contains(&Problem::Forbidden(panic_line.trim_end_matches('\r').into())));
+    assert!(r.verdict.problems.contains(&Problem::Forbidden(
+        panic_line.trim_end_matches('\r').into()
+    )));
     // The image still powers off after a panic, so QEMU exits by itself.
     assert!(!r.exit.timed_out, "{:?}", r.verdict.problems);
 }
@@ -77,4 +81,25 @@ fn a_boot_past_its_deadline_is_killed_and_judged_timed_out() {
     assert_eq!(r.exit.code, None, "QEMU was killed by the launcher");
     assert!(r.verdict.problems.contains(&Problem::TimedOut));
     assert!(r.wall < Duration::from_secs(3), "kill took {:?}", r.wall);
+}
+
+#[test]
+fn selftest_none_with_a_probe_passes_without_self_tests() {
+    let mut cfg = config("probe-only");
+    let bootargs = "hcall-probe=1,buf,12,buf,4096 selftest=none";
+    cfg.bootargs = Some(bootargs.into());
+    cfg.expect = Expect::for_bootargs(Some(bootargs), SvmExpect::Absent);
+    let r = launcher::run(&cfg).expect("launch");
+    assert!(
+        r.passed(),
+        "problems: {:?}\n--- console ---\n{}",
+        r.verdict.problems,
+        r.console
+    );
+    assert_eq!(r.verdict.summary.counts, Some((0, 0)), "{}", r.console);
+    // Without the expectation derived from the bootargs, the same console fails.
+    let strict = tests_qemu::verdict::judge(&r.console, r.exit, &Expect::default());
+    assert!(strict
+        .problems
+        .contains(&Problem::TooFewPassed { passed: 0, min: 1 }));
 }
