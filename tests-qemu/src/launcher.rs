@@ -961,6 +961,8 @@ pub fn command_name(code: u32) -> &'static str {
         cc::POLICY_RESTART => "PolicyRestart",
         cc::PCR_EXTEND => "PCR_Extend",
         cc::POLICY_GET_DIGEST => "PolicyGetDigest",
+        0x129 => "HierarchyChangeAuth",
+        0x145 => "Shutdown",
         _ => "",
     }
 }
