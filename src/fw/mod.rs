@@ -36,12 +36,26 @@
 //!   [`provision::ProvisionError::DoorPcrNotReset`] instead of using a key it cannot rotate.
 //! - Whoever runs before provisioning could already have used branch B: the guarantee is
 //!   only as good as the boot chain up to this firmware.
-//! - Platform hierarchy authorization (empty after every TPM Startup(CLEAR), so empty
-//!   for host software too unless firmware sets a random platformAuth or clears
-//!   phEnable after provisioning, as UEFI firmware does) can evict or replace both keys.
-//!   That is denial of service, not disclosure: a replaced key has another Name, and the
+//! - Platform hierarchy authorization can evict or replace both keys. platformAuth is
+//!   empty after every TPM Startup(CLEAR); provisioning needs that (it creates and
+//!   persists the keys with it) and, once it succeeded and the door is closed, sets
+//!   platformAuth to 32 fresh random bytes that it sends encrypted (salted session to
+//!   the pinned parent) and then overwrites and forgets (step 6 of [`provision`]). So
+//!   after a successful provisioning nobody can authorize `TPM_RH_PLATFORM` until the
+//!   next TPM reset: host software cannot EvictControl the keys (measured on swtpm:
+//!   TPM_RC_BAD_AUTH), nor HierarchyChangeAuth the platform back. The hierarchy stays
+//!   enabled (phEnable is not cleared), so the keys keep working. This assumes, as
+//!   above, that the firmware is the first to use the TPM after every TPM reset (else
+//!   whoever came first could set platformAuth itself: provisioning then fails at its
+//!   first platform-authorized command, or at step 6, and reports it). Not covered: a
+//!   failed provisioning leaves platformAuth empty (on purpose, so a foreign object can
+//!   be cleaned up; the ultravisor gets no secrets that boot), and `TPM2_Clear` with
+//!   lockout authorization or the owner's hierarchies are not this firmware's to lock
+//!   (platform keys survive `TPM2_Clear` anyway). Even with platform authorization the
+//!   keys cannot be swapped unnoticed: a replaced key has another Name, and the
 //!   ultravisor pins both Names (salted session to the pinned parent, cpHash over the
-//!   pinned wrapping key Name), so it refuses to use it.
+//!   pinned wrapping key Name), so it refuses to use it (denial of service, not
+//!   disclosure).
 //! - PCR 11's bank is SHA-256 and its authorization (pcrAuth) is empty, as the TCG PC
 //!   Client profile sets it.
 #![forbid(unsafe_code)]

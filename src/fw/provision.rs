@@ -29,9 +29,23 @@
 //!    PCR 11 back to check it moved. This step runs whatever happened before (also when
 //!    an earlier step failed, even step 1), so that a failed provisioning never leaves
 //!    branch B open for keys persisted by an earlier boot. [`close_door`] does it alone.
+//! 6. on success only (steps 1 to 5 all passed), locks the platform hierarchy for the
+//!    rest of this TPM power cycle: `TPM2_HierarchyChangeAuth(TPM_RH_PLATFORM)`
+//!    authorized with the current (empty) platformAuth, setting it to
+//!    [`PLATFORM_AUTH_LEN`] fresh bytes from the client's mixer, sent encrypted by a
+//!    session salted to the pinned parent (decrypt, not continued); the value is then
+//!    overwritten and forgotten. From then on nobody (the hypervisor, the host OS) can
+//!    authorize `TPM_RH_PLATFORM`, so nobody can EvictControl (delete or replace) the
+//!    two keys, CreatePrimary under the platform, or change platformAuth back until
+//!    the next TPM reset, which restores the empty platformAuth for the next boot's
+//!    provisioning (the firmware runs first on every boot). The hierarchy stays
+//!    enabled (phEnable set): its keys keep working, only its authorization changed.
+//!    On a failed provisioning platformAuth stays empty (and the ultravisor gets no
+//!    secrets), so recovery tooling can still clean up a foreign object.
 //!
-//! The new authValue is returned only inside [`UvSecrets`], a Rust value: it never enters
-//! an hcall buffer. On this channel it is sent only encrypted (step 4).
+//! The new authValues are returned (the wrapping key's) or kept (platformAuth) only as
+//! Rust values: they never enter an hcall buffer. On this channel they are sent only
+//! encrypted (steps 4 and 6), and the client's buffers are wiped at the end.
 //!
 //! Known window: a power loss between the two EvictControl calls of step 4 leaves no
 //! object at 0x81800001; the next boot creates a new wrapping key (new Name, new public
@@ -48,6 +62,10 @@ use crate::tpm::public::{Public, PublicDetail};
 use crate::tpm::rc;
 use crate::tpm::{Auth, Error, KeyBlob, Name, Object, SaltKey, SessionKind, Template, Tpm};
 use crate::tpm::{Session, Transport};
+
+/// Length of the random platformAuth set at the end of a successful provisioning
+/// (a SHA-256-sized authValue; never stored, never sent in clear).
+pub const PLATFORM_AUTH_LEN: usize = 32;
 
 /// The provisioning step that failed (for error messages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +96,8 @@ pub enum Step {
     Flush,
     /// Extending PCR 11 or reading it back.
     CloseDoor,
+    /// Setting a random platformAuth (`TPM2_HierarchyChangeAuth`, step 6).
+    LockPlatform,
 }
 
 impl core::fmt::Display for Step {
@@ -96,6 +116,7 @@ impl core::fmt::Display for Step {
             Step::Persist => "persisting the re-authorized key",
             Step::Flush => "flushing",
             Step::CloseDoor => "closing the door (PCR 11)",
+            Step::LockPlatform => "setting a random platformAuth",
         })
     }
 }
@@ -176,7 +197,8 @@ fn is_absent(e: &Error) -> bool {
 }
 
 /// The hierarchy both keys live in and whose authorization persists/evicts them:
-/// `TPM_RH_PLATFORM` (empty platformAuth, as after every TPM Startup(CLEAR)). The
+/// `TPM_RH_PLATFORM` (empty platformAuth, as after every TPM Startup(CLEAR), until
+/// step 6 replaces it with a random value nobody keeps). The
 /// reference handles 0x81800000.. are in the platform persistent range: EvictControl
 /// with `TPM_RH_OWNER` answers TPM_RC_RANGE (0x1cd, measured on swtpm).
 fn platform() -> Object {
@@ -252,11 +274,57 @@ pub fn provision<T: Transport>(tpm: &mut Tpm<T>) -> Result<Provisioned, Provisio
     // an earlier boot may be in the TPM, and branch B must not stay open for the host.
     let closed = close_door(tpm);
     auth.fill(0);
-    match (result, closed) {
-        (Ok(p), Ok(())) => Ok(p),
+    let outcome = match (result, closed) {
+        (Ok(p), Ok(())) => lock_platform(tpm, &p.secrets.parent_name).map(|()| p),
         (Ok(_), Err(e)) => Err(e),
         (Err(e), _) => Err(e),
-    }
+    };
+    // The new authValues crossed the command buffer only encrypted, but nothing of
+    // this exchange needs to stay in the client.
+    tpm.wipe_buffers();
+    outcome
+}
+
+/// Step 6: sets platformAuth to [`PLATFORM_AUTH_LEN`] fresh random bytes (sent
+/// encrypted to the pinned parent), then forgets them. Needs the empty platformAuth
+/// of a freshly reset TPM.
+fn lock_platform<T: Transport>(tpm: &mut Tpm<T>, parent_name: &Name) -> Result<(), ProvisionError> {
+    let step = at(Step::LockPlatform);
+    let mut value = [0u8; PLATFORM_AUTH_LEN];
+    tpm.random(&mut value).map_err(&step)?;
+    // Salted to the parent (Name recomputed and compared by the client), decrypt only,
+    // not continued: the TPM closes it after the command succeeds.
+    let enc = tpm.start_auth_session(
+        SaltKey::Rsa {
+            handle: PARENT_HANDLE,
+            pinned_name: parent_name.as_bytes(),
+        },
+        None,
+        SessionKind::Hmac,
+        sa::DECRYPT,
+    );
+    let mut enc = match enc {
+        Ok(s) => s,
+        Err(e) => {
+            value.fill(0);
+            core::hint::black_box(&value);
+            return Err(ProvisionError::Tpm {
+                step: Step::LockPlatform,
+                error: e,
+            });
+        }
+    };
+    let changed = tpm.hierarchy_change_auth(
+        &platform(),
+        &mut [Auth::Password(b""), Auth::encrypt_only(&mut enc)],
+        &value,
+    );
+    value.fill(0);
+    core::hint::black_box(&value);
+    // A no-op after success (the session ended with the command).
+    let flushed = tpm.flush_session(&mut enc).map_err(at(Step::Flush));
+    changed.map_err(&step)?;
+    flushed
 }
 
 /// Steps 1 to 4.

@@ -236,6 +236,9 @@ fn cfb_auth<'a>(i: usize, spec: &CommandSpec, auth: &Auth<'a>) -> &'a [u8] {
     }
 }
 
+/// `TPM_CC_HierarchyChangeAuth` (TPM 2.0 Part 2, table 12).
+pub const CC_HIERARCHY_CHANGE_AUTH: u32 = 0x129;
+
 /// `TPM_RC_RETRY`: the TPM could not start the command; send it again.
 const RC_RETRY: u32 = 0x922;
 /// `TPM_RC_YIELDED`: the TPM suspended the command; send it again.
@@ -291,6 +294,34 @@ impl<T: Transport> Tpm<T> {
     pub fn random(&mut self, out: &mut [u8]) -> Result<(), Error> {
         self.rng.as_mut().ok_or(Error::NoEntropy)?.generate(out);
         Ok(())
+    }
+
+    /// Overwrites the command and response buffers with zeros (best effort: no
+    /// `unsafe`, so no volatile write; `black_box` keeps the stores from being
+    /// elided). Both buffers keep the last command and response until the next
+    /// command overwrites them, including decrypted response parameters such as an
+    /// unwrapped key: call this once such a value has been copied out. Any [`Reply`]
+    /// obtained earlier then reads as zeros.
+    pub fn wipe_buffers(&mut self) {
+        self.cmd.fill(0);
+        self.rsp.fill(0);
+        core::hint::black_box(&self.cmd);
+        core::hint::black_box(&self.rsp);
+    }
+
+    /// True if both buffers are all zero (after [`Tpm::wipe_buffers`], before the next
+    /// command). For tests and diagnostics.
+    pub fn buffers_are_clear(&self) -> bool {
+        self.cmd.iter().chain(self.rsp.iter()).all(|&b| b == 0)
+    }
+
+    /// True if `needle` (non-empty) occurs at any offset of the command or the
+    /// response buffer (whole buffers, not only the last message's length). For tests
+    /// that check a secret does not linger in the client.
+    pub fn buffers_contain(&self, needle: &[u8]) -> bool {
+        !needle.is_empty()
+            && (self.cmd.windows(needle.len()).any(|w| w == needle)
+                || self.rsp.windows(needle.len()).any(|w| w == needle))
     }
 
     /// The parameter bytes of a reply returned by [`Tpm::execute`].
@@ -1174,6 +1205,42 @@ impl<T: Transport> Tpm<T> {
         Ok(Blob::from_slice(private).map_err(|_| ParseError::TooLarge)?)
     }
 
+    /// `TPM2_HierarchyChangeAuth`: sets the authValue of `hierarchy`
+    /// (`TPM_RH_PLATFORM`, `TPM_RH_OWNER`, `TPM_RH_ENDORSEMENT` or `TPM_RH_LOCKOUT`)
+    /// to `new_auth` (at most the size of the TPM's context-integrity digest, and at
+    /// most [`MAX_AUTH`] here).
+    ///
+    /// `sessions[0]` authorizes the hierarchy and must be the password session with
+    /// its current authValue: the TPM keys the response HMAC of an HMAC or policy
+    /// session with the *new* authValue, which [`Tpm::execute`] does not model, so
+    /// such a session is refused ([`Error::BadSessions`]) rather than failing the
+    /// response check after the change took effect. Add a second session with
+    /// `decrypt` ([`Auth::encrypt_only`], salted) to send `new_auth` encrypted; with
+    /// only the password session it crosses the link in clear.
+    pub fn hierarchy_change_auth(
+        &mut self,
+        hierarchy: &Object,
+        sessions: &mut [Auth<'_>],
+        new_auth: &[u8],
+    ) -> Result<(), Error> {
+        if new_auth.len() > MAX_AUTH {
+            return Err(Error::BadArgument);
+        }
+        if !matches!(sessions.first(), Some(Auth::Password(_))) {
+            return Err(Error::BadSessions);
+        }
+        let spec = CommandSpec {
+            cc: CC_HIERARCHY_CHANGE_AUTH,
+            auth_handles: 1,
+            response_handles: 0,
+            encrypt_command: true,
+            encrypt_response: false,
+        };
+        let reply = self.execute(&spec, &[hierarchy], sessions, |w| w.tpm2b(new_auth))?;
+        Reader::new(self.reply_params(&reply)).finish()?;
+        Ok(())
+    }
+
     /// `TPM2_RSA_Decrypt` with OAEP-SHA256 and `label` (empty, or ending in a NUL);
     /// writes the message into `out` and returns its length.
     pub fn rsa_decrypt(
@@ -1320,5 +1387,46 @@ mod retry_tests {
         });
         assert!(tpm.get_random(&mut [0u8; 4]).is_err());
         assert_eq!(tpm.transport_mut().seen, 1);
+    }
+
+    #[test]
+    fn wipe_buffers_zeroes_command_and_response() {
+        let mut tpm = Tpm::new(FakeBusyTpm {
+            warning: RC_RETRY,
+            warnings: 0,
+            seen: 0,
+        });
+        assert!(tpm.buffers_are_clear());
+        let mut out = [0u8; 4];
+        assert_eq!(tpm.get_random(&mut out).unwrap(), 4);
+        // The response parameter and the command code stay behind...
+        assert!(tpm.buffers_contain(&[1, 2, 3, 4]));
+        assert!(tpm.buffers_contain(&cc::GET_RANDOM.to_be_bytes()));
+        assert!(!tpm.buffers_are_clear());
+        // ...until wiped.
+        tpm.wipe_buffers();
+        assert!(tpm.buffers_are_clear());
+        assert!(!tpm.buffers_contain(&[1, 2, 3, 4]));
+        assert!(!tpm.buffers_contain(&[]));
+    }
+
+    #[test]
+    fn hierarchy_change_auth_needs_the_password_session_first() {
+        let mut tpm = Tpm::new(FakeBusyTpm {
+            warning: RC_RETRY,
+            warnings: 0,
+            seen: 0,
+        });
+        let platform = Object::permanent(rh::PLATFORM);
+        assert_eq!(
+            tpm.hierarchy_change_auth(&platform, &mut [], b"x"),
+            Err(Error::BadSessions)
+        );
+        assert_eq!(
+            tpm.hierarchy_change_auth(&platform, &mut [Auth::Password(b"")], &[0u8; 65]),
+            Err(Error::BadArgument)
+        );
+        // Nothing was sent for either.
+        assert_eq!(tpm.transport_mut().seen, 0);
     }
 }

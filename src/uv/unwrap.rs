@@ -21,7 +21,9 @@
 //! commands again on the same session. Any failure marks the session stale (its nonces
 //! or policy digest may no longer match the TPM's); the next unwrap flushes it and
 //! establishes a new one. A key is only ever returned from a response whose HMAC
-//! verified.
+//! verified. After every unwrap, successful or not, the client's command and response
+//! buffers are wiped ([`Tpm::wipe_buffers`]): the decrypted response parameter (the
+//! key) does not stay in the client until the next command overwrites it.
 //!
 //! Hostile hypervisor: a substituted key at 0x81800001 changes the Name in cpHash and
 //! fails the HMAC at the TPM; a substituted parent cannot decrypt the salt, so the
@@ -199,8 +201,20 @@ impl UvSession {
     }
 
     /// Unwraps one lockbox (RSA-2048 OAEP-SHA256, empty label) into its 32-byte key,
-    /// re-establishing the session first if a previous call failed.
+    /// re-establishing the session first if a previous call failed. On every outcome
+    /// the client's buffers are wiped before this returns (the key is only in the
+    /// returned value).
     pub fn unwrap<T: Transport>(
+        &mut self,
+        tpm: &mut Tpm<T>,
+        encrypted_symkey: &[u8; RSA2048_BYTES],
+    ) -> Result<[u8; SYMKEY_LEN], UnwrapError> {
+        let result = self.unwrap_once(tpm, encrypted_symkey);
+        tpm.wipe_buffers();
+        result
+    }
+
+    fn unwrap_once<T: Transport>(
         &mut self,
         tpm: &mut Tpm<T>,
         encrypted_symkey: &[u8; RSA2048_BYTES],

@@ -14,6 +14,11 @@
 //!    reference's hole).
 //! 5. A bit flipped in the RSA_Decrypt response (header, parameters, auth area) makes
 //!    unwrap fail, never return a key; the next unwrap recovers.
+//! 6. After provisioning, platform authorization is gone until the next TPM reset: host
+//!    software cannot evict the keys or change platformAuth back; the keys still work;
+//!    a TPM reset restores the empty platformAuth and provisioning succeeds again.
+//! 7. After an unwrap (successful or not), the key is in neither of the client's
+//!    buffers; without the wipe it would be.
 
 use pefbox::fw::{self, provision, ProvisionError, Provisioned, PARENT_HANDLE, WRAPPING_HANDLE};
 use pefbox::tpm::client::CommandSpec;
@@ -788,19 +793,21 @@ fn a_parent_recreated_from_the_same_seed_still_rotates_the_key() {
     let mut sw = Swtpm::start().expect("swtpm must be installed and start");
     let p1 = {
         let mut tpm = connect(&sw);
-        let p = provision(&mut tpm).unwrap();
-        let parent = tpm.read_public(PARENT_HANDLE).unwrap().0;
-        tpm.evict_control(
-            &Object::permanent(rh::PLATFORM),
-            &mut [Auth::Password(b"")],
-            &parent,
-            PARENT_HANDLE,
-        )
-        .unwrap();
-        p
+        provision(&mut tpm).unwrap()
     };
+    // After a TPM reset and before provisioning, platformAuth is empty again: evict the
+    // parent (as platform software running before the firmware could).
     sw.restart().unwrap();
     let mut tpm = connect(&sw);
+    let parent = tpm.read_public(PARENT_HANDLE).unwrap().0;
+    tpm.evict_control(
+        &Object::permanent(rh::PLATFORM),
+        &mut [Auth::Password(b"")],
+        &parent,
+        PARENT_HANDLE,
+    )
+    .unwrap();
+    assert_eq!(persistent_handles(&mut tpm), vec![WRAPPING_HANDLE]);
     let p2 = provision(&mut tpm).unwrap();
     assert!(p2.parent_created && !p2.key_created);
     assert_eq!(p2.secrets.parent_name, p1.secrets.parent_name);
@@ -808,5 +815,219 @@ fn a_parent_recreated_from_the_same_seed_still_rotates_the_key() {
     let msg = [0x11u8; 32];
     let mut s = UvSession::establish(&mut tpm, &p2.secrets).unwrap();
     assert_eq!(s.unwrap(&mut tpm, &oaep_lockbox(&p2, &msg)).unwrap(), msg);
+    s.close(&mut tpm).unwrap();
+}
+
+/// What host software with the empty platform password can still do to the keys.
+fn host_platform_attempts<T: Transport>(host: &mut Tpm<T>, p: &Provisioned) -> Vec<ResponseCode> {
+    let platform = Object::permanent(rh::PLATFORM);
+    let mut codes = Vec::new();
+    for (what, handle, name) in [
+        (
+            "EvictControl(0x81800001), platform, empty password",
+            WRAPPING_HANDLE,
+            &p.secrets.wrapping_name,
+        ),
+        (
+            "EvictControl(0x81800000), platform, empty password",
+            PARENT_HANDLE,
+            &p.secrets.parent_name,
+        ),
+    ] {
+        let obj = Object {
+            handle,
+            name: name.clone(),
+        };
+        codes.push(expect_tpm_error(
+            what,
+            host.evict_control(&platform, &mut [Auth::Password(b"")], &obj, handle),
+        ));
+    }
+    codes.push(expect_tpm_error(
+        "HierarchyChangeAuth(platform, back to empty), empty password",
+        host.hierarchy_change_auth(&platform, &mut [Auth::Password(b"")], b""),
+    ));
+    codes.push(expect_tpm_error(
+        "HierarchyChangeAuth(platform, to a known value), empty password",
+        host.hierarchy_change_auth(&platform, &mut [Auth::Password(b"")], b"host-chosen"),
+    ));
+    codes.push(expect_tpm_error(
+        "CreatePrimary(platform), empty password",
+        host.create_primary(
+            &platform,
+            &mut [Auth::Password(b"")],
+            &pefbox::tpm::Template::rsa_storage(),
+            b"",
+        )
+        .map(|_| ()),
+    ));
+    codes
+}
+
+fn unwrap_once(sw: &Swtpm, p: &Provisioned) {
+    let mut k = [0u8; 32];
+    OsRng.fill_bytes(&mut k);
+    let mut uv = connect(sw);
+    let mut s = UvSession::establish(&mut uv, &p.secrets).unwrap();
+    assert_eq!(s.unwrap(&mut uv, &oaep_lockbox(p, &k)).unwrap(), k);
+    s.close(&mut uv).unwrap();
+}
+
+#[test]
+fn platform_authorization_is_gone_after_provisioning_until_tpm_reset() {
+    let mut sw = Swtpm::start().expect("swtpm must be installed and start");
+    let mut fw_tpm = connect(&sw);
+    let p1 = provision(&mut fw_tpm).expect("provision on a fresh TPM");
+    let log = std::mem::take(&mut fw_tpm.transport_mut().log);
+    assert!(fw_tpm.buffers_are_clear(), "provisioning wipes the client");
+    drop(fw_tpm);
+
+    // Exactly one HierarchyChangeAuth, after the door closed, newAuth sent through a
+    // second (salted HMAC) session with decrypt, a 32-byte TPM2B.
+    let hca = pefbox::tpm::client::CC_HIERARCHY_CHANGE_AUTH;
+    assert_eq!(count_ok(&log, hca), 1);
+    let last_extend = log
+        .iter()
+        .rposition(|(c, _)| command_code(c) == cc::PCR_EXTEND)
+        .unwrap();
+    let change = log
+        .iter()
+        .position(|(c, r)| command_code(c) == hca && r.get(6..10) == Some(&[0, 0, 0, 0]))
+        .unwrap();
+    assert!(
+        change > last_extend,
+        "platformAuth changes after the door closed"
+    );
+    let (c, _) = &log[change];
+    // header(10) platform handle(4) authSize(4) | PW session: handle 4, nonce 2, attrs 1,
+    // hmac 2 | HMAC session: handle 4, nonce 2+32, attrs 1, hmac 2+32 | newAuth 2+32
+    assert_eq!(&c[10..14], &rh::PLATFORM.to_be_bytes());
+    assert_eq!(&c[18..22], &rh::PW.to_be_bytes());
+    let s2 = 18 + 9;
+    assert_eq!(
+        c[s2] as u32,
+        rh::HMAC_SESSION_FIRST >> 24,
+        "second session is HMAC"
+    );
+    assert_eq!(c[s2 + 4 + 34], sa::DECRYPT, "decrypt, not continued");
+    let new_auth = &c[s2 + 4 + 34 + 1 + 34..];
+    assert_eq!(new_auth.len(), 2 + 32);
+    assert_eq!(&new_auth[..2], &[0, 32]);
+    assert_ne!(&new_auth[2..], &[0u8; 32]);
+
+    // Host software after the firmware, same TPM power cycle.
+    let mut host = connect(&sw);
+    let codes = host_platform_attempts(&mut host, &p1);
+    for code in &codes {
+        assert_eq!(code.base(), rc::RC_BAD_AUTH, "{code}");
+    }
+    assert_eq!(
+        persistent_handles(&mut host),
+        vec![PARENT_HANDLE, WRAPPING_HANDLE],
+        "both keys still there"
+    );
+    // The platform hierarchy is still enabled (only its authorization changed), and its
+    // authorization failures are not dictionary-attack counted.
+    let mut props = [(0u32, 0u32); 1];
+    let (n, _) = host.get_capability_properties(0x20E, &mut props).unwrap();
+    assert_eq!(props.get(..n), Some(&[(0x20E, 0)][..]), "no DA count");
+    let mut st = [(0u32, 0u32); 1];
+    let (n, _) = host.get_capability_properties(0x201, &mut st).unwrap(); // TPM_PT_STARTUP_CLEAR
+    assert_eq!(n, 1);
+    println!("TPM_PT_STARTUP_CLEAR: {:#x}", st[0].1);
+    assert_eq!(st[0].1 & 1, 1, "phEnable still set");
+    no_transients_or_sessions(&mut host);
+    drop(host);
+
+    // The ultravisor still establishes and unwraps.
+    unwrap_once(&sw, &p1);
+
+    // TPM reset (reboot): platformAuth is empty again, and provisioning (which needs
+    // it at start) succeeds, rotates, and locks again.
+    sw.restart().expect("restart swtpm");
+    let mut fw_tpm = connect(&sw);
+    let p2 = provision(&mut fw_tpm).expect("provision after the TPM reset");
+    assert!(!p2.parent_created && !p2.key_created);
+    assert_eq!(p2.secrets.wrapping_name, p1.secrets.wrapping_name);
+    assert_ne!(p2.secrets.wrapping_auth, p1.secrets.wrapping_auth);
+    assert_eq!(count_ok(&fw_tpm.transport_mut().log, hca), 1);
+    drop(fw_tpm);
+    let mut host = connect(&sw);
+    for code in host_platform_attempts(&mut host, &p2) {
+        assert_eq!(code.base(), rc::RC_BAD_AUTH, "{code}");
+    }
+    drop(host);
+    unwrap_once(&sw, &p2);
+}
+
+#[test]
+fn unwrap_leaves_no_key_in_the_client() {
+    let sw = Swtpm::start().expect("swtpm must be installed and start");
+    let mut tpm = connect(&sw);
+    let p = provision(&mut tpm).unwrap();
+    let mut k = [0u8; 32];
+    OsRng.fill_bytes(&mut k);
+    let lockbox = oaep_lockbox(&p, &k);
+
+    // Control: the same RSA_Decrypt through the client without the wipe leaves the key
+    // in the response buffer (the search would find it).
+    let key = Object {
+        handle: WRAPPING_HANDLE,
+        name: p.secrets.wrapping_name.clone(),
+    };
+    let mut ps = tpm
+        .start_auth_session(
+            SaltKey::None,
+            None,
+            SessionKind::Policy,
+            sa::CONTINUE_SESSION,
+        )
+        .unwrap();
+    tpm.policy_command_code(&mut ps, cc::RSA_DECRYPT).unwrap();
+    tpm.policy_auth_value(&mut ps).unwrap();
+    tpm.policy_or(&mut ps, &fw::branches()).unwrap();
+    let mut out = [0u8; 256];
+    let auth = p.secrets.wrapping_auth;
+    let n = tpm
+        .rsa_decrypt(
+            &key,
+            &mut [Auth::session(&mut ps, &auth)],
+            &lockbox,
+            &[],
+            &mut out,
+        )
+        .unwrap();
+    assert_eq!(&out[..n], &k);
+    assert!(
+        tpm.buffers_contain(&k),
+        "control: the key lingers without the wipe"
+    );
+    tpm.flush_session(&mut ps).unwrap();
+
+    // Through the ultravisor: gone after each unwrap, also after a failed one.
+    let mut s = UvSession::establish(&mut tpm, &p.secrets).unwrap();
+    for _ in 0..2 {
+        assert_eq!(s.unwrap(&mut tpm, &lockbox).unwrap(), k);
+        assert!(!tpm.buffers_contain(&k), "key left in the client");
+        assert!(tpm.buffers_are_clear());
+    }
+    // A 31-byte plaintext (refused by length): also wiped.
+    let short = [0x6Du8; 31];
+    let e = s.unwrap(&mut tpm, &oaep_lockbox(&p, &short)).unwrap_err();
+    assert_eq!(e, UnwrapError::WrongLength(31));
+    assert!(!tpm.buffers_contain(&short) && tpm.buffers_are_clear());
+    // A tampered response (HMAC fails): also wiped.
+    tpm.transport_mut().tamper = Some(Tamper {
+        cc: cc::RSA_DECRYPT,
+        offset: 30,
+        mask: 0x10,
+    });
+    assert_eq!(
+        s.unwrap(&mut tpm, &lockbox).unwrap_err(),
+        UnwrapError::ResponseAuth
+    );
+    assert!(tpm.buffers_are_clear());
+    assert_eq!(s.unwrap(&mut tpm, &lockbox).unwrap(), k);
+    assert!(!tpm.buffers_contain(&k));
     s.close(&mut tpm).unwrap();
 }
