@@ -296,8 +296,28 @@ mod image {
     }
 
     fn power_off(verdict: &str) -> ! {
+        shutdown_tpm();
         println!("pefbox: power-off ({verdict})");
         opal::power_off()
+    }
+
+    /// `TPM2_Shutdown(TPM_SU_CLEAR)` over the link, as a platform does before it powers off:
+    /// without it the next TPM startup is not orderly (and a TPM counts that against its
+    /// dictionary-attack protection).
+    fn shutdown_tpm() {
+        use pefbox::tpm::Transport;
+        const SHUTDOWN_CLEAR: [u8; 12] = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x45, 0, 0];
+        let mut rsp = [0u8; 64];
+        let r = hv::target::HV.with_link(|l| l.transact(&SHUTDOWN_CLEAR, &mut rsp));
+        match r {
+            None => {}
+            Some(Ok(10)) if rsp[6..10] == [0, 0, 0, 0] => println!("hv: TPM2_Shutdown(CLEAR) done"),
+            Some(Ok(_)) => println!(
+                "hv: TPM2_Shutdown(CLEAR) refused: rc {:#x}",
+                u32::from_be_bytes([rsp[6], rsp[7], rsp[8], rsp[9]])
+            ),
+            Some(Err(e)) => println!("hv: TPM2_Shutdown(CLEAR) failed: {e}"),
+        }
     }
 
     /// The hcall dispatcher called by boot/vectors.S: `regs[0]` is r3 (hcall number in,

@@ -294,6 +294,12 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         f(&mut self.state.lock().observer)
     }
 
+    /// Runs `f` on the TPM link under the lock (`None` when no TPM is configured). For the
+    /// machine's own use outside any hcall, e.g. `TPM2_Shutdown` before power-off.
+    pub fn with_link<R>(&self, f: impl FnOnce(&mut L) -> R) -> Option<R> {
+        self.state.lock().link.as_mut().map(f)
+    }
+
     /// Number of open session slots.
     pub fn open_sessions(&self) -> usize {
         self.state.lock().slots.open_count()

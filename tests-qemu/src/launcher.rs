@@ -429,8 +429,8 @@ pub struct RunConfig {
     /// What the console must show.
     pub expect: Expect,
     /// After QEMU exited, shut the TPM down orderly ([`orderly_shutdown`]) before swtpm
-    /// stops, as the host's operating system would (default true; see that function for
-    /// what happens without it).
+    /// stops. Default false: the image itself sends TPM2_Shutdown(CLEAR) before it powers
+    /// off (see `shutdown_tpm` in src/main.rs); set it for images that do not.
     pub tpm_shutdown: bool,
 }
 
@@ -449,7 +449,7 @@ impl RunConfig {
             fresh_tpm: false,
             echo: false,
             expect: Expect::default(),
-            tpm_shutdown: true,
+            tpm_shutdown: false,
         }
     }
 }
