@@ -242,12 +242,11 @@ mod image {
                 payload,
             }) => {
                 let t0 = arch::timebase();
-                let r = uv::svm::open(blob, initrd, &payload, |ek| {
+                uv::svm::open(blob, initrd, &payload, |ek| {
                     let r = uv::image::unwrap(ek);
                     flow.unwrap_ms = ms(arch::timebase() - t0, tb_hz);
                     r
-                });
-                r
+                })
             }
         };
         match verdict {

@@ -6,7 +6,7 @@
 pub mod cpio;
 pub mod esm;
 pub mod hcall;
-pub mod unwrap;
-pub mod svm;
 #[cfg(target_arch = "powerpc64")]
 pub mod image;
+pub mod svm;
+pub mod unwrap;
