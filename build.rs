@@ -4,7 +4,15 @@ fn main() {
     let dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     println!("cargo:rerun-if-changed=link.ld");
     println!("cargo:rerun-if-changed=boot");
+    // A commit changes the branch's ref file (or packed-refs), not .git/HEAD.
     println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/packed-refs");
+    if let Some(r) = std::fs::read_to_string(format!("{dir}/.git/HEAD"))
+        .ok()
+        .and_then(|h| h.strip_prefix("ref: ").map(|r| r.trim().to_string()))
+    {
+        println!("cargo:rerun-if-changed=.git/{r}");
+    }
     if std::env::var("TARGET").is_ok_and(|t| t.starts_with("powerpc64")) {
         println!("cargo:rustc-link-arg-bins=-T{dir}/link.ld");
     }

@@ -167,7 +167,7 @@ mod image {
             Ok(p) => {
                 let state = |created| if created { "created" } else { "present" };
                 println!(
-                    "fw: storage parent {:#x} {}, wrapping key {:#x} {}; auth rotated; PCR {} extended (door closed)",
+                    "fw: storage parent {:#x} {}, wrapping key {:#x} {}; auth rotated; PCR {} extended (door closed); platform auth locked",
                     fw::PARENT_HANDLE,
                     state(p.parent_created),
                     fw::WRAPPING_HANDLE,

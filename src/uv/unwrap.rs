@@ -119,6 +119,12 @@ fn classify(phase: Phase) -> impl Fn(Error) -> UnwrapError {
     }
 }
 
+/// TPM_RC_REFERENCE_H0..H6 and TPM_RC_REFERENCE_S0..S6 (warnings 0x910..=0x91E): the
+/// handle or session named does not exist at the TPM.
+fn session_vanished(code: ResponseCode) -> bool {
+    (0x910..=0x91E).contains(&code.0)
+}
+
 /// Session attributes the ultravisor sends: keep the session, encrypt the response.
 const ATTRIBUTES: u8 = sa::CONTINUE_SESSION | sa::ENCRYPT;
 
@@ -209,7 +215,21 @@ impl UvSession {
         tpm: &mut Tpm<T>,
         encrypted_symkey: &[u8; RSA2048_BYTES],
     ) -> Result<[u8; SYMKEY_LEN], UnwrapError> {
-        let result = self.unwrap_once(tpm, encrypted_symkey);
+        let mut result = self.unwrap_once(tpm, encrypted_symkey);
+        // The session handle no longer exists at the TPM (it was reset, e.g. swtpm
+        // restarted, or the session was flushed behind our back): the first policy command
+        // is refused with TPM_RC_REFERENCE_*. The failed attempt marked the session stale,
+        // so one retry establishes a new salted session (Names still pinned) and goes on.
+        // Nothing about the retry trusts the refusal: at worst it costs one more session.
+        if let Err(UnwrapError::Tpm {
+            phase: Phase::Policy,
+            code,
+        }) = result
+        {
+            if session_vanished(code) {
+                result = self.unwrap_once(tpm, encrypted_symkey);
+            }
+        }
         tpm.wipe_buffers();
         result
     }

@@ -103,3 +103,59 @@ fn selftest_none_with_a_probe_passes_without_self_tests() {
         .problems
         .contains(&Problem::TooFewPassed { passed: 0, min: 1 }));
 }
+
+/// The in-image tests that are not in the default set because they take seconds or ask the
+/// launcher to act: the TPM going away and coming back (`@@host tpm-stop` / `tpm-start`),
+/// a meddling hypervisor against the ultravisor, and the hcall benchmark.
+#[test]
+fn fault_tamper_and_bench_selftests_pass() {
+    let mut cfg = config("fault+tamper");
+    cfg.bootargs = Some("selftest=tpm-fault,uv-tamper,hcall-bench".into());
+    let r = launcher::run(&cfg).expect("launch");
+    assert!(
+        r.passed(),
+        "problems: {:?}\n--- console ---\n{}\n--- stderr ---\n{}",
+        r.verdict.problems,
+        r.console,
+        r.stderr
+    );
+    assert_eq!(r.verdict.summary.counts, Some((3, 0)), "{}", r.console);
+    let line = |p: &str| r.console.lines().find(|l| l.contains(p)).map(str::to_owned);
+    let resource = line("tpm-fault: TPM stopped -> H_RESOURCE").expect("fault line");
+    assert!(line("tpm-fault: TPM back -> next call H_SUCCESS").is_some());
+    let tamper = line("uv-tamper:").expect("tamper line");
+    assert!(tamper.contains(", 0 wrong keys accepted"), "{tamper}");
+    let (cases, rest) = tamper
+        .split_once(" cases, ")
+        .and_then(|(a, b)| Some((a.rsplit(' ').next()?.parse::<u32>().ok()?, b)))
+        .expect("uv-tamper: N cases, M rejected");
+    assert!(rest.starts_with(&format!("{cases} rejected")), "{tamper}");
+    assert!(cases >= 40, "{tamper}");
+    assert!(line("bench hcall-echo-ns=").is_some(), "{}", r.console);
+    assert_eq!(
+        r.directives.len(),
+        2,
+        "tpm-stop and tpm-start: {:?}",
+        r.directives
+    );
+    eprintln!("{resource}\n{tamper}");
+}
+
+#[test]
+fn an_unexpected_interrupt_is_reported_and_powers_off() {
+    let mut cfg = config("trap");
+    cfg.bootargs = Some("selftest=trap".into());
+    let r = launcher::run(&cfg).expect("launch");
+    assert!(!r.passed(), "a trapping boot must fail:\n{}", r.console);
+    let line = r
+        .console
+        .lines()
+        .find(|l| l.contains("unexpected interrupt vector 0x700"))
+        .unwrap_or_else(|| panic!("no interrupt report:\n{}", r.console));
+    assert!(
+        line.contains("SRR0 0x") && line.contains("HSRR1 0x"),
+        "{line}"
+    );
+    assert!(r.console.contains("pefbox: power-off (fatal)"));
+    assert!(!r.exit.timed_out, "the image powers off by itself");
+}

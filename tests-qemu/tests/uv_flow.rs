@@ -1031,3 +1031,34 @@ fn unwrap_leaves_no_key_in_the_client() {
     assert!(!tpm.buffers_contain(&k));
     s.close(&mut tpm).unwrap();
 }
+
+/// A TPM reset (swtpm restarted) under a running ultravisor: its kept session is gone, the
+/// first policy command is refused with TPM_RC_REFERENCE_*, and the unwrap establishes a
+/// new salted session and succeeds, once, without the caller doing anything.
+#[test]
+fn unwrap_recovers_when_the_tpm_lost_the_session() {
+    let mut sw = Swtpm::start().expect("swtpm must be installed and start");
+    let mut tpm = connect(&sw);
+    let p = provision(&mut tpm).expect("provision");
+    let mut s = UvSession::establish(&mut tpm, &p.secrets).unwrap();
+    let before = s.session_handle();
+    let mut k = [0u8; 32];
+    OsRng.fill_bytes(&mut k);
+    assert_eq!(s.unwrap(&mut tpm, &oaep_lockbox(&p, &k)).unwrap(), k);
+    drop(tpm);
+    sw.restart().expect("swtpm restart (TPM reset)");
+    let mut tpm = connect(&sw);
+    tpm.transport_mut().log.clear();
+    OsRng.fill_bytes(&mut k);
+    assert_eq!(s.unwrap(&mut tpm, &oaep_lockbox(&p, &k)).unwrap(), k);
+    let log = &tpm.transport_mut().log;
+    assert_eq!(
+        count_ok(log, 0x176),
+        1,
+        "exactly one new StartAuthSession after the reset"
+    );
+    println!(
+        "session {before:#x} lost at reset; recovered with {:#x}",
+        s.session_handle()
+    );
+}
