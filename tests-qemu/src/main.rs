@@ -668,10 +668,147 @@ fn cmd_bench(runs: u32, timeout: Option<u64>, given: Option<PathBuf>) -> ExitCod
             break;
         }
     }
+    // One more boot for the hypervisor's own costs: the hcall-bench self-test.
+    let mut cfg = RunConfig::new("hcall-bench", &img);
+    cfg.timeout = secs(timeout);
+    cfg.tpm_state = Some(state.clone());
+    cfg.bootargs = Some("selftest=hcall-bench".into());
+    match launcher::run(&cfg) {
+        Ok(r) => reports.push(r),
+        Err(e) => return launch_failed(&e),
+    }
     print!("{}", launcher::summary_table(&reports));
-    print!("{}", bench_table(&img, &reports));
-    print!("{}", phase_table(&reports));
+    let (demo_boots, hcall_boot) = reports.split_at(reports.len() - 1);
+    print!("{}", bench_table(&img, demo_boots));
+    print!("{}", phase_table(demo_boots));
+    print!("{}", hcall_table(&hcall_boot[0]));
+    print!("{}", size_table(&img));
     exit_for(&reports)
+}
+
+/// The `hcall-bench` self-test's figures beside swtpm's time for GetRandom in the same boot.
+fn hcall_table(r: &RunReport) -> String {
+    let Some(pairs) = r.console.lines().find_map(|l| {
+        parse_bench_line(l).filter(|p| p.iter().any(|(k, _)| k == "getrandom-handler-ns"))
+    }) else {
+        return "\nhcall-bench: no figures on the console\n".into();
+    };
+    let get = |k: &str| -> f64 {
+        pairs
+            .iter()
+            .find(|(n, _)| n == k)
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let swtpm: Vec<Duration> = r
+        .relay
+        .records
+        .iter()
+        .filter(|rec| rec.command_code == 0x17b)
+        .filter_map(|rec| rec.response.map(|x| x.swtpm_time))
+        .collect();
+    let sw_us = launcher::median(&swtpm).map_or(f64::NAN, |d| d.as_secs_f64() * 1e6);
+    let handler_us = get("getrandom-handler-ns") / 1000.0;
+    format!(
+        "\nhypervisor (timebase, {} calls each)          us/call\n\
+         sc 1 round trip (echo hcall)              {:>10.2}\n\
+         H_TPM_COMM rejected (H_P5, checks only)   {:>10.2}\n\
+         GetRandom(16) through H_TPM_COMM          {:>10.2}\n\
+           GetRandom: time on the UART link        {:>10.2}\n\
+           GetRandom: the handler's own time       {:>10.2}\n\
+         swtpm's own time for GetRandom (relay)    {:>10.2}   handler/swtpm = {:.2}\n",
+        pairs
+            .iter()
+            .find(|(k, _)| k == "n")
+            .map_or("?", |(_, v)| v.as_str()),
+        get("hcall-echo-ns") / 1000.0,
+        get("tpm-comm-reject-ns") / 1000.0,
+        get("getrandom-hcall-ns") / 1000.0,
+        get("getrandom-link-ns") / 1000.0,
+        handler_us,
+        sw_us,
+        handler_us / sw_us
+    )
+}
+
+/// Where the image's code goes: text symbol sizes by module, from `nm -C -S` (after LTO,
+/// inlining moves code into its callers, so the split is approximate).
+fn size_table(img: &std::path::Path) -> String {
+    let out = match std::process::Command::new("nm")
+        .args(["-C", "-S"])
+        .arg(img)
+        .output()
+    {
+        Ok(o) if o.status.success() => o.stdout,
+        _ => return "\ncode size by module: `nm` (binutils) not available\n".into(),
+    };
+    let groups: [(&str, &[&str]); 12] = [
+        ("pefbox::tpm (TPM client)", &["pefbox::tpm::"]),
+        ("pefbox::hv (hypervisor)", &["pefbox::hv::"]),
+        ("pefbox::uv (ultravisor)", &["pefbox::uv::"]),
+        ("pefbox::fw (provisioning)", &["pefbox::fw::"]),
+        ("pefbox::selftest", &["pefbox::selftest::"]),
+        ("pefbox::dtb", &["pefbox::dtb"]),
+        (
+            "pefbox (arch, platform, main)",
+            &["pefbox", "rust_entry", "pefbox_"],
+        ),
+        (
+            "sha2, hmac, aes, cfb-mode",
+            &["sha2", "hmac", "aes::", "cfb_mode", "digest", "cipher"],
+        ),
+        ("rsa, num-bigint", &["rsa", "num_bigint", "num_"]),
+        (
+            "p256, elliptic-curve",
+            &[
+                "p256",
+                "elliptic_curve",
+                "primeorder",
+                "crypto_bigint",
+                "ff::",
+                "group",
+            ],
+        ),
+        ("aes-gcm", &["aes_gcm", "ghash", "polyval", "ctr"]),
+        ("core, alloc", &["core::", "alloc::", "&"]),
+    ];
+    let mut sizes = vec![0u64; groups.len() + 1];
+    for line in String::from_utf8_lossy(&out).lines() {
+        let mut f = line.splitn(4, ' ');
+        let (Some(_), Some(size), Some(kind), Some(name)) =
+            (f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        if kind != "t" && kind != "T" {
+            continue;
+        }
+        let Ok(size) = u64::from_str_radix(size, 16) else {
+            continue;
+        };
+        let name = name.trim_start_matches('<');
+        let g = groups
+            .iter()
+            .position(|(_, pre)| pre.iter().any(|p| name.starts_with(p)))
+            .unwrap_or(groups.len());
+        sizes[g] += size;
+    }
+    let total: u64 = sizes.iter().sum();
+    let mut t = format!(
+        "\n{:<32} {:>10}\n",
+        "code (text symbols) by module", "bytes"
+    );
+    for (i, (name, _)) in groups.iter().enumerate() {
+        t.push_str(&format!("{name:<32} {:>10}\n", sizes[i]));
+    }
+    t.push_str(&format!(
+        "{:<32} {:>10}\n{:<32} {:>10}\n",
+        "other",
+        sizes[groups.len()],
+        "total",
+        total
+    ));
+    t
 }
 
 /// The image's own phase times (timebase) beside the swtpm-side time of the same phases'
