@@ -70,19 +70,15 @@
 //! reason, the status is H_RESOURCE and the slot stays open holding the handles not
 //! yet flushed, so a later CLOSE_SESSION retries (nothing is silently left behind).
 //!
-//! # Wiring (what the target glue writes)
+//! # Wiring
 //!
-//! ```ignore
-//! static HV: Hypervisor<UartLink, PhysMem> = Hypervisor::new(PhysMem, Quiet);
-//! // at boot, from the device tree:
-//! let regions = RegionTable::new(&[caller_window], &[image, opal, mmio])?;
-//! HV.configure(regions, Some(UartLink::new(tpm_uart)));   // None: no TPM -> H_FUNCTION
-//! // in the sc 1 dispatcher (regs[0] = r3, regs[1..10] = r4..r12):
-//! let r = HV.hcall(CallerId(pir), regs[0], &regs[1..10].try_into().unwrap());
-//! regs[0] = r.status as u64; regs[1..10].copy_from_slice(&r.out);
-//! ```
-//! `PhysMem` implements [`GuestMemory`] with the one unsafe copy; a test build
-//! may use [`Meddler`] instead of [`Quiet`] and arm it with [`Hypervisor::with_observer`].
+//! The target glue is `target.rs` (powerpc64 only): one `static` [`Hypervisor`] over the
+//! UART TPM link and real memory (the one unsafe copy), configured at boot with the caller
+//! window as the only caller region and the image, skiboot, the vectors and MMIO reserved;
+//! `src/main.rs`'s `sc 1` dispatcher calls [`Hypervisor::hcall`] with the caller's
+//! `LPID << 16 | PIR` and writes [`HcallReturn`] back into r3..r12. The image uses
+//! [`Meddler`] as its observer, idle unless a self-test arms it
+//! ([`Hypervisor::with_observer`]).
 //!
 //! # Concurrency
 //!
