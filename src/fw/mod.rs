@@ -1,5 +1,5 @@
 //! The firmware role: what a host boot does with the TPM before the hypervisor and the
-//! ultravisor run ([`provision`]), and the key layout both sides agree on (this module).
+//! ultravisor run ([`provision()`]), and the key layout both sides agree on (this module).
 //!
 //! # Key layout (the reference firmware's, so existing tooling works)
 //! - [`PARENT_HANDLE`] `0x81800000`: an RSA-2048 restricted decryption (storage) key,
@@ -40,7 +40,7 @@
 //!   empty after every TPM Startup(CLEAR); provisioning needs that (it creates and
 //!   persists the keys with it) and, once it succeeded and the door is closed, sets
 //!   platformAuth to 32 fresh random bytes that it sends encrypted (salted session to
-//!   the pinned parent) and then overwrites and forgets (step 6 of [`provision`]). So
+//!   the pinned parent) and then overwrites and forgets (step 6 of [`provision()`]). So
 //!   after a successful provisioning nobody can authorize `TPM_RH_PLATFORM` until the
 //!   next TPM reset: host software cannot EvictControl the keys (measured on swtpm:
 //!   TPM_RC_BAD_AUTH), nor HierarchyChangeAuth the platform back. The hierarchy stays

@@ -4,7 +4,7 @@
 //! handle, the session key (from the salt and/or the bind entity's authValue), the
 //! latest nonces, the attributes to send, and for a policy session whether
 //! PolicyAuthValue was asserted. The arithmetic itself is in
-//! [`Tpm::execute`](super::client::Tpm) and [`crypto`](super::crypto).
+//! [`Tpm::execute`](super::client::Tpm) and [`crypto`].
 //!
 //! Rules implemented (TPM 2.0 Part 1, 19.6):
 //! - HMAC key = sessionKey || authValue, where authValue is left out for the entity
