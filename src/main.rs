@@ -60,7 +60,8 @@ mod image {
             unsafe { console::use_uart(u.mmio) };
         }
         banner(&info, dtb.is_ok());
-        let tb_hz = info.timebase_hz.unwrap_or(512_000_000);
+        arch::set_timebase_hz(info.timebase_hz.unwrap_or(0));
+        let tb_hz = arch::timebase_hz();
         let ram_top = info
             .memory
             .iter()

@@ -21,6 +21,21 @@ global_asm!(
 
 pub mod vectors;
 
+/// Timebase ticks per second, as the device tree gave it (set once at boot).
+static TIMEBASE_HZ: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(512_000_000);
+
+/// Records the timebase frequency from the device tree (ignored if zero).
+pub fn set_timebase_hz(hz: u64) {
+    if hz != 0 {
+        TIMEBASE_HZ.store(hz, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Timebase ticks per second (512 MHz until the device tree says otherwise).
+pub fn timebase_hz() -> u64 {
+    TIMEBASE_HZ.load(core::sync::atomic::Ordering::Relaxed)
+}
+
 /// Reads the timebase register.
 #[inline(always)]
 pub fn timebase() -> u64 {

@@ -495,7 +495,7 @@ fn host_request(verb: &str) -> Result<(), String> {
 
 fn tpm_fault() -> TestResult {
     use crate::platform::tpm_uart::DEFAULT_TIMEOUT_MS;
-    let tb_hz = 512_000_000u64;
+    let tb_hz = arch::timebase_hz();
     host_request("tpm-stop")?;
     let t0 = arch::timebase();
     let (st, r4, _) = execute(&GET_RANDOM_16);
@@ -728,10 +728,6 @@ fn uv_tamper() -> TestResult {
     }
 }
 
-/// Timebase ticks per microsecond (the device tree's 512 MHz under QEMU; the tests only
-/// compare ticks measured in one run, so the unit is for display).
-const TB_PER_US: u64 = 512;
-
 /// Measures, from the timebase: the bare `sc 1` round trip (the echo hcall), H_TPM_COMM
 /// rejecting bad arguments (validation only), and GetRandom(16) through H_TPM_COMM split
 /// into time on the TPM link and the handler's own time. One `bench ...` line; the launcher
@@ -772,7 +768,9 @@ fn hcall_bench() -> TestResult {
     if calls != N {
         return Err(format!("{calls} link round trips for {N} hcalls"));
     }
-    let ns = |ticks: u64| ticks * 1000 / TB_PER_US / N;
+    let tb_hz = arch::timebase_hz();
+    let ns =
+        |ticks: u64| (u128::from(ticks) * 1_000_000_000 / u128::from(tb_hz) / u128::from(N)) as u64;
     crate::println!(
         "bench hcall-echo-ns={} tpm-comm-reject-ns={} getrandom-hcall-ns={} getrandom-link-ns={} getrandom-handler-ns={} n={N}",
         ns(echo),
