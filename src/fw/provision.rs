@@ -425,17 +425,23 @@ fn create_parent<T: Transport>(
     let (transient, _) = tpm
         .create_primary(&platform(), &mut [Auth::Password(b"")], storage, b"")
         .map_err(&step)?;
+    persist(tpm, &transient, PARENT_HANDLE, Step::CreateParent)
+}
+
+/// EvictControl `transient` to `handle` (platform authorization), then flush the transient
+/// whatever the outcome; the persistent object, or the first error (persisting first).
+fn persist<T: Transport>(
+    tpm: &mut Tpm<T>,
+    transient: &Object,
+    handle: u32,
+    step: Step,
+) -> Result<Object, ProvisionError> {
     let persisted = tpm
-        .evict_control(
-            &platform(),
-            &mut [Auth::Password(b"")],
-            &transient,
-            PARENT_HANDLE,
-        )
-        .map_err(&step);
+        .evict_control(&platform(), &mut [Auth::Password(b"")], transient, handle)
+        .map_err(at(step));
     let flushed = tpm.flush_context(transient.handle).map_err(at(Step::Flush));
     let persisted = persisted?.ok_or(ProvisionError::Tpm {
-        step: Step::CreateParent,
+        step,
         error: Error::WrongKey,
     })?;
     flushed?;
@@ -457,20 +463,7 @@ fn create_key<T: Transport>(
     let transient = tpm
         .load(parent, &mut [Auth::Password(b"")], &blob)
         .map_err(&step)?;
-    let persisted = tpm
-        .evict_control(
-            &platform(),
-            &mut [Auth::Password(b"")],
-            &transient,
-            WRAPPING_HANDLE,
-        )
-        .map_err(&step);
-    let flushed = tpm.flush_context(transient.handle).map_err(at(Step::Flush));
-    let persisted = persisted?.ok_or(ProvisionError::Tpm {
-        step: Step::CreateKey,
-        error: Error::WrongKey,
-    })?;
-    flushed?;
+    let persisted = persist(tpm, &transient, WRAPPING_HANDLE, Step::CreateKey)?;
     Ok((persisted, blob.public))
 }
 

@@ -171,6 +171,12 @@ fn number(s: &str) -> Result<u64, NumError> {
     Ok(v)
 }
 
+/// A decimal or `0x` hexadecimal u64 (the grammar's `number`), for other bootargs that take
+/// numbers; `None` when empty, not a number, or over 64 bits.
+pub fn parse_number(s: &str) -> Option<u64> {
+    number(s).ok()
+}
+
 fn field_error(f: Field, e: NumError) -> ProbeErrorKind {
     match e {
         NumError::Empty => ProbeErrorKind::EmptyField(f),

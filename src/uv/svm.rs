@@ -196,16 +196,9 @@ mod tests {
 /// Parses an `ADDR,LEN` bootarg value (each decimal or `0x` hex) such as
 /// `svm-kernel=0x10000000,262144`.
 pub fn parse_range(v: &str) -> Result<(u64, u64), &'static str> {
-    fn num(s: &str) -> Option<u64> {
-        match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-            Some(h) if !h.is_empty() => u64::from_str_radix(h, 16).ok(),
-            Some(_) => None,
-            None if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
-            None => None,
-        }
-    }
+    use crate::selftest::probe::parse_number;
     let (a, l) = v.split_once(',').ok_or("expected ADDR,LEN")?;
-    match (num(a), num(l)) {
+    match (parse_number(a), parse_number(l)) {
         (Some(a), Some(l)) => Ok((a, l)),
         (None, _) => Err("ADDR is not a decimal or 0x-hex 64-bit number"),
         (_, None) => Err("LEN is not a decimal or 0x-hex 64-bit number"),

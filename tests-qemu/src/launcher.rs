@@ -428,10 +428,6 @@ pub struct RunConfig {
     pub echo: bool,
     /// What the console must show.
     pub expect: Expect,
-    /// After QEMU exited, shut the TPM down orderly ([`orderly_shutdown`]) before swtpm
-    /// stops. Default false: the image itself sends TPM2_Shutdown(CLEAR) before it powers
-    /// off (see `shutdown_tpm` in src/main.rs); set it for images that do not.
-    pub tpm_shutdown: bool,
 }
 
 impl RunConfig {
@@ -449,7 +445,6 @@ impl RunConfig {
             fresh_tpm: false,
             echo: false,
             expect: Expect::default(),
-            tpm_shutdown: false,
         }
     }
 }
@@ -611,17 +606,9 @@ impl TpmSide<'_> {
 }
 
 /// Runs one boot to the end and judges it. `Err` only when the boot could not be carried out.
-/// With [`RunConfig::tpm_shutdown`], the TPM is then shut down orderly ([`orderly_shutdown`]).
+/// (The image shuts the TPM down itself before power-off; see `shutdown_tpm` in src/main.rs.)
 pub fn run(cfg: &RunConfig) -> Result<RunReport, LaunchError> {
-    let (mut report, swtpm) = run_keeping_tpm(cfg)?;
-    if cfg.tpm_shutdown {
-        if let Err(e) = orderly_shutdown(&swtpm) {
-            report
-                .directives
-                .push(format!("TPM2_Shutdown(CLEAR) after the boot: {e}"));
-        }
-    }
-    Ok(report)
+    run_keeping_tpm(cfg).map(|(report, _swtpm)| report)
 }
 
 /// Sends `TPM2_Shutdown(TPM_SU_CLEAR)` to a running swtpm, as an operating system does
