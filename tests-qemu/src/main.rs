@@ -1,386 +1,151 @@
-//! `pef`: the host launcher (`cargo pef run`, `cargo pef bench`, `cargo pef scenarios`,
-//! `cargo pef esm`).
-//!
-//! Exit codes: 0 the boot(s) passed, 1 a boot failed or could not be launched, 2 usage error,
-//! 130 interrupted.
+//! `pef`: the host launcher (`cargo pef run`, `cargo pef scenarios`, `cargo pef bench`,
+//! `cargo pef esm`, `cargo pef completions`). The command line is declared in
+//! [`tests_qemu::cli`]; `pef --help` and `pef <subcommand> --help` describe every flag and the
+//! exit codes.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tests_qemu::launcher::{self, RunConfig, RunReport};
+use clap::{CommandFactory, Parser};
+use tests_qemu::cli::{self, BootOpts, Cli, Cmd, EsmArgs, RunArgs};
+use tests_qemu::launcher::{self, Echo, LaunchError, RunConfig, RunReport};
 use tests_qemu::svm;
 use tests_qemu::verdict::{parse_bench_line, Expect, SvmExpect};
 
-const USAGE: &str = "\
-usage: cargo pef run [options]        build the image and boot it under QEMU powernv9 with swtpm:
-                                      by default provisions the TPM state if it has no key yet,
-                                      builds the demo secure VM's blob for this TPM's key, boots
-                                      it and requires `svm: accepted`
-       cargo pef scenarios [options]  the secure-VM scenarios (accepted, tampered ciphertext,
-                                      wrong kernel, wrong bootargs, other key) on a fresh TPM
-                                      state, then host attempts to use the wrapping key
-       cargo pef bench [options]      boot the demo secure VM N times and report timings
-       cargo pef esm --pubkey PEM --kernel FILE --out FILE [--initrd FILE] [--bootargs STRING]
-                     [--attach NAME=FILE ...]
-                                      build an ESM blob (svm-tools format) sealed to PEM and
-                                      write it attached to the initrd, as svm-tools does
-
-run options:
-  --bootargs STRING         the image's /chosen/bootargs (QEMU -append); `selftest=none`
-                            allows a boot with no self-test
-  --initrd FILE             boot this secure VM instead of the demo: an initrd carrying an
-                            ESM blob as svm-tools attaches it (requires `svm: accepted`)
-  --svm-kernel FILE         the secure VM's kernel (with --initrd; at most 64 MiB)
-  --svm-bootargs STRING     the secure VM's bootargs (with --initrd; at most 4096 bytes)
-  --no-svm                  boot without a secure VM (expects `svm: none`)
-  --export-wrapping-key FILE  write the wrapping key's public part (SPKI PEM, as
-                            `tpm2_readpublic -f pem`) before booting; provisions first if
-                            the TPM state has no key yet
-  --timeout SECS            kill QEMU after SECS seconds (default 60)
-  --tpm-state DIR           the swtpm state directory (default target/swtpm-state)
-  --fresh-tpm               wipe the swtpm state first
-  --image PATH              boot this ELF instead of building the image
-scenarios options:
-  --timeout SECS, --image PATH  as for run
-bench options:
-  --runs N                  number of demo boots (default 5), after one provisioning boot
-  --timeout SECS, --image PATH  as for run
-esm options:
-  --pubkey PEM              the wrapping key's public part (SPKI or PKCS#1 PEM, RSA-2048)
-  --kernel FILE             the secure VM's kernel (as loaded)
-  --initrd FILE             the secure VM's own initrd (default: none)
-  --bootargs STRING         the secure VM's bootargs (default: empty)
-  --attach NAME=FILE        add FILE to the blob's encrypted files as NAME (repeatable)
-  --out FILE                the initrd to write: ESM cpio + the secure VM's initrd
-  --blob-out FILE           also write the bare ESM blob
-exit status: 0 pass, 1 fail, 2 usage error, 130 interrupted";
-
-/// The `run` subcommand's settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct RunArgs {
-    bootargs: Option<String>,
-    initrd: Option<PathBuf>,
-    svm_kernel: Option<PathBuf>,
-    svm_bootargs: Option<String>,
-    no_svm: bool,
-    export_wrapping_key: Option<PathBuf>,
-    timeout: Option<u64>,
-    tpm_state: Option<PathBuf>,
-    fresh_tpm: bool,
-    image: Option<PathBuf>,
+/// Why a command stopped before its verdict, and its exit code.
+enum Stop {
+    /// Bad input (2).
+    Usage(String),
+    /// Set-up failed (3).
+    Setup(String),
 }
 
-/// The `esm` subcommand's settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct EsmArgs {
-    pubkey: PathBuf,
-    kernel: PathBuf,
-    initrd: Option<PathBuf>,
-    bootargs: String,
-    attach: Vec<(String, PathBuf)>,
-    out: PathBuf,
-    blob_out: Option<PathBuf>,
-}
-
-/// A parsed command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Cli {
-    Help,
-    Run(RunArgs),
-    Bench {
-        runs: u32,
-        timeout: Option<u64>,
-        image: Option<PathBuf>,
-    },
-    Scenarios {
-        timeout: Option<u64>,
-        image: Option<PathBuf>,
-    },
-    Esm(EsmArgs),
-}
-
-/// A command-line mistake (exit code 2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Usage {
-    NoSubcommand,
-    UnknownSubcommand(String),
-    UnknownFlag {
-        sub: &'static str,
-        flag: String,
-    },
-    MissingValue(String),
-    BadNumber {
-        flag: String,
-        value: String,
-    },
-    Repeated(String),
-    Needs {
-        flag: &'static str,
-        needs: &'static str,
-    },
-    Conflict(&'static str, &'static str),
-    Missing(&'static str),
-    BadAttach {
-        value: String,
-        why: String,
-    },
-    TooLong {
-        flag: &'static str,
-        max: usize,
-    },
-    Nul(&'static str),
-}
-
-impl fmt::Display for Usage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Usage::NoSubcommand => write!(
-                f,
-                "no subcommand (expected `run`, `scenarios`, `bench` or `esm`)"
-            ),
-            Usage::UnknownSubcommand(s) => write!(
-                f,
-                "unknown subcommand `{s}` (expected `run`, `scenarios`, `bench` or `esm`)"
-            ),
-            Usage::UnknownFlag { sub, flag } => write!(f, "`{sub}` has no option `{flag}`"),
-            Usage::MissingValue(s) => write!(f, "option `{s}` needs a value"),
-            Usage::BadNumber { flag, value } => {
-                write!(
-                    f,
-                    "option `{flag}` needs a positive whole number, got `{value}`"
-                )
-            }
-            Usage::Repeated(s) => write!(f, "option `{s}` given twice"),
-            Usage::Needs { flag, needs } => write!(f, "option `{flag}` needs `{needs}`"),
-            Usage::Conflict(a, b) => write!(f, "options `{a}` and `{b}` exclude each other"),
-            Usage::Missing(s) => write!(f, "option `{s}` is required"),
-            Usage::BadAttach { value, why } => {
-                write!(f, "`--attach {value}`: {why} (expected NAME=FILE)")
-            }
-            Usage::TooLong { flag, max } => write!(f, "option `{flag}` is longer than {max} bytes"),
-            Usage::Nul(s) => write!(f, "option `{s}` contains a NUL byte"),
-        }
+impl From<LaunchError> for Stop {
+    fn from(e: LaunchError) -> Self {
+        Stop::Setup(e.to_string())
     }
 }
 
-fn number(flag: &str, value: &str) -> Result<u64, Usage> {
-    match value.parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(Usage::BadNumber {
-            flag: flag.to_string(),
-            value: value.to_string(),
-        }),
+impl From<cli::InputError> for Stop {
+    fn from(e: cli::InputError) -> Self {
+        Stop::Usage(e.to_string())
     }
 }
 
-/// Flags of each subcommand: (name, takes a value, repeatable).
-fn flags(sub: &str) -> &'static [(&'static str, bool, bool)] {
-    match sub {
-        "run" => &[
-            ("--bootargs", true, false),
-            ("--initrd", true, false),
-            ("--svm-kernel", true, false),
-            ("--svm-bootargs", true, false),
-            ("--no-svm", false, false),
-            ("--export-wrapping-key", true, false),
-            ("--timeout", true, false),
-            ("--tpm-state", true, false),
-            ("--fresh-tpm", false, false),
-            ("--image", true, false),
-        ],
-        "bench" => &[
-            ("--runs", true, false),
-            ("--timeout", true, false),
-            ("--image", true, false),
-        ],
-        "scenarios" => &[("--timeout", true, false), ("--image", true, false)],
-        "esm" => &[
-            ("--pubkey", true, false),
-            ("--kernel", true, false),
-            ("--initrd", true, false),
-            ("--bootargs", true, false),
-            ("--attach", true, true),
-            ("--out", true, false),
-            ("--blob-out", true, false),
-        ],
-        _ => &[],
-    }
-}
-
-fn parse_attach(value: &str) -> Result<(String, PathBuf), Usage> {
-    let bad = |why: &str| Usage::BadAttach {
-        value: value.to_string(),
-        why: why.to_string(),
+fn stop_code(s: Stop) -> ExitCode {
+    let (msg, code) = match s {
+        Stop::Usage(m) => (m, cli::EXIT_USAGE),
+        Stop::Setup(m) => (m, cli::EXIT_SETUP),
     };
-    let (name, file) = value.split_once('=').ok_or_else(|| bad("no `=`"))?;
-    if file.is_empty() {
-        return Err(bad("no file after `=`"));
-    }
-    if !tests_qemu::esm::valid_file_name(name) {
-        return Err(bad(
-            "NAME must be a letter then up to 30 of [0-9A-Za-z,._+-] (svm-tools' rule)",
-        ));
-    }
-    Ok((name.to_string(), PathBuf::from(file)))
-}
-
-fn parse(args: &[String]) -> Result<Cli, Usage> {
-    let Some((sub, rest)) = args.split_first() else {
-        return Err(Usage::NoSubcommand);
-    };
-    let sub: &'static str = match sub.as_str() {
-        "-h" | "--help" | "help" => return Ok(Cli::Help),
-        "run" => "run",
-        "bench" => "bench",
-        "scenarios" => "scenarios",
-        "esm" => "esm",
-        other => return Err(Usage::UnknownSubcommand(other.to_string())),
-    };
-    let table = flags(sub);
-    let mut seen: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
-    let mut it = rest.iter();
-    while let Some(flag) = it.next() {
-        let f = flag.as_str();
-        if f == "-h" || f == "--help" {
-            return Ok(Cli::Help);
-        }
-        let Some(&(name, takes_value, repeatable)) = table.iter().find(|(n, _, _)| *n == f) else {
-            return Err(Usage::UnknownFlag {
-                sub,
-                flag: f.to_string(),
-            });
-        };
-        let value = if takes_value {
-            it.next()
-                .ok_or_else(|| Usage::MissingValue(f.to_string()))?
-                .clone()
-        } else {
-            String::new()
-        };
-        let slot = seen.entry(name).or_default();
-        if !slot.is_empty() && !repeatable {
-            return Err(Usage::Repeated(f.to_string()));
-        }
-        slot.push(value);
-    }
-    let one = |name: &str| seen.get(name).and_then(|v| v.first()).cloned();
-    let path = |name: &str| one(name).map(PathBuf::from);
-    let timeout = one("--timeout")
-        .map(|v| number("--timeout", &v))
-        .transpose()?;
-    match sub {
-        "run" => {
-            let run = RunArgs {
-                bootargs: one("--bootargs"),
-                initrd: path("--initrd"),
-                svm_kernel: path("--svm-kernel"),
-                svm_bootargs: one("--svm-bootargs"),
-                no_svm: seen.contains_key("--no-svm"),
-                export_wrapping_key: path("--export-wrapping-key"),
-                timeout,
-                tpm_state: path("--tpm-state"),
-                fresh_tpm: seen.contains_key("--fresh-tpm"),
-                image: path("--image"),
-            };
-            for (flag, set) in [
-                ("--svm-kernel", run.svm_kernel.is_some()),
-                ("--svm-bootargs", run.svm_bootargs.is_some()),
-            ] {
-                if set && run.initrd.is_none() {
-                    return Err(Usage::Needs {
-                        flag,
-                        needs: "--initrd",
-                    });
-                }
-            }
-            if run.no_svm && run.initrd.is_some() {
-                return Err(Usage::Conflict("--no-svm", "--initrd"));
-            }
-            if let Some(b) = &run.svm_bootargs {
-                if b.len() > svm::MAX_SVM_BOOTARGS {
-                    return Err(Usage::TooLong {
-                        flag: "--svm-bootargs",
-                        max: svm::MAX_SVM_BOOTARGS,
-                    });
-                }
-                if b.contains('\0') {
-                    return Err(Usage::Nul("--svm-bootargs"));
-                }
-            }
-            Ok(Cli::Run(run))
-        }
-        "bench" => {
-            let runs = match one("--runs") {
-                None => 5,
-                Some(v) => u32::try_from(number("--runs", &v)?).map_err(|_| Usage::BadNumber {
-                    flag: "--runs".into(),
-                    value: v.clone(),
-                })?,
-            };
-            Ok(Cli::Bench {
-                runs,
-                timeout,
-                image: path("--image"),
-            })
-        }
-        "scenarios" => Ok(Cli::Scenarios {
-            timeout,
-            image: path("--image"),
-        }),
-        _ => {
-            let bootargs = one("--bootargs").unwrap_or_default();
-            if bootargs.contains('\0') {
-                return Err(Usage::Nul("--bootargs"));
-            }
-            let mut attach = Vec::new();
-            for v in seen.get("--attach").into_iter().flatten() {
-                let (name, file) = parse_attach(v)?;
-                if attach.iter().any(|(n, _)| *n == name) {
-                    return Err(Usage::BadAttach {
-                        value: v.clone(),
-                        why: format!("NAME `{name}` attached twice"),
-                    });
-                }
-                attach.push((name, file));
-            }
-            Ok(Cli::Esm(EsmArgs {
-                pubkey: path("--pubkey").ok_or(Usage::Missing("--pubkey"))?,
-                kernel: path("--kernel").ok_or(Usage::Missing("--kernel"))?,
-                initrd: path("--initrd"),
-                bootargs,
-                attach,
-                out: path("--out").ok_or(Usage::Missing("--out"))?,
-                blob_out: path("--blob-out"),
-            }))
-        }
-    }
-}
-
-fn image(given: Option<PathBuf>) -> Result<PathBuf, launcher::LaunchError> {
-    launcher::ensure_tools()?;
-    let img = match given {
-        Some(p) => p,
-        None => launcher::build_image()?,
-    };
+    eprintln!("pef: {msg}");
     if launcher::interrupted() {
-        return Err(launcher::LaunchError::Io(
-            "interrupted before boot".into(),
-            std::io::Error::from(std::io::ErrorKind::Interrupted),
+        ExitCode::from(cli::EXIT_INTERRUPTED)
+    } else {
+        ExitCode::from(code)
+    }
+}
+
+/// What the terminal shows: phase lines unless `--quiet`.
+#[derive(Clone, Copy)]
+struct Ui {
+    quiet: bool,
+    verbose: bool,
+}
+
+impl Ui {
+    fn new(b: &BootOpts) -> Ui {
+        Ui {
+            quiet: b.quiet,
+            verbose: b.verbose,
+        }
+    }
+
+    /// One progress line (stderr), unless quiet.
+    fn phase(&self, msg: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("pef: {}", msg.as_ref());
+        }
+    }
+
+    fn echo(&self) -> Echo {
+        if self.quiet {
+            Echo::Off
+        } else if self.verbose {
+            Echo::All
+        } else {
+            Echo::Image
+        }
+    }
+}
+
+/// Where each boot's whole console goes.
+fn log_dir() -> PathBuf {
+    launcher::workspace_root().join("target").join("pef-logs")
+}
+
+/// The QEMU program of `--qemu` (or the PATH's) and, for a QEMU unpacked into a private
+/// prefix (`PREFIX/usr/bin/qemu-system-ppc64`), its firmware directory.
+fn qemu_choice(b: &BootOpts) -> (Option<PathBuf>, Option<PathBuf>) {
+    let Some(q) = &b.qemu else {
+        return (None, None);
+    };
+    let data = q
+        .canonicalize()
+        .ok()
+        .and_then(|p| Some(p.parent()?.parent()?.join("share").join("qemu")))
+        .filter(|d| d.join("skiboot.lid").is_file() && !d.starts_with("/usr/share"));
+    (Some(q.clone()), data)
+}
+
+/// Checks the inputs, makes sure the tools are there, names QEMU, the machine and swtpm,
+/// builds the image (unless `--image`), and returns the boot template.
+fn prepare(b: &BootOpts, scenario: &str) -> Result<(RunConfig, Ui), Stop> {
+    cli::check_boot_inputs(b)?;
+    let ui = Ui::new(b);
+    launcher::ensure_tools()?;
+    let (qemu, data_dir) = qemu_choice(b);
+    let mut base = RunConfig::new(scenario, PathBuf::new());
+    base.qemu = qemu;
+    base.qemu_data_dir = data_dir;
+    base.machine = b.machine.name().to_string();
+    base.qemu_extra = b.qemu_arg.iter().map(Into::into).collect();
+    base.timeout = Duration::from_secs(b.timeout.unwrap_or(60));
+    base.echo = ui.echo();
+    let id = launcher::qemu_id(&base.qemu_program());
+    launcher::check_qemu(&id, b.machine.name())?;
+    ui.phase(format!(
+        "QEMU {} ({}) -M {}; swtpm {}",
+        id.version,
+        id.program.display(),
+        base.machine,
+        tests_qemu::tools::swtpm_version().unwrap_or_else(|e| format!("(version unknown: {e})"))
+    ));
+    base.image = match &b.image {
+        Some(p) => p.clone(),
+        None => {
+            ui.phase("building the image (cargo build --release --target powerpc64-unknown-linux-musl; the first build takes about a minute)");
+            launcher::build_image_opts(ui.quiet)?
+        }
+    };
+    if let Ok(s) = launcher::image_size(&base.image) {
+        ui.phase(format!(
+            "image {} ({} bytes, {} loaded)",
+            base.image.display(),
+            s.file,
+            s.loaded
         ));
     }
-    Ok(img)
+    if launcher::interrupted() {
+        return Err(Stop::Setup("interrupted before boot".into()));
+    }
+    Ok((base, ui))
 }
 
 fn read_file(what: &str, p: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(p).map_err(|e| format!("{what} {}: {e}", p.display()))
-}
-
-fn secs(t: Option<u64>) -> Duration {
-    Duration::from_secs(t.unwrap_or(60))
 }
 
 /// A scratch directory under target/ for the demo's files.
@@ -389,100 +154,6 @@ fn work_dir(name: &str) -> PathBuf {
         .join("target")
         .join("pef-work")
         .join(format!("{name}-{}", std::process::id()))
-}
-
-fn cmd_run(args: RunArgs) -> ExitCode {
-    let img = match image(args.image.clone()) {
-        Ok(p) => p,
-        Err(e) => return launch_failed(&e),
-    };
-    let state = args
-        .tpm_state
-        .clone()
-        .unwrap_or_else(launcher::default_tpm_state);
-    if args.fresh_tpm && state.exists() {
-        if let Err(e) = std::fs::remove_dir_all(&state) {
-            eprintln!("pef: wiping {}: {e}", state.display());
-            return ExitCode::from(1);
-        }
-    }
-    let timeout = secs(args.timeout);
-    let demo = !args.no_svm && args.initrd.is_none();
-    let mut reports = Vec::new();
-    let mut key = None;
-    if demo || args.export_wrapping_key.is_some() {
-        match svm::ensure_wrapping_key(&img, &state, timeout, true) {
-            Ok((k, provisioning)) => {
-                if let Some(r) = provisioning {
-                    eprintln!("pef: provisioning boot: the TPM state had no wrapping key");
-                    reports.push(r);
-                }
-                key = Some(k);
-            }
-            Err(e) => return launch_failed(&e),
-        }
-    }
-    if let (Some(k), Some(out)) = (&key, &args.export_wrapping_key) {
-        if let Err(e) = svm::export_pem(k, out) {
-            return launch_failed(&e);
-        }
-        eprintln!(
-            "pef: wrapping key 0x81800001 (Name {}) written to {}",
-            hex(&k.name),
-            out.display()
-        );
-    }
-    let mut cfg = RunConfig::new(
-        if demo {
-            "demo-svm"
-        } else if args.initrd.is_some() {
-            "svm"
-        } else {
-            "no-svm"
-        },
-        &img,
-    );
-    cfg.bootargs = args.bootargs.clone();
-    cfg.timeout = timeout;
-    cfg.tpm_state = Some(state);
-    cfg.echo = true;
-    let mut _work = None;
-    let expect_svm = if demo {
-        let Some(k) = &key else {
-            return ExitCode::from(1);
-        };
-        let dir = work_dir("demo");
-        let files = svm::build_blob(&k.pem, &svm::demo_svm(), &mut rand::rngs::OsRng)
-            .map_err(launcher::LaunchError::Boot)
-            .and_then(|blob| svm::write_svm_files(&dir, "demo", &blob, &svm::demo_svm()));
-        match files {
-            Ok(f) => f.apply(&mut cfg),
-            Err(e) => return launch_failed(&e),
-        }
-        _work = Some(RemoveDir(dir));
-        SvmExpect::Accepted
-    } else if let Some(initrd) = &args.initrd {
-        cfg.initrd = Some(initrd.clone());
-        cfg.svm_kernel = args.svm_kernel.clone();
-        cfg.svm_bootargs = args.svm_bootargs.clone();
-        if args.svm_kernel.is_none() {
-            eprintln!(
-                "pef: note: no --svm-kernel: the image checks the kernel digest against nothing"
-            );
-        }
-        SvmExpect::Accepted
-    } else {
-        SvmExpect::Absent
-    };
-    cfg.expect = Expect::for_bootargs(args.bootargs.as_deref(), expect_svm);
-    match launcher::run(&cfg) {
-        Ok(report) => {
-            reports.push(report);
-            print!("\n{}", launcher::summary_table(&reports));
-            exit_for(&reports)
-        }
-        Err(e) => launch_failed(&e),
-    }
 }
 
 /// Removes a directory when dropped.
@@ -498,66 +169,278 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn cmd_scenarios(timeout: Option<u64>, given: Option<PathBuf>) -> ExitCode {
-    let img = match image(given) {
-        Ok(p) => p,
-        Err(e) => return launch_failed(&e),
-    };
-    let work = RemoveDir(work_dir("scenarios"));
-    let state = work.0.join("tpm");
-    let suite = match svm::run_suite(&img, &state, &work.0, secs(timeout), false) {
-        Ok(s) => s,
-        Err(e) => return launch_failed(&e),
-    };
-    let reports = suite.reports();
-    print!("{}", launcher::summary_table(&reports));
-    println!();
-    for (sc, r) in &suite.scenarios {
-        let got = r
+/// The verdict line `--quiet` prints for the last boot (and the first failed one).
+fn verdict_line(reports: &[RunReport]) -> String {
+    let last = |r: &RunReport| {
+        let svm = r
             .verdict
             .summary
             .svm
             .first()
-            .map(|v| format!("svm: {v}"))
-            .unwrap_or_else(|| "no svm verdict".into());
-        println!(
-            "  {:<20} expected {:<44} got {got}",
-            sc.name(),
-            sc.expect().to_string()
-        );
-    }
-    println!("\nhost software after the accepted boot (same swtpm process, no TPM reset):");
-    if let Some(pcr) = suite.door_pcr {
-        println!("  PCR 11 = {}", hex(&pcr));
-    }
-    for a in &suite.attempts {
-        println!(
-            "  {} {a}",
-            if a.refused_by_tpm().is_some() {
-                "ok  "
-            } else {
-                "FAIL"
-            }
-        );
-    }
-    if launcher::interrupted() {
-        ExitCode::from(130)
-    } else if suite.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+            .map(|v| format!("svm: {v}; "))
+            .unwrap_or_default();
+        let counts = r
+            .verdict
+            .summary
+            .counts
+            .map(|(p, f)| format!("{p} passed, {f} failed"))
+            .unwrap_or_else(|| "no count line".into());
+        format!("{svm}{counts}")
+    };
+    match reports.iter().find(|r| !r.passed()) {
+        None => format!(
+            "pass: {}",
+            reports.last().map(last).unwrap_or_else(|| "no boot".into())
+        ),
+        Some(r) => {
+            let problems: Vec<String> = r.verdict.problems.iter().map(|p| p.to_string()).collect();
+            let log = r
+                .console_log
+                .as_ref()
+                .map(|l| format!(" (console: {})", l.display()))
+                .unwrap_or_default();
+            format!("fail: {}: {}{log}", r.scenario, problems.join("; "))
+        }
     }
 }
 
+/// The end of a booting command: the summary table (or the quiet verdict line), the JSON
+/// report, and the exit code.
+fn finish(
+    ui: Ui,
+    command: &str,
+    json: Option<&Path>,
+    img: &Path,
+    reports: &[RunReport],
+    extra_ok: bool,
+) -> ExitCode {
+    let code = if launcher::interrupted() {
+        cli::EXIT_INTERRUPTED
+    } else if extra_ok && !reports.is_empty() && reports.iter().all(RunReport::passed) {
+        cli::EXIT_PASS
+    } else {
+        cli::EXIT_FAIL
+    };
+    if ui.quiet {
+        println!("{}", verdict_line(reports));
+    } else {
+        print!("\n{}", launcher::summary_table(reports));
+    }
+    if let Some(path) = json {
+        let doc = tests_qemu::report::json(command, img, reports, code);
+        let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("pef: --json {}: {e}", path.display());
+            return ExitCode::from(cli::EXIT_SETUP);
+        }
+        ui.phase(format!("report written to {}", path.display()));
+    }
+    ExitCode::from(code)
+}
+
+fn cmd_run(args: RunArgs) -> ExitCode {
+    match run(args) {
+        Ok(code) => code,
+        Err(s) => stop_code(s),
+    }
+}
+
+fn run(args: RunArgs) -> Result<ExitCode, Stop> {
+    cli::check_run_inputs(&args)?;
+    let (mut base, ui) = prepare(&args.boot, "run")?;
+    if args.gdb.is_some() && args.boot.timeout.is_none() {
+        // A person at a debugger sets the pace.
+        base.timeout = Duration::from_secs(24 * 3600);
+    }
+    let state = args
+        .tpm_state
+        .clone()
+        .unwrap_or_else(launcher::default_tpm_state);
+    if args.fresh_tpm && state.exists() {
+        let old = svm::read_wrapping_key(&state).ok().flatten();
+        eprintln!(
+            "pef: warning: --fresh-tpm wipes {}{}: ESM blobs sealed to the old wrapping key will no longer open",
+            state.display(),
+            old.map(|k| format!(" and its wrapping key (Name {})", hex(&k.name)))
+                .unwrap_or_default()
+        );
+        std::fs::remove_dir_all(&state)
+            .map_err(|e| Stop::Setup(format!("wiping {}: {e}", state.display())))?;
+    }
+    let demo = !args.no_svm && args.initrd.is_none();
+    let mut reports = Vec::new();
+    let mut key = None;
+    if demo || args.export_wrapping_key.is_some() {
+        ui.phase(format!(
+            "TPM state {}: reading the wrapping key",
+            state.display()
+        ));
+        let mut prov = base.derive("provision");
+        prov.console_log = Some(log_dir().join("provision.log"));
+        let (k, provisioning) = svm::ensure_wrapping_key(&prov, &state)?;
+        match provisioning {
+            Some(r) => {
+                ui.phase(format!(
+                    "provisioning boot: the TPM state had no wrapping key; created 0x81800001 (Name {})",
+                    hex(&k.name)
+                ));
+                reports.push(r);
+            }
+            None => ui.phase(format!(
+                "wrapping key 0x81800001 present (Name {})",
+                hex(&k.name)
+            )),
+        }
+        key = Some(k);
+    }
+    if let (Some(k), Some(out)) = (&key, &args.export_wrapping_key) {
+        svm::export_pem(k, out)?;
+        ui.phase(format!(
+            "wrapping key 0x81800001 (Name {}) written to {}",
+            hex(&k.name),
+            out.display()
+        ));
+    }
+    let scenario = if demo {
+        "demo-svm"
+    } else if args.initrd.is_some() {
+        "svm"
+    } else {
+        "no-svm"
+    };
+    let mut cfg = base.derive(scenario);
+    cfg.console_log = Some(log_dir().join(format!("{scenario}.log")));
+    cfg.gdb = args.gdb;
+    let mut bootargs: Vec<String> = args.bootargs.iter().cloned().collect();
+    if args.dump_dt.is_some() {
+        bootargs.push("dump-dt".into());
+    }
+    cfg.bootargs = (!bootargs.is_empty()).then(|| bootargs.join(" "));
+    cfg.tpm_state = Some(state);
+    let mut _work = None;
+    let expect_svm = if let Some(k) = key.as_ref().filter(|_| demo) {
+        let dir = work_dir("demo");
+        let files = svm::build_blob(&k.pem, &svm::demo_svm(), &mut rand::rngs::OsRng)
+            .map_err(LaunchError::Boot)
+            .and_then(|blob| svm::write_svm_files(&dir, "demo", &blob, &svm::demo_svm()))?;
+        files.apply(&mut cfg);
+        _work = Some(RemoveDir(dir));
+        ui.phase("demo secure VM: ESM blob sealed to the wrapping key");
+        SvmExpect::Accepted
+    } else if let Some(initrd) = &args.initrd {
+        cfg.initrd = Some(initrd.clone());
+        cfg.svm_kernel = args.svm_kernel.clone();
+        cfg.svm_bootargs = args.svm_bootargs.clone();
+        if args.svm_kernel.is_none() {
+            eprintln!(
+                "pef: note: no --svm-kernel: the image checks the kernel digest against nothing"
+            );
+        }
+        SvmExpect::Accepted
+    } else {
+        SvmExpect::Absent
+    };
+    cfg.expect = Expect::for_bootargs(cfg.bootargs.as_deref(), expect_svm);
+    ui.phase(format!(
+        "booting {scenario} (whole console, skiboot included: {})",
+        cfg.console_log
+            .as_deref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    ));
+    let report = launcher::run(&cfg)?;
+    if let Some(out) = &args.dump_dt {
+        match tests_qemu::verdict::extract_dt_dump(&report.console) {
+            Ok(dt) => match std::fs::write(out, &dt) {
+                Ok(()) => ui.phase(format!(
+                    "device tree ({} bytes) written to {}",
+                    dt.len(),
+                    out.display()
+                )),
+                Err(e) => eprintln!("pef: --dump-dt {}: {e}", out.display()),
+            },
+            Err(e) => eprintln!("pef: --dump-dt: the console held no usable dump: {e}"),
+        }
+    }
+    reports.push(report);
+    Ok(finish(
+        ui,
+        "run",
+        args.boot.json.as_deref(),
+        &base.image,
+        &reports,
+        true,
+    ))
+}
+
+fn cmd_scenarios(a: cli::ScenariosArgs) -> ExitCode {
+    let (base, ui) = match prepare(&a.boot, "scenarios") {
+        Ok(p) => p,
+        Err(s) => return stop_code(s),
+    };
+    let work = RemoveDir(work_dir("scenarios"));
+    let state = work.0.join("tpm");
+    let mut quiet_base = base.clone();
+    if !ui.verbose {
+        // Eight boots: the table tells the story; --verbose shows every console.
+        quiet_base.echo = Echo::Off;
+    }
+    ui.phase("scenarios: provisioning boot, then one boot per scenario on the same TPM state");
+    let suite = match svm::run_suite(&quiet_base, &state, &work.0) {
+        Ok(s) => s,
+        Err(e) => return stop_code(e.into()),
+    };
+    let reports = suite.reports();
+    if !ui.quiet {
+        println!();
+        for (sc, r) in &suite.scenarios {
+            let got = r
+                .verdict
+                .summary
+                .svm
+                .first()
+                .map(|v| format!("svm: {v}"))
+                .unwrap_or_else(|| "no svm verdict".into());
+            println!(
+                "  {:<20} expected {:<44} got {got}",
+                sc.name(),
+                sc.expect().to_string()
+            );
+        }
+        println!("\nhost software after the accepted boot (same swtpm process, no TPM reset):");
+        if let Some(pcr) = suite.door_pcr {
+            println!("  PCR 11 = {}", hex(&pcr));
+        }
+        for at in &suite.attempts {
+            println!(
+                "  {} {at}",
+                if at.refused_by_tpm().is_some() {
+                    "ok  "
+                } else {
+                    "FAIL"
+                }
+            );
+        }
+    }
+    finish(
+        ui,
+        "scenarios",
+        a.boot.json.as_deref(),
+        &base.image,
+        &reports,
+        suite.passed(),
+    )
+}
+
 fn cmd_esm(a: EsmArgs) -> ExitCode {
+    if let Err(e) = cli::check_esm_inputs(&a) {
+        return stop_code(e.into());
+    }
     let build = || -> Result<(usize, usize), String> {
         let pem_bytes = read_file("--pubkey", &a.pubkey)?;
         let pem = String::from_utf8(pem_bytes)
             .map_err(|_| format!("--pubkey {}: not a text (PEM) file", a.pubkey.display()))?;
         let kernel = read_file("--kernel", &a.kernel)?;
-        if kernel.is_empty() {
-            return Err(format!("--kernel {}: empty file", a.kernel.display()));
-        }
         let initrd = match &a.initrd {
             Some(p) => read_file("--initrd", p)?,
             None => Vec::new(),
@@ -591,99 +474,86 @@ fn cmd_esm(a: EsmArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("pef: esm: {e}");
-            ExitCode::from(1)
-        }
+        Err(e) => stop_code(Stop::Usage(format!("esm: {e}"))),
     }
 }
 
-fn launch_failed(e: &launcher::LaunchError) -> ExitCode {
-    eprintln!("pef: {e}");
-    if launcher::interrupted() {
-        ExitCode::from(130)
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-fn exit_for(reports: &[RunReport]) -> ExitCode {
-    if launcher::interrupted() {
-        ExitCode::from(130)
-    } else if reports.iter().all(RunReport::passed) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-fn cmd_bench(runs: u32, timeout: Option<u64>, given: Option<PathBuf>) -> ExitCode {
-    let img = match image(given) {
+fn cmd_bench(a: cli::BenchArgs) -> ExitCode {
+    let (base, ui) = match prepare(&a.boot, "bench") {
         Ok(p) => p,
-        Err(e) => return launch_failed(&e),
+        Err(s) => return stop_code(s),
     };
+    let mut base = base;
+    base.echo = if ui.verbose { Echo::All } else { Echo::Off };
+    let runs = a.runs;
     // One fresh TPM state for the whole bench: one provisioning boot, then N demo boots.
     let work = RemoveDir(work_dir("bench"));
     let state = work.0.join("tpm");
-    let key = match svm::ensure_wrapping_key(&img, &state, secs(timeout), false) {
+    let key = match svm::ensure_wrapping_key(&base, &state) {
         Ok((k, Some(r))) => {
-            eprintln!(
-                "pef: provisioning boot (fresh TPM state): {} in {:.3} s",
+            ui.phase(format!(
+                "provisioning boot (fresh TPM state): {} in {:.3} s",
                 if r.passed() { "pass" } else { "FAIL" },
                 r.wall.as_secs_f64()
-            );
+            ));
             k
         }
         Ok((k, None)) => k,
-        Err(e) => return launch_failed(&e),
+        Err(e) => return stop_code(e.into()),
     };
     let demo = svm::demo_svm();
     let files = svm::build_blob(&key.pem, &demo, &mut rand::rngs::OsRng)
-        .map_err(launcher::LaunchError::Boot)
+        .map_err(LaunchError::Boot)
         .and_then(|blob| svm::write_svm_files(&work.0, "demo", &blob, &demo));
     let files = match files {
         Ok(f) => f,
-        Err(e) => return launch_failed(&e),
+        Err(e) => return stop_code(e.into()),
     };
     let mut reports = Vec::new();
     for i in 0..runs {
-        let mut cfg = RunConfig::new(format!("bench-{}", i + 1), &img);
-        cfg.timeout = secs(timeout);
+        let mut cfg = base.derive(format!("bench-{}", i + 1));
         cfg.tpm_state = Some(state.clone());
         cfg.expect = Expect::for_bootargs(None, SvmExpect::Accepted);
         files.apply(&mut cfg);
         match launcher::run(&cfg) {
             Ok(r) => {
-                eprintln!(
-                    "pef: run {}/{runs}: {} in {:.3} s",
+                ui.phase(format!(
+                    "run {}/{runs}: {} in {:.3} s",
                     i + 1,
                     if r.passed() { "pass" } else { "FAIL" },
                     r.wall.as_secs_f64()
-                );
+                ));
                 reports.push(r);
             }
-            Err(e) => return launch_failed(&e),
+            Err(e) => return stop_code(e.into()),
         }
         if launcher::interrupted() {
             break;
         }
     }
     // One more boot for the hypervisor's own costs: the hcall-bench self-test.
-    let mut cfg = RunConfig::new("hcall-bench", &img);
-    cfg.timeout = secs(timeout);
+    let mut cfg = base.derive("hcall-bench");
     cfg.tpm_state = Some(state.clone());
     cfg.bootargs = Some("selftest=hcall-bench".into());
     match launcher::run(&cfg) {
         Ok(r) => reports.push(r),
-        Err(e) => return launch_failed(&e),
+        Err(e) => return stop_code(e.into()),
     }
-    print!("{}", launcher::summary_table(&reports));
-    let (demo_boots, hcall_boot) = reports.split_at(reports.len() - 1);
-    print!("{}", bench_table(&img, demo_boots));
-    print!("{}", phase_table(demo_boots));
-    print!("{}", hcall_table(&hcall_boot[0]));
-    print!("{}", size_table(&img));
-    exit_for(&reports)
+    if !ui.quiet {
+        let (demo_boots, hcall_boot) = reports.split_at(reports.len() - 1);
+        print!("{}", bench_table(&base.image, demo_boots));
+        print!("{}", phase_table(demo_boots));
+        print!("{}", hcall_table(&hcall_boot[0]));
+        print!("{}", size_table(&base.image));
+    }
+    finish(
+        ui,
+        "bench",
+        a.boot.json.as_deref(),
+        &base.image,
+        &reports,
+        true,
+    )
 }
 
 /// The `hcall-bench` self-test's figures beside swtpm's time for GetRandom in the same boot.
@@ -955,263 +825,24 @@ fn bench_table(img: &std::path::Path, reports: &[RunReport]) -> String {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let cli = match parse(&args) {
+    let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(u) => {
-            eprintln!("pef: {u}\n\n{USAGE}");
-            return ExitCode::from(2);
+        Err(e) => {
+            // --help and --version are not errors.
+            let code = if e.use_stderr() { cli::EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
         }
     };
     launcher::install_interrupt_handler();
-    match cli {
-        Cli::Help => {
-            println!("{USAGE}");
+    match cli.command {
+        Cmd::Run(r) => cmd_run(r),
+        Cmd::Scenarios(s) => cmd_scenarios(s),
+        Cmd::Esm(a) => cmd_esm(a),
+        Cmd::Bench(b) => cmd_bench(b),
+        Cmd::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "pef", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Cli::Run(r) => cmd_run(r),
-        Cli::Scenarios { timeout, image } => cmd_scenarios(timeout, image),
-        Cli::Esm(a) => cmd_esm(a),
-        Cli::Bench {
-            runs,
-            timeout,
-            image,
-        } => cmd_bench(runs, timeout, image),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(args: &[&str]) -> Result<Cli, Usage> {
-        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-    }
-
-    #[test]
-    fn run_flags_are_carried() {
-        let cli = p(&[
-            "run",
-            "--bootargs",
-            "selftest=panic quiet",
-            "--initrd",
-            "/tmp/esm",
-            "--timeout",
-            "7",
-            "--fresh-tpm",
-            "--image",
-            "/tmp/img",
-            "--svm-kernel",
-            "/k",
-            "--svm-bootargs",
-            "x=1",
-            "--export-wrapping-key",
-            "/w.pem",
-        ])
-        .unwrap();
-        assert_eq!(
-            cli,
-            Cli::Run(RunArgs {
-                bootargs: Some("selftest=panic quiet".into()),
-                initrd: Some("/tmp/esm".into()),
-                svm_kernel: Some("/k".into()),
-                svm_bootargs: Some("x=1".into()),
-                no_svm: false,
-                export_wrapping_key: Some("/w.pem".into()),
-                timeout: Some(7),
-                tpm_state: None,
-                fresh_tpm: true,
-                image: Some("/tmp/img".into()),
-            })
-        );
-        assert_eq!(p(&["run"]).unwrap(), Cli::Run(RunArgs::default()));
-        assert_eq!(
-            p(&["run", "--no-svm", "--bootargs", "selftest=none"]).unwrap(),
-            Cli::Run(RunArgs {
-                no_svm: true,
-                bootargs: Some("selftest=none".into()),
-                ..RunArgs::default()
-            })
-        );
-    }
-
-    #[test]
-    fn svm_flags_need_an_initrd_and_exclude_no_svm() {
-        assert_eq!(
-            p(&["run", "--svm-kernel", "/k"]),
-            Err(Usage::Needs {
-                flag: "--svm-kernel",
-                needs: "--initrd"
-            })
-        );
-        assert_eq!(
-            p(&["run", "--svm-bootargs", "a"]),
-            Err(Usage::Needs {
-                flag: "--svm-bootargs",
-                needs: "--initrd"
-            })
-        );
-        assert_eq!(
-            p(&["run", "--no-svm", "--initrd", "/i"]),
-            Err(Usage::Conflict("--no-svm", "--initrd"))
-        );
-        let long = "a".repeat(svm::MAX_SVM_BOOTARGS + 1);
-        assert_eq!(
-            p(&["run", "--initrd", "/i", "--svm-bootargs", &long]),
-            Err(Usage::TooLong {
-                flag: "--svm-bootargs",
-                max: svm::MAX_SVM_BOOTARGS
-            })
-        );
-        assert_eq!(
-            p(&["run", "--initrd", "/i", "--svm-bootargs", "a\0b"]),
-            Err(Usage::Nul("--svm-bootargs"))
-        );
-        assert_eq!(
-            p(&["run", "--initrd", "/a", "--initrd", "/b"]),
-            Err(Usage::Repeated("--initrd".into()))
-        );
-    }
-
-    #[test]
-    fn bench_and_scenarios_flags() {
-        assert_eq!(
-            p(&["bench"]).unwrap(),
-            Cli::Bench {
-                runs: 5,
-                timeout: None,
-                image: None
-            }
-        );
-        assert_eq!(
-            p(&["bench", "--runs", "3", "--image", "/i"]).unwrap(),
-            Cli::Bench {
-                runs: 3,
-                timeout: None,
-                image: Some("/i".into())
-            }
-        );
-        // run-only flags are not bench flags.
-        assert_eq!(
-            p(&["bench", "--bootargs", "x"]),
-            Err(Usage::UnknownFlag {
-                sub: "bench",
-                flag: "--bootargs".into()
-            })
-        );
-        assert_eq!(
-            p(&["scenarios", "--timeout", "9"]).unwrap(),
-            Cli::Scenarios {
-                timeout: Some(9),
-                image: None
-            }
-        );
-    }
-
-    #[test]
-    fn esm_flags_are_carried_and_checked() {
-        let cli = p(&[
-            "esm",
-            "--pubkey",
-            "/k.pem",
-            "--kernel",
-            "/vmlinux",
-            "--initrd",
-            "/initrd",
-            "--bootargs",
-            "root=/dev/sda2",
-            "--attach",
-            "rootd=/pass",
-            "--attach",
-            "b.key=/b",
-            "--out",
-            "/out",
-        ])
-        .unwrap();
-        assert_eq!(
-            cli,
-            Cli::Esm(EsmArgs {
-                pubkey: "/k.pem".into(),
-                kernel: "/vmlinux".into(),
-                initrd: Some("/initrd".into()),
-                bootargs: "root=/dev/sda2".into(),
-                attach: vec![
-                    ("rootd".into(), "/pass".into()),
-                    ("b.key".into(), "/b".into())
-                ],
-                out: "/out".into(),
-                blob_out: None,
-            })
-        );
-        let base = ["esm", "--pubkey", "/k", "--kernel", "/v", "--out", "/o"];
-        assert!(p(&base).is_ok());
-        for (missing, flag) in [(1, "--pubkey"), (3, "--kernel"), (5, "--out")] {
-            let mut a: Vec<&str> = base.to_vec();
-            a.drain(missing..missing + 2);
-            assert_eq!(p(&a), Err(Usage::Missing(flag)), "{a:?}");
-        }
-        for (bad, why) in [
-            ("noequals", "no `=`"),
-            ("name=", "no file"),
-            ("1abc=/f", "NAME must"),
-            ("a b=/f", "NAME must"),
-        ] {
-            let mut a = base.to_vec();
-            a.extend(["--attach", bad]);
-            match p(&a) {
-                Err(Usage::BadAttach { value, why: w }) => {
-                    assert_eq!(value, bad);
-                    assert!(w.contains(why), "{w}");
-                }
-                other => panic!("{bad}: {other:?}"),
-            }
-        }
-        let mut twice = base.to_vec();
-        twice.extend(["--attach", "k=/a", "--attach", "k=/b"]);
-        assert!(matches!(p(&twice), Err(Usage::BadAttach { .. })));
-        assert_eq!(
-            p(&["esm", "--runs", "3"]),
-            Err(Usage::UnknownFlag {
-                sub: "esm",
-                flag: "--runs".into()
-            })
-        );
-    }
-
-    #[test]
-    fn usage_errors_are_specific() {
-        assert_eq!(p(&[]), Err(Usage::NoSubcommand));
-        assert_eq!(p(&["boot"]), Err(Usage::UnknownSubcommand("boot".into())));
-        assert_eq!(
-            p(&["run", "--verbose"]),
-            Err(Usage::UnknownFlag {
-                sub: "run",
-                flag: "--verbose".into()
-            })
-        );
-        assert_eq!(
-            p(&["run", "--timeout"]),
-            Err(Usage::MissingValue("--timeout".into()))
-        );
-        for bad in ["abc", "0", "-3", "1.5"] {
-            assert_eq!(
-                p(&["run", "--timeout", bad]),
-                Err(Usage::BadNumber {
-                    flag: "--timeout".into(),
-                    value: bad.into()
-                })
-            );
-        }
-        assert!(matches!(
-            p(&["bench", "--runs", "99999999999"]),
-            Err(Usage::BadNumber { .. })
-        ));
-        assert_eq!(p(&["run", "--help"]), Ok(Cli::Help));
-        // Every error has a message naming the flag.
-        let e = Usage::Needs {
-            flag: "--svm-kernel",
-            needs: "--initrd",
-        };
-        assert_eq!(e.to_string(), "option `--svm-kernel` needs `--initrd`");
     }
 }

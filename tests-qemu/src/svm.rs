@@ -20,7 +20,6 @@
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use pefbox::fw::{branches, door_open_pcr_digest, door_selection};
 use pefbox::fw::{DOOR_PCR, PARENT_HANDLE, WRAPPING_AUTH_LEN, WRAPPING_HANDLE};
@@ -50,6 +49,9 @@ pub const SVM_BOOTARGS_ADDR: u64 = 0x0f00_0000;
 pub const MAX_SVM_KERNEL: u64 = 64 << 20;
 /// Largest SVM bootargs the image takes.
 pub const MAX_SVM_BOOTARGS: usize = 4096;
+/// Largest initrd a boot takes: QEMU loads `-initrd` at 0x2800_0000 and the launcher gives the
+/// machine 1 GiB of RAM.
+pub const MAX_INITRD: u64 = (1 << 30) - 0x2800_0000;
 
 /// Size of the demo SVM kernel (deterministic pseudo-random bytes).
 pub const DEMO_KERNEL_LEN: usize = 256 * 1024;
@@ -160,19 +162,17 @@ pub fn read_wrapping_key(state: &Path) -> Result<Option<WrappingKey>, LaunchErro
 /// The wrapping key of the TPM state `state`; if there is none yet, first boots `image` once
 /// without an SVM (the image provisions the key) and returns that boot's report too. The
 /// provisioning boot must pass (`svm: none` or no svm line, self-tests passing).
+///
+/// The boot takes its image, QEMU, machine, timeout and terminal settings from `base`.
 pub fn ensure_wrapping_key(
-    image: &Path,
+    base: &RunConfig,
     state: &Path,
-    timeout: Duration,
-    echo: bool,
 ) -> Result<(WrappingKey, Option<RunReport>), LaunchError> {
     if let Some(k) = read_wrapping_key(state)? {
         return Ok((k, None));
     }
-    let mut cfg = RunConfig::new("provision", image);
+    let mut cfg = base.derive("provision");
     cfg.tpm_state = Some(state.to_path_buf());
-    cfg.timeout = timeout;
-    cfg.echo = echo;
     cfg.expect = Expect::default();
     let report = launcher::run(&cfg)?;
     if !report.passed() {
@@ -610,15 +610,10 @@ impl SuiteReport {
 
 /// Runs every [`Scenario`] on one TPM state (provisioning it first if needed), and after the
 /// accepted boot, with its swtpm still running, the [`host_attempts`]. `work` holds the
-/// scenario files.
-pub fn run_suite(
-    image: &Path,
-    state: &Path,
-    work: &Path,
-    timeout: Duration,
-    echo: bool,
-) -> Result<SuiteReport, LaunchError> {
-    let (key, provisioning) = ensure_wrapping_key(image, state, timeout, echo)?;
+/// scenario files; every boot takes its image, QEMU, machine, timeout and terminal settings
+/// from `base`.
+pub fn run_suite(base: &RunConfig, state: &Path, work: &Path) -> Result<SuiteReport, LaunchError> {
+    let (key, provisioning) = ensure_wrapping_key(base, state)?;
     let other = foreign_key_pem().map_err(LaunchError::Swtpm)?;
     let mut rng = OsRng;
     let mut scenarios = Vec::new();
@@ -626,10 +621,8 @@ pub fn run_suite(
     let mut door_pcr = None;
     for sc in Scenario::ALL {
         let files = sc.prepare(work, &key.pem, &other, &mut rng)?;
-        let mut cfg = RunConfig::new(sc.name(), image);
+        let mut cfg = base.derive(sc.name());
         cfg.tpm_state = Some(state.to_path_buf());
-        cfg.timeout = timeout;
-        cfg.echo = echo;
         cfg.expect = Expect::for_bootargs(None, sc.expect());
         files.apply(&mut cfg);
         if sc == Scenario::Accepted {

@@ -64,8 +64,9 @@ impl Drop for Scratch {
 fn scenarios_accept_and_reject_with_reasons_and_the_host_cannot_use_the_key() {
     let work = Scratch::new("suite");
     let state = work.0.join("tpm");
-    let suite = svm::run_suite(&image(), &state, &work.0, Duration::from_secs(60), false)
-        .expect("suite launched");
+    let mut base = launcher::RunConfig::new("suite", image());
+    base.timeout = Duration::from_secs(60);
+    let suite = svm::run_suite(&base, &state, &work.0).expect("suite launched");
     let dump = |r: &launcher::RunReport| {
         format!(
             "{}: {:?}\n--- console ---\n{}",
