@@ -139,6 +139,10 @@ pub struct BootOpts {
     /// to FILE as JSON
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Keep each boot's whole console (skiboot's lines included) in DIR/<scenario>.log
+    /// [default: target/pef-logs]
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
 }
 
 /// `pef run`.
@@ -355,6 +359,11 @@ pub fn check_boot_inputs(b: &BootOpts) -> Result<(), InputError> {
     if let Some(j) = &b.json {
         check_output("--json", j)?;
     }
+    if let Some(d) = &b.log_dir {
+        if d.exists() && !d.is_dir() {
+            return Err(input_err("--log-dir", d, "is not a directory"));
+        }
+    }
     Ok(())
 }
 
@@ -465,6 +474,7 @@ mod tests {
                     verbose: true,
                     quiet: false,
                     json: Some("/r.json".into()),
+                    log_dir: None,
                 },
                 bootargs: Some("selftest=panic quiet".into()),
                 initrd: Some("/tmp/esm".into()),

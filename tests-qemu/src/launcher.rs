@@ -477,8 +477,8 @@ pub struct RunConfig {
     pub fresh_tpm: bool,
     /// What to stream to our stdout/stderr while the boot runs.
     pub echo: Echo,
-    /// Write the whole console (skiboot's lines included) to this file.
-    pub console_log: Option<PathBuf>,
+    /// Write the whole console (skiboot's lines included) to `<log_dir>/<scenario>.log`.
+    pub log_dir: Option<PathBuf>,
     /// The QEMU program (`None`: `qemu-system-ppc64` on the PATH).
     pub qemu: Option<PathBuf>,
     /// QEMU's firmware directory (`-L`), for a QEMU unpacked into a private prefix.
@@ -522,7 +522,7 @@ impl RunConfig {
             tpm_state: None,
             fresh_tpm: false,
             echo: Echo::Off,
-            console_log: None,
+            log_dir: None,
             qemu: None,
             qemu_data_dir: None,
             machine: MACHINES[0].to_string(),
@@ -530,6 +530,22 @@ impl RunConfig {
             gdb: None,
             expect: Expect::default(),
         }
+    }
+
+    /// Where this boot's whole console goes, if anywhere.
+    pub fn console_log_path(&self) -> Option<PathBuf> {
+        let name: String = self
+            .scenario
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Some(self.log_dir.as_ref()?.join(format!("{name}.log")))
     }
 
     /// The QEMU program this boot runs.
@@ -549,7 +565,6 @@ impl RunConfig {
             svm_kernel: None,
             svm_bootargs: None,
             fresh_tpm: false,
-            console_log: None,
             gdb: None,
             expect: Expect::default(),
             ..self.clone()
@@ -800,7 +815,8 @@ pub fn run_keeping_tpm(cfg: &RunConfig) -> Result<(RunReport, Swtpm), LaunchErro
             io::Error::new(io::ErrorKind::NotFound, "no such file"),
         ));
     }
-    let log_file = match &cfg.console_log {
+    let console_log = cfg.console_log_path();
+    let log_file = match &console_log {
         None => None,
         Some(p) => {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -963,7 +979,7 @@ pub fn run_keeping_tpm(cfg: &RunConfig) -> Result<(RunReport, Swtpm), LaunchErro
         directives,
         qemu: qemu_id,
         machine: cfg.machine.clone(),
-        console_log: cfg.console_log.clone(),
+        console_log,
     };
     Ok((report, swtpm))
 }

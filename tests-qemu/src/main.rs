@@ -81,11 +81,6 @@ impl Ui {
     }
 }
 
-/// Where each boot's whole console goes.
-fn log_dir() -> PathBuf {
-    launcher::workspace_root().join("target").join("pef-logs")
-}
-
 /// The QEMU program of `--qemu` (or the PATH's) and, for a QEMU unpacked into a private
 /// prefix (`PREFIX/usr/bin/qemu-system-ppc64`), its firmware directory.
 fn qemu_choice(b: &BootOpts) -> (Option<PathBuf>, Option<PathBuf>) {
@@ -114,6 +109,11 @@ fn prepare(b: &BootOpts, scenario: &str) -> Result<(RunConfig, Ui), Stop> {
     base.qemu_extra = b.qemu_arg.iter().map(Into::into).collect();
     base.timeout = Duration::from_secs(b.timeout.unwrap_or(60));
     base.echo = ui.echo();
+    base.log_dir = Some(
+        b.log_dir
+            .clone()
+            .unwrap_or_else(|| launcher::workspace_root().join("target").join("pef-logs")),
+    );
     let id = launcher::qemu_id(&base.qemu_program());
     launcher::check_qemu(&id, b.machine.name())?;
     ui.phase(format!(
@@ -275,9 +275,7 @@ fn run(args: RunArgs) -> Result<ExitCode, Stop> {
             "TPM state {}: reading the wrapping key",
             state.display()
         ));
-        let mut prov = base.derive("provision");
-        prov.console_log = Some(log_dir().join("provision.log"));
-        let (k, provisioning) = svm::ensure_wrapping_key(&prov, &state)?;
+        let (k, provisioning) = svm::ensure_wrapping_key(&base, &state)?;
         match provisioning {
             Some(r) => {
                 ui.phase(format!(
@@ -309,7 +307,6 @@ fn run(args: RunArgs) -> Result<ExitCode, Stop> {
         "no-svm"
     };
     let mut cfg = base.derive(scenario);
-    cfg.console_log = Some(log_dir().join(format!("{scenario}.log")));
     cfg.gdb = args.gdb;
     let mut bootargs: Vec<String> = args.bootargs.iter().cloned().collect();
     if args.dump_dt.is_some() {
@@ -343,7 +340,7 @@ fn run(args: RunArgs) -> Result<ExitCode, Stop> {
     cfg.expect = Expect::for_bootargs(cfg.bootargs.as_deref(), expect_svm);
     ui.phase(format!(
         "booting {scenario} (whole console, skiboot included: {})",
-        cfg.console_log
+        cfg.console_log_path()
             .as_deref()
             .map(|p| p.display().to_string())
             .unwrap_or_default()
