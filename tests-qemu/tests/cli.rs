@@ -411,7 +411,7 @@ fn gdb_halts_qemu_at_start_and_the_boot_continues_from_the_debugger() {
     let s = Scratch::new("gdb");
     let img = image();
     let port = free_port();
-    let mut child = Command::new(PEF)
+    let child = Command::new(PEF)
         .args([
             "run",
             "--no-svm",
