@@ -372,6 +372,32 @@ fn json_report_matches_the_console_it_came_from() {
         assert!(console.contains("OPAL"), "skiboot lines belong in the log");
     }
     assert_eq!(boots[1]["svm"]["verdict"], "accepted");
+
+    // --fresh-tpm on that provisioned state says what it destroys, with the key's Name.
+    let o = pef(&[
+        "run",
+        "--no-svm",
+        "--bootargs",
+        "selftest=none",
+        "--image",
+        img.to_str().unwrap(),
+        "--tpm-state",
+        s.0.join("tpm").to_str().unwrap(),
+        "--log-dir",
+        s.0.to_str().unwrap(),
+        "--fresh-tpm",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let warning = err
+        .lines()
+        .find(|l| l.starts_with("pef: warning: --fresh-tpm wipes "))
+        .unwrap_or_else(|| panic!("no --fresh-tpm warning:\n{err}"));
+    assert!(
+        warning.contains("and its wrapping key (Name 000b")
+            && warning.ends_with("ESM blobs sealed to the old wrapping key will no longer open"),
+        "{warning}"
+    );
 }
 
 /// Minimal gdb remote-protocol client: sends one packet, returns the reply's payload.
