@@ -14,10 +14,7 @@ pub const LINE_BYTES: usize = 48;
 
 /// Length of the encoding of `n` bytes (with padding): `4 * ceil(n / 3)`; `None` on overflow.
 pub const fn encoded_len(n: usize) -> Option<usize> {
-    match (n / 3 + (n % 3 != 0) as usize).checked_mul(4) {
-        Some(l) => Some(l),
-        None => None,
-    }
+    (n / 3 + !n.is_multiple_of(3) as usize).checked_mul(4)
 }
 
 fn sym(v: u32) -> u8 {

@@ -204,6 +204,9 @@ mod image {
         flow: &mut Flow,
     ) {
         let input = uv::image::svm_input(info, ram_top);
+        let fingerprint = handoff
+            .as_ref()
+            .and_then(fw::provision::Provisioned::wrapping_fingerprint);
         let started = match handoff {
             None => Err(alloc::string::String::from(
                 "no wrapping key was provisioned",
@@ -219,9 +222,10 @@ mod image {
         };
         match &started {
             Ok(h) => println!(
-                "uv: salted policy session {h:#x} to {:#x} (Name pinned) in {} ms",
+                "uv: salted policy session {h:#x} to {:#x} (Name pinned) in {} ms; wrapping key fingerprint {}",
                 fw::PARENT_HANDLE,
-                flow.session_ms
+                flow.session_ms,
+                fingerprint.as_ref().map_or(alloc::string::String::from("unknown"), |f| alloc::format!("{}", uv::pem::HexPrefix(f)))
             ),
             Err(e) => {
                 println!("FAIL uv-session: {e}");
@@ -237,13 +241,17 @@ mod image {
             Ok(uv::image::SvmInput::Some { .. }) if started.is_err() => {
                 Err(uv::svm::Rejection::Unwrap("no ultravisor session".into()))
             }
+            Ok(uv::image::SvmInput::Some { .. }) if fingerprint.is_none() => Err(
+                uv::svm::Rejection::Unwrap("the wrapping key's public area is unusable".into()),
+            ),
             Ok(uv::image::SvmInput::Some {
                 blob,
                 initrd,
                 payload,
             }) => {
                 let t0 = arch::timebase();
-                uv::svm::open(blob, initrd, &payload, |ek| {
+                let fp = fingerprint.unwrap_or_default();
+                uv::svm::open(blob, initrd, &payload, &fp, |ek| {
                     let r = uv::image::unwrap(ek);
                     flow.unwrap_ms = ms(arch::timebase() - t0, tb_hz);
                     r
