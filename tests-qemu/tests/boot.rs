@@ -86,7 +86,7 @@ fn a_boot_past_its_deadline_is_killed_and_judged_timed_out() {
 #[test]
 fn selftest_none_with_a_probe_passes_without_self_tests() {
     let mut cfg = config("probe-only");
-    let bootargs = "hcall-probe=1,buf,12,buf,4096 selftest=none";
+    let bootargs = "hcall-probe=1,buf,12,buf,4096;1,buf,12,buf,100 selftest=none";
     cfg.bootargs = Some(bootargs.into());
     cfg.expect = Expect::for_bootargs(Some(bootargs), SvmExpect::Absent);
     let r = launcher::run(&cfg).expect("launch");
@@ -97,6 +97,23 @@ fn selftest_none_with_a_probe_passes_without_self_tests() {
         r.console
     );
     assert_eq!(r.verdict.summary.counts, Some((0, 0)), "{}", r.console);
+    // GetRandom(16) through a legal call: H_SUCCESS by name, r4 = the 28-byte response;
+    // then out_size 100 (< 4096): H_P5 by name.
+    let probes: Vec<&str> = r
+        .console
+        .lines()
+        .filter(|l| l.starts_with("hcall-probe "))
+        .map(str::trim_end)
+        .collect();
+    assert_eq!(
+        probes,
+        [
+            "hcall-probe r3=0 (H_SUCCESS) r4=0x1c",
+            "hcall-probe r3=-58 (H_P5) r4=0x0"
+        ],
+        "{}",
+        r.console
+    );
     // Without the expectation derived from the bootargs, the same console fails.
     let strict = tests_qemu::verdict::judge(&r.console, r.exit, &Expect::default());
     assert!(strict
