@@ -23,7 +23,7 @@ mod image {
     use pefbox::platform::{tpm_uart::UartTpmLink, uart::Uart16550};
     use pefbox::selftest::{self, image::H_PEFBOX_ECHO, Tally};
     use pefbox::tpm::Tpm;
-    use pefbox::{arch, fw, hv, papr, println, uv};
+    use pefbox::{arch, fw, hv, papr, print, println, uv};
 
     #[global_allocator]
     static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
@@ -107,7 +107,11 @@ mod image {
 
     fn banner(info: &BootInfo<'_>, dt_ok: bool) {
         let ram: u64 = info.memory.iter().map(|r| r.1).sum();
-        println!("pefbox {VERSION} powernv: {}", info.model);
+        print!("pefbox {VERSION} powernv: {}", info.model);
+        for (i, c) in info.compatible.iter().enumerate() {
+            print!("{}{c}", if i == 0 { " [" } else { ", " });
+        }
+        println!("{}", if info.compatible.is_empty() { "" } else { "]" });
         println!(
             "  device tree {}; {} MiB RAM in {} range(s); timebase {} Hz",
             if dt_ok { "ok" } else { "UNREADABLE" },
