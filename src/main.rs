@@ -60,6 +60,16 @@ mod image {
             unsafe { console::use_uart(u.mmio) };
         }
         banner(&info, dtb.is_ok());
+        if pefbox::selftest::probe::bootarg_flag(info.bootargs, "dump-dt") {
+            match &dtb {
+                Ok(d) => {
+                    for line in pefbox::platform::dt_dump::lines(d.as_bytes()) {
+                        println!("{line}");
+                    }
+                }
+                Err(e) => println!("dt-dump: unavailable: device tree unreadable ({e:?})"),
+            }
+        }
         arch::set_timebase_hz(info.timebase_hz.unwrap_or(0));
         let tb_hz = arch::timebase_hz();
         let ram_top = info

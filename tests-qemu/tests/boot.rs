@@ -176,3 +176,50 @@ fn an_unexpected_interrupt_is_reported_and_powers_off() {
     assert!(r.console.contains("pefbox: power-off (fatal)"));
     assert!(!r.exit.timed_out, "the image powers off by itself");
 }
+
+/// `dump-dt`: the image prints the device tree skiboot gave it; the host gets back a valid
+/// FDT whose `/chosen/bootargs` are the ones this boot was given. The banner names the
+/// machine by its root `compatible`.
+#[test]
+fn dump_dt_prints_the_device_tree_skiboot_handed_over() {
+    let mut cfg = config("dump-dt");
+    let bootargs = "dump-dt selftest=none";
+    cfg.bootargs = Some(bootargs.into());
+    cfg.expect = Expect::for_bootargs(Some(bootargs), SvmExpect::Absent);
+    let r = launcher::run(&cfg).expect("launch");
+    assert!(
+        r.passed(),
+        "problems: {:?}\n--- console ---\n{}",
+        r.verdict.problems,
+        r.console
+    );
+    let fdt = tests_qemu::verdict::extract_dt_dump(&r.console)
+        .unwrap_or_else(|e| panic!("{e}\n--- console ---\n{}", r.console));
+    assert_eq!(
+        fdt.get(..4),
+        Some(&[0xd0, 0x0d, 0xfe, 0xed][..]),
+        "FDT magic"
+    );
+    let dtb = pefbox::dtb::Dtb::new(&fdt).expect("the dump parses as an FDT");
+    let chosen = dtb.find_node("/chosen").expect("/chosen");
+    assert_eq!(chosen.property_str("bootargs"), Some(bootargs));
+    let root = dtb.root();
+    assert!(root.is_compatible("qemu,powernv9"), "root compatible");
+    // The dump comes right after the banner and its indented lines.
+    let lines: Vec<&str> = r.console.lines().map(|l| l.trim_end()).collect();
+    let banner = lines.iter().position(|l| l.starts_with("pefbox ")).unwrap();
+    let begin = lines
+        .iter()
+        .position(|l| l.starts_with("dt-dump: begin "))
+        .unwrap();
+    assert!(
+        lines[banner + 1..begin].iter().all(|l| l.starts_with("  ")),
+        "{:?}",
+        &lines[banner..=begin]
+    );
+    assert!(
+        lines[banner].contains("[qemu,powernv9, ibm,powernv]"),
+        "{}",
+        lines[banner]
+    );
+}
