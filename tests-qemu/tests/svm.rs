@@ -2,8 +2,10 @@
 //! framing relay.
 //!
 //! - every scenario on one TPM state and one provisioning: a blob for this TPM's key is
-//!   accepted; a tampered ciphertext, a wrong kernel, wrong bootargs and a blob for another
-//!   TPM's key are each rejected with their reason;
+//!   accepted, and so is one sealed to two hosts with this TPM second (`lockbox-2`); a
+//!   tampered ciphertext, a wrong kernel, wrong bootargs and a blob for another TPM's key
+//!   (`sealed to another TPM key: ...`, naming both fingerprints) are each rejected with
+//!   their reason;
 //! - after the accepted boot, with the same swtpm process (no TPM reset), host software
 //!   cannot use the wrapping key: RSA_Decrypt with the empty password, policy branch A with a
 //!   guessed authValue, policy branch B (ObjectChangeAuth + PCR 11 all zero) are each refused
