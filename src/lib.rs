@@ -6,6 +6,7 @@
 //!
 //! Module map (see README.md for the picture):
 //! - [`papr`]: the hypercall specification as constants (portable).
+//! - [`base64`]: standard base64 encoding (portable).
 //! - [`dtb`]: a panic-free flattened device tree reader (portable).
 //! - [`tpm`]: TPM 2.0 marshalling, commands, sessions and their crypto (portable).
 //! - [`fw`]: firmware provisioning of the ultravisor's TPM keys, and the key layout (portable).
@@ -18,6 +19,7 @@
 
 extern crate alloc;
 
+pub mod base64;
 pub mod dtb;
 pub mod fw;
 pub mod hv;

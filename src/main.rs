@@ -23,7 +23,7 @@ mod image {
     use pefbox::platform::{tpm_uart::UartTpmLink, uart::Uart16550};
     use pefbox::selftest::{self, image::H_PEFBOX_ECHO, Tally};
     use pefbox::tpm::Tpm;
-    use pefbox::{arch, fw, hv, papr, println, uv};
+    use pefbox::{arch, fw, hv, papr, print, println, uv};
 
     #[global_allocator]
     static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
@@ -60,6 +60,16 @@ mod image {
             unsafe { console::use_uart(u.mmio) };
         }
         banner(&info, dtb.is_ok());
+        if pefbox::selftest::probe::bootarg_flag(info.bootargs, "dump-dt") {
+            match &dtb {
+                Ok(d) => {
+                    for line in pefbox::platform::dt_dump::lines(d.as_bytes()) {
+                        println!("{line}");
+                    }
+                }
+                Err(e) => println!("dt-dump: unavailable: device tree unreadable ({e:?})"),
+            }
+        }
         arch::set_timebase_hz(info.timebase_hz.unwrap_or(0));
         let tb_hz = arch::timebase_hz();
         let ram_top = info
@@ -107,7 +117,11 @@ mod image {
 
     fn banner(info: &BootInfo<'_>, dt_ok: bool) {
         let ram: u64 = info.memory.iter().map(|r| r.1).sum();
-        println!("pefbox {VERSION} powernv: {}", info.model);
+        print!("pefbox {VERSION} powernv: {}", info.model);
+        for (i, c) in info.compatible.iter().enumerate() {
+            print!("{}{c}", if i == 0 { " [" } else { ", " });
+        }
+        println!("{}", if info.compatible.is_empty() { "" } else { "]" });
         println!(
             "  device tree {}; {} MiB RAM in {} range(s); timebase {} Hz",
             if dt_ok { "ok" } else { "UNREADABLE" },
@@ -204,6 +218,9 @@ mod image {
         flow: &mut Flow,
     ) {
         let input = uv::image::svm_input(info, ram_top);
+        let fingerprint = handoff
+            .as_ref()
+            .and_then(fw::provision::Provisioned::wrapping_fingerprint);
         let started = match handoff {
             None => Err(alloc::string::String::from(
                 "no wrapping key was provisioned",
@@ -219,9 +236,10 @@ mod image {
         };
         match &started {
             Ok(h) => println!(
-                "uv: salted policy session {h:#x} to {:#x} (Name pinned) in {} ms",
+                "uv: salted policy session {h:#x} to {:#x} (Name pinned) in {} ms; wrapping key fingerprint {}",
                 fw::PARENT_HANDLE,
-                flow.session_ms
+                flow.session_ms,
+                fingerprint.as_ref().map_or(alloc::string::String::from("unknown"), |f| alloc::format!("{}", uv::pem::HexPrefix(f)))
             ),
             Err(e) => {
                 println!("FAIL uv-session: {e}");
@@ -237,13 +255,17 @@ mod image {
             Ok(uv::image::SvmInput::Some { .. }) if started.is_err() => {
                 Err(uv::svm::Rejection::Unwrap("no ultravisor session".into()))
             }
+            Ok(uv::image::SvmInput::Some { .. }) if fingerprint.is_none() => Err(
+                uv::svm::Rejection::Unwrap("the wrapping key's public area is unusable".into()),
+            ),
             Ok(uv::image::SvmInput::Some {
                 blob,
                 initrd,
                 payload,
             }) => {
                 let t0 = arch::timebase();
-                uv::svm::open(blob, initrd, &payload, |ek| {
+                let fp = fingerprint.unwrap_or_default();
+                uv::svm::open(blob, initrd, &payload, &fp, |ek| {
                     let r = uv::image::unwrap(ek);
                     flow.unwrap_ms = ms(arch::timebase() - t0, tb_hz);
                     r

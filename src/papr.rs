@@ -45,9 +45,10 @@ pub const H_P4: HStatus = -57;
 /// Parameter 5 invalid; for H_TPM_COMM: out_size (r8).
 pub const H_P5: HStatus = -58;
 
-/// A readable name for a status, for console lines.
-pub fn status_name(s: HStatus) -> &'static str {
-    match s {
+/// The constant's name for a return code defined here (`H_P2` for -55), `None` for any
+/// other value.
+pub fn name(code: HStatus) -> Option<&'static str> {
+    Some(match code {
         H_SUCCESS => "H_SUCCESS",
         H_FUNCTION => "H_FUNCTION",
         H_PARAMETER => "H_PARAMETER",
@@ -56,6 +57,39 @@ pub fn status_name(s: HStatus) -> &'static str {
         H_P3 => "H_P3",
         H_P4 => "H_P4",
         H_P5 => "H_P5",
-        _ => "unknown",
+        _ => return None,
+    })
+}
+
+/// A readable name for a status, for console lines: [`name`], or `unknown`.
+pub fn status_name(s: HStatus) -> &'static str {
+    name(s).unwrap_or("unknown")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_its_own_name_and_others_none() {
+        let codes = [
+            (H_SUCCESS, "H_SUCCESS", 0),
+            (H_FUNCTION, "H_FUNCTION", -2),
+            (H_PARAMETER, "H_PARAMETER", -4),
+            (H_RESOURCE, "H_RESOURCE", -16),
+            (H_P2, "H_P2", -55),
+            (H_P3, "H_P3", -56),
+            (H_P4, "H_P4", -57),
+            (H_P5, "H_P5", -58),
+        ];
+        for (code, want, value) in codes {
+            assert_eq!(code, value, "{want} has PAPR's value");
+            assert_eq!(name(code), Some(want));
+            assert_eq!(status_name(code), want);
+        }
+        for other in [1, -1, -3, -54, -59, i64::MIN, i64::MAX] {
+            assert_eq!(name(other), None, "{other}");
+            assert_eq!(status_name(other), "unknown");
+        }
     }
 }

@@ -186,6 +186,22 @@ impl Provisioned {
             _ => &[],
         }
     }
+
+    /// The wrapping key's public exponent (the TPM's 0 already read as 65537); 0 if the
+    /// public area does not parse as RSA.
+    pub fn wrapping_exponent(&self) -> u32 {
+        match Public::parse(&self.wrapping_public).map(|p| p.detail) {
+            Ok(PublicDetail::Rsa { exponent: 0, .. }) => crate::uv::pem::TPM_DEFAULT_EXPONENT,
+            Ok(PublicDetail::Rsa { exponent, .. }) => exponent,
+            _ => 0,
+        }
+    }
+
+    /// The ESM lockbox fingerprint of the wrapping key (SHA-256 of its SPKI PEM, as
+    /// exported), or `None` if the public area holds no usable RSA key.
+    pub fn wrapping_fingerprint(&self) -> Option<[u8; 32]> {
+        crate::uv::pem::pem_fingerprint(self.wrapping_modulus(), self.wrapping_exponent())
+    }
 }
 
 fn at(step: Step) -> impl Fn(Error) -> ProvisionError {

@@ -12,6 +12,8 @@ use heapless::Vec;
 
 /// Most memory ranges / UARTs recorded.
 pub const MAX_RANGES: usize = 8;
+/// Most root `compatible` strings recorded.
+pub const MAX_COMPATIBLE: usize = 4;
 
 /// One 16550 found on the LPC bus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +43,9 @@ pub struct BootInfo<'a> {
     pub esm_blob: Option<(u64, u64)>,
     /// The tree's `model`.
     pub model: &'a str,
+    /// The root's `compatible` strings, in order (the first [`MAX_COMPATIBLE`]), e.g.
+    /// `qemu,powernv9`, `ibm,powernv`.
+    pub compatible: Vec<&'a str, MAX_COMPATIBLE>,
 }
 
 impl<'a> BootInfo<'a> {
@@ -49,6 +54,11 @@ impl<'a> BootInfo<'a> {
         let mut info = BootInfo::default();
         let root = dtb.root();
         info.model = root.property_str("model").unwrap_or("");
+        for c in root.property_strings("compatible") {
+            if info.compatible.push(c).is_err() {
+                break;
+            }
+        }
         let (ra, rs) = root.child_cells();
         for mem in root.children().filter(|n| n.base_name() == "memory") {
             if let Ok(regs) = mem.property_pairs("reg", ra, rs) {
@@ -162,6 +172,7 @@ mod tests {
         let dtb = Dtb::new(QEMU_DTB).expect("fixture parses");
         let info = BootInfo::from_dtb(&dtb);
         assert_eq!(info.timebase_hz, Some(512_000_000));
+        assert_eq!(&info.compatible[..], ["qemu,powernv9", "ibm,powernv"]);
         assert!(!info.memory.is_empty());
         assert_eq!(info.memory[0].0, 0);
         let ports: std::vec::Vec<_> = info.uarts.iter().map(|u| (u.io_port, u.mmio)).collect();

@@ -527,7 +527,9 @@ fn tpm_fault() -> TestResult {
 
 /// Runs the bootargs option `hcall-probe=P1;P2;...` (see [`super::probe`]): one H_TPM_COMM
 /// per probe with exactly the given registers, one console line each,
-/// `hcall-probe r3=<signed decimal> r4=<0x hex>`. `buf` / `buf+N` name the probe page of
+/// `hcall-probe r3=<signed decimal> (<name>) r4=<0x hex>`, the name from
+/// [`crate::papr::name`] (`unknown` for a value PAPR does not define here), e.g.
+/// `hcall-probe r3=-55 (H_P2) r4=0x0`. `buf` / `buf+N` name the probe page of
 /// the caller window, refilled with TPM2_GetRandom(16) before every probe.
 pub fn run_probes(value: &str) -> Result<(), String> {
     let probes = super::probe::parse(value).map_err(|e| format!("{e}"))?;
@@ -540,7 +542,11 @@ pub fn run_probes(value: &str) -> Result<(), String> {
         buf.write(0, &GET_RANDOM_16);
         let args = [p.op, inp, p.in_size, out, p.out_size, 0, 0, 0, 0];
         let (st, regs) = arch::hcall(H_TPM_COMM, args);
-        crate::println!("hcall-probe r3={st} r4={:#x}", regs[0]);
+        crate::println!(
+            "hcall-probe r3={st} ({}) r4={:#x}",
+            crate::papr::status_name(st),
+            regs[0]
+        );
     }
     Ok(())
 }

@@ -256,9 +256,24 @@ pub fn bootarg<'a>(args: &'a str, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// True if the bootargs hold the bare token `key` (a flag such as `dump-dt`; `key=...` is
+/// not the flag).
+pub fn bootarg_flag(args: &str, key: &str) -> bool {
+    args.split_ascii_whitespace().any(|tok| tok == key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flags_are_bare_tokens() {
+        assert!(bootarg_flag("dump-dt selftest=none", "dump-dt"));
+        assert!(bootarg_flag("a\tdump-dt", "dump-dt"));
+        assert!(!bootarg_flag("dump-dt=1 selftest=none", "dump-dt"));
+        assert!(!bootarg_flag("xdump-dt dump-dtx", "dump-dt"));
+        assert!(!bootarg_flag("", "dump-dt"));
+    }
 
     fn err(probe: usize, kind: ProbeErrorKind) -> Result<Probes, ProbeError> {
         Err(ProbeError { probe, kind })

@@ -8,7 +8,8 @@
 //!     lockboxes {
 //!         origin-lockbox { untrusted-comment; encrypted-symkey;
 //!                          pubkey-fingerprint { algorithm = "SHA256"; hash; }; };
-//!         lockbox-1      { ...same, encrypted to the TPM's wrapping key... };
+//!         lockbox-1      { ...same, encrypted to the first authorized host key... };
+//!         lockbox-2      { ...the next authorized host key... }; ...
 //!     };
 //!     digest { digests-fdt { algorithm = "AES256-GCM"; untrusted-comment;
 //!                            iv (16); mac (16); ciphertext; }; };
@@ -20,15 +21,39 @@
 //! - `encrypted-symkey`: the 32-byte AES-256 key under RSA-OAEP (SHA-256, MGF1-SHA-256,
 //!   empty label); 256 bytes for the 2048-bit wrapping key.
 //! - `pubkey-fingerprint/hash`: SHA-256 of the recipient's public-key PEM file as given to
-//!   svm-tools (a hint for finding a lockbox; nothing here can recompute it from a TPM key).
+//!   svm-tools; for the TPM's wrapping key the ultravisor recomputes it from the key's
+//!   modulus ([`crate::uv::pem::pem_fingerprint`]: the SPKI PEM `tpm2_readpublic -f pem`
+//!   and `cargo pef run --export-wrapping-key` write).
 //! - The GCM entries use a 16-byte IV (PyCryptodome's default nonce), no AAD, 16-byte tag.
 //! - The digests plaintext is an FDT with `/digests { algorithm = "SHA512"; rtas; kernel;
 //!   kernel-size (u32); initrd; bootargs; }`: SHA-512 of the RTAS image, of the first
 //!   `kernel-size` bytes of the loaded kernel, of the initrd after the ESM cpio, and of the
 //!   bootargs without their NUL.
 //!
-//! Nodes are found by name, never by position. Like the reference ultravisor, the lockbox
-//! used is `/lockboxes/lockbox-1` (the first recipient svm-tools authorizes, i.e. the TPM).
+//! Nodes are found by name, never by position.
+//!
+//! # Which lockbox is opened
+//! svm-tools' `esm authorize` adds one lockbox per authorized host key (`lockbox-1`,
+//! `lockbox-2`, ...) beside the owner's `origin-lockbox`, so the TPM's lockbox can stand
+//! anywhere. Every child node of `/lockboxes` is a candidate, whatever its name; the one
+//! opened is the **first, in tree order, whose `pubkey-fingerprint` is well formed
+//! (`algorithm = "SHA256"`, 32-byte `hash`) and equals this TPM's wrapping-key
+//! fingerprint** ([`EsmBlob::lockbox_for`]). Only that lockbox's `encrypted-symkey` is
+//! checked (exactly 256 bytes; else [`EsmError::MissingSymkey`] /
+//! [`EsmError::BadSymkeyLength`]); the others belong to other hosts and may use other key
+//! sizes. Rules for the odd cases:
+//! - **Duplicates** (two lockboxes with this TPM's fingerprint): the first is opened. They
+//!   are normal: the owner's origin lockbox may be sealed to the same key (this project's
+//!   builder does so). Nothing in the lockboxes is authenticated anyway: a wrong or swapped
+//!   symkey fails the digests' GCM tag ([`EsmError::DecryptFailed`]), never opens.
+//! - **A malformed fingerprint** in some lockbox is ignored when another lockbox matches
+//!   (it cannot be recognised as this TPM's, and the matching one is authenticated by the
+//!   GCM tag). When no lockbox matches it is the reason, [`EsmError::BadFingerprint`]
+//!   ("lockbox fingerprint malformed"): the damaged lockbox may have been this TPM's, so
+//!   "sealed to another TPM key" would not be known to be true.
+//! - **No match**: [`EsmError::SealedToAnotherKey`], naming this TPM's fingerprint and
+//!   each lockbox's, so a user can tell which key the blob was made for; the TPM is never
+//!   asked to decrypt a lockbox that was not made for it.
 #![forbid(unsafe_code)]
 
 use core::fmt;
@@ -58,8 +83,12 @@ pub const GCM_ALGORITHM: &str = "AES256-GCM";
 pub const DIGEST_ALGORITHM: &str = "SHA512";
 /// The only fingerprint algorithm svm-tools writes.
 pub const FINGERPRINT_ALGORITHM: &str = "SHA256";
-/// Path of the lockbox the ultravisor opens.
-pub const LOCKBOX_PATH: &str = "/lockboxes/lockbox-1";
+/// Path of the node whose children are the lockboxes.
+pub const LOCKBOXES_PATH: &str = "/lockboxes";
+/// Lockboxes whose fingerprints a [`LockboxMiss`] lists (more are counted, not listed).
+pub const MAX_LISTED_LOCKBOXES: usize = 8;
+/// Bytes of each fingerprint a rejection shows (as hex).
+pub const FINGERPRINT_SHOWN: usize = 4;
 /// Path of the encrypted digests entry.
 pub const DIGESTS_PATH: &str = "/digest/digests-fdt";
 /// Size of the RSA-2048 OAEP `encrypted-symkey`.
@@ -84,12 +113,18 @@ pub enum EsmError {
     Dtb(DtbError),
     /// The root is not `compatible = "ibm,esm"`.
     NotEsm,
-    /// No `/lockboxes/lockbox-1`, or it has no `encrypted-symkey`.
+    /// No `/lockboxes` node, or it has no child.
     MissingLockbox,
-    /// `encrypted-symkey` is not exactly 256 bytes.
+    /// The lockbox sealed to this TPM's key has no `encrypted-symkey`.
+    MissingSymkey,
+    /// The lockbox sealed to this TPM's key has an `encrypted-symkey` that is not exactly
+    /// 256 bytes.
     BadSymkeyLength,
-    /// `pubkey-fingerprint` is missing, not SHA256, or its hash is not 32 bytes.
-    BadFingerprint,
+    /// No lockbox matches this TPM's key and at least one lockbox's `pubkey-fingerprint` is
+    /// missing, not SHA256, or its hash is not 32 bytes.
+    BadFingerprint(LockboxMiss),
+    /// Every lockbox has a well-formed fingerprint and none is this TPM's wrapping key's.
+    SealedToAnotherKey(LockboxMiss),
     /// No `/digest/digests-fdt`.
     MissingDigests,
     /// An encrypted entry's `algorithm` is not `AES256-GCM`, or the digests are not SHA512.
@@ -129,9 +164,15 @@ impl fmt::Display for EsmError {
         let s = match self {
             EsmError::Dtb(e) => return write!(f, "ESM blob: {e}"),
             EsmError::NotEsm => "not an ESM blob",
-            EsmError::MissingLockbox => "ESM blob has no lockbox-1",
+            EsmError::MissingLockbox => "ESM blob has no lockboxes",
+            EsmError::MissingSymkey => "this TPM's lockbox has no encrypted symkey",
             EsmError::BadSymkeyLength => "encrypted symkey has the wrong size",
-            EsmError::BadFingerprint => "lockbox fingerprint malformed",
+            EsmError::BadFingerprint(miss) => {
+                return write!(f, "lockbox fingerprint malformed: {miss}")
+            }
+            EsmError::SealedToAnotherKey(miss) => {
+                return write!(f, "sealed to another TPM key: {miss}")
+            }
             EsmError::MissingDigests => "ESM blob has no digests",
             EsmError::UnsupportedAlgorithm => "ESM algorithm unsupported",
             EsmError::BadEncryptedEntry => "ESM encrypted entry malformed",
@@ -209,44 +250,112 @@ impl<'a> SealedEntry<'a> {
     }
 }
 
-/// A parsed ESM blob: the lockbox it will open and its sealed entries, borrowed from the
-/// blob bytes.
+/// Why no lockbox was opened: this TPM's fingerprint and what the blob's lockboxes hold
+/// (its `Display` completes `no lockbox matches ...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockboxMiss {
+    /// This TPM's wrapping-key fingerprint.
+    pub ours: [u8; 32],
+    /// Number of lockboxes in the blob.
+    pub count: usize,
+    /// The first bytes of each listed lockbox's fingerprint, in tree order (`None`:
+    /// malformed); only the first `listed` entries are meaningful.
+    pub seen: [Option<[u8; FINGERPRINT_SHOWN]>; MAX_LISTED_LOCKBOXES],
+    /// How many entries of `seen` are filled (`min(count, MAX_LISTED_LOCKBOXES)`).
+    pub listed: usize,
+    /// Number of lockboxes with a malformed fingerprint.
+    pub malformed: usize,
+}
+
+impl fmt::Display for LockboxMiss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn short(fp: &[u8]) -> crate::uv::pem::HexPrefix<'_> {
+            crate::uv::pem::HexPrefix(fp.get(..FINGERPRINT_SHOWN).unwrap_or(fp))
+        }
+        write!(
+            f,
+            "no lockbox matches this TPM's wrapping key (fingerprint {}...; blob has {} lockbox{}",
+            short(&self.ours),
+            self.count,
+            if self.count == 1 { "" } else { "es" }
+        )?;
+        for (i, fp) in self.seen.iter().take(self.listed).enumerate() {
+            f.write_str(if i == 0 { ": " } else { ", " })?;
+            match fp {
+                Some(fp) => write!(f, "{}...", short(fp))?,
+                None => f.write_str("malformed fingerprint")?,
+            }
+        }
+        if self.count > self.listed {
+            write!(f, ", and {} more", self.count - self.listed)?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// One child of `/lockboxes`, as found (only its fingerprint is read).
+#[derive(Clone, Copy)]
+pub struct Lockbox<'a> {
+    node: Node<'a>,
+}
+
+impl<'a> Lockbox<'a> {
+    /// The node name (`origin-lockbox`, `lockbox-1`, ...).
+    pub fn name(&self) -> &'a str {
+        self.node.name()
+    }
+
+    /// The `pubkey-fingerprint` hash, if well formed: a `pubkey-fingerprint` child with
+    /// `algorithm = "SHA256"` and a 32-byte `hash`.
+    pub fn fingerprint(&self) -> Option<&'a [u8; 32]> {
+        let fp = self.node.child("pubkey-fingerprint")?;
+        if fp.property_str("algorithm") != Some(FINGERPRINT_ALGORITHM) {
+            return None;
+        }
+        fp.property("hash")
+            .and_then(|h| <&[u8; 32]>::try_from(h).ok())
+    }
+
+    /// The raw `encrypted-symkey`, if present (not length-checked).
+    pub fn encrypted_symkey_raw(&self) -> Option<&'a [u8]> {
+        self.node.property("encrypted-symkey")
+    }
+}
+
+/// The lockbox sealed to this TPM's key, checked: what the TPM's RSA_Decrypt unwraps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TpmLockbox<'a> {
+    /// Its node name.
+    pub name: &'a str,
+    /// Its 256-byte `encrypted-symkey` (RSA-OAEP-SHA256 of the 32-byte key).
+    pub encrypted_symkey: &'a [u8; ENCRYPTED_SYMKEY_LEN],
+    /// Its fingerprint (equal to the TPM's).
+    pub fingerprint: &'a [u8; 32],
+}
+
+/// A parsed ESM blob: its lockboxes and sealed entries, borrowed from the blob bytes.
 #[derive(Debug, Clone, Copy)]
 pub struct EsmBlob<'a> {
     dtb: Dtb<'a>,
-    encrypted_symkey: &'a [u8; ENCRYPTED_SYMKEY_LEN],
-    fingerprint: &'a [u8; 32],
     digests: SealedEntry<'a>,
     files: Option<Dtb<'a>>,
 }
 
 impl<'a> EsmBlob<'a> {
-    /// Parses and checks an ESM blob: `compatible = "ibm,esm"`, lockbox-1 with a 256-byte
-    /// `encrypted-symkey` and a SHA256 `pubkey-fingerprint`, and a well-formed
-    /// `digests-fdt`. A `files-fdt`, when present, must be a valid FDT.
+    /// Parses and checks an ESM blob: `compatible = "ibm,esm"`, a `/lockboxes` node with at
+    /// least one lockbox, and a well-formed `digests-fdt`. A `files-fdt`, when present, must
+    /// be a valid FDT. Which lockbox is opened is decided by [`EsmBlob::lockbox_for`].
     pub fn parse(bytes: &'a [u8]) -> Result<Self, EsmError> {
         let dtb = Dtb::new(bytes)?;
         if !dtb.root().is_compatible(ESM_COMPATIBLE) {
             return Err(EsmError::NotEsm);
         }
-        let lockbox = dtb
-            .find_node(LOCKBOX_PATH)
-            .ok_or(EsmError::MissingLockbox)?;
-        let symkey = lockbox
-            .property("encrypted-symkey")
-            .ok_or(EsmError::MissingLockbox)?;
-        let encrypted_symkey = <&[u8; ENCRYPTED_SYMKEY_LEN]>::try_from(symkey)
-            .map_err(|_| EsmError::BadSymkeyLength)?;
-        let fp = lockbox
-            .child("pubkey-fingerprint")
-            .ok_or(EsmError::BadFingerprint)?;
-        if fp.property_str("algorithm") != Some(FINGERPRINT_ALGORITHM) {
-            return Err(EsmError::BadFingerprint);
+        let has_lockbox = dtb
+            .find_node(LOCKBOXES_PATH)
+            .is_some_and(|l| l.children().next().is_some());
+        if !has_lockbox {
+            return Err(EsmError::MissingLockbox);
         }
-        let fingerprint = fp
-            .property("hash")
-            .and_then(|h| <&[u8; 32]>::try_from(h).ok())
-            .ok_or(EsmError::BadFingerprint)?;
         let digests_node = dtb
             .find_node(DIGESTS_PATH)
             .ok_or(EsmError::MissingDigests)?;
@@ -260,8 +369,6 @@ impl<'a> EsmBlob<'a> {
         };
         Ok(EsmBlob {
             dtb,
-            encrypted_symkey,
-            fingerprint,
             digests,
             files,
         })
@@ -272,14 +379,55 @@ impl<'a> EsmBlob<'a> {
         &self.dtb
     }
 
-    /// lockbox-1's `encrypted-symkey`: what the TPM's RSA_Decrypt (OAEP-SHA256) unwraps.
-    pub fn encrypted_symkey(&self) -> &'a [u8; ENCRYPTED_SYMKEY_LEN] {
-        self.encrypted_symkey
+    /// The children of `/lockboxes`, in tree order.
+    pub fn lockboxes(&self) -> impl Iterator<Item = Lockbox<'a>> + 'a {
+        let dtb = self.dtb;
+        dtb.find_node(LOCKBOXES_PATH)
+            .into_iter()
+            .flat_map(|l| l.children().map(|node| Lockbox { node }))
     }
 
-    /// lockbox-1's `pubkey-fingerprint` hash (SHA-256 of the recipient's PEM file).
-    pub fn fingerprint(&self) -> &'a [u8; 32] {
-        self.fingerprint
+    /// The lockbox sealed to the key with this fingerprint (for the TPM's wrapping key,
+    /// [`crate::uv::pem::pem_fingerprint`] of its modulus): the first in tree order whose
+    /// well-formed fingerprint equals `fingerprint`, with its `encrypted-symkey` checked.
+    /// The module docs give the rules for duplicates, malformed fingerprints and no match.
+    pub fn lockbox_for(&self, fingerprint: &[u8; 32]) -> Result<TpmLockbox<'a>, EsmError> {
+        let mut miss = LockboxMiss {
+            ours: *fingerprint,
+            count: 0,
+            seen: [None; MAX_LISTED_LOCKBOXES],
+            listed: 0,
+            malformed: 0,
+        };
+        for lb in self.lockboxes() {
+            let fp = lb.fingerprint();
+            if let Some(found) = fp.filter(|h| *h == fingerprint) {
+                let symkey = lb.encrypted_symkey_raw().ok_or(EsmError::MissingSymkey)?;
+                let encrypted_symkey = <&[u8; ENCRYPTED_SYMKEY_LEN]>::try_from(symkey)
+                    .map_err(|_| EsmError::BadSymkeyLength)?;
+                return Ok(TpmLockbox {
+                    name: lb.name(),
+                    encrypted_symkey,
+                    fingerprint: found,
+                });
+            }
+            if fp.is_none() {
+                miss.malformed += 1;
+            }
+            if let Some(slot) = miss.seen.get_mut(miss.count) {
+                *slot = fp.and_then(|h| h.first_chunk::<FINGERPRINT_SHOWN>().copied());
+                miss.listed += 1;
+            }
+            miss.count += 1;
+        }
+        if miss.count == 0 {
+            return Err(EsmError::MissingLockbox);
+        }
+        Err(if miss.malformed > 0 {
+            EsmError::BadFingerprint(miss)
+        } else {
+            EsmError::SealedToAnotherKey(miss)
+        })
     }
 
     /// The sealed digests entry.
@@ -536,8 +684,12 @@ mod tests {
         let p = parts();
         let blob = blob_with(&p, 256, &[("file-1", b"secret one"), ("k", b"")]);
         let esm = EsmBlob::parse(&blob).unwrap();
-        assert_eq!(esm.encrypted_symkey(), &[9u8; 256]);
-        assert_eq!(esm.fingerprint(), &[9u8; 32]);
+        let lb = esm.lockbox_for(&[9u8; 32]).unwrap();
+        assert_eq!(lb.encrypted_symkey, &[9u8; 256]);
+        assert_eq!((lb.name, lb.fingerprint), ("lockbox-1", &[9u8; 32]));
+        let origin = esm.lockbox_for(&[14u8; 32]).unwrap();
+        assert_eq!(origin.name, "origin-lockbox");
+        assert_eq!(origin.encrypted_symkey, &[14u8; 256]);
         let d = esm.decrypt_digests(&KEY).unwrap();
         assert_eq!(d.kernel_size, 4096);
         // The kernel may be longer than kernel-size: only the prefix counts.
@@ -633,14 +785,11 @@ mod tests {
     #[test]
     fn structural_rejections() {
         let p = parts();
-        assert_eq!(
-            EsmBlob::parse(&blob_with(&p, 255, &[])).err(),
-            Some(EsmError::BadSymkeyLength)
-        );
-        assert_eq!(
-            EsmBlob::parse(&blob_with(&p, 512, &[])).err(),
-            Some(EsmError::BadSymkeyLength)
-        );
+        for len in [255, 512] {
+            let blob = blob_with(&p, len, &[]);
+            let esm = EsmBlob::parse(&blob).unwrap();
+            assert_eq!(esm.lockbox_for(&[9; 32]), Err(EsmError::BadSymkeyLength));
+        }
         assert!(matches!(
             EsmBlob::parse(b"not a dtb at all, not at all......................"),
             Err(EsmError::Dtb(_))
@@ -649,28 +798,21 @@ mod tests {
         let mut b = FdtBuilder::new();
         b.begin("").prop_str("compatible", "ibm,esm-file").end();
         assert_eq!(EsmBlob::parse(&b.finish()).err(), Some(EsmError::NotEsm));
-        // No lockbox-1 (only the origin lockbox).
+        // No /lockboxes, and an empty one.
         let mut b = FdtBuilder::new();
-        b.begin("").prop_str("compatible", "ibm,esm");
-        b.begin("lockboxes")
-            .begin("origin-lockbox")
-            .prop("encrypted-symkey", &[0; 256]);
-        b.end().end().end();
+        b.begin("").prop_str("compatible", "ibm,esm").end();
         assert_eq!(
             EsmBlob::parse(&b.finish()).err(),
             Some(EsmError::MissingLockbox)
         );
-        // Lockbox without fingerprint; then without digests.
         let mut b = FdtBuilder::new();
         b.begin("").prop_str("compatible", "ibm,esm");
-        b.begin("lockboxes")
-            .begin("lockbox-1")
-            .prop("encrypted-symkey", &[0; 256]);
-        b.end().end().end();
+        b.begin("lockboxes").end().end();
         assert_eq!(
             EsmBlob::parse(&b.finish()).err(),
-            Some(EsmError::BadFingerprint)
+            Some(EsmError::MissingLockbox)
         );
+        // A lockbox but no digests.
         let mut b = FdtBuilder::new();
         b.begin("").prop_str("compatible", "ibm,esm");
         b.begin("lockboxes")
@@ -762,6 +904,11 @@ mod tests {
             }
             if let Ok(esm) = EsmBlob::parse(&b) {
                 parsed += 1;
+                let _ = esm.lockbox_for(&[9; 32]);
+                let _ = esm.lockbox_for(&[0; 32]).map_err(|e| alloc::format!("{e}"));
+                esm.lockboxes().for_each(|l| {
+                    let _ = (l.name(), l.fingerprint(), l.encrypted_symkey_raw());
+                });
                 let _ = esm.decrypt_digests(&KEY);
                 let mut out = [0u8; 8];
                 let _ = esm.decrypt_file("f", &KEY, &mut out);
@@ -814,6 +961,223 @@ mod tests {
             "no unauthenticated plaintext left"
         );
     }
+    /// A lockbox for [`blob_lockboxes`]: name, fingerprint node, `encrypted-symkey`.
+    struct Lb {
+        name: &'static str,
+        fp: Fp,
+        symkey: Option<Vec<u8>>,
+    }
+
+    enum Fp {
+        Sha256([u8; 32]),
+        Algorithm(&'static str),
+        HashLen(usize),
+        Missing,
+    }
+
+    fn lb(name: &'static str, fp: u8, symkey: u8) -> Lb {
+        Lb {
+            name,
+            fp: Fp::Sha256([fp; 32]),
+            symkey: Some(alloc::vec![symkey; 256]),
+        }
+    }
+
+    /// A well-formed blob (digests of [`parts`] under [`KEY`]) with these lockboxes, in
+    /// this tree order.
+    fn blob_lockboxes(lbs: &[Lb]) -> Vec<u8> {
+        let (ct, mac) = seal(&KEY, &[9; 16], &digests_fdt(&parts(), 4096));
+        let mut b = FdtBuilder::new();
+        b.begin("").prop_str("compatible", "ibm,esm");
+        b.begin("lockboxes");
+        for l in lbs {
+            b.begin(l.name).prop_str("untrusted-comment", l.name);
+            if let Some(k) = &l.symkey {
+                b.prop("encrypted-symkey", k);
+            }
+            match &l.fp {
+                Fp::Sha256(h) => {
+                    b.begin("pubkey-fingerprint")
+                        .prop_str("algorithm", "SHA256")
+                        .prop("hash", h)
+                        .end();
+                }
+                Fp::Algorithm(a) => {
+                    b.begin("pubkey-fingerprint")
+                        .prop_str("algorithm", a)
+                        .prop("hash", &[0xee; 32])
+                        .end();
+                }
+                Fp::HashLen(n) => {
+                    b.begin("pubkey-fingerprint")
+                        .prop_str("algorithm", "SHA256")
+                        .prop("hash", &alloc::vec![0xee; *n])
+                        .end();
+                }
+                Fp::Missing => {}
+            }
+            b.end();
+        }
+        b.end();
+        b.begin("digest");
+        entry(&mut b, "digests-fdt", &ct, &[9; 16], &mac);
+        b.end().end();
+        b.finish()
+    }
+
+    const OURS: [u8; 32] = [0x1a; 32];
+
+    fn open_ours(lbs: &[Lb]) -> Result<(&'static str, u8), EsmError> {
+        let blob = blob_lockboxes(lbs);
+        let esm = EsmBlob::parse(&blob)?;
+        let l = esm.lockbox_for(&OURS)?;
+        assert_eq!(l.fingerprint, &OURS);
+        let name = lbs.iter().find(|x| x.name == l.name).unwrap().name;
+        Ok((name, l.encrypted_symkey[0]))
+    }
+
+    #[test]
+    fn the_tpm_lockbox_is_found_wherever_it_stands() {
+        for pos in 0..4 {
+            let names = ["origin-lockbox", "lockbox-1", "lockbox-2", "lockbox-3"];
+            let lbs: Vec<Lb> = (0..4)
+                .map(|i| {
+                    let fp = if i == pos { 0x1a } else { 0x90 + i as u8 };
+                    lb(names[i], fp, i as u8 + 1)
+                })
+                .collect();
+            assert_eq!(
+                open_ours(&lbs),
+                Ok((names[pos], pos as u8 + 1)),
+                "TPM lockbox at position {pos}"
+            );
+        }
+        // Any child name counts; a non-matching lockbox may hold an RSA-4096 (512-byte)
+        // symkey or none at all: it is not this TPM's, so it is not checked.
+        let lbs = [
+            Lb {
+                name: "lockbox-1",
+                fp: Fp::Sha256([0x77; 32]),
+                symkey: Some(alloc::vec![0; 512]),
+            },
+            Lb {
+                name: "lockbox-2",
+                fp: Fp::Sha256([0x78; 32]),
+                symkey: None,
+            },
+            lb("recipient-for-host-b", 0x1a, 0x42),
+        ];
+        assert_eq!(open_ours(&lbs), Ok(("recipient-for-host-b", 0x42)));
+    }
+
+    #[test]
+    fn duplicate_matches_open_the_first_in_tree_order() {
+        let lbs = [
+            lb("lockbox-2", 0x33, 1),
+            lb("lockbox-1", 0x1a, 2),
+            lb("origin-lockbox", 0x1a, 3),
+        ];
+        assert_eq!(open_ours(&lbs), Ok(("lockbox-1", 2)));
+        // The first match is taken even if it is malformed: a damaged duplicate is refused,
+        // not skipped over.
+        let mut bad = lb("lockbox-1", 0x1a, 2);
+        bad.symkey = Some(alloc::vec![2; 255]);
+        let lbs = [bad, lb("origin-lockbox", 0x1a, 3)];
+        assert_eq!(open_ours(&lbs), Err(EsmError::BadSymkeyLength));
+    }
+
+    #[test]
+    fn no_match_is_sealed_to_another_key_with_the_fingerprints() {
+        let mut lbs = [lb("lockbox-2", 0x9f, 1), lb("lockbox-1", 0x7a, 2)];
+        lbs[0].fp = Fp::Sha256({
+            let mut h = [0x9f; 32];
+            h[1] = 0x8e;
+            h
+        });
+        let err = open_ours(&lbs).unwrap_err();
+        let EsmError::SealedToAnotherKey(miss) = err else {
+            panic!("{err:?}");
+        };
+        assert_eq!((miss.count, miss.listed, miss.malformed), (2, 2, 0));
+        assert_eq!(miss.ours, OURS);
+        assert_eq!(
+            alloc::format!("{err}"),
+            "sealed to another TPM key: no lockbox matches this TPM's wrapping key \
+             (fingerprint 1a1a1a1a...; blob has 2 lockboxes: 9f8e9f9f..., 7a7a7a7a...)"
+        );
+        // The same text through the SVM verdict's Rejection.
+        assert!(alloc::format!("{}", crate::uv::svm::Rejection::Esm(err))
+            .starts_with("sealed to another TPM key: "));
+        // One lockbox: singular; many: the first eight listed, the rest counted.
+        let one = alloc::format!("{}", open_ours(&[lb("lockbox-1", 0x05, 1)]).unwrap_err());
+        assert!(one.ends_with("blob has 1 lockbox: 05050505...)"), "{one}");
+        let names = ["a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10"];
+        let many: Vec<Lb> = names.iter().map(|n| lb(n, 0x20, 1)).collect();
+        let text = alloc::format!("{}", open_ours(&many).unwrap_err());
+        assert_eq!(text.matches("20202020...").count(), 8, "{text}");
+        assert!(text.ends_with(", and 2 more)"), "{text}");
+    }
+
+    #[test]
+    fn malformed_fingerprints_are_ignored_beside_a_match_and_reported_without_one() {
+        let malformed = || {
+            [
+                Lb {
+                    name: "a",
+                    fp: Fp::Missing,
+                    symkey: Some(alloc::vec![0; 256]),
+                },
+                Lb {
+                    name: "b",
+                    fp: Fp::Algorithm("SHA1"),
+                    symkey: Some(alloc::vec![0; 256]),
+                },
+                Lb {
+                    name: "c",
+                    fp: Fp::HashLen(20),
+                    symkey: Some(alloc::vec![0; 256]),
+                },
+                Lb {
+                    name: "d",
+                    fp: Fp::HashLen(33),
+                    symkey: None,
+                },
+            ]
+        };
+        for (i, bad) in malformed().into_iter().enumerate() {
+            // Beside a match (before or after it): ignored.
+            assert_eq!(
+                open_ours(&[bad, lb("lockbox-1", 0x1a, 7)]),
+                Ok(("lockbox-1", 7)),
+                "case {i}"
+            );
+        }
+        for (i, bad) in malformed().into_iter().enumerate() {
+            let err = open_ours(&[lb("lockbox-1", 0x55, 1), bad]).unwrap_err();
+            let EsmError::BadFingerprint(miss) = err else {
+                panic!("case {i}: {err:?}");
+            };
+            assert_eq!((miss.count, miss.malformed), (2, 1), "case {i}");
+            assert_eq!(
+                alloc::format!("{err}"),
+                "lockbox fingerprint malformed: no lockbox matches this TPM's wrapping key \
+                 (fingerprint 1a1a1a1a...; blob has 2 lockboxes: 55555555..., malformed fingerprint)"
+            );
+        }
+    }
+
+    #[test]
+    fn the_matching_lockbox_must_hold_a_256_byte_symkey() {
+        let mut l = lb("lockbox-1", 0x1a, 1);
+        l.symkey = None;
+        assert_eq!(open_ours(&[l]), Err(EsmError::MissingSymkey));
+        for len in [0, 255, 257, 512] {
+            let mut l = lb("lockbox-1", 0x1a, 1);
+            l.symkey = Some(alloc::vec![1; len]);
+            assert_eq!(open_ours(&[l]), Err(EsmError::BadSymkeyLength), "{len}");
+        }
+    }
+
     #[test]
     fn chosen_ranges() {
         let mut b = FdtBuilder::new();

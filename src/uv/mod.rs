@@ -1,6 +1,7 @@
 //! The ultravisor: the H_TPM_COMM client ([`hcall`]), the ESM blob format ([`esm`],
-//! [`cpio`]). It shares no state with the hypervisor: its only way there is the hcall
-//! (registers plus the shared page), as between two separate firmwares.
+//! [`cpio`]) and the lockbox fingerprint of the TPM's wrapping key ([`pem`]). It shares no
+//! state with the hypervisor: its only way there is the hcall (registers plus the shared
+//! page), as between two separate firmwares.
 #![forbid(unsafe_code)]
 
 pub mod cpio;
@@ -8,5 +9,6 @@ pub mod esm;
 pub mod hcall;
 #[cfg(target_arch = "powerpc64")]
 pub mod image;
+pub mod pem;
 pub mod svm;
 pub mod unwrap;

@@ -4,8 +4,10 @@
 //!
 //! Order of checks (the first failure is the reason): the blob is located (from
 //! `/chosen linux,esm-blob-*`, else the initrd's leading ESM cpio), parsed (compatible,
-//! lockbox-1, digests entry), the lockbox key unwrapped (through the caller-supplied
-//! unwrapper: the TPM, over H_TPM_COMM), the digests decrypted (AES-256-GCM: a wrong key or
+//! lockboxes, digests entry), the lockbox sealed to this TPM's wrapping key chosen by its
+//! fingerprint (none: `sealed to another TPM key: ...`, and the TPM is not asked), its key
+//! unwrapped (through the caller-supplied unwrapper: the TPM, over H_TPM_COMM), the digests
+//! decrypted (AES-256-GCM: a wrong key or
 //! a tampered ciphertext fails authentication here), then kernel, initrd, bootargs and RTAS
 //! compared with their SHA-512 digests. The unwrapped key is wiped before returning.
 #![forbid(unsafe_code)]
@@ -62,17 +64,20 @@ pub fn locate<'a>(
     }
 }
 
-/// Opens the SVM: parse, unwrap through `unwrap`, decrypt, verify. `Ok` means every check
-/// passed.
+/// Opens the SVM: parse, pick the lockbox whose fingerprint is `tpm_fingerprint` (the
+/// wrapping key's, [`crate::uv::pem::pem_fingerprint`]), unwrap it through `unwrap`,
+/// decrypt, verify. `Ok` means every check passed.
 pub fn open<E: fmt::Display>(
     blob: &[u8],
     svm_initrd: &[u8],
     payload: &SvmPayload<'_>,
+    tpm_fingerprint: &[u8; 32],
     unwrap: impl FnOnce(&[u8; ENCRYPTED_SYMKEY_LEN]) -> Result<[u8; 32], E>,
 ) -> Result<(), Rejection> {
     let esm = EsmBlob::parse(blob).map_err(Rejection::Esm)?;
+    let lockbox = esm.lockbox_for(tpm_fingerprint).map_err(Rejection::Esm)?;
     let mut key =
-        unwrap(esm.encrypted_symkey()).map_err(|e| Rejection::Unwrap(alloc::format!("{e}")))?;
+        unwrap(lockbox.encrypted_symkey).map_err(|e| Rejection::Unwrap(alloc::format!("{e}")))?;
     let digests = esm.decrypt_digests(&key);
     key.fill(0);
     core::hint::black_box(&key);
@@ -98,6 +103,16 @@ mod tests {
         k
     }
 
+    /// The fixture lockbox's recipient key's fingerprint, recomputed from its modulus as
+    /// the image does for the TPM's wrapping key.
+    fn fixture_fp() -> [u8; 32] {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::traits::PublicKeyParts;
+        let k = rsa::RsaPrivateKey::from_pkcs1_pem(include_str!("../testdata/esm-test-rsa.pem"))
+            .unwrap();
+        crate::uv::pem::pem_fingerprint(&k.n().to_bytes_be(), 65537).unwrap()
+    }
+
     fn kernel() -> std::vec::Vec<u8> {
         (0..40).flat_map(|_| 0..=255u8).collect()
     }
@@ -114,7 +129,7 @@ mod tests {
             bootargs,
             rtas: &DEFAULT_RTAS,
         };
-        open(blob, svm_initrd, &p, fake_tpm)
+        open(blob, svm_initrd, &p, &fixture_fp(), fake_tpm)
     }
 
     const ARGS: &[u8] = b"console=hvc0 root=/dev/ram0 svm=on";
@@ -151,7 +166,9 @@ mod tests {
             rtas: &[0u8; 20],
         };
         assert_eq!(
-            open(blob, rest, &p, fake_tpm).unwrap_err().to_string(),
+            open(blob, rest, &p, &fixture_fp(), fake_tpm)
+                .unwrap_err()
+                .to_string(),
             "rtas digest mismatch"
         );
         assert_eq!(
@@ -171,13 +188,51 @@ mod tests {
         };
         let wrong = |_: &[u8; 256]| -> Result<[u8; 32], &str> { Ok([7u8; 32]) };
         assert_eq!(
-            open(blob, rest, &p, wrong),
+            open(blob, rest, &p, &fixture_fp(), wrong),
             Err(Rejection::Esm(EsmError::DecryptFailed))
         );
         let refuse = |_: &[u8; 256]| -> Result<[u8; 32], &str> { Err("TPM error 0x9a2") };
         assert_eq!(
-            open(blob, rest, &p, refuse).unwrap_err().to_string(),
+            open(blob, rest, &p, &fixture_fp(), refuse)
+                .unwrap_err()
+                .to_string(),
             "lockbox key not unwrapped: TPM error 0x9a2"
+        );
+    }
+
+    #[test]
+    fn a_blob_for_another_key_is_rejected_without_asking_the_tpm() {
+        let (blob, rest) = locate(None, Some(INITRD)).unwrap();
+        let k = kernel();
+        let p = SvmPayload {
+            kernel: &k,
+            bootargs: ARGS,
+            rtas: &DEFAULT_RTAS,
+        };
+        let mut asked = false;
+        let mut other = fixture_fp();
+        other[0] ^= 0xff;
+        let err = open(blob, rest, &p, &other, |_: &[u8; 256]| {
+            asked = true;
+            Ok::<_, &str>(key())
+        })
+        .unwrap_err();
+        assert!(
+            !asked,
+            "the TPM is not asked to decrypt another key's lockbox"
+        );
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "sealed to another TPM key: no lockbox matches this TPM's wrapping key (fingerprint "
+            ),
+            "{text}"
+        );
+        // The fixture has origin-lockbox and lockbox-1, both sealed to the fixture key.
+        let fp = crate::uv::pem::HexPrefix(&fixture_fp()[..4]).to_string();
+        assert!(
+            text.ends_with(&std::format!("blob has 2 lockboxes: {fp}..., {fp}...)")),
+            "{text}"
         );
     }
 

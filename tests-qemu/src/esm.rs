@@ -3,7 +3,9 @@
 //!
 //! What is established from svm-tools' sources and followed here:
 //! - root `compatible = "ibm,esm"`, nodes `lockboxes`, `digest`, `file` (the order
-//!   libfdt leaves them in); lockboxes `lockbox-1` and `origin-lockbox`, each with
+//!   libfdt leaves them in); lockboxes `origin-lockbox` and one `lockbox-<i>` per
+//!   authorized host key (`esm authorize`, i = 1, 2, ...; in tree order the last authorized
+//!   comes first, `origin-lockbox` last), each with
 //!   `untrusted-comment`, `encrypted-symkey` (RSA-OAEP, SHA-256, MGF1-SHA-256, empty label,
 //!   of the 32-byte key) and a `pubkey-fingerprint` node (`algorithm = "SHA256"`,
 //!   `hash` = SHA-256 of the recipient's public-key PEM file bytes);
@@ -20,9 +22,9 @@
 //!
 //! Where this differs or could not be established:
 //! - svm-tools' `origin-lockbox` holds the key under the *owner's* RSA key; this builder
-//!   has only the TPM's wrapping key, so it seals the origin lockbox to that same key
+//!   has only the recipients' keys, so it seals the origin lockbox to the first recipient
 //!   (svm-tools' `esm authorize` would refuse a second lockbox for an already-present key,
-//!   its validator does not check).
+//!   its validator does not check; the ultravisor opens the first match in tree order).
 //! - The kernel digest: svm-tools hashes `objcopy -O binary -S vmlinux` and stores its size;
 //!   here `kernel` is taken to be that loadable image already.
 //! - The blob's file name inside the cpio is whatever file svm-tools was given; this uses
@@ -134,7 +136,8 @@ fn sealed_entry(w: &mut FdtWriter, name: &str, sealed: &Sealed) {
 
 /// Builds an ESM blob for an SVM whose symmetric key is wrapped to `wrapping_pub_pem`
 /// (RSA-2048). Returns the blob and the symmetric key (for tests and for the caller's
-/// own checks; it is not stored anywhere).
+/// own checks; it is not stored anywhere). The same as [`build_esm_blob_multi`] with one
+/// recipient.
 pub fn build_esm_blob<R: RngCore + CryptoRng>(
     wrapping_pub_pem: &str,
     kernel: &[u8],
@@ -144,19 +147,52 @@ pub fn build_esm_blob<R: RngCore + CryptoRng>(
     files: &[(String, Vec<u8>)],
     rng: &mut R,
 ) -> Result<(Vec<u8>, [u8; 32]), String> {
-    let key = parse_public_key_pem(wrapping_pub_pem)?;
-    if key.size() != 256 {
-        return Err(format!(
-            "wrapping key is {} bits; the ESM lockbox needs RSA-2048",
-            key.size() * 8
-        ));
+    build_esm_blob_multi(
+        &[wrapping_pub_pem],
+        kernel,
+        initrd,
+        bootargs,
+        rtas,
+        files,
+        rng,
+    )
+}
+
+/// Builds an ESM blob sealed to several recipients, as svm-tools' `esm make` followed by
+/// one `esm authorize` per key: `lockbox-<i>` is sealed to `recipient_pems[i - 1]` (each an
+/// RSA-2048 public key PEM, SPKI or PKCS#1; its fingerprint is SHA-256 of the PEM text as
+/// given), and `origin-lockbox` to the first recipient (see the module docs). In tree order
+/// the lockboxes are `lockbox-N`, ..., `lockbox-1`, `origin-lockbox` (libfdt's order).
+/// Returns the blob and the symmetric key.
+pub fn build_esm_blob_multi<R: RngCore + CryptoRng>(
+    recipient_pems: &[&str],
+    kernel: &[u8],
+    initrd: &[u8],
+    bootargs: &str,
+    rtas: &[u8],
+    files: &[(String, Vec<u8>)],
+    rng: &mut R,
+) -> Result<(Vec<u8>, [u8; 32]), String> {
+    if recipient_pems.is_empty() {
+        return Err("an ESM blob needs at least one recipient key".into());
+    }
+    let mut recipients = Vec::with_capacity(recipient_pems.len());
+    for (i, pem) in recipient_pems.iter().enumerate() {
+        let key = parse_public_key_pem(pem)
+            .map_err(|e| format!("recipient {} (lockbox-{}): {e}", i + 1, i + 1))?;
+        if key.size() != 256 {
+            return Err(format!(
+                "wrapping key is {} bits; the ESM lockbox needs RSA-2048",
+                key.size() * 8
+            ));
+        }
+        recipients.push((key, Sha256::digest(pem.as_bytes())));
     }
     if bootargs.contains('\0') {
         return Err("bootargs contain a NUL".into());
     }
     let mut symkey = [0u8; 32];
     rng.fill_bytes(&mut symkey);
-    let fingerprint = Sha256::digest(wrapping_pub_pem.as_bytes());
 
     // Node and property order: libfdt (which svm-tools drives) inserts a new subnode or
     // property *first* in its parent, so the packed tree lists them in the reverse of
@@ -165,15 +201,27 @@ pub fn build_esm_blob<R: RngCore + CryptoRng>(
     let mut w = FdtWriter::new();
     w.begin_node("").property_str("compatible", "ibm,esm");
 
-    // /lockboxes: svm-tools creates origin-lockbox, then authorizes lockbox-1 (the TPM).
+    // /lockboxes: svm-tools creates origin-lockbox, then authorizes lockbox-1, lockbox-2,
+    // ...: the last one authorized comes first.
     w.begin_node("lockboxes");
-    for (name, comment) in [
-        ("lockbox-1", "TPM wrapping key"),
-        (
-            "origin-lockbox",
-            "origin (pefbox builder: sealed to the wrapping key)",
-        ),
-    ] {
+    let mut boxes: Vec<(String, String, usize)> = (1..=recipients.len())
+        .rev()
+        .map(|i| {
+            let comment = if recipients.len() == 1 {
+                "TPM wrapping key".to_string()
+            } else {
+                format!("authorized host key {i}")
+            };
+            (format!("lockbox-{i}"), comment, i - 1)
+        })
+        .collect();
+    boxes.push((
+        "origin-lockbox".into(),
+        "origin (pefbox builder: sealed to the first recipient)".into(),
+        0,
+    ));
+    for (name, comment, r) in &boxes {
+        let (key, fingerprint) = &recipients[*r];
         let enc = key
             .encrypt(rng, Oaep::new::<Sha256>(), &symkey)
             .map_err(|e| format!("RSA-OAEP: {e}"))?;
@@ -181,7 +229,7 @@ pub fn build_esm_blob<R: RngCore + CryptoRng>(
             .property("encrypted-symkey", &enc)
             .property_str("untrusted-comment", comment)
             .begin_node("pubkey-fingerprint")
-            .property("hash", &fingerprint)
+            .property("hash", fingerprint)
             .property_str("algorithm", "SHA256")
             .end_node()
             .end_node();
@@ -330,15 +378,17 @@ mod tests {
         assert_eq!(svm_initrd, &s.initrd[..]);
         let esm = EsmBlob::parse(b).unwrap();
         // The lockbox opens with the private key to exactly the symkey (RSA-OAEP-SHA256).
+        let fp: [u8; 32] = Sha256::digest(key().1.as_bytes()).into();
+        let lb = esm.lockbox_for(&fp).unwrap();
+        assert_eq!(lb.name, "lockbox-1");
         let unwrapped = key()
             .0
-            .decrypt(Oaep::new::<Sha256>(), esm.encrypted_symkey())
+            .decrypt(Oaep::new::<Sha256>(), lb.encrypted_symkey)
             .unwrap();
         assert_eq!(unwrapped, symkey);
-        assert_eq!(
-            esm.fingerprint()[..],
-            Sha256::digest(key().1.as_bytes())[..]
-        );
+        // The image's recomputation from the modulus finds the same lockbox.
+        let n = key().0.to_public_key().n().to_bytes_be();
+        assert_eq!(pefbox::uv::pem::pem_fingerprint(&n, 65537), Some(fp));
         let d = esm.decrypt_digests(&symkey).unwrap();
         assert_eq!(d.kernel_size as usize, s.kernel.len());
         let mut args = s.bootargs.clone().into_bytes();
@@ -417,6 +467,77 @@ mod tests {
         assert!(reasons.contains("kernel digest mismatch"));
     }
 
+    /// A second RSA-2048 key (a foreign host's).
+    fn key2() -> &'static (RsaPrivateKey, String) {
+        static KEY: OnceLock<(RsaPrivateKey, String)> = OnceLock::new();
+        KEY.get_or_init(|| {
+            let mut rng = StdRng::seed_from_u64(0xf0e);
+            let k = RsaPrivateKey::new(&mut rng, 2048).unwrap();
+            let pem = k.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+            (k, pem)
+        })
+    }
+
+    #[test]
+    fn esm_multi_recipient_blob_has_a_lockbox_per_key_in_svm_tools_order() {
+        let s = svm();
+        let (a, b) = (key(), key2());
+        let (blob, symkey) = build_esm_blob_multi(
+            &[&b.1, &a.1, &b.1],
+            &s.kernel,
+            &s.initrd,
+            &s.bootargs,
+            &DEFAULT_RTAS,
+            &[],
+            &mut StdRng::seed_from_u64(7),
+        )
+        .unwrap();
+        let esm = EsmBlob::parse(&blob).unwrap();
+        let fp = |pem: &str| -> [u8; 32] { Sha256::digest(pem.as_bytes()).into() };
+        let listed: Vec<(String, Option<[u8; 32]>)> = esm
+            .lockboxes()
+            .map(|l| (l.name().to_string(), l.fingerprint().copied()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("lockbox-3".to_string(), Some(fp(&b.1))),
+                ("lockbox-2".to_string(), Some(fp(&a.1))),
+                ("lockbox-1".to_string(), Some(fp(&b.1))),
+                ("origin-lockbox".to_string(), Some(fp(&b.1))),
+            ]
+        );
+        // Each key opens the first lockbox with its fingerprint to the same symkey.
+        for (k, want) in [(a, "lockbox-2"), (b, "lockbox-3")] {
+            let lb = esm.lockbox_for(&fp(&k.1)).unwrap();
+            assert_eq!(lb.name, want);
+            let got = k.0.decrypt(Oaep::new::<Sha256>(), lb.encrypted_symkey);
+            assert_eq!(got.unwrap(), symkey);
+        }
+        // A third key finds none: sealed to another key, listing all four.
+        let err = esm.lockbox_for(&[0; 32]).unwrap_err();
+        assert!(matches!(err, EsmError::SealedToAnotherKey(m) if m.count == 4));
+        assert!(
+            build_esm_blob_multi(&[], b"k", b"i", "a", &DEFAULT_RTAS, &[], &mut seeded()).is_err()
+        );
+        let e = build_esm_blob_multi(
+            &[&a.1, "junk"],
+            b"k",
+            b"i",
+            "a",
+            &DEFAULT_RTAS,
+            &[],
+            &mut seeded(),
+        )
+        .unwrap_err();
+        assert!(e.starts_with("recipient 2 (lockbox-2): "), "{e}");
+    }
+
+    /// A deterministic RNG for error-path calls.
+    fn seeded() -> StdRng {
+        StdRng::seed_from_u64(11)
+    }
+
     #[test]
     fn esm_cpio_layout_matches_svm_tools() {
         let blob = vec![0xd0, 0x0d, 0xfe, 0xed, 1, 2, 3];
@@ -467,8 +588,12 @@ mod tests {
         let (blob, symkey) =
             build_esm_blob(&pkcs1, b"k", b"i", "a", &DEFAULT_RTAS, &[], &mut rng).unwrap();
         let esm = EsmBlob::parse(&blob).unwrap();
+        let fp: [u8; 32] = Sha256::digest(pkcs1.as_bytes()).into();
         let unwrapped = priv_key
-            .decrypt(Oaep::new::<Sha256>(), esm.encrypted_symkey())
+            .decrypt(
+                Oaep::new::<Sha256>(),
+                esm.lockbox_for(&fp).unwrap().encrypted_symkey,
+            )
             .unwrap();
         assert_eq!(unwrapped, symkey);
         assert_eq!(esm.file_names().count(), 0);
@@ -525,15 +650,17 @@ mod tests {
         use rsa::pkcs1::DecodeRsaPrivateKey;
         let esm = EsmBlob::parse(FIX_BLOB).unwrap();
         let k = RsaPrivateKey::from_pkcs1_pem(FIX_RSA).unwrap();
-        // PyCryptodome's PKCS1_OAEP(hashAlgo=SHA256) and ours agree (MGF1-SHA256, no label).
-        let unwrapped = k
-            .decrypt(Oaep::new::<Sha256>(), esm.encrypted_symkey())
-            .unwrap();
-        assert_eq!(unwrapped, fixture_symkey());
         // Our fingerprint rule matches: SHA-256 of the PEM text PyCryptodome exported.
         // PyCryptodome exported the public key as SPKI PEM ("BEGIN PUBLIC KEY") + "\n".
         let spki = k.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
-        assert_eq!(esm.fingerprint()[..], Sha256::digest(spki.as_bytes())[..]);
+        let fp: [u8; 32] = Sha256::digest(spki.as_bytes()).into();
+        let lb = esm.lockbox_for(&fp).unwrap();
+        assert_eq!(lb.name, "lockbox-1");
+        // PyCryptodome's PKCS1_OAEP(hashAlgo=SHA256) and ours agree (MGF1-SHA256, no label).
+        let unwrapped = k
+            .decrypt(Oaep::new::<Sha256>(), lb.encrypted_symkey)
+            .unwrap();
+        assert_eq!(unwrapped, fixture_symkey());
         let (blob, _) = split_esm_initrd(FIX_INITRD).unwrap();
         assert_eq!(blob, FIX_BLOB);
     }

@@ -36,7 +36,7 @@ use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use rsa::{BigUint, Oaep, RsaPublicKey};
 use sha2::Sha256;
 
-use crate::esm::{attach_to_initrd, build_esm_blob};
+use crate::esm::{attach_to_initrd, build_esm_blob, build_esm_blob_multi};
 use crate::launcher::{self, LaunchError, RunConfig, RunReport};
 use crate::swtpm::Swtpm;
 use crate::verdict::{Expect, SvmExpect};
@@ -266,7 +266,27 @@ pub fn build_blob<R: RngCore + CryptoRng>(
     .map(|(blob, _)| blob)
 }
 
-/// The secure-VM scenarios: one accepted, one per rejection reason.
+/// Builds an ESM blob for `parts` sealed to several recipients in order (`lockbox-1` to
+/// the first; see [`build_esm_blob_multi`]), no attachments, default RTAS.
+pub fn build_blob_multi<R: RngCore + CryptoRng>(
+    pems: &[&str],
+    parts: &SvmParts,
+    rng: &mut R,
+) -> Result<Vec<u8>, String> {
+    build_esm_blob_multi(
+        pems,
+        &parts.kernel,
+        &parts.initrd,
+        &parts.bootargs,
+        &DEFAULT_RTAS,
+        &[],
+        rng,
+    )
+    .map(|(blob, _)| blob)
+}
+
+/// The secure-VM scenarios: two accepted (this TPM the only or the second recipient), one
+/// per rejection reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     /// The demo SVM with a blob for this TPM's key: all four digests match.
@@ -277,18 +297,23 @@ pub enum Scenario {
     WrongKernel,
     /// The bootargs given differ from the ones the blob's digest covers.
     WrongBootargs,
-    /// The blob's lockbox is sealed to another TPM's key: the TPM cannot unwrap it.
+    /// The blob's lockboxes are sealed to another TPM's key: no lockbox has this TPM's
+    /// fingerprint, so the image refuses without asking the TPM.
     OtherKey,
+    /// The blob is sealed to two hosts, another TPM's key first (`lockbox-1`) and this
+    /// TPM's second (`lockbox-2`), as svm-tools' `esm authorize` makes it: accepted.
+    SecondRecipient,
 }
 
 impl Scenario {
     /// Every scenario, the accepted one first.
-    pub const ALL: [Scenario; 5] = [
+    pub const ALL: [Scenario; 6] = [
         Scenario::Accepted,
         Scenario::TamperedCiphertext,
         Scenario::WrongKernel,
         Scenario::WrongBootargs,
         Scenario::OtherKey,
+        Scenario::SecondRecipient,
     ];
 
     /// The scenario's name in tables.
@@ -299,6 +324,7 @@ impl Scenario {
             Scenario::WrongKernel => "svm-wrong-kernel",
             Scenario::WrongBootargs => "svm-wrong-bootargs",
             Scenario::OtherKey => "svm-other-key",
+            Scenario::SecondRecipient => "svm-second-recipient",
         }
     }
 
@@ -309,12 +335,16 @@ impl Scenario {
             Scenario::TamperedCiphertext => SvmExpect::Rejected("authentication failed"),
             Scenario::WrongKernel => SvmExpect::Rejected("kernel digest mismatch"),
             Scenario::WrongBootargs => SvmExpect::Rejected("bootargs digest mismatch"),
-            Scenario::OtherKey => SvmExpect::Rejected("lockbox key not unwrapped"),
+            Scenario::OtherKey => SvmExpect::Rejected(
+                "sealed to another TPM key: no lockbox matches this TPM's wrapping key",
+            ),
+            Scenario::SecondRecipient => SvmExpect::Accepted,
         }
     }
 
     /// Writes this scenario's files into `dir`: the demo SVM, with a blob sealed to `pem`
-    /// (or, for [`Scenario::OtherKey`], to `other_pem`), altered as the scenario says.
+    /// (for [`Scenario::OtherKey`] to `other_pem`, for [`Scenario::SecondRecipient`] to
+    /// `[other_pem, pem]`), altered as the scenario says.
     pub fn prepare<R: RngCore + CryptoRng>(
         self,
         dir: &Path,
@@ -323,15 +353,15 @@ impl Scenario {
         rng: &mut R,
     ) -> Result<SvmFiles, LaunchError> {
         let demo = demo_svm();
-        let sealed_to = if self == Scenario::OtherKey {
-            other_pem
-        } else {
-            pem
+        let sealed_to: &[&str] = match self {
+            Scenario::OtherKey => &[other_pem],
+            Scenario::SecondRecipient => &[other_pem, pem],
+            _ => &[pem],
         };
-        let mut blob = build_blob(sealed_to, &demo, rng).map_err(LaunchError::Boot)?;
+        let mut blob = build_blob_multi(sealed_to, &demo, rng).map_err(LaunchError::Boot)?;
         let mut booted = demo.clone();
         match self {
-            Scenario::Accepted | Scenario::OtherKey => {}
+            Scenario::Accepted | Scenario::OtherKey | Scenario::SecondRecipient => {}
             Scenario::TamperedCiphertext => {
                 let at = digests_ciphertext_offset(&blob).map_err(LaunchError::Boot)?;
                 if let Some(b) = blob.get_mut(at) {
@@ -678,10 +708,40 @@ mod tests {
         let names: std::collections::BTreeSet<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
         assert_eq!(names.len(), Scenario::ALL.len());
         assert_eq!(Scenario::ALL[0].expect(), SvmExpect::Accepted);
-        let reasons: std::collections::BTreeSet<String> = Scenario::ALL[1..]
+        let rejected: Vec<_> = Scenario::ALL
             .iter()
-            .map(|s| format!("{}", s.expect()))
+            .filter(|s| s.expect() != SvmExpect::Accepted)
             .collect();
-        assert_eq!(reasons.len(), 4);
+        let reasons: std::collections::BTreeSet<String> =
+            rejected.iter().map(|s| format!("{}", s.expect())).collect();
+        assert_eq!((rejected.len(), reasons.len()), (4, 4));
+        assert_eq!(Scenario::SecondRecipient.expect(), SvmExpect::Accepted);
+    }
+
+    /// The second-recipient blob really puts this key second and another first, and the
+    /// image's lookup by fingerprint finds this key's lockbox, not lockbox-1.
+    #[test]
+    fn second_recipient_blob_has_the_key_in_lockbox_2() {
+        use rand::SeedableRng;
+        use rsa::RsaPrivateKey;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let pems: Vec<String> = (0..2)
+            .map(|_| {
+                let k = RsaPrivateKey::new(&mut rng, 2048).unwrap();
+                k.to_public_key().to_public_key_pem(LineEnding::LF).unwrap()
+            })
+            .collect();
+        let dir = std::env::temp_dir().join(format!("pef-second-recipient-{}", std::process::id()));
+        let files = Scenario::SecondRecipient
+            .prepare(&dir, &pems[0], &pems[1], &mut rng)
+            .unwrap();
+        let initrd = std::fs::read(&files.initrd).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let (blob, _) = pefbox::uv::cpio::split_esm_initrd(&initrd).unwrap();
+        let esm = EsmBlob::parse(blob).unwrap();
+        let fp = |p: &str| -> [u8; 32] { <Sha256 as sha2::Digest>::digest(p.as_bytes()).into() };
+        assert_eq!(esm.lockbox_for(&fp(&pems[0])).unwrap().name, "lockbox-2");
+        assert_eq!(esm.lockbox_for(&fp(&pems[1])).unwrap().name, "lockbox-1");
+        assert_eq!(esm.lockboxes().count(), 3);
     }
 }

@@ -10,7 +10,9 @@
 //! - power-off: `pefbox: power-off (<verdict>)`;
 //! - fatal: `panicked at ...`, `unexpected interrupt vector 0x...`, skiboot's `Fatal Exception`.
 //!
-//! This module also parses `bench <key>=<value> ...` lines for the bench command.
+//! This module also parses `bench <key>=<value> ...` lines for the bench command, and
+//! extracts the device tree a `dump-dt` boot printed ([`extract_dt_dump`]). Dump lines
+//! (`dt-dump: ...`, base64 has no spaces) carry no marker [`judge`] looks at.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -394,14 +396,189 @@ pub fn parse_bench_line(line: &str) -> Option<Vec<(String, String)>> {
     )
 }
 
-/// PLACEHOLDER (replaced by the image-side branch): the device tree dumped by `dump-dt`.
-pub fn extract_dt_dump(_console: &str) -> Result<Vec<u8>, String> {
-    Err("dt-dump decoding is not merged yet".into())
+/// The device tree a boot with the `dump-dt` bootarg printed (see
+/// `pefbox::platform::dt_dump`): the bytes of the `dt-dump: <base64>` lines between
+/// `dt-dump: begin <size> bytes sha256=<hex>` and `dt-dump: end`, checked against that
+/// size and digest. Lines without the `dt-dump: ` prefix are skipped (the dump sits among
+/// other console lines; `\r` line ends are allowed); so is anything after `end`.
+pub fn extract_dt_dump(console: &str) -> Result<Vec<u8>, String> {
+    use base64ct::{Base64, Encoding};
+    use sha2::{Digest, Sha256};
+    const PREFIX: &str = "dt-dump: ";
+    let mut header: Option<(usize, String)> = None;
+    let mut data = Vec::new();
+    let mut ended = false;
+    for (i, raw) in console.lines().enumerate() {
+        let Some(rest) = raw.trim_end_matches('\r').strip_prefix(PREFIX) else {
+            continue;
+        };
+        let at = |what: String| format!("console line {}: {what}", i + 1);
+        if let Some(h) = rest.strip_prefix("begin ") {
+            if header.is_some() {
+                return Err(at("a second `dt-dump: begin`".into()));
+            }
+            let parsed = h.split_once(" bytes sha256=").and_then(|(n, d)| {
+                let hex_ok = d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit());
+                Some((n.parse::<usize>().ok()?, d.to_ascii_lowercase())).filter(|_| hex_ok)
+            });
+            header = Some(parsed.ok_or_else(|| {
+                at(format!(
+                    "malformed begin line {rest:?} (expected `begin <N> bytes sha256=<64 hex>`)"
+                ))
+            })?);
+        } else if rest == "end" {
+            if header.is_none() {
+                return Err(at("`dt-dump: end` before `dt-dump: begin`".into()));
+            }
+            ended = true;
+            break;
+        } else if header.is_none() {
+            return Err(at(format!(
+                "no `dt-dump: begin` before this dump line: {rest:?}"
+            )));
+        } else {
+            let bytes =
+                Base64::decode_vec(rest).map_err(|e| at(format!("bad base64 {rest:?}: {e}")))?;
+            data.extend_from_slice(&bytes);
+        }
+    }
+    let (size, digest) = header.ok_or("no `dt-dump: begin` line (boot without dump-dt?)")?;
+    if !ended {
+        return Err(format!(
+            "no `dt-dump: end` line: dump truncated after {} of {size} bytes",
+            data.len()
+        ));
+    }
+    if data.len() != size {
+        return Err(format!(
+            "dump holds {} bytes, its begin line says {size}",
+            data.len()
+        ));
+    }
+    let got: String = Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if got != digest {
+        return Err(format!(
+            "dump sha256 is {got}, its begin line says {digest}"
+        ));
+    }
+    Ok(data)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FDT: &[u8] = include_bytes!("../../src/testdata/qemu-powernv9.dtb");
+
+    /// A console with the image's own dump lines of `fdt` after the banner.
+    fn with_dump(fdt: &[u8]) -> String {
+        let mut lines: Vec<String> = GOOD.lines().map(str::to_string).collect();
+        let dump = pefbox::platform::dt_dump::lines(fdt).map(|l| format!("{l}\r"));
+        lines.splice(2..2, dump);
+        lines.join("\n") + "\n"
+    }
+
+    #[test]
+    fn dt_dump_round_trips_and_does_not_change_the_verdict() {
+        let console = with_dump(FDT);
+        assert!(console.lines().count() > GOOD.lines().count() + 90);
+        assert_eq!(extract_dt_dump(&console), Ok(FDT.to_vec()));
+        let v = judge(&console, ExitInfo::clean(), &Expect::default());
+        assert_eq!(v.problems, vec![]);
+        assert_eq!(
+            v.summary,
+            judge(GOOD, ExitInfo::clean(), &Expect::default()).summary
+        );
+        // Empty dump, and a dump at the very end without a trailing newline.
+        assert_eq!(extract_dt_dump(&with_dump(&[])), Ok(vec![]));
+        let tail: Vec<String> = pefbox::platform::dt_dump::lines(b"abcdef")
+            .map(|l| l.to_string())
+            .collect();
+        assert_eq!(extract_dt_dump(&tail.join("\n")), Ok(b"abcdef".to_vec()));
+    }
+
+    #[test]
+    fn dt_dump_errors_name_what_is_wrong() {
+        use base64ct::Encoding;
+        let good = with_dump(FDT);
+        let edit = |f: &dyn Fn(&str) -> Option<String>| -> String {
+            good.lines()
+                .filter_map(|l| match f(l) {
+                    Some(x) if x.is_empty() => None,
+                    Some(x) => Some(x),
+                    None => Some(l.to_string()),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let err = |c: &str| extract_dt_dump(c).unwrap_err();
+        assert!(err(GOOD).contains("no `dt-dump: begin` line"));
+        let no_begin = edit(&|l| l.contains("dt-dump: begin").then(String::new));
+        assert!(
+            err(&no_begin).contains("no `dt-dump: begin` before"),
+            "{}",
+            err(&no_begin)
+        );
+        let no_end = edit(&|l| l.contains("dt-dump: end").then(String::new));
+        assert!(
+            err(&no_end).contains("no `dt-dump: end` line"),
+            "{}",
+            err(&no_end)
+        );
+        let first_data = good
+            .lines()
+            .find(|l| l.starts_with("dt-dump: ") && !l.contains("begin"))
+            .unwrap()
+            .trim_end()
+            .to_string();
+        let bad64 = edit(&|l| {
+            (l.trim_end() == first_data)
+                .then(|| format!("{}!", &first_data[..first_data.len() - 1]))
+        });
+        assert!(err(&bad64).contains("bad base64"), "{}", err(&bad64));
+        // A whole data line lost: size mismatch; one byte changed (valid base64): digest.
+        let short = edit(&|l| (l.trim_end() == first_data).then(String::new));
+        assert!(err(&short).contains("dump holds"), "{}", err(&short));
+        let flipped = {
+            let b64 = first_data.strip_prefix("dt-dump: ").unwrap();
+            let mut bytes = base64ct::Base64::decode_vec(b64).unwrap();
+            bytes[5] ^= 1;
+            format!("dt-dump: {}", base64ct::Base64::encode_string(&bytes))
+        };
+        let changed = edit(&|l| (l.trim_end() == first_data).then(|| flipped.clone()));
+        assert!(
+            err(&changed).contains("dump sha256 is "),
+            "{}",
+            err(&changed)
+        );
+        // Whatever follows the first complete dump is not looked at.
+        assert_eq!(
+            extract_dt_dump(&format!("{good}garbage\n{good}")),
+            Ok(FDT.to_vec())
+        );
+        let double_begin = good.replacen(
+            "dt-dump: begin",
+            "dt-dump: begin 1 bytes sha256=00\ndt-dump: begin",
+            1,
+        );
+        assert!(
+            err(&double_begin).contains("malformed begin line"),
+            "{}",
+            err(&double_begin)
+        );
+        let begin_line = good.lines().find(|l| l.contains("begin")).unwrap();
+        let two_begins = good.replacen(begin_line, &format!("{begin_line}\n{begin_line}"), 1);
+        assert!(err(&two_begins).contains("a second `dt-dump: begin`"));
+        let unavailable = "pefbox x\ndt-dump: unavailable: device tree unreadable (BadMagic)\n";
+        assert!(
+            err(unavailable).contains("unavailable"),
+            "{}",
+            err(unavailable)
+        );
+    }
 
     const GOOD: &str = "\
 [    0.123456789,5] INIT: Starting kernel at 0x20010000, fdt at 0x3066b8c8\r

@@ -86,7 +86,7 @@ fn a_boot_past_its_deadline_is_killed_and_judged_timed_out() {
 #[test]
 fn selftest_none_with_a_probe_passes_without_self_tests() {
     let mut cfg = config("probe-only");
-    let bootargs = "hcall-probe=1,buf,12,buf,4096 selftest=none";
+    let bootargs = "hcall-probe=1,buf,12,buf,4096;1,buf,12,buf,100 selftest=none";
     cfg.bootargs = Some(bootargs.into());
     cfg.expect = Expect::for_bootargs(Some(bootargs), SvmExpect::Absent);
     let r = launcher::run(&cfg).expect("launch");
@@ -97,6 +97,23 @@ fn selftest_none_with_a_probe_passes_without_self_tests() {
         r.console
     );
     assert_eq!(r.verdict.summary.counts, Some((0, 0)), "{}", r.console);
+    // GetRandom(16) through a legal call: H_SUCCESS by name, r4 = the 28-byte response;
+    // then out_size 100 (< 4096): H_P5 by name.
+    let probes: Vec<&str> = r
+        .console
+        .lines()
+        .filter(|l| l.starts_with("hcall-probe "))
+        .map(str::trim_end)
+        .collect();
+    assert_eq!(
+        probes,
+        [
+            "hcall-probe r3=0 (H_SUCCESS) r4=0x1c",
+            "hcall-probe r3=-58 (H_P5) r4=0x0"
+        ],
+        "{}",
+        r.console
+    );
     // Without the expectation derived from the bootargs, the same console fails.
     let strict = tests_qemu::verdict::judge(&r.console, r.exit, &Expect::default());
     assert!(strict
@@ -158,4 +175,51 @@ fn an_unexpected_interrupt_is_reported_and_powers_off() {
     );
     assert!(r.console.contains("pefbox: power-off (fatal)"));
     assert!(!r.exit.timed_out, "the image powers off by itself");
+}
+
+/// `dump-dt`: the image prints the device tree skiboot gave it; the host gets back a valid
+/// FDT whose `/chosen/bootargs` are the ones this boot was given. The banner names the
+/// machine by its root `compatible`.
+#[test]
+fn dump_dt_prints_the_device_tree_skiboot_handed_over() {
+    let mut cfg = config("dump-dt");
+    let bootargs = "dump-dt selftest=none";
+    cfg.bootargs = Some(bootargs.into());
+    cfg.expect = Expect::for_bootargs(Some(bootargs), SvmExpect::Absent);
+    let r = launcher::run(&cfg).expect("launch");
+    assert!(
+        r.passed(),
+        "problems: {:?}\n--- console ---\n{}",
+        r.verdict.problems,
+        r.console
+    );
+    let fdt = tests_qemu::verdict::extract_dt_dump(&r.console)
+        .unwrap_or_else(|e| panic!("{e}\n--- console ---\n{}", r.console));
+    assert_eq!(
+        fdt.get(..4),
+        Some(&[0xd0, 0x0d, 0xfe, 0xed][..]),
+        "FDT magic"
+    );
+    let dtb = pefbox::dtb::Dtb::new(&fdt).expect("the dump parses as an FDT");
+    let chosen = dtb.find_node("/chosen").expect("/chosen");
+    assert_eq!(chosen.property_str("bootargs"), Some(bootargs));
+    let root = dtb.root();
+    assert!(root.is_compatible("qemu,powernv9"), "root compatible");
+    // The dump comes right after the banner and its indented lines.
+    let lines: Vec<&str> = r.console.lines().map(|l| l.trim_end()).collect();
+    let banner = lines.iter().position(|l| l.starts_with("pefbox ")).unwrap();
+    let begin = lines
+        .iter()
+        .position(|l| l.starts_with("dt-dump: begin "))
+        .unwrap();
+    assert!(
+        lines[banner + 1..begin].iter().all(|l| l.starts_with("  ")),
+        "{:?}",
+        &lines[banner..=begin]
+    );
+    assert!(
+        lines[banner].contains("[qemu,powernv9, ibm,powernv]"),
+        "{}",
+        lines[banner]
+    );
 }

@@ -2,8 +2,10 @@
 //! framing relay.
 //!
 //! - every scenario on one TPM state and one provisioning: a blob for this TPM's key is
-//!   accepted; a tampered ciphertext, a wrong kernel, wrong bootargs and a blob for another
-//!   TPM's key are each rejected with their reason;
+//!   accepted, and so is one sealed to two hosts with this TPM second (`lockbox-2`); a
+//!   tampered ciphertext, a wrong kernel, wrong bootargs and a blob for another TPM's key
+//!   (`sealed to another TPM key: ...`, naming both fingerprints) are each rejected with
+//!   their reason;
 //! - after the accepted boot, with the same swtpm process (no TPM reset), host software
 //!   cannot use the wrapping key: RSA_Decrypt with the empty password, policy branch A with a
 //!   guessed authValue, policy branch B (ObjectChangeAuth + PCR 11 all zero) are each refused
@@ -87,13 +89,42 @@ fn scenarios_accept_and_reject_with_reasons_and_the_host_cannot_use_the_key() {
         assert_eq!(r.verdict.summary.svm.len(), 1, "{}", dump(r));
         eprintln!("{:<20} svm: {}", sc.name(), r.verdict.summary.svm[0]);
     }
-    // Each rejection names a different reason.
-    let reasons: std::collections::BTreeSet<String> = suite
+    // Each rejection names a different reason; the two accepted ones (this TPM the only
+    // recipient, and the second of two) say `accepted`.
+    let verdicts: Vec<String> = suite
         .scenarios
         .iter()
         .map(|(_, r)| r.verdict.summary.svm[0].to_string())
         .collect();
-    assert_eq!(reasons.len(), Scenario::ALL.len(), "{reasons:?}");
+    let reasons: std::collections::BTreeSet<&String> = verdicts.iter().collect();
+    assert_eq!(reasons.len(), Scenario::ALL.len() - 1, "{reasons:?}");
+    let verdict_of = |want: Scenario| {
+        let (_, r) = suite.scenarios.iter().find(|(s, _)| *s == want).unwrap();
+        r.verdict.summary.svm[0].clone()
+    };
+    assert_eq!(verdict_of(Scenario::SecondRecipient), SvmResult::Accepted);
+    // Another key: refused before the TPM is asked, naming this TPM's fingerprint (the one
+    // the session line printed) and the blob's two lockboxes (lockbox-1 and the origin).
+    let other = verdict_of(Scenario::OtherKey).to_string();
+    let (_, accepted) = &suite.scenarios[0];
+    let ours = accepted
+        .console
+        .lines()
+        .find_map(|l| {
+            l.split_once("wrapping key fingerprint ")
+                .map(|(_, f)| f.trim())
+        })
+        .expect("the session line names the wrapping key fingerprint")
+        .to_string();
+    assert_eq!(ours.len(), 64, "{ours}");
+    assert!(
+        other.starts_with(&format!(
+            "rejected: sealed to another TPM key: no lockbox matches this TPM's wrapping key (fingerprint {}...; blob has 2 lockboxes: ",
+            &ours[..8]
+        )),
+        "{other}"
+    );
+    assert!(!other.contains("0x101"), "{other}");
 
     // After the accepted boot, same swtpm process.
     let pcr = suite.door_pcr.expect("PCR 11 read");

@@ -182,8 +182,15 @@ fn make_svm(p: &Provisioned) -> Svm {
     }
 }
 
-fn lockbox_of(svm: &Svm) -> [u8; 256] {
-    *EsmBlob::parse(&svm.blob).unwrap().encrypted_symkey()
+/// The lockbox the ultravisor would open: found by the fingerprint the image recomputes
+/// from the provisioned modulus (the blob's was hashed from the host's PEM export).
+fn lockbox_of(p: &Provisioned, svm: &Svm) -> [u8; 256] {
+    let fp = p.wrapping_fingerprint().expect("RSA wrapping key");
+    *EsmBlob::parse(&svm.blob)
+        .unwrap()
+        .lockbox_for(&fp)
+        .expect("the blob has a lockbox for this TPM's key")
+        .encrypted_symkey
 }
 
 fn expect_tpm_error<T: std::fmt::Debug>(what: &str, r: Result<T, Error>) -> ResponseCode {
@@ -338,10 +345,16 @@ fn unwrap_standard_lockboxes_on_one_session() {
     assert_eq!(handle >> 24, rh::POLICY_SESSION_FIRST >> 24);
 
     let t = Instant::now();
-    assert_eq!(s.unwrap(&mut tpm, &lockbox_of(&svm1)).unwrap(), svm1.symkey);
+    assert_eq!(
+        s.unwrap(&mut tpm, &lockbox_of(&p, &svm1)).unwrap(),
+        svm1.symkey
+    );
     println!("unwrap 1: {:?}", t.elapsed());
     let t = Instant::now();
-    assert_eq!(s.unwrap(&mut tpm, &lockbox_of(&svm2)).unwrap(), svm2.symkey);
+    assert_eq!(
+        s.unwrap(&mut tpm, &lockbox_of(&p, &svm2)).unwrap(),
+        svm2.symkey
+    );
     println!("unwrap 2: {:?}", t.elapsed());
     // Plain `rsa` crate OAEP-SHA256 with the default (empty) label.
     let mut k3 = [0u8; 32];
@@ -353,7 +366,8 @@ fn unwrap_standard_lockboxes_on_one_session() {
         bootargs: svm1.bootargs.as_bytes(),
         rtas: &DEFAULT_RTAS,
     };
-    svm::open(&svm1.blob, &svm1.initrd, &payload, |c| {
+    let fp = p.wrapping_fingerprint().unwrap();
+    svm::open(&svm1.blob, &svm1.initrd, &payload, &fp, |c| {
         s.unwrap(&mut tpm, c)
     })
     .expect("svm accepted");
@@ -362,7 +376,10 @@ fn unwrap_standard_lockboxes_on_one_session() {
         kernel: &svm2.kernel,
         ..payload
     };
-    assert!(svm::open(&svm1.blob, &svm1.initrd, &wrong, |c| s.unwrap(&mut tpm, c)).is_err());
+    assert!(svm::open(&svm1.blob, &svm1.initrd, &wrong, &fp, |c| {
+        s.unwrap(&mut tpm, c)
+    })
+    .is_err());
 
     // One session for all of them, RSA_Decrypt responses encrypted.
     assert_eq!(s.session_handle(), handle);
@@ -400,7 +417,10 @@ fn unwrap_standard_lockboxes_on_one_session() {
         ),
         "{e:?}"
     );
-    assert_eq!(s.unwrap(&mut tpm, &lockbox_of(&svm2)).unwrap(), svm2.symkey);
+    assert_eq!(
+        s.unwrap(&mut tpm, &lockbox_of(&p, &svm2)).unwrap(),
+        svm2.symkey
+    );
 
     s.close(&mut tpm).unwrap();
     no_transients_or_sessions(&mut tpm);
@@ -425,7 +445,10 @@ fn snooping_the_transport_finds_neither_keys_nor_auth() {
     let svms: Vec<Svm> = (0..3).map(|_| make_svm(&p)).collect();
     let mut s = UvSession::establish(&mut tpm, &p.secrets).unwrap();
     for svm in &svms {
-        assert_eq!(s.unwrap(&mut tpm, &lockbox_of(svm)).unwrap(), svm.symkey);
+        assert_eq!(
+            s.unwrap(&mut tpm, &lockbox_of(&p, svm)).unwrap(),
+            svm.symkey
+        );
     }
     s.close(&mut tpm).unwrap();
     let uv_log = std::mem::take(&mut tpm.transport_mut().log);
@@ -454,7 +477,7 @@ fn snooping_the_transport_finds_neither_keys_nor_auth() {
     let _ = tpm.rsa_decrypt(
         &key,
         &mut [Auth::Password(&auth)],
-        &lockbox_of(&svms[0]),
+        &lockbox_of(&p, &svms[0]),
         &[],
         &mut out,
     );
