@@ -87,66 +87,19 @@ pub fn image_path() -> PathBuf {
         .join("pefbox")
 }
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
-}
-
-fn running_as_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-/// Debian packages that provide the tools.
-pub const APT_PACKAGES: [&str; 3] = ["qemu-system-ppc", "swtpm", "swtpm-tools"];
-
-/// Checks that `qemu-system-ppc64` and `swtpm` exist; installs them with apt-get when running
-/// as root on a machine that has it, otherwise returns an error naming the command.
+/// Checks that QEMU (with skiboot) and swtpm are installed, installing them with apt-get when
+/// running as root on a machine that has it; otherwise the error names the command. See
+/// [`crate::tools::ensure`].
 pub fn ensure_tools() -> Result<(), LaunchError> {
-    let missing: Vec<&str> = ["qemu-system-ppc64", "swtpm"]
-        .into_iter()
-        .filter(|p| !on_path(p))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let apt = format!("apt-get install -y {}", APT_PACKAGES.join(" "));
-    if running_as_root() && on_path("apt-get") {
-        eprintln!(
-            "pef: {} not found: installing with `apt-get update && {apt}`",
-            missing.join(", ")
-        );
-        let update = Command::new("apt-get").arg("update").status();
-        let install = Command::new("apt-get")
-            .args(["install", "-y"])
-            .args(APT_PACKAGES)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-        let ok = matches!(update, Ok(s) if s.success()) && matches!(install, Ok(s) if s.success());
-        if ok && ["qemu-system-ppc64", "swtpm"].iter().all(|p| on_path(p)) {
-            return Ok(());
-        }
-        return Err(LaunchError::MissingTool(format!(
-            "installing {} with apt-get failed",
-            missing.join(", ")
-        )));
-    }
-    Err(LaunchError::MissingTool(format!(
-        "{} not found: install with `sudo {apt}`",
-        missing.join(" and ")
-    )))
+    crate::tools::ensure(&[crate::tools::Tool::Qemu, crate::tools::Tool::Swtpm])
+        .map_err(|e| LaunchError::MissingTool(e.to_string()))
 }
 
 /// Builds the image in its own target directory (no lock fight with an outer `cargo test`)
 /// and returns the ELF's path. Cargo's output goes to our stderr.
 pub fn build_image() -> Result<PathBuf, LaunchError> {
+    crate::tools::ensure(&[crate::tools::Tool::ImageTarget])
+        .map_err(|e| LaunchError::MissingTool(e.to_string()))?;
     let root = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let status = Command::new(cargo)
@@ -219,31 +172,39 @@ pub fn image_bootargs(bootargs: Option<&str>, svm: &SvmLoad) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
-/// The QEMU command line (without the program name) for one boot.
+/// The QEMU command line (without the program name) for one boot of `machine` (e.g.
+/// `powernv9`), with firmware from `data_dir` (`-L`) when given.
+#[allow(clippy::too_many_arguments)]
 pub fn qemu_args(
+    machine: &str,
+    data_dir: Option<&Path>,
     image: &Path,
     relay_port: u16,
     bootargs: Option<&str>,
     initrd: Option<&Path>,
     svm: &SvmLoad,
 ) -> Vec<OsString> {
-    let mut a: Vec<OsString> = [
-        "-M",
-        "powernv9",
-        "-m",
-        "1G",
-        "-nodefaults",
-        "-display",
-        "none",
-        // The BMC makes OPAL_CEC_POWER_DOWN work with -nodefaults, so QEMU exits.
-        "-device",
-        "ipmi-bmc-sim,id=bmc0",
-        "-device",
-        "isa-ipmi-bt,bmc=bmc0,irq=10",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
+    let mut a: Vec<OsString> = vec!["-M".into(), machine.into()];
+    if let Some(d) = data_dir {
+        a.push("-L".into());
+        a.push(d.as_os_str().to_owned());
+    }
+    a.extend(
+        [
+            "-m",
+            "1G",
+            "-nodefaults",
+            "-display",
+            "none",
+            // The BMC makes OPAL_CEC_POWER_DOWN work with -nodefaults, so QEMU exits.
+            "-device",
+            "ipmi-bmc-sim,id=bmc0",
+            "-device",
+            "isa-ipmi-bt,bmc=bmc0,irq=10",
+        ]
+        .iter()
+        .map(OsString::from),
+    );
     a.push("-kernel".into());
     a.push(image.as_os_str().to_owned());
     // The TPM link: the first UART (0x3f8) is a TCP client of the relay.
@@ -428,6 +389,13 @@ pub struct RunConfig {
     pub echo: bool,
     /// What the console must show.
     pub expect: Expect,
+    /// The QEMU binary; `None`: `qemu-system-ppc64` on PATH.
+    pub qemu: Option<PathBuf>,
+    /// QEMU's firmware directory (`-L`), for a QEMU outside the system (see
+    /// [`crate::tools::ensure_qemu10`]); `None`: QEMU's default.
+    pub qemu_data_dir: Option<PathBuf>,
+    /// The QEMU machine (`-M`).
+    pub machine: String,
 }
 
 impl RunConfig {
@@ -445,6 +413,9 @@ impl RunConfig {
             fresh_tpm: false,
             echo: false,
             expect: Expect::default(),
+            qemu: None,
+            qemu_data_dir: None,
+            machine: "powernv9".into(),
         }
     }
 }
@@ -660,8 +631,14 @@ pub fn run_keeping_tpm(cfg: &RunConfig) -> Result<(RunReport, Swtpm), LaunchErro
         relay: &relay,
     };
 
-    let mut cmd = Command::new("qemu-system-ppc64");
+    let qemu_bin = cfg
+        .qemu
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("qemu-system-ppc64"));
+    let mut cmd = Command::new(&qemu_bin);
     cmd.args(qemu_args(
+        &cfg.machine,
+        cfg.qemu_data_dir.as_deref(),
         &cfg.image,
         relay.port(),
         cfg.bootargs.as_deref(),
@@ -673,7 +650,9 @@ pub fn run_keeping_tpm(cfg: &RunConfig) -> Result<(RunReport, Swtpm), LaunchErro
     .stderr(Stdio::piped());
     set_parent_death_signal(&mut cmd);
     let start = Instant::now();
-    let child = cmd.spawn().map_err(io_err("starting qemu-system-ppc64"))?;
+    let child = cmd
+        .spawn()
+        .map_err(io_err(format!("starting {}", qemu_bin.display())))?;
     let mut qemu = ChildGuard {
         child,
         reaped: None,
@@ -792,8 +771,9 @@ pub fn run_keeping_tpm(cfg: &RunConfig) -> Result<(RunReport, Swtpm), LaunchErro
     Ok((report, swtpm))
 }
 
-/// Makes the kernel send SIGKILL to QEMU if the launcher dies without cleaning up (SIGKILL).
-fn set_parent_death_signal(cmd: &mut Command) {
+/// Makes the kernel send SIGKILL to the child (QEMU, swtpm) if the launcher dies without
+/// cleaning up (e.g. SIGKILLed). Note: the signal follows the death of the spawning *thread*.
+pub fn set_parent_death_signal(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which
     // is async-signal-safe; it touches no memory shared with the parent.
@@ -1058,6 +1038,8 @@ mod tests {
     #[test]
     fn qemu_args_put_the_console_uart_last_and_the_tpm_on_the_relay() {
         let a = qemu_args(
+            "powernv9",
+            None,
             Path::new("/x/pefbox"),
             4321,
             Some("selftest=panic"),
@@ -1071,6 +1053,8 @@ mod tests {
         assert!(s.contains(&"socket,id=tpm,host=127.0.0.1,port=4321,nodelay=on".to_string()));
         assert!(at("chardev:tpm") < at("isa-serial,chardev=con,iobase=0x2f8,irq=3"));
         assert!(!s.contains(&"-initrd".to_string()));
+        assert_eq!(s[at("-M") + 1], "powernv9");
+        assert!(!s.contains(&"-L".to_string()));
     }
 
     #[test]
@@ -1079,7 +1063,15 @@ mod tests {
             kernel: Some(("/w/k.bin".into(), 262_144)),
             bootargs: Some(("/t/b".into(), 34)),
         };
-        let a = qemu_args(Path::new("/x/pefbox"), 1, Some(" quiet "), None, &svm);
+        let a = qemu_args(
+            "powernv10",
+            Some(Path::new("/q/share")),
+            Path::new("/x/pefbox"),
+            1,
+            Some(" quiet "),
+            None,
+            &svm,
+        );
         let s: Vec<String> = a.iter().map(|o| o.to_string_lossy().into_owned()).collect();
         let at = |x: &str| s.iter().position(|y| y == x).unwrap();
         assert_eq!(
@@ -1088,6 +1080,8 @@ mod tests {
         );
         assert!(s.contains(&"loader,file=/w/k.bin,addr=0x10000000,force-raw=on".to_string()));
         assert!(s.contains(&"loader,file=/t/b,addr=0xf000000,force-raw=on".to_string()));
+        assert_eq!(s[at("-M") + 1], "powernv10");
+        assert_eq!(s[at("-L") + 1], "/q/share");
         // No user bootargs: only the tokens; nothing at all: no -append.
         assert_eq!(
             image_bootargs(None, &svm).as_deref(),

@@ -7,4 +7,5 @@ pub mod launcher;
 pub mod relay;
 pub mod svm;
 pub mod swtpm;
+pub mod tools;
 pub mod verdict;

@@ -159,3 +159,44 @@ fn an_unexpected_interrupt_is_reported_and_powers_off() {
     assert!(r.console.contains("pefbox: power-off (fatal)"));
     assert!(!r.exit.timed_out, "the image powers off by itself");
 }
+
+/// The default story under QEMU 10.0 (Debian bookworm-backports, unpacked into
+/// target/qemu-10.0 by `tools::ensure_qemu10`) as `-M powernv9` and `-M powernv10`.
+#[test]
+fn default_boot_passes_under_qemu_10_as_powernv9_and_powernv10() {
+    let q = tests_qemu::tools::ensure_qemu10().expect("QEMU 10.0 in target/qemu-10.0");
+    assert_eq!((q.version.0, q.version.1), (10, 0), "{q:?}");
+    for machine in ["powernv9", "powernv10"] {
+        let mut cfg = config(&format!("qemu10-{machine}"));
+        cfg.qemu = Some(q.binary.clone());
+        cfg.qemu_data_dir = q.data_dir.clone();
+        cfg.machine = machine.into();
+        let r = launcher::run(&cfg).expect("launch");
+        assert!(
+            r.passed(),
+            "{machine}: problems: {:?}\n--- console ---\n{}\n--- stderr ---\n{}",
+            r.verdict.problems,
+            r.console,
+            r.stderr
+        );
+        let (passed, failed) = r.verdict.summary.counts.expect("count line");
+        assert!(passed > 0, "{machine}");
+        assert_eq!(failed, 0, "{machine}");
+        assert_eq!(r.verdict.summary.svm, vec![SvmResult::None], "{machine}");
+        assert_eq!(
+            r.exit.code,
+            Some(0),
+            "{machine}: QEMU exits after power-off"
+        );
+        let banner = r.to_banner.expect("banner");
+        eprintln!(
+            "QEMU {}.{}.{} -M {machine}: launch to banner {banner:?}, to exit {:?}, banner to \
+             exit {:?}",
+            q.version.0,
+            q.version.1,
+            q.version.2,
+            r.wall,
+            r.wall - banner
+        );
+    }
+}
