@@ -471,14 +471,8 @@ fn start_swtpm(cfg: &RunConfig) -> Result<Swtpm, LaunchError> {
             Swtpm::start_in(dir)
         }
     };
-    started.map_err(|e| match &cfg.tpm_state {
-        // swtpm locks its state directory: a second launcher on it makes swtpm exit.
-        Some(dir) => LaunchError::Swtpm(format!(
-            "{e} (state {}: is another `pef run` using it?)",
-            dir.display()
-        )),
-        None => LaunchError::Swtpm(e.to_string()),
-    })
+    // The error names the state and what to do (locked, corrupt, not writable, ...).
+    started.map_err(|e| LaunchError::Swtpm(e.to_string()))
 }
 
 /// Reads a child's output: copies it live to `echo` (if any), keeps all of it, and sends each
