@@ -353,7 +353,9 @@ impl Swtpm {
                     let Some((launcher, pid)) = stale_swtpm(&self.state_dir) else {
                         return Err(e);
                     };
-                    eprintln!(
+                    // Written to the descriptor: shown under `cargo test` too.
+                    let _ = writeln!(
+                        io::stderr(),
                         "pef: killing swtpm (pid {pid}) left holding {} by launcher pid {launcher}, which is gone; starting a new one",
                         self.state_dir.display()
                     );

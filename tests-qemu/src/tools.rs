@@ -266,6 +266,13 @@ pub fn find_on_path(program: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// One line on stderr, written to the descriptor itself so that it shows under `cargo test`
+/// too (the test harness captures `eprintln!`, not child processes or direct writes).
+fn say(line: fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
 /// True when this process runs as root (effective uid 0).
 pub fn running_as_root() -> bool {
     // SAFETY: geteuid(2) has no preconditions, cannot fail and touches no memory of ours.
@@ -322,10 +329,10 @@ fn apt_install(packages: &[&str], what: &str) -> Result<(), ToolError> {
         };
         return Err(ToolError::Missing(format!("missing {what}: {how}")));
     }
-    eprintln!(
+    say(format_args!(
         "pef: installing {} with apt-get: missing {what}",
         packages.join(" ")
-    );
+    ));
     apt_update()?;
     run_apt(
         Command::new("apt-get")
@@ -421,7 +428,9 @@ fn add_image_target() -> Result<(), ToolError> {
              target's standard library for this rustc"
         )));
     }
-    eprintln!("pef: adding the image target ({IMAGE_TARGET}) to Rust {toolchain}: `{cmd}`");
+    say(format_args!(
+        "pef: adding the image target ({IMAGE_TARGET}) to Rust {toolchain}: `{cmd}`"
+    ));
     let status = Command::new("rustup")
         .args(["target", "add", IMAGE_TARGET, "--toolchain", &toolchain])
         .current_dir(workspace_root())
@@ -621,10 +630,10 @@ fn install_qemu10(prefix: &Path) -> Result<(), ToolError> {
                 qemu10_manual(prefix)
             )));
         }
-        eprintln!(
+        say(format_args!(
             "pef: adding Debian's bookworm-backports suite to apt's sources ({BACKPORTS_SOURCES}) \
              to fetch QEMU 10.0"
-        );
+        ));
         fs::write(BACKPORTS_SOURCES, BACKPORTS_STANZA)
             .map_err(|e| ToolError::InstallFailed(format!("writing {BACKPORTS_SOURCES}: {e}")))?;
         // Backports are NotAutomatic (priority 100): adding the suite upgrades nothing.
@@ -649,11 +658,11 @@ fn install_qemu10(prefix: &Path) -> Result<(), ToolError> {
     fs::create_dir_all(&debs)
         .and_then(|()| fs::create_dir_all(&unpacked))
         .map_err(|e| ToolError::InstallFailed(format!("creating {}: {e}", staging.display())))?;
-    eprintln!(
+    say(format_args!(
         "pef: fetching QEMU 10.0 from bookworm-backports ({}) into {} (no system package changes)",
         QEMU10_DEBS.join(", "),
         prefix.display()
-    );
+    ));
     run_apt(
         Command::new("apt-get")
             .args(["download", "-q", "-t", "bookworm-backports"])
@@ -882,10 +891,10 @@ mod tests {
         for _ in 0..1000 {
             ensure(&[Tool::Swtpm, Tool::ImageTarget]).unwrap();
         }
-        eprintln!(
+        say(format_args!(
             "ensure(Swtpm, ImageTarget): first call {first:?}, then {:?} per call",
             t.elapsed() / 1000
-        );
+        ));
         assert!(
             t.elapsed() < std::time::Duration::from_millis(50),
             "1000 repeated calls took {:?}",
