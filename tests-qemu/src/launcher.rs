@@ -87,61 +87,12 @@ pub fn image_path() -> PathBuf {
         .join("pefbox")
 }
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
-}
-
-fn running_as_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-/// Debian packages that provide the tools.
-pub const APT_PACKAGES: [&str; 3] = ["qemu-system-ppc", "swtpm", "swtpm-tools"];
-
-/// Checks that `qemu-system-ppc64` and `swtpm` exist; installs them with apt-get when running
-/// as root on a machine that has it, otherwise returns an error naming the command.
+/// Checks that QEMU (with skiboot) and swtpm are installed, installing them with apt-get when
+/// running as root on a machine that has it; otherwise the error names the command. See
+/// [`crate::tools::ensure`].
 pub fn ensure_tools() -> Result<(), LaunchError> {
-    let missing: Vec<&str> = ["qemu-system-ppc64", "swtpm"]
-        .into_iter()
-        .filter(|p| !on_path(p))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let apt = format!("apt-get install -y {}", APT_PACKAGES.join(" "));
-    if running_as_root() && on_path("apt-get") {
-        eprintln!(
-            "pef: {} not found: installing with `apt-get update && {apt}`",
-            missing.join(", ")
-        );
-        let update = Command::new("apt-get").arg("update").status();
-        let install = Command::new("apt-get")
-            .args(["install", "-y"])
-            .args(APT_PACKAGES)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status();
-        let ok = matches!(update, Ok(s) if s.success()) && matches!(install, Ok(s) if s.success());
-        if ok && ["qemu-system-ppc64", "swtpm"].iter().all(|p| on_path(p)) {
-            return Ok(());
-        }
-        return Err(LaunchError::MissingTool(format!(
-            "installing {} with apt-get failed",
-            missing.join(", ")
-        )));
-    }
-    Err(LaunchError::MissingTool(format!(
-        "{} not found: install with `sudo {apt}`",
-        missing.join(" and ")
-    )))
+    crate::tools::ensure(&[crate::tools::Tool::Qemu, crate::tools::Tool::Swtpm])
+        .map_err(|e| LaunchError::MissingTool(e.to_string()))
 }
 
 /// Builds the image in its own target directory (no lock fight with an outer `cargo test`)
@@ -152,6 +103,8 @@ pub fn build_image() -> Result<PathBuf, LaunchError> {
 
 /// As [`build_image`]; `quiet` passes `-q` to cargo (no progress lines).
 pub fn build_image_opts(quiet: bool) -> Result<PathBuf, LaunchError> {
+    crate::tools::ensure(&[crate::tools::Tool::ImageTarget])
+        .map_err(|e| LaunchError::MissingTool(e.to_string()))?;
     let root = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
     let mut cmd = Command::new(cargo);
@@ -481,7 +434,8 @@ pub struct RunConfig {
     pub log_dir: Option<PathBuf>,
     /// The QEMU program (`None`: `qemu-system-ppc64` on the PATH).
     pub qemu: Option<PathBuf>,
-    /// QEMU's firmware directory (`-L`), for a QEMU unpacked into a private prefix.
+    /// QEMU's firmware directory (`-L`), for a QEMU outside the system (see
+    /// [`crate::tools::ensure_qemu10`]); `None`: QEMU's default.
     pub qemu_data_dir: Option<PathBuf>,
     /// The QEMU machine (`-M`): see [`MACHINES`].
     pub machine: String,
@@ -638,14 +592,8 @@ fn start_swtpm(cfg: &RunConfig) -> Result<Swtpm, LaunchError> {
             Swtpm::start_in(dir)
         }
     };
-    started.map_err(|e| match &cfg.tpm_state {
-        // swtpm locks its state directory: a second launcher on it makes swtpm exit.
-        Some(dir) => LaunchError::Swtpm(format!(
-            "{e} (state {}: is another `pef run` using it?)",
-            dir.display()
-        )),
-        None => LaunchError::Swtpm(e.to_string()),
-    })
+    // The error names the state and what to do (locked, corrupt, not writable, ...).
+    started.map_err(|e| LaunchError::Swtpm(e.to_string()))
 }
 
 /// How a [`pump`] copies what it reads to the terminal.
@@ -984,37 +932,13 @@ pub fn run_keeping_tpm(cfg: &RunConfig) -> Result<(RunReport, Swtpm), LaunchErro
     Ok((report, swtpm))
 }
 
-/// The oldest QEMU that boots the image: Debian 12's 7.2 (the notes' measurements were made
-/// on it; nothing older was tried, and powernv9's device tree and skiboot changed before it).
-pub const MIN_QEMU: (u32, u32) = (7, 2);
-
-/// Refuses a QEMU older than [`MIN_QEMU`], one whose version cannot be read, or a machine
-/// it does not have, with a message saying what to do.
+/// Refuses a QEMU older than [`crate::tools::MIN_QEMU`] or one whose version cannot be read,
+/// and a machine the image does not boot on, with a message saying what to do.
 pub fn check_qemu(id: &QemuId, machine: &str) -> Result<(), LaunchError> {
-    let v: Vec<u32> = id
-        .version
-        .split('.')
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let (major, minor) = match v.as_slice() {
-        [a, b, ..] => (*a, *b),
-        _ => {
-            return Err(LaunchError::MissingTool(format!(
-                "{}: cannot read its version (`{} --version`); is it a QEMU?",
-                id.program.display(),
-                id.program.display()
-            )))
-        }
-    };
-    if (major, minor) < MIN_QEMU {
-        return Err(LaunchError::MissingTool(format!(
-            "{} is QEMU {}: too old, the image needs QEMU {}.{} or later (Debian 12's              qemu-system-ppc, or 10.0 from bookworm-backports)",
-            id.program.display(),
-            id.version,
-            MIN_QEMU.0,
-            MIN_QEMU.1
-        )));
-    }
+    let version = crate::tools::qemu_version(&id.program)
+        .map_err(|e| LaunchError::MissingTool(e.to_string()))?;
+    crate::tools::check_qemu_version(&id.program, version)
+        .map_err(|e| LaunchError::MissingTool(e.to_string()))?;
     if !MACHINES.contains(&machine) {
         return Err(LaunchError::MissingTool(format!(
             "machine {machine}: the image boots on {}",
@@ -1045,8 +969,9 @@ pub fn qemu_id(program: &Path) -> QemuId {
     }
 }
 
-/// Makes the kernel send SIGKILL to QEMU if the launcher dies without cleaning up (SIGKILL).
-fn set_parent_death_signal(cmd: &mut Command) {
+/// Makes the kernel send SIGKILL to the child (QEMU, swtpm) if the launcher dies without
+/// cleaning up (e.g. SIGKILLed). Note: the signal follows the death of the spawning *thread*.
+pub fn set_parent_death_signal(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which
     // is async-signal-safe; it touches no memory shared with the parent.
@@ -1348,6 +1273,8 @@ mod tests {
         assert!(s.contains(&"socket,id=tpm,host=127.0.0.1,port=4321,nodelay=on".to_string()));
         assert!(at("chardev:tpm") < at("isa-serial,chardev=con,iobase=0x2f8,irq=3"));
         assert!(!s.contains(&"-initrd".to_string()));
+        assert_eq!(s[at("-M") + 1], "powernv9");
+        assert!(!s.contains(&"-L".to_string()));
     }
 
     #[test]
@@ -1358,6 +1285,8 @@ mod tests {
         };
         let mut cfg = RunConfig::new("x", "/x/pefbox");
         cfg.bootargs = Some(" quiet ".into());
+        cfg.machine = "powernv10".into();
+        cfg.qemu_data_dir = Some("/q/share".into());
         let a = qemu_args(&cfg, 1, &svm);
         let s: Vec<String> = a.iter().map(|o| o.to_string_lossy().into_owned()).collect();
         let at = |x: &str| s.iter().position(|y| y == x).unwrap();
@@ -1367,6 +1296,8 @@ mod tests {
         );
         assert!(s.contains(&"loader,file=/w/k.bin,addr=0x10000000,force-raw=on".to_string()));
         assert!(s.contains(&"loader,file=/t/b,addr=0xf000000,force-raw=on".to_string()));
+        assert_eq!(s[at("-M") + 1], "powernv10");
+        assert_eq!(s[at("-L") + 1], "/q/share");
         // No user bootargs: only the tokens; nothing at all: no -append.
         assert_eq!(
             image_bootargs(None, &svm).as_deref(),

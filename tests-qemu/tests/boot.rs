@@ -223,3 +223,54 @@ fn dump_dt_prints_the_device_tree_skiboot_handed_over() {
         lines[banner]
     );
 }
+
+/// The default story (the demo secure VM sealed to this TPM's key, accepted, every self-test
+/// passing) on both machines under both QEMU versions the project supports: Debian 12's 7.2
+/// and 10.0 (Debian bookworm-backports, unpacked into target/qemu-10.0 by
+/// `tools::ensure_qemu10`). One TPM state: one provisioning boot, then four demo boots.
+#[test]
+fn default_story_passes_on_powernv9_and_powernv10_under_qemu_7_2_and_10_0() {
+    let q10 = tests_qemu::tools::ensure_qemu10().expect("QEMU 10.0 in target/qemu-10.0");
+    assert_eq!((q10.version.0, q10.version.1), (10, 0), "{q10:?}");
+    let state = std::env::temp_dir().join(format!("pef-boot-matrix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let base = config("matrix");
+    let (key, _) = tests_qemu::svm::ensure_wrapping_key(&base, &state).expect("provisioned");
+    let demo = tests_qemu::svm::demo_svm();
+    let blob = tests_qemu::svm::build_blob(&key.pem, &demo, &mut rand::rngs::OsRng).unwrap();
+    let files = tests_qemu::svm::write_svm_files(&state.join("svm"), "demo", &blob, &demo).unwrap();
+    let qemus = [
+        (None, None, "7.2"),
+        (Some(q10.binary.clone()), q10.data_dir.clone(), "10.0"),
+    ];
+    for (qemu, data_dir, want) in qemus {
+        for machine in ["powernv9", "powernv10"] {
+            let mut cfg = base.derive(format!("{machine}-qemu{want}"));
+            cfg.qemu = qemu.clone();
+            cfg.qemu_data_dir = data_dir.clone();
+            cfg.machine = machine.into();
+            cfg.tpm_state = Some(state.clone());
+            cfg.expect = Expect::for_bootargs(None, SvmExpect::Accepted);
+            files.apply(&mut cfg);
+            let r = launcher::run(&cfg).expect("launch");
+            assert!(
+                r.passed(),
+                "{}: problems: {:?}\n--- console ---\n{}\n--- stderr ---\n{}",
+                cfg.scenario,
+                r.verdict.problems,
+                r.console,
+                r.stderr
+            );
+            assert!(r.qemu.version.starts_with(want), "{:?}", r.qemu);
+            assert_eq!(r.machine, machine);
+            assert_eq!(r.verdict.summary.svm, vec![SvmResult::Accepted]);
+            assert_eq!(r.exit.code, Some(0), "QEMU exits after power-off");
+            let banner = r.to_banner.expect("banner");
+            eprintln!(
+                "QEMU {} -M {machine}: launch to banner {banner:?}, to exit {:?}",
+                r.qemu.version, r.wall
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&state);
+}

@@ -197,7 +197,7 @@ fn a_qemu_older_than_7_2_is_refused_with_what_to_do() {
             fake.to_str().unwrap(),
         ],
         3,
-        "is QEMU 6.2.0: too old, the image needs QEMU 7.2 or later",
+        "is QEMU 6.2.0; pefbox needs QEMU 7.2 or newer",
     );
 }
 
