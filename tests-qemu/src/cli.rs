@@ -210,10 +210,11 @@ pub struct BenchArgs {
 /// `pef esm`.
 #[derive(Debug, Args, Clone, PartialEq, Eq, Default)]
 pub struct EsmArgs {
-    /// The wrapping key's public part (SPKI or PKCS#1 PEM, RSA-2048), e.g. from
-    /// `pef run --export-wrapping-key` or `tpm2_readpublic -f pem`
+    /// A host's wrapping key, public part (SPKI or PKCS#1 PEM, RSA-2048), e.g. from
+    /// `pef run --export-wrapping-key` or `tpm2_readpublic -f pem`; repeat it for an SVM that
+    /// may run on several hosts (lockbox-1, lockbox-2, ... in order, as svm-tools' authorize)
     #[arg(long, value_name = "PEM", required = true)]
-    pub pubkey: PathBuf,
+    pub pubkey: Vec<PathBuf>,
     /// The secure VM's kernel as the ultravisor will see it loaded: a real SVM's
     /// `objcopy -O binary vmlinux vmlinux.bin`
     #[arg(long, value_name = "FILE", required = true)]
@@ -396,7 +397,9 @@ pub fn check_run_inputs(r: &RunArgs) -> Result<(), InputError> {
 
 /// The checks of `pef esm`'s files.
 pub fn check_esm_inputs(a: &EsmArgs) -> Result<(), InputError> {
-    check_file("--pubkey", &a.pubkey, 1 << 20)?;
+    for p in &a.pubkey {
+        check_file("--pubkey", p, 1 << 20)?;
+    }
     check_file("--kernel", &a.kernel, crate::svm::MAX_SVM_KERNEL)?;
     if let Some(i) = &a.initrd {
         check_file("--initrd", i, crate::svm::MAX_INITRD)?;
@@ -600,7 +603,7 @@ mod tests {
         assert_eq!(
             cli,
             Cmd::Esm(EsmArgs {
-                pubkey: "/k.pem".into(),
+                pubkey: vec!["/k.pem".into()],
                 kernel: "/vmlinux".into(),
                 initrd: Some("/initrd".into()),
                 bootargs: "root=/dev/sda2".into(),
@@ -614,6 +617,19 @@ mod tests {
         );
         let base = ["esm", "--pubkey", "/k", "--kernel", "/v", "--out", "/o"];
         assert!(p(&base).is_ok());
+        match p(&[
+            "esm",
+            "--pubkey",
+            "/a",
+            "--pubkey=/b",
+            "--kernel",
+            "/v",
+            "--out",
+            "/o",
+        ]) {
+            Ok(Cmd::Esm(e)) => assert_eq!(e.pubkey, vec![PathBuf::from("/a"), "/b".into()]),
+            other => panic!("{other:?}"),
+        }
         for missing in [1, 3, 5] {
             let mut a: Vec<&str> = base.to_vec();
             let flag = a[missing];

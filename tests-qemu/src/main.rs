@@ -434,9 +434,16 @@ fn cmd_esm(a: EsmArgs) -> ExitCode {
         return stop_code(e.into());
     }
     let build = || -> Result<(usize, usize), String> {
-        let pem_bytes = read_file("--pubkey", &a.pubkey)?;
-        let pem = String::from_utf8(pem_bytes)
-            .map_err(|_| format!("--pubkey {}: not a text (PEM) file", a.pubkey.display()))?;
+        let mut pems = Vec::new();
+        for p in &a.pubkey {
+            let bytes = read_file("--pubkey", p)?;
+            let pem = String::from_utf8(bytes)
+                .map_err(|_| format!("--pubkey {}: not a text (PEM) file", p.display()))?;
+            tests_qemu::esm::parse_public_key_pem(&pem)
+                .map_err(|e| format!("--pubkey {}: {e}", p.display()))?;
+            pems.push(pem);
+        }
+        let pems: Vec<&str> = pems.iter().map(String::as_str).collect();
         let kernel = read_file("--kernel", &a.kernel)?;
         let initrd = match &a.initrd {
             Some(p) => read_file("--initrd", p)?,
@@ -446,8 +453,8 @@ fn cmd_esm(a: EsmArgs) -> ExitCode {
         for (name, p) in &a.attach {
             files.push((name.clone(), read_file(&format!("--attach {name}="), p)?));
         }
-        let (blob, _key) = tests_qemu::esm::build_esm_blob(
-            &pem,
+        let (blob, _key) = tests_qemu::esm::build_esm_blob_multi(
+            &pems,
             &kernel,
             &initrd,
             &a.bootargs,
@@ -455,7 +462,7 @@ fn cmd_esm(a: EsmArgs) -> ExitCode {
             &files,
             &mut rand::rngs::OsRng,
         )
-        .map_err(|e| format!("--pubkey {}: {e}", a.pubkey.display()))?;
+        .map_err(|e| format!("building the blob: {e}"))?;
         let out = tests_qemu::esm::attach_to_initrd(&blob, &initrd);
         std::fs::write(&a.out, &out).map_err(|e| format!("--out {}: {e}", a.out.display()))?;
         if let Some(p) = &a.blob_out {

@@ -795,6 +795,20 @@ fn parse_depends(depends: &str) -> Vec<String> {
         .collect()
 }
 
+/// `swtpm --version`'s number, e.g. `0.7.1`.
+pub fn swtpm_version() -> Result<String, String> {
+    let out = Command::new("swtpm")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("swtpm: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+        .map(|v| v.trim_end_matches(',').to_string())
+        .ok_or_else(|| format!("swtpm: no version in {text:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -901,18 +915,4 @@ mod tests {
             t.elapsed()
         );
     }
-}
-
-/// `swtpm --version`'s number, e.g. `0.7.1`.
-pub fn swtpm_version() -> Result<String, String> {
-    let out = Command::new("swtpm")
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("swtpm: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .skip_while(|w| *w != "version")
-        .nth(1)
-        .map(|v| v.trim_end_matches(',').to_string())
-        .ok_or_else(|| format!("swtpm: no version in {text:?}"))
 }

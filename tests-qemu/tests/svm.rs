@@ -252,10 +252,13 @@ fn exported_key_and_pef_esm_make_a_blob_the_image_opens() {
         "{out}"
     );
 
-    // Bad flags of `esm` are usage errors (2), bad inputs are failures (1).
+    // Bad flags of `esm` and unusable inputs are usage errors (2), each naming the flag.
     let (code, out) = pef(&["esm", "--kernel", s(&kernel), "--out", s(&combined)]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("`--pubkey` is required"), "{out}");
+    assert!(
+        out.contains("the following required arguments were not provided:\n  --pubkey <PEM>"),
+        "{out}"
+    );
     let (code, out) = pef(&[
         "esm",
         "--pubkey",
@@ -265,8 +268,11 @@ fn exported_key_and_pef_esm_make_a_blob_the_image_opens() {
         "--out",
         s(&combined),
     ]);
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("--pubkey"), "{out}");
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!("pef: esm: --pubkey {}: ", s(&kernel))),
+        "{out}"
+    );
 }
 
 #[test]
