@@ -335,9 +335,10 @@ struct TempFile(PathBuf);
 impl TempFile {
     fn new(stem: &str, data: &[u8]) -> Result<TempFile, LaunchError> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "pef-{stem}-{}-{}",
-            std::process::id(),
+        let dir =
+            crate::swtpm::scratch_dir("files").map_err(io_err("creating a scratch directory"))?;
+        let p = dir.join(format!(
+            "{stem}-{}",
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         fs::write(&p, data).map_err(io_err(format!("writing {}", p.display())))?;

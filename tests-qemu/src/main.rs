@@ -148,12 +148,15 @@ fn read_file(what: &str, p: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(p).map_err(|e| format!("{what} {}: {e}", p.display()))
 }
 
-/// A scratch directory under target/ for the demo's files.
+/// A scratch directory for the demo's files, inside this launcher's own temporary directory
+/// (swept by the next launcher if this one is SIGKILLed).
 fn work_dir(name: &str) -> PathBuf {
-    launcher::workspace_root()
-        .join("target")
-        .join("pef-work")
-        .join(format!("{name}-{}", std::process::id()))
+    tests_qemu::swtpm::scratch_dir(name).unwrap_or_else(|_| {
+        launcher::workspace_root()
+            .join("target")
+            .join("pef-work")
+            .join(format!("{name}-{}", std::process::id()))
+    })
 }
 
 /// Removes a directory when dropped.

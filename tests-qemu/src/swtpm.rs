@@ -91,11 +91,26 @@ pub fn sweep_dead_launcher_dirs(base: &Path) -> Vec<PathBuf> {
     removed
 }
 
-fn temp_state_dir() -> io::Result<PathBuf> {
+/// Sweeps, once per process, the scratch directories of launchers that died.
+fn sweep_once() {
     static SWEEP: Once = Once::new();
     SWEEP.call_once(|| {
         sweep_dead_launcher_dirs(&std::env::temp_dir());
     });
+}
+
+/// A scratch directory `name` inside this launcher's own temporary directory
+/// (`<tmp>/pefbox-swtpm-<pid>/<name>`, created): whatever a SIGKILL leaves there is swept by
+/// the next launcher. The caller removes it when done.
+pub fn scratch_dir(name: &str) -> io::Result<PathBuf> {
+    sweep_once();
+    let dir = launcher_temp_dir().join(name);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn temp_state_dir() -> io::Result<PathBuf> {
+    sweep_once();
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -228,9 +228,10 @@ fn a_sigkilled_launcher_leaves_no_qemu_or_swtpm_and_the_next_run_passes() {
     let state = s.0.join("tpm");
     let marker = format!("pef-kill-test-{}", std::process::id());
     let img = image();
+    // The demo story: a provisioning boot, then the demo SVM's boot, whose blob and kernel
+    // are scratch files of the launcher.
     let args = [
         "run",
-        "--no-svm",
         "--bootargs",
         "selftest=all",
         "--image",
@@ -249,12 +250,12 @@ fn a_sigkilled_launcher_leaves_no_qemu_or_swtpm_and_the_next_run_passes() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Mid-boot: once the image's banner is on the console.
+    // Mid-boot: once the second boot (the demo SVM's) is provisioning.
     let mut out = child.stdout.take().unwrap();
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut buf = [0u8; 256];
-    while !String::from_utf8_lossy(&seen).contains("fw: ") {
+    while String::from_utf8_lossy(&seen).matches("fw: ").count() < 2 {
         assert!(Instant::now() < deadline, "no banner: {seen:?}");
         let n = out.read(&mut buf).unwrap();
         assert!(
@@ -269,8 +270,14 @@ fn a_sigkilled_launcher_leaves_no_qemu_or_swtpm_and_the_next_run_passes() {
     let running_swtpm = processes_with(&state_str);
     assert_eq!(running_qemu.len(), 1, "QEMU runs: {running_qemu:?}");
     assert_eq!(running_swtpm.len(), 1, "swtpm runs: {running_swtpm:?}");
+    let scratch = std::env::temp_dir().join(format!("pefbox-swtpm-{}", child.id()));
+    assert!(
+        scratch.join("demo").is_dir(),
+        "the demo files are scratch files"
+    );
     child.kill().unwrap(); // SIGKILL: no handler, no Drop guard runs.
     child.wait().unwrap();
+    assert!(scratch.is_dir(), "nothing could clean up after SIGKILL");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let left: Vec<_> = processes_with(&marker)
@@ -286,11 +293,14 @@ fn a_sigkilled_launcher_leaves_no_qemu_or_swtpm_and_the_next_run_passes() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // The state is not locked by a survivor: the next run on it passes.
-    let o = pef(&args[..10]);
+    // The state is not locked by a survivor: the next run on it passes, and it sweeps the
+    // dead launcher's scratch files.
+    let o = pef(&args[..9]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.contains("svm: accepted"), "{out}");
     assert!(out.contains("13 passed, 0 failed"), "{out}");
+    assert!(!scratch.exists(), "{} left behind", scratch.display());
 }
 
 #[test]
