@@ -2,22 +2,14 @@
 //! framing relay, driven through the launcher's library API and judged by its verdict.
 //! Each boot takes about 1.5 s; the image is built once (target/image) per test binary.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
+mod common;
+
+use common::image;
+
 use std::time::Duration;
 
 use tests_qemu::launcher::{self, RunConfig};
 use tests_qemu::verdict::{Expect, Problem, SvmExpect, SvmResult};
-
-fn image() -> PathBuf {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE
-        .get_or_init(|| {
-            launcher::ensure_tools().expect("qemu-system-ppc64 and swtpm");
-            launcher::build_image().expect("image build")
-        })
-        .clone()
-}
 
 fn config(scenario: &str) -> RunConfig {
     let mut cfg = RunConfig::new(scenario, image());

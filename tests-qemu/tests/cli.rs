@@ -3,50 +3,18 @@
 //! gdb remote protocol), and SIGKILL of the launcher mid-boot (no QEMU or swtpm left, and the
 //! next run on the same TPM state passes).
 
+mod common;
+
+use common::image;
+use common::Scratch;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use tests_qemu::launcher;
-
 const PEF: &str = env!("CARGO_BIN_EXE_pef");
-
-fn image() -> PathBuf {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE
-        .get_or_init(|| {
-            launcher::ensure_tools().expect("qemu-system-ppc64 and swtpm");
-            launcher::build_image().expect("image build")
-        })
-        .clone()
-}
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let d = std::env::temp_dir().join(format!("pef-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-
-    fn file(&self, name: &str, data: &[u8]) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, data).unwrap();
-        p
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn pef(args: &[&str]) -> Output {
     Command::new(PEF)
@@ -54,6 +22,27 @@ fn pef(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run pef")
+}
+
+/// `args`, then the flags every test boot takes: the test image, a TPM state and console
+/// logs inside the test's scratch directory.
+fn in_scratch(s: &Scratch, args: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    for (flag, value) in [
+        ("--image", image()),
+        ("--tpm-state", s.0.join("tpm")),
+        ("--log-dir", s.0.clone()),
+    ] {
+        v.push(flag.into());
+        v.push(value.to_string_lossy().into_owned());
+    }
+    v
+}
+
+/// [`pef`] with [`in_scratch`]'s flags.
+fn pef_in(s: &Scratch, args: &[&str]) -> Output {
+    let v = in_scratch(s, args);
+    pef(&v.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -80,7 +69,7 @@ fn refused(args: &[&str], code: i32, needle: &str) {
 
 #[test]
 fn each_usage_mistake_gets_its_message_and_exit_code_2() {
-    let s = Scratch::new("usage");
+    let s = Scratch::new("cli", "usage");
     let empty = s.file("empty.initrd", b"");
     let script = s.file("not-an-image", b"#!/bin/sh\necho hi\n");
     let missing = s.0.join("missing.initrd");
@@ -176,7 +165,7 @@ fn help_version_and_completions() {
 /// A fake QEMU (a shell script, for this one check) that reports an old version.
 #[test]
 fn a_qemu_older_than_7_2_is_refused_with_what_to_do() {
-    let s = Scratch::new("oldqemu");
+    let s = Scratch::new("cli", "oldqemu");
     let fake = s.file(
         "qemu-system-ppc64",
         b"#!/bin/sh\necho 'QEMU emulator version 6.2.0 (Debian 1:6.2+dfsg-2ubuntu6)'\n",
@@ -224,7 +213,7 @@ fn processes_with(marker: &str) -> Vec<(u32, String)> {
 
 #[test]
 fn a_sigkilled_launcher_leaves_no_qemu_or_swtpm_and_the_next_run_passes() {
-    let s = Scratch::new("kill");
+    let s = Scratch::new("cli", "kill");
     let state = s.0.join("tpm");
     let marker = format!("pef-kill-test-{}", std::process::id());
     let img = image();
@@ -305,21 +294,9 @@ fn a_sigkilled_launcher_leaves_no_qemu_or_swtpm_and_the_next_run_passes() {
 
 #[test]
 fn json_report_matches_the_console_it_came_from() {
-    let s = Scratch::new("json");
+    let s = Scratch::new("cli", "json");
     let json = s.0.join("report.json");
-    let img = image();
-    let o = pef(&[
-        "run",
-        "--image",
-        img.to_str().unwrap(),
-        "--tpm-state",
-        s.0.join("tpm").to_str().unwrap(),
-        "--log-dir",
-        s.0.to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = pef_in(&s, &["run", "--json", json.to_str().unwrap(), "-q"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
     // --quiet: only the verdict.
@@ -384,19 +361,16 @@ fn json_report_matches_the_console_it_came_from() {
     assert_eq!(boots[1]["svm"]["verdict"], "accepted");
 
     // --fresh-tpm on that provisioned state says what it destroys, with the key's Name.
-    let o = pef(&[
-        "run",
-        "--no-svm",
-        "--bootargs",
-        "selftest=none",
-        "--image",
-        img.to_str().unwrap(),
-        "--tpm-state",
-        s.0.join("tpm").to_str().unwrap(),
-        "--log-dir",
-        s.0.to_str().unwrap(),
-        "--fresh-tpm",
-    ]);
+    let o = pef_in(
+        &s,
+        &[
+            "run",
+            "--no-svm",
+            "--bootargs",
+            "selftest=none",
+            "--fresh-tpm",
+        ],
+    );
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
     let warning = err
@@ -444,25 +418,23 @@ fn free_port() -> u16 {
 
 #[test]
 fn gdb_halts_qemu_at_start_and_the_boot_continues_from_the_debugger() {
-    let s = Scratch::new("gdb");
+    let s = Scratch::new("cli", "gdb");
     let img = image();
     let port = free_port();
+    let gdb = format!("--gdb={port}");
     let child = Command::new(PEF)
-        .args([
-            "run",
-            "--no-svm",
-            "--bootargs",
-            "selftest=timebase",
-            "--image",
-            img.to_str().unwrap(),
-            "--tpm-state",
-            s.0.join("tpm").to_str().unwrap(),
-            "--log-dir",
-            s.0.to_str().unwrap(),
-            &format!("--gdb={port}"),
-            "--timeout",
-            "60",
-        ])
+        .args(in_scratch(
+            &s,
+            &[
+                "run",
+                "--no-svm",
+                "--bootargs",
+                "selftest=timebase",
+                &gdb,
+                "--timeout",
+                "60",
+            ],
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -501,23 +473,19 @@ fn gdb_halts_qemu_at_start_and_the_boot_continues_from_the_debugger() {
 
 #[test]
 fn dump_dt_writes_the_device_tree_the_image_received() {
-    let s = Scratch::new("dt");
-    let img = image();
+    let s = Scratch::new("cli", "dt");
     let dt = s.0.join("powernv9.dtb");
-    let o = pef(&[
-        "run",
-        "--no-svm",
-        "--bootargs",
-        "selftest=none",
-        "--image",
-        img.to_str().unwrap(),
-        "--tpm-state",
-        s.0.join("tpm").to_str().unwrap(),
-        "--log-dir",
-        s.0.to_str().unwrap(),
-        "--dump-dt",
-        dt.to_str().unwrap(),
-    ]);
+    let o = pef_in(
+        &s,
+        &[
+            "run",
+            "--no-svm",
+            "--bootargs",
+            "selftest=none",
+            "--dump-dt",
+            dt.to_str().unwrap(),
+        ],
+    );
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
     let bytes = std::fs::read(&dt).unwrap_or_else(|e| panic!("{e}\n{err}"));

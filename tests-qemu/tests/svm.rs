@@ -15,9 +15,13 @@
 //!   verdict;
 //! - the PEM export itself, against a key swtpm created (no image needed).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::image;
+use common::Scratch;
+
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use pefbox::tpm::consts::{attr, rh};
@@ -34,37 +38,9 @@ use tests_qemu::svm::{self, Scenario};
 use tests_qemu::swtpm::Swtpm;
 use tests_qemu::verdict::SvmResult;
 
-fn image() -> PathBuf {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE
-        .get_or_init(|| {
-            launcher::ensure_tools().expect("qemu-system-ppc64 and swtpm");
-            launcher::build_image().expect("image build")
-        })
-        .clone()
-}
-
-/// A scratch directory removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let d = std::env::temp_dir().join(format!("pef-svm-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Scratch(d)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn scenarios_accept_and_reject_with_reasons_and_the_host_cannot_use_the_key() {
-    let work = Scratch::new("suite");
+    let work = Scratch::new("svm", "suite");
     let state = work.0.join("tpm");
     let mut base = launcher::RunConfig::new("suite", image());
     base.timeout = Duration::from_secs(60);
@@ -174,7 +150,7 @@ fn s(p: &Path) -> &str {
 
 #[test]
 fn exported_key_and_pef_esm_make_a_blob_the_image_opens() {
-    let work = Scratch::new("cli");
+    let work = Scratch::new("svm", "cli");
     let img = image();
     let state = work.0.join("tpm");
     let pem = work.0.join("wrapping.pem");

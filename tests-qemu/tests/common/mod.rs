@@ -1,0 +1,45 @@
+//! Support shared by the integration tests (each test binary uses part of it).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use tests_qemu::launcher;
+
+/// The image, built once per test binary after the tools are ensured.
+pub fn image() -> PathBuf {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            launcher::ensure_tools().expect("qemu-system-ppc64 and swtpm");
+            launcher::build_image().expect("image build")
+        })
+        .clone()
+}
+
+/// A scratch directory (`<tmp>/pef-<tag>-<name>-<pid>`), emptied at creation and removed on
+/// drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A fresh directory for one test.
+    pub fn new(tag: &str, name: &str) -> Scratch {
+        let d = std::env::temp_dir().join(format!("pef-{tag}-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Scratch(d)
+    }
+
+    /// Writes `data` to `name` inside the directory and returns its path.
+    pub fn file(&self, name: &str, data: &[u8]) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, data).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
