@@ -274,15 +274,21 @@ fn run(args: RunArgs) -> Result<ExitCode, Stop> {
     let mut reports = Vec::new();
     let mut key = None;
     if demo || args.export_wrapping_key.is_some() {
-        ui.phase(format!(
-            "TPM state {}: reading the wrapping key",
-            state.display()
-        ));
+        if svm::read_wrapping_key(&state)?.is_none() {
+            ui.phase(format!(
+                "TPM state {} has no wrapping key: provisioning boot (console log {})",
+                state.display(),
+                base.derive("provision")
+                    .console_log_path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ));
+        }
         let (k, provisioning) = svm::ensure_wrapping_key(&base, &state)?;
         match provisioning {
             Some(r) => {
                 ui.phase(format!(
-                    "provisioning boot: the TPM state had no wrapping key; created 0x81800001 (Name {})",
+                    "provisioning boot: created the wrapping key 0x81800001 (Name {})",
                     hex(&k.name)
                 ));
                 reports.push(r);
