@@ -496,3 +496,44 @@ fn dump_dt_writes_the_device_tree_the_image_received() {
     assert!(args.contains("selftest=none dump-dt"), "{args:?}");
     assert!(Path::new(&dt).is_file());
 }
+
+#[test]
+fn skiboot_lines_go_to_the_log_unless_verbose_which_also_shows_the_qemu_command_line() {
+    let s = Scratch::new("cli", "verbosity");
+    // skiboot's lines carry its timestamp: `[    0.010555786,5] OPAL v7.0 starting...`.
+    let is_skiboot = |l: &str| l.starts_with('[') && l.contains(',') && l.contains("] ");
+    let skiboot = |text: &str| text.lines().filter(|l| is_skiboot(l)).count();
+    let o = pef_in(&s, &["run", "--no-svm", "--bootargs", "selftest=timebase"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let banner = out.find("pefbox ").expect("the image's console is shown");
+    assert_eq!(
+        skiboot(&out[..banner]),
+        0,
+        "skiboot's boot lines belong in the log:\n{}",
+        &out[..banner]
+    );
+    let log = std::fs::read_to_string(s.0.join("no-svm.log")).unwrap();
+    assert!(skiboot(&log) > 10, "the log has skiboot's lines:\n{log}");
+    assert!(
+        !err.contains("-nodefaults"),
+        "no QEMU command line by default"
+    );
+    assert!(err.contains("pef: booting no-svm"), "phase lines: {err}");
+
+    let o = pef_in(
+        &s,
+        &["run", "--no-svm", "--bootargs", "selftest=timebase", "-v"],
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(skiboot(&out) > 10, "--verbose shows skiboot:\n{out}");
+    let cmd = err
+        .lines()
+        .find(|l| l.contains("-nodefaults"))
+        .unwrap_or_else(|| panic!("--verbose prints QEMU's command line:\n{err}"));
+    assert!(
+        cmd.contains("-M powernv9") && cmd.contains("-kernel"),
+        "{cmd}"
+    );
+}
