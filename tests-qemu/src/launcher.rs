@@ -1072,7 +1072,7 @@ fn ms(d: Duration) -> String {
 pub fn summary_table(reports: &[RunReport]) -> String {
     let mut out = String::new();
     out.push_str(&format!(
-        "{:<18} {:<18} {:>7} {:>6} {:>6} {:<12} {:>9} {:>9} {:>8} {:>10}\n",
+        "{:<20} {:<18} {:>7} {:>6} {:>6} {:<12} {:>9} {:>9} {:>8} {:>10}\n",
         "scenario",
         "qemu/machine",
         "verdict",
@@ -1103,7 +1103,7 @@ pub fn summary_table(reports: &[RunReport]) -> String {
             })
             .unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{:<18} {:<18} {:>7} {:>6} {:>6} {:<12} {:>9} {:>9} {:>8} {:>10}\n",
+            "{:<20} {:<18} {:>7} {:>6} {:>6} {:<12} {:>9} {:>9} {:>8} {:>10}\n",
             r.scenario,
             format!("{}/{}", r.qemu.version, r.machine),
             if r.passed() { "PASS" } else { "FAIL" },
