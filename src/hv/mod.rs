@@ -243,6 +243,7 @@ impl TpmCommError {
 
 struct State<L, O> {
     regions: RegionTable,
+    reserved: Option<CallerId>,
     link: Option<L>,
     slots: SessionSlots,
     observer: O,
@@ -267,6 +268,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
             memory,
             state: spin::Mutex::new(State {
                 regions: RegionTable::empty(),
+                reserved: None,
                 link: None,
                 slots: SessionSlots::new(),
                 observer,
@@ -282,6 +284,13 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         let mut s = self.state.lock();
         s.regions = regions;
         s.link = link;
+    }
+
+    /// Names the caller for which TPM capacity is held in reserve: the ultravisor (in this
+    /// image, the SVM's partition). Recorded here; the quotas that use it are in
+    /// [`slots`].
+    pub fn reserve_for(&self, caller: CallerId) {
+        self.state.lock().reserved = Some(caller);
     }
 
     /// Runs `f` on the observer under the lock (to arm a meddle mode, or read what

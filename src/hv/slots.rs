@@ -27,6 +27,14 @@ pub const HANDLES_PER_SLOT: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CallerId(pub u32);
 
+impl CallerId {
+    /// The caller issuing an hcall from hardware thread `pir` of partition `lpid`: the glue's
+    /// one definition of who a caller is (`target.rs` passes LPIDR and PIR).
+    pub const fn of(lpid: u32, pir: u32) -> CallerId {
+        CallerId((lpid << 16) | (pir & 0xffff))
+    }
+}
+
 /// Index of an open slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotIndex(usize);
