@@ -27,13 +27,16 @@
 //! | 6 | [in_buffer, in_buffer + in_size) wraps or is not caller memory | H_P2        |
 //! | 7 | [out_buffer, out_buffer + 4096) wraps or is not caller memory  | H_P4        |
 //! | 8 | the command's header size != in_size (read from the private copy) | H_P3     |
-//! | 9 | the command names a handle owned by another caller's slot      | H_P2        |
-//! |10 | the caller has no slot and all [`SESSION_SLOTS`] are taken     | H_RESOURCE  |
-//! |11 | the command creates a handle and the caller's table is full    | H_RESOURCE  |
-//! |12 | the link fails or times out (any [`TransportError`])           | H_RESOURCE  |
-//! |13 | the response is not whole: < 10 bytes, > 4096, or its header size != bytes delivered | H_RESOURCE |
-//! |14 | a successful creating command's response has no handle         | H_RESOURCE  |
-//! |15 | otherwise: response copied to out_buffer, r4 = its length      | H_SUCCESS   |
+//! | 9 | the command is not on the resource manager's allowlist ([`rm::ALLOWLIST`]) | RM response `0x000B0143`, H_SUCCESS |
+//! |10 | bad tag / too short for its handle area / authorization area does not parse | RM response `0x000B001E` / `0x000B0142` / `0x000B0144`, H_SUCCESS |
+//! |11 | a named transient object, sequence or session is not the caller's own, or the handle is TPM_RH_PLATFORM, _PLATFORM_NV or _LOCKOUT | H_P2 |
+//! |12 | the caller has no slot and all [`SESSION_SLOTS`] are taken (the last one is kept for the ultravisor while it has none) | H_RESOURCE |
+//! |13 | a creating command and the caller is at its quota, or the TPM's capacity (minus the ultravisor's reserve) is owned | RM response `0x000B0902` (objects) / `0x000B0903` (sessions), H_SUCCESS |
+//! |14 | the command creates a handle and the caller's table is full (unreachable: the table holds both quotas) | H_RESOURCE |
+//! |15 | the link fails or times out (any [`TransportError`])           | H_RESOURCE  |
+//! |16 | the response is not whole: < 10 bytes, > 4096, or its header size != bytes delivered | H_RESOURCE |
+//! |17 | a successful creating command's response has no handle         | H_RESOURCE  |
+//! |18 | otherwise: response copied to out_buffer (GetCapability(handles) filtered to the caller's own), r4 = its length | H_SUCCESS |
 //!
 //! Notes on the rules:
 //! - Out window (row 7): exactly the bytes that may be written are checked. A
@@ -47,19 +50,29 @@
 //! - in_buffer and out_buffer may be equal or overlap: the command is copied into
 //!   a private buffer once, before anything reads it (the caller cannot change it
 //!   underneath: no double fetch), and the response is copied out last.
-//! - On any failure (rows 1-14) nothing is written to the caller and r4 = 0.
-//! - Row 9 (ownership) is checked for the command codes whose handle area
-//!   [`wire::command_handle_count`] knows, on handles of transient objects and
-//!   sessions only; handles in authorization areas are not checked.
-//! - Row 10: EXECUTE opens the caller's slot (its "TPM session") if it has none.
+//! - On any failure (rows 1-8, 11, 12, 14-17) nothing is written to the caller and r4 = 0.
+//! - Rows 9, 10, 13 are the resource manager's own answers ([`rm`]): a 10-byte TPM response
+//!   (tag NO_SESSIONS, the code in the resource-manager layer 0x000B0000, as the Linux kernel's
+//!   /dev/tpmrm0 and tpm2-abrmd answer), r3 = H_SUCCESS, r4 = 10; nothing is sent to the TPM
+//!   and no slot is opened by rows 9-10.
+//! - Row 11 checks every handle the command names: the handle area (its size is the
+//!   allowlist's), FlushContext's `flushHandle`, ContextLoad's saved session handle, and every
+//!   session of the authorization area. A handle nobody owns (flushed, or never created
+//!   through H_TPM_COMM) is not the caller's either.
+//! - Row 12: EXECUTE opens the caller's slot (its "TPM session") if it has none.
 //!   The slot stays open when later rows fail. Callers are told apart by the
-//!   [`CallerId`] the glue supplies.
-//! - Row 11: handles are tracked from successful responses of CreatePrimary,
-//!   Load, LoadExternal, CreateLoaded, StartAuthSession and ContextLoad, and
-//!   forgotten on a successful FlushContext. Rather than lose track of one, a
-//!   creating command is refused before it is sent when the caller's table holds
-//!   [`HANDLES_PER_SLOT`] handles; the caller can FlushContext or close.
-//!
+//!   [`CallerId`] the glue supplies: the partition ([`CallerId::of`]), so one guest on
+//!   many hardware threads is one caller.
+//! - Row 13: quotas [`OBJECTS_PER_CALLER`] (objects and sequences) and
+//!   [`SESSIONS_PER_CALLER`], below the TPM's [`OBJECT_CAPACITY`] / [`SESSION_CAPACITY`];
+//!   [`RESERVED_SESSIONS`] is held back for the caller named by [`Hypervisor::reserve_for`]
+//!   (the ultravisor) while it owns fewer.
+//! - Tracking: the response handle of every creating command on the allowlist
+//!   (CreatePrimary, Load, LoadExternal, CreateLoaded, StartAuthSession, ContextLoad,
+//!   HashSequenceStart, HMAC_Start) is recorded; a successful FlushContext, SequenceComplete
+//!   or EventSequenceComplete forgets its handle, and so does a successful command for each
+//!   authorization session used with `continueSession` clear (the TPM flushed it).
+
 //! # Closing
 //!
 //! CLOSE_SESSION with no open slot for the caller: H_SUCCESS, nothing sent. With
@@ -95,6 +108,7 @@
 
 pub mod guest;
 pub mod observer;
+pub mod rm;
 pub mod slots;
 #[cfg(target_arch = "powerpc64")]
 pub mod target;
@@ -108,7 +122,10 @@ pub use guest::{
     RegionTable,
 };
 pub use observer::{Delivery, Direction, Meddle, Meddler, Quiet, RelayObserver};
-pub use slots::{CallerId, SessionSlots, HANDLES_PER_SLOT, SESSION_SLOTS};
+pub use slots::{
+    CallerId, QuotaError, SessionSlots, HANDLES_PER_SLOT, OBJECTS_PER_CALLER, OBJECT_CAPACITY,
+    RESERVED_SESSIONS, SESSIONS_PER_CALLER, SESSION_CAPACITY, SESSION_SLOTS,
+};
 
 use crate::papr::{
     HStatus, H_FUNCTION, H_P2, H_P3, H_P4, H_P5, H_PARAMETER, H_RESOURCE, H_SUCCESS, H_TPM_COMM,
@@ -203,8 +220,10 @@ pub enum TpmCommError {
     InBuffer(RangeError),
     /// out_buffer window not entirely in caller memory: H_P4.
     OutBuffer(RangeError),
-    /// The command names a handle owned by another caller's slot: H_P2.
+    /// The command names a transient object, sequence or session the caller does not own: H_P2.
     ForeignHandle(u32),
+    /// The command names a handle refused to every caller (platform hierarchy, lockout): H_P2.
+    ForbiddenHandle(u32),
     /// All session slots are taken by other callers: H_RESOURCE.
     SlotsExhausted,
     /// The caller's handle table is full and the command would create one: H_RESOURCE.
@@ -230,7 +249,9 @@ impl TpmCommError {
             TpmCommError::UnknownOperation(_) => H_PARAMETER,
             TpmCommError::InSize(_) => H_P3,
             TpmCommError::OutSizeTooSmall => H_P5,
-            TpmCommError::InBuffer(_) | TpmCommError::ForeignHandle(_) => H_P2,
+            TpmCommError::InBuffer(_)
+            | TpmCommError::ForeignHandle(_)
+            | TpmCommError::ForbiddenHandle(_) => H_P2,
             TpmCommError::OutBuffer(_) => H_P4,
             TpmCommError::SlotsExhausted
             | TpmCommError::HandleTableFull
@@ -316,6 +337,16 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         s.slots.find(caller).map_or(0, |i| s.slots.handles(i).len())
     }
 
+    /// Writes the resource manager's 10-byte TPM-format refusal to the caller's out window
+    /// (checked in row 7, at least 4096 bytes); returns r4 = 10. Nothing is sent to the TPM.
+    fn answer(&self, out: &CheckedRange, r: rm::Refusal) -> u64 {
+        let bytes = rm::refusal_response(r.rc());
+        if let Some(dst) = out.prefix(bytes.len() as u64) {
+            self.memory.copy_to_guest(&dst, &bytes);
+        }
+        bytes.len() as u64
+    }
+
     /// The hcall dispatcher: `nr` = r3, `args` = r4..r12. Unknown numbers get
     /// H_FUNCTION. Never panics.
     pub fn hcall(&self, caller: CallerId, nr: u64, args: &[u64; 9]) -> HcallReturn {
@@ -390,40 +421,78 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         if u64::from(hdr.size) != a.in_size {
             return Err(TpmCommError::InSize(InSizeError::HeaderMismatch(hdr.size)));
         }
-        // Row 9.
-        check_ownership(&st.slots, caller, hdr.code, cmd)?;
-        // Row 10.
+        // Rows 9-10: the resource manager's allowlist and parse; its refusals are TPM-format
+        // responses (r3 = H_SUCCESS), written like a TPM's and never sent to it.
+        let parsed = match rm::parse(cmd) {
+            Ok(p) => p,
+            Err(r) => return Ok(self.answer(&out_range, r)),
+        };
+        // Row 11.
+        check_ownership(&st.slots, caller, &parsed)?;
+        // Row 12.
         let slot = st
             .slots
-            .open(caller)
+            .open(caller, st.reserved)
             .map_err(|_| TpmCommError::SlotsExhausted)?;
-        // Row 11.
-        let creates = wire::creates_handle(hdr.code);
+        // Row 13.
+        let new_kind = parsed.new_kind();
+        if let Some(kind) = new_kind {
+            if let Err(q) = st.slots.admit(slot, kind, st.reserved) {
+                let r = match q {
+                    QuotaError::Objects => rm::Refusal::ObjectMemory,
+                    QuotaError::Sessions => rm::Refusal::SessionMemory,
+                };
+                return Ok(self.answer(&out_range, r));
+            }
+        }
+        // Row 14: unreachable while HANDLES_PER_SLOT is the sum of the quotas; kept so a
+        // handle is never created that the slot cannot record.
+        let creates = parsed.info.rsp_handles > 0;
         if creates && !st.slots.has_room(slot) {
             return Err(TpmCommError::HandleTableFull);
         }
 
-        // Rows 12-13.
+        // Rows 15-16.
         st.observer.snoop(caller, Direction::Command, cmd);
-        let n = relay(link, cmd, &mut st.rsp)?;
+        let mut n = relay(link, cmd, &mut st.rsp)?;
         let rsp = st.rsp.get(..n).unwrap_or(&[]);
         st.observer.snoop(caller, Direction::Response, rsp);
 
-        // Row 14 and handle bookkeeping, from the real response.
+        // Row 17 and handle bookkeeping, from the real response.
         let rc = wire::u32_at(rsp, 6).unwrap_or(u32::MAX);
         if rc == wire::TPM_RC_SUCCESS {
             if creates {
                 let h = wire::u32_at(rsp, wire::HEADER_LEN)
                     .ok_or(TpmCommError::BadResponse(ResponseError::MissingHandle))?;
                 if !st.slots.record(slot, h) {
-                    // Unreachable by row 11; never lose track: flush it back out.
+                    // Unreachable by row 14; never lose track: flush it back out.
                     let _ = flush_one(caller, link, &mut st.observer, &mut st.rsp, h);
                     return Err(TpmCommError::HandleTableFull);
                 }
-            } else if hdr.code == wire::TPM_CC_FLUSH_CONTEXT {
-                if let Some(h) = wire::u32_at(cmd, wire::HEADER_LEN) {
-                    st.slots.forget_everywhere(h);
+            }
+            match parsed.info.effect {
+                rm::Effect::Flush => {
+                    if let Some(h) = parsed.param_handle {
+                        st.slots.forget_everywhere(h);
+                    }
                 }
+                rm::Effect::EndsSequence(k) => {
+                    if let Some(&h) = parsed.handles.get(usize::from(k)) {
+                        st.slots.forget_everywhere(h);
+                    }
+                }
+                _ => {}
+            }
+            // The TPM flushes a session used with continueSession clear when the command
+            // succeeds.
+            for sess in &parsed.sessions {
+                if rm::is_session(sess.handle) && sess.attrs & rm::CONTINUE_SESSION == 0 {
+                    st.slots.forget_everywhere(sess.handle);
+                }
+            }
+            if parsed.filter_handles {
+                let slots = &st.slots;
+                n = rm::filter_handles(&mut st.rsp, n, |h| slots.owner_of(h) == Some(caller));
             }
         }
 
@@ -437,30 +506,21 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
     }
 }
 
-/// Row 9: refuses a command that names a transient object or session owned by
-/// another caller's slot.
+/// Row 11: every handle the command names (handle area, FlushContext's flushHandle,
+/// ContextLoad's saved session, the authorization area's sessions) must be the caller's own
+/// when it is a transient object, sequence or session, and must not be one refused to all.
 fn check_ownership(
     slots: &SessionSlots,
     caller: CallerId,
-    code: u32,
-    cmd: &[u8],
+    parsed: &rm::Parsed,
 ) -> Result<(), TpmCommError> {
-    let count = wire::command_handle_count(code).unwrap_or(0);
-    for k in 0..count {
-        let Some(h) = k
-            .checked_mul(4)
-            .and_then(|o| o.checked_add(wire::HEADER_LEN))
-            .and_then(|o| wire::u32_at(cmd, o))
-        else {
-            break; // a short command: the TPM will refuse it
-        };
-        if !wire::is_slot_owned_kind(h) {
-            continue;
-        }
-        if let Some(owner) = slots.owner_of(h) {
-            if owner != caller {
+    for h in parsed.named() {
+        match rm::classify(h) {
+            rm::HandleClass::MustOwn if slots.owner_of(h) != Some(caller) => {
                 return Err(TpmCommError::ForeignHandle(h));
             }
+            rm::HandleClass::Forbidden => return Err(TpmCommError::ForbiddenHandle(h)),
+            _ => {}
         }
     }
     Ok(())

@@ -16,22 +16,55 @@
 
 use heapless::Vec;
 
-/// Number of concurrent callers with an open session.
+/// Number of concurrent callers with an open session. While the reserved caller (the
+/// ultravisor) has none, the others may open one fewer.
 pub const SESSION_SLOTS: usize = 4;
 
-/// Number of live transient objects and sessions one slot can track.
-pub const HANDLES_PER_SLOT: usize = 16;
+/// Transient objects the TPM can hold loaded at once: TPM_PT_HR_TRANSIENT_MIN, the TPM 2.0
+/// PC Client minimum, measured on swtpm 0.7.1 (`tpm_capacity_as_measured` in
+/// tests-qemu/tests/hv_rm.rs). Sequences are transient objects.
+pub const OBJECT_CAPACITY: usize = 3;
+/// Sessions the TPM can hold loaded at once: TPM_PT_HR_LOADED_MIN, measured likewise.
+pub const SESSION_CAPACITY: usize = 3;
+/// Transient objects (and sequences) one caller may own: below the capacity, so no single
+/// caller can take them all.
+pub const OBJECTS_PER_CALLER: usize = 2;
+/// Sessions one caller may own (loaded or saved), below the capacity.
+pub const SESSIONS_PER_CALLER: usize = 2;
+/// Sessions held back for the reserved caller (the ultravisor's boot session) while it owns
+/// fewer: the other callers together may own at most `SESSION_CAPACITY - 1` then. Its keys
+/// are persistent, so no transient object is held back for it.
+pub const RESERVED_SESSIONS: usize = 1;
 
-/// Who is calling, as the glue identifies it (for example the hardware thread id,
-/// or a partition id). Callers are told apart by this value only.
+/// Number of live transient objects and sessions one slot can track: the two quotas, so a
+/// slot's table cannot fill before its quota refuses.
+pub const HANDLES_PER_SLOT: usize = OBJECTS_PER_CALLER + SESSIONS_PER_CALLER;
+
+// No one caller can own all of either resource.
+const _: () = assert!(OBJECTS_PER_CALLER < OBJECT_CAPACITY);
+const _: () = assert!(SESSIONS_PER_CALLER + RESERVED_SESSIONS <= SESSION_CAPACITY);
+
+/// Which quota refused a creating command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaError {
+    /// The caller owns [`OBJECTS_PER_CALLER`], or the TPM's [`OBJECT_CAPACITY`] is owned.
+    Objects,
+    /// The caller owns [`SESSIONS_PER_CALLER`], or the rest is the reserved caller's.
+    Sessions,
+}
+
+/// Who is calling: a partition ([`CallerId::of`]). Callers are told apart by this value
+/// only; one partition on many hardware threads is one caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CallerId(pub u32);
 
 impl CallerId {
     /// The caller issuing an hcall from hardware thread `pir` of partition `lpid`: the glue's
-    /// one definition of who a caller is (`target.rs` passes LPIDR and PIR).
-    pub const fn of(lpid: u32, pir: u32) -> CallerId {
-        CallerId((lpid << 16) | (pir & 0xffff))
+    /// one definition of who a caller is (`target.rs` passes LPIDR and PIR). It is the
+    /// partition alone: a guest's threads share its slot, handles and quotas, so a guest on
+    /// many threads cannot take many slots.
+    pub const fn of(lpid: u32, _pir: u32) -> CallerId {
+        CallerId(lpid)
     }
 }
 
@@ -77,10 +110,20 @@ impl SessionSlots {
             .map(SlotIndex)
     }
 
-    /// The slot of `caller`, opening a free one if it has none.
-    pub fn open(&mut self, caller: CallerId) -> Result<SlotIndex, SlotsExhausted> {
+    /// The slot of `caller`, opening a free one if it has none. The last free slot is kept
+    /// for `reserved` while it has none.
+    pub fn open(
+        &mut self,
+        caller: CallerId,
+        reserved: Option<CallerId>,
+    ) -> Result<SlotIndex, SlotsExhausted> {
         if let Some(i) = self.find(caller) {
             return Ok(i);
+        }
+        let free = self.slots.iter().filter(|s| s.is_none()).count();
+        let held = reserved.is_some_and(|r| r != caller && self.find(r).is_none());
+        if held && free <= 1 {
+            return Err(SlotsExhausted);
         }
         let (i, free) = self
             .slots
@@ -146,36 +189,145 @@ impl SessionSlots {
         }
     }
 
+    /// Objects (0x80…) and sessions (0x02…, 0x03…) slot `i` owns.
+    pub fn counts(&self, i: SlotIndex) -> (usize, usize) {
+        count(self.handles(i))
+    }
+
+    /// Objects and sessions all slots own.
+    pub fn total_counts(&self) -> (usize, usize) {
+        self.slots.iter().flatten().fold((0, 0), |(o, s), slot| {
+            let (a, b) = count(&slot.handles);
+            (o + a, s + b)
+        })
+    }
+
+    /// Whether slot `i` may create one more handle of `kind`, given the reserved caller.
+    pub fn admit(
+        &self,
+        i: SlotIndex,
+        kind: super::rm::Kind,
+        reserved: Option<CallerId>,
+    ) -> Result<(), QuotaError> {
+        let (objects, sessions) = self.counts(i);
+        let (all_objects, all_sessions) = self.total_counts();
+        match kind {
+            super::rm::Kind::Object | super::rm::Kind::Sequence => {
+                if objects >= OBJECTS_PER_CALLER || all_objects >= OBJECT_CAPACITY {
+                    return Err(QuotaError::Objects);
+                }
+            }
+            super::rm::Kind::Session => {
+                let me = self.slot(i).map(|s| s.caller);
+                let held = match reserved {
+                    Some(r) if Some(r) != me => {
+                        let theirs = self.find(r).map_or(0, |j| self.counts(j).1);
+                        RESERVED_SESSIONS.saturating_sub(theirs)
+                    }
+                    _ => 0,
+                };
+                if sessions >= SESSIONS_PER_CALLER
+                    || all_sessions.saturating_add(1).saturating_add(held) > SESSION_CAPACITY
+                {
+                    return Err(QuotaError::Sessions);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Number of open slots.
     pub fn open_count(&self) -> usize {
         self.slots.iter().flatten().count()
     }
 }
 
+fn count(handles: &[u32]) -> (usize, usize) {
+    handles.iter().fold((0, 0), |(o, s), h| match h >> 24 {
+        0x80 => (o + 1, s),
+        0x02 | 0x03 => (o, s + 1),
+        _ => (o, s),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hv::rm::Kind;
+
+    #[test]
+    fn quotas_capacity_and_the_reserve() {
+        let uv = CallerId(1);
+        let mut s = SessionSlots::new();
+        let g = s.open(CallerId(2), Some(uv)).unwrap();
+        let h = s.open(CallerId(3), Some(uv)).unwrap();
+        // Objects: 2 per caller, 3 in all.
+        assert!(s.record(g, 0x8000_0000) && s.record(g, 0x8000_0001));
+        assert_eq!(s.admit(g, Kind::Object, Some(uv)), Err(QuotaError::Objects));
+        assert_eq!(
+            s.admit(g, Kind::Sequence, Some(uv)),
+            Err(QuotaError::Objects)
+        );
+        assert_eq!(s.admit(h, Kind::Object, Some(uv)), Ok(()));
+        assert!(s.record(h, 0x8000_0002));
+        assert_eq!(s.admit(h, Kind::Object, Some(uv)), Err(QuotaError::Objects));
+        // Sessions: one of the three is held for the ultravisor while it has none.
+        assert!(s.record(g, 0x0200_0000));
+        assert_eq!(s.admit(g, Kind::Session, Some(uv)), Ok(()));
+        assert!(s.record(g, 0x0300_0001));
+        assert_eq!(
+            s.admit(g, Kind::Session, Some(uv)),
+            Err(QuotaError::Sessions)
+        );
+        assert_eq!(
+            s.admit(h, Kind::Session, Some(uv)),
+            Err(QuotaError::Sessions)
+        );
+        assert_eq!(s.admit(h, Kind::Session, None), Ok(()));
+        let u = s.open(uv, Some(uv)).unwrap();
+        assert_eq!(s.admit(u, Kind::Session, Some(uv)), Ok(()));
+        assert_eq!(s.counts(g), (2, 2));
+        assert_eq!(s.total_counts(), (3, 2));
+    }
+
+    #[test]
+    fn the_last_slot_is_kept_for_the_reserved_caller() {
+        let uv = CallerId(1);
+        let mut s = SessionSlots::new();
+        for c in 2..=SESSION_SLOTS as u32 {
+            s.open(CallerId(c), Some(uv)).unwrap();
+        }
+        assert_eq!(s.open(CallerId(99), Some(uv)), Err(SlotsExhausted));
+        assert!(s.open(uv, Some(uv)).is_ok());
+        assert_eq!(s.open(CallerId(99), Some(uv)), Err(SlotsExhausted));
+    }
+
+    #[test]
+    fn a_caller_is_its_partition() {
+        assert_eq!(CallerId::of(2, 0), CallerId::of(2, 3));
+        assert_ne!(CallerId::of(1, 0), CallerId::of(2, 0));
+    }
 
     #[test]
     fn open_find_exhaust_free() {
         let mut s = SessionSlots::new();
-        let a = s.open(CallerId(1)).unwrap();
-        assert_eq!(s.open(CallerId(1)), Ok(a));
+        let a = s.open(CallerId(1), None).unwrap();
+        assert_eq!(s.open(CallerId(1), None), Ok(a));
         for c in 2..=SESSION_SLOTS as u32 {
-            s.open(CallerId(c)).unwrap();
+            s.open(CallerId(c), None).unwrap();
         }
-        assert_eq!(s.open(CallerId(99)), Err(SlotsExhausted));
+        assert_eq!(s.open(CallerId(99), None), Err(SlotsExhausted));
         s.free(a);
         assert_eq!(s.find(CallerId(1)), None);
-        assert!(s.open(CallerId(99)).is_ok());
+        assert!(s.open(CallerId(99), None).is_ok());
         assert_eq!(s.open_count(), SESSION_SLOTS);
     }
 
     #[test]
     fn record_dedups_across_slots_and_fills() {
         let mut s = SessionSlots::new();
-        let a = s.open(CallerId(1)).unwrap();
-        let b = s.open(CallerId(2)).unwrap();
+        let a = s.open(CallerId(1), None).unwrap();
+        let b = s.open(CallerId(2), None).unwrap();
         assert!(s.record(a, 0x0200_0000));
         assert!(s.record(a, 0x0200_0000));
         assert_eq!(s.handles(a), &[0x0200_0000]);

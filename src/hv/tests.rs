@@ -523,7 +523,7 @@ fn close_treats_handle_not_found_as_gone() {
         &hv,
         &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
     );
-    let o = created_handle(&hv, &exec(&hv, A, &command(0x161, &[])));
+    let o = created_handle(&hv, &exec(&hv, A, &command(0x161, &object_context())));
     tpm.forget_live(s); // the TPM flushed the session itself
     tpm.forget_live(o);
     assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
@@ -583,18 +583,55 @@ fn slots_exhausted_is_h_resource_without_relaying() {
     assert_eq!(exec(&hv, CallerId(7), &get_random()).status, H_SUCCESS);
 }
 
+/// A ContextLoad body whose TPMS_CONTEXT saved a transient object (savedHandle 0x80000000).
+fn object_context() -> Vec<u8> {
+    let mut b = vec![0u8; 8];
+    b.extend_from_slice(&0x8000_0000u32.to_be_bytes());
+    b.extend_from_slice(&[0x40, 0, 0, 7, 0, 0]);
+    b
+}
+
+/// The resource manager's 10-byte TPM-format refusal with `rc`.
+fn rm_refusal(rc: u32) -> Vec<u8> {
+    response(rc, &[])
+}
+
 #[test]
-fn full_handle_table_refuses_creating_commands_before_sending() {
+fn quotas_refuse_creating_commands_before_sending() {
     let (hv, tpm) = setup();
-    for _ in 0..HANDLES_PER_SLOT {
+    for _ in 0..OBJECTS_PER_CALLER {
         created_handle(&hv, &exec(&hv, A, &command(0x167, &[])));
     }
     let sent = tpm.commands();
-    for cc in [0x131u32, 0x157, 0x167, 0x191, 0x176, 0x161] {
-        let r = exec(&hv, A, &command(cc, &[0x40, 0, 0, 1, 0x40, 0, 0, 7]));
-        assert_eq!(r, HcallReturn::status(H_RESOURCE), "{cc:#x}");
+    for c in [
+        command(0x131, &[0x40, 0, 0, 1]),
+        command(0x157, &tpm.live()[0].to_be_bytes()),
+        command(0x167, &[]),
+        command(0x191, &[0x40, 0, 0, 1]),
+        command(0x161, &object_context()),
+        command(0x186, &[0, 0, 0, 0x0B]),
+    ] {
+        let r = exec(&hv, A, &c);
+        assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10), "{:02x?}", &c[6..10]);
+        assert_eq!(peek(&hv, OUT, 10), rm_refusal(rm::RM_OBJECT_MEMORY));
     }
-    assert_eq!(tpm.commands(), sent);
+    for _ in 0..SESSIONS_PER_CALLER {
+        created_handle(
+            &hv,
+            &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
+        );
+    }
+    let sent2 = tpm.commands();
+    let r = exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7]));
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
+    assert_eq!(peek(&hv, OUT, 10), rm_refusal(rm::RM_SESSION_MEMORY));
+    assert_eq!(tpm.commands(), sent2);
+    assert_eq!(sent2, sent + SESSIONS_PER_CALLER);
+    // Another caller takes the last object; then the TPM's capacity is used.
+    created_handle(&hv, &exec(&hv, B, &command(0x167, &[])));
+    let r = exec(&hv, B, &command(0x167, &[]));
+    assert_eq!(r.out[0], 10);
+    assert_eq!(peek(&hv, OUT, 10), rm_refusal(rm::RM_OBJECT_MEMORY));
     // Other commands still go through, and a flush makes room.
     assert_eq!(exec(&hv, A, &get_random()).status, H_SUCCESS);
     let first = tpm.live()[0];
@@ -602,11 +639,75 @@ fn full_handle_table_refuses_creating_commands_before_sending() {
         exec(&hv, A, &command(0x165, &first.to_be_bytes())).status,
         H_SUCCESS
     );
-    assert_eq!(exec(&hv, A, &command(0x167, &[])).status, H_SUCCESS);
+    created_handle(&hv, &exec(&hv, A, &command(0x167, &[])));
     // Close flushes every one of them.
     assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
+    assert_eq!(call(&hv, B, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
     assert!(tpm.live().is_empty());
-    assert_eq!(tpm.flushed().len(), HANDLES_PER_SLOT + 1);
+    assert_eq!(
+        tpm.flushed().len(),
+        OBJECTS_PER_CALLER + SESSIONS_PER_CALLER + 2
+    );
+}
+
+#[test]
+fn unlisted_and_malformed_commands_are_answered_by_the_resource_manager() {
+    let (hv, tpm) = setup();
+    for (c, rc) in [
+        (command(0x145, &[0, 0]), rm::RM_COMMAND_CODE), // Shutdown
+        (
+            command(0x120, &[0x40, 0, 0, 1, 0x81, 0, 0, 1]),
+            rm::RM_COMMAND_CODE,
+        ),
+        (command(0x2000_0000, &[]), rm::RM_COMMAND_CODE),
+        (command(0x173, &[0x80, 0]), rm::RM_COMMAND_SIZE), // ReadPublic without its handle
+        (command(0x165, &[]), rm::RM_COMMAND_SIZE),        // FlushContext without flushHandle
+    ] {
+        let r = exec(&hv, A, &c);
+        assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
+        assert_eq!(peek(&hv, OUT, 10), rm_refusal(rc), "{:02x?}", &c[6..10]);
+    }
+    let mut bad_tag = get_random();
+    bad_tag[..2].copy_from_slice(&[0x12, 0x34]);
+    exec(&hv, A, &bad_tag);
+    assert_eq!(peek(&hv, OUT, 10), rm_refusal(rm::RM_BAD_TAG));
+    let mut bad_auth = command(0x15E, &[0x40, 0, 0, 1, 0, 0, 0, 50]);
+    bad_auth[..2].copy_from_slice(&[0x80, 0x02]);
+    exec(&hv, A, &bad_auth);
+    assert_eq!(peek(&hv, OUT, 10), rm_refusal(rm::RM_AUTHSIZE));
+    assert_eq!(tpm.commands(), 0);
+    // Refusals open no slot... but the caller's slot is opened only by relayed commands.
+    assert_eq!(hv.open_sessions(), 0);
+}
+
+#[test]
+fn authorization_area_sessions_must_be_the_callers_own() {
+    let (hv, tpm) = setup();
+    let s = created_handle(
+        &hv,
+        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
+    );
+    // ReadPublic(NULL) with A's session as B's authorization session.
+    let mut body = 0x4000_0007u32.to_be_bytes().to_vec();
+    body.extend_from_slice(&9u32.to_be_bytes());
+    body.extend_from_slice(&s.to_be_bytes());
+    body.extend_from_slice(&[0, 0, 1, 0, 0]);
+    let mut c = command(CC_READ_PUBLIC, &body);
+    c[..2].copy_from_slice(&[0x80, 0x02]);
+    let sent = tpm.commands();
+    assert_eq!(exec(&hv, B, &c), HcallReturn::status(H_P2));
+    assert_eq!(tpm.commands(), sent);
+    assert_eq!(exec(&hv, A, &c).status, H_SUCCESS);
+    // continueSession clear: the TPM flushed it on success, the slot forgets it.
+    let attrs = c.len() - 3;
+    c[attrs] = 0;
+    assert_eq!(exec(&hv, A, &c).status, H_SUCCESS);
+    assert_eq!(hv.tracked_handles(A), 0);
+    // The platform hierarchy and lockout are refused to everyone.
+    for h in [0x4000_000Cu32, 0x4000_000A, 0x4000_000D] {
+        let r = exec(&hv, A, &command(0x131, &h.to_be_bytes()));
+        assert_eq!(r, HcallReturn::status(H_P2), "{h:#x}");
+    }
 }
 
 #[test]

@@ -293,8 +293,9 @@ fn tpm_bad_tag() -> TestResult {
     cmd[0] = 0x12;
     cmd[1] = 0x34;
     let (st, r4, rsp) = execute(&cmd);
-    // The TPM's error is a normal response: the hcall succeeds and carries the TPM's code
-    // (swtpm 0.7.1 answers 0x84, TPM_RC_VALUE; the TPM spec's TPM_RC_BAD_TAG is 0x1e).
+    // A refusal is a normal TPM-format response: the hcall succeeds and carries the code.
+    // The hypervisor's resource manager answers a bad tag itself (TPM_RC_BAD_TAG in the
+    // RM layer, 0xb001e) without sending it; swtpm 0.7.1 would have answered 0x84.
     if st != H_SUCCESS {
         return Err(format!("r3 = {st}, expected H_SUCCESS"));
     }
@@ -302,7 +303,7 @@ fn tpm_bad_tag() -> TestResult {
         return Err(format!("r4 {r4}, response header {:02x?}", &rsp[..10]));
     }
     crate::println!(
-        "  tpm-bad-tag: TPM answered rc {:#x} through H_SUCCESS",
+        "  tpm-bad-tag: refused with rc {:#x} through H_SUCCESS",
         rsp_code(&rsp)
     );
     Ok(())
@@ -439,7 +440,8 @@ fn tpm_handles(
 fn tpm_leak() -> TestResult {
     const CYCLES: usize = 6;
     let mut tpm = client()?;
-    // Other callers (the ultravisor's partition) may hold a session: it must be untouched.
+    // GetCapability(handles) shows a caller only its own handles (the ultravisor's session
+    // is not listed): the baseline is this caller's, normally none.
     let baseline = tpm_handles(&mut tpm)?;
     for cycle in 0..CYCLES {
         let owner = Object::permanent(rh::OWNER);
@@ -471,7 +473,7 @@ fn tpm_leak() -> TestResult {
         ));
     }
     crate::println!(
-        "  tpm-leak: {CYCLES} create/close cycles left nothing behind ({} objects, {} sessions of other callers untouched)",
+        "  tpm-leak: {CYCLES} create/close cycles left nothing behind (own handles before and after: {} objects, {} sessions)",
         baseline.0.len(),
         baseline.1.len()
     );
