@@ -528,12 +528,16 @@ fn tpm_fault() -> TestResult {
 }
 
 /// Runs the bootargs option `hcall-probe=P1;P2;...` (see [`super::probe`]): one H_TPM_COMM
-/// per probe with exactly the given registers, one console line each,
-/// `hcall-probe r3=<signed decimal> (<name>) r4=<0x hex>`, the name from
-/// [`crate::papr::name`] (`unknown` for a value PAPR does not define here), e.g.
-/// `hcall-probe r3=-55 (H_P2) r4=0x0`. `buf` / `buf+N` name the probe page of
-/// the caller window, refilled with TPM2_GetRandom(16) before every probe.
+/// per probe with exactly the given registers, issued as the probe's partition (`as=N`, LPID
+/// 0 by default), one console line each, `hcall-probe r3=<signed decimal> (<name>) r4=<0x
+/// hex>`, the name from [`crate::papr::name`] (`unknown` for a value PAPR does not define
+/// here), e.g. `hcall-probe r3=-55 (H_P2) r4=0x0`. `buf` / `buf+N` name the probe page of
+/// the caller window, refilled before every probe with TPM2_GetRandom(16), or with the
+/// probe's own `cmd=` bytes. A `cmd=` probe that succeeds adds the response in hex and its
+/// decoded code: `... r4=0xa rsp=80010000000a000b0143 rc=0xb0143 (TPM_RC_COMMAND_CODE,
+/// resource manager)`.
 pub fn run_probes(value: &str) -> Result<(), String> {
+    use super::probe::{decode_hex, RcName, MAX_CMD_BYTES};
     let probes = super::probe::parse(value).map_err(|e| format!("{e}"))?;
     let buf = page(pages::PROBE);
     for (i, p) in probes.iter().enumerate() {
@@ -541,14 +545,34 @@ pub fn run_probes(value: &str) -> Result<(), String> {
             return Err(format!("probe {}: buf+N overflows u64", i + 1));
         };
         buf.write(0, &[0u8; 4096]);
-        buf.write(0, &GET_RANDOM_16);
+        match p.cmd {
+            Some(hex) => {
+                let mut bytes = [0u8; MAX_CMD_BYTES];
+                let n = decode_hex(hex, &mut bytes)
+                    .ok_or_else(|| format!("probe {}: cmd does not decode", i + 1))?;
+                buf.write(0, &bytes[..n]);
+            }
+            None => buf.write(0, &GET_RANDOM_16),
+        }
         let args = [p.op, inp, p.in_size, out, p.out_size, 0, 0, 0, 0];
-        let (st, regs) = arch::hcall(H_TPM_COMM, args);
-        crate::println!(
+        let (st, regs) = arch::hcall_as(p.lpid, H_TPM_COMM, args);
+        let mut line = format!(
             "hcall-probe r3={st} ({}) r4={:#x}",
             crate::papr::status_name(st),
             regs[0]
         );
+        if p.cmd.is_some() && st == H_SUCCESS && (10..=4096).contains(&regs[0]) {
+            let mut rsp = [0u8; 4096];
+            let n = regs[0] as usize;
+            buf.read(0, &mut rsp[..n]);
+            line.push_str(" rsp=");
+            for b in &rsp[..n] {
+                line.push_str(&format!("{b:02x}"));
+            }
+            let rc = u32::from_be_bytes([rsp[6], rsp[7], rsp[8], rsp[9]]);
+            line.push_str(&format!(" rc={rc:#x} ({})", RcName(rc)));
+        }
+        crate::println!("{line}");
     }
     Ok(())
 }
