@@ -492,7 +492,9 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
             }
             if parsed.filter_handles {
                 let slots = &st.slots;
-                n = rm::filter_handles(&mut st.rsp, n, |h| slots.owner_of(h) == Some(caller));
+                n = rm::filter_handles(&mut st.rsp, n, |h| {
+                    slots.owner_of_listed(h) == Some(caller)
+                });
             }
         }
 

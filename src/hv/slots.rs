@@ -156,6 +156,12 @@ impl SessionSlots {
         self.slot(i).is_some_and(|s| !s.handles.is_full())
     }
 
+    /// Whether slot `i` owns `handle` (for a session, any record of the same session index:
+    /// the TPM lists a loaded policy session 0x03… as 0x02… in GetCapability).
+    pub fn owns(&self, i: SlotIndex, handle: u32) -> bool {
+        self.handles(i).iter().any(|h| same(*h, handle))
+    }
+
     /// Records `handle` as owned by slot `i`, dropping stale records of it first.
     /// Returns false only if the slot is full (and then records nothing).
     pub fn record(&mut self, i: SlotIndex, handle: u32) -> bool {
@@ -166,19 +172,31 @@ impl SessionSlots {
         }
     }
 
-    /// Forgets `handle` in every slot (it was flushed).
+    /// Forgets `handle` in every slot (it was flushed). A session is forgotten by its index,
+    /// whichever of its two handle forms (0x02…, 0x03…) was recorded.
     pub fn forget_everywhere(&mut self, handle: u32) {
         for s in self.slots.iter_mut().flatten() {
-            s.handles.retain(|h| *h != handle);
+            s.handles.retain(|h| !same(*h, handle));
         }
     }
 
-    /// The caller whose slot owns `handle`, if any.
+    /// The caller whose slot owns `handle`, if any. A record is the caller's only in the
+    /// exact form it was created, except that a session listed in either form is its owner's.
     pub fn owner_of(&self, handle: u32) -> Option<CallerId> {
         self.slots
             .iter()
             .flatten()
             .find(|s| s.handles.contains(&handle))
+            .map(|s| s.caller)
+    }
+
+    /// The caller whose slot owns the TPM object or session `handle` names, matching a
+    /// session by index (for GetCapability lists).
+    pub fn owner_of_listed(&self, handle: u32) -> Option<CallerId> {
+        self.slots
+            .iter()
+            .flatten()
+            .find(|s| s.handles.iter().any(|h| same(*h, handle)))
             .map(|s| s.caller)
     }
 
@@ -240,6 +258,13 @@ impl SessionSlots {
     pub fn open_count(&self) -> usize {
         self.slots.iter().flatten().count()
     }
+}
+
+/// Whether two handles name the same TPM object or session: equal, or both sessions with the
+/// same index (the TPM numbers HMAC and policy sessions in one space).
+fn same(a: u32, b: u32) -> bool {
+    let session = |h: u32| matches!(h >> 24, 0x02 | 0x03);
+    a == b || (session(a) && session(b) && a & 0x00FF_FFFF == b & 0x00FF_FFFF)
 }
 
 fn count(handles: &[u32]) -> (usize, usize) {
@@ -335,6 +360,13 @@ mod tests {
         assert!(s.record(b, 0x0200_0000));
         assert_eq!(s.handles(a), &[] as &[u32]);
         assert_eq!(s.owner_of(0x0200_0000), Some(CallerId(2)));
+        // The same session index in its other form is a stale record too.
+        assert!(s.record(a, 0x0300_0000));
+        assert_eq!(s.handles(b), &[] as &[u32]);
+        assert_eq!(s.owner_of_listed(0x0200_0000), Some(CallerId(1)));
+        assert_eq!(s.owner_of(0x0200_0000), None);
+        s.forget_everywhere(0x0200_0000);
+        assert_eq!(s.handles(a), &[] as &[u32]);
         for h in 0..HANDLES_PER_SLOT as u32 {
             assert!(s.has_room(a));
             assert!(s.record(a, 0x8000_0000 + h));

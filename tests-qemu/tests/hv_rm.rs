@@ -701,6 +701,12 @@ fn get_capability_handles_shows_each_caller_only_its_own() {
     assert_eq!(shown_h, (vec![h_obj], vec![]));
     assert_eq!(shown_g, (vec![g_obj], vec![g_sess]));
     assert_eq!(rig.shown(K, 0x80), Vec::<u32>::new());
+    // A policy session is listed by the TPM in the loaded-session range (0x02…): still G's.
+    let g_policy = rig.exec(G, &start_session(1)).handle();
+    let listed = rig.shown(G, 0x02);
+    println!("G's sessions {g_sess:#x}, {g_policy:#x}; G is shown {listed:x?}");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(rig.shown(H, 0x02), Vec::<u32>::new());
     // Persistent handles are not per-caller: shown as the TPM lists them.
     let o = rig.exec(K, &get_cap_handles(0x81));
     assert!(o.ok());
