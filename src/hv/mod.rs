@@ -31,9 +31,9 @@
 //! |10 | bad tag / too short for its handle area / authorization area does not parse | RM response `0x000B001E` / `0x000B0142` / `0x000B0144`, H_SUCCESS |
 //! |11 | a named transient object, sequence or session is not the caller's own, or the handle is TPM_RH_PLATFORM, _PLATFORM_NV or _LOCKOUT | H_P2 |
 //! |12 | the caller has no slot and all [`SESSION_SLOTS`] are taken (the last one is kept for the ultravisor while it has none) | H_RESOURCE |
-//! |13 | a creating command and the caller is at its quota, or the TPM's capacity (minus the ultravisor's reserve) is owned | RM response `0x000B0902` (objects) / `0x000B0903` (sessions), H_SUCCESS |
+//! |13 | a creating command and the caller is at its quota (objects), or at its quota or the sessions left are the ultravisor's reserve (sessions) | RM response `0x000B0902` (objects) / `0x000B0903` (sessions), H_SUCCESS |
 //! |14 | the command creates a handle and the caller's table is full (unreachable: the table holds both quotas) | H_RESOURCE |
-//! |15 | the link fails or times out (any [`TransportError`])           | H_RESOURCE  |
+//! |15 | the link fails or times out (any [`TransportError`]), or an object's context does not load or save | H_RESOURCE |
 //! |16 | the response is not whole: < 10 bytes, > 4096, or its header size != bytes delivered | H_RESOURCE |
 //! |17 | a successful creating command's response has no handle         | H_RESOURCE  |
 //! |18 | otherwise: response copied to out_buffer (GetCapability(handles) filtered to the caller's own), r4 = its length | H_SUCCESS |
@@ -63,10 +63,19 @@
 //!   The slot stays open when later rows fail. Callers are told apart by the
 //!   [`CallerId`] the glue supplies: the partition ([`CallerId::of`]), so one guest on
 //!   many hardware threads is one caller.
-//! - Row 13: quotas [`OBJECTS_PER_CALLER`] (objects and sequences) and
-//!   [`SESSIONS_PER_CALLER`], below the TPM's [`OBJECT_CAPACITY`] / [`SESSION_CAPACITY`];
+//! - Row 13: quotas [`OBJECTS_PER_CALLER`] (objects and sequences, saved contexts: more than
+//!   the TPM's [`OBJECT_CAPACITY`]) and [`SESSIONS_PER_CALLER`] (loaded: below the TPM's
+//!   [`SESSION_CAPACITY`]);
 //!   [`RESERVED_SESSIONS`] is held back for the caller named by [`Hypervisor::reserve_for`]
 //!   (the ultravisor) while it owns fewer.
+//! - Objects are swapped ([`space`]): between hcalls no caller's transient object is loaded;
+//!   a command's named objects are ContextLoaded, their virtual handles (0x80FFFF00 + i, per
+//!   caller) rewritten to the TPM's in the handle area, a new object's TPM handle rewritten
+//!   to the caller's next virtual one in the response, then every object loaded is
+//!   ContextSaved and flushed. FlushContext of an object is answered here (rc 0, nothing
+//!   sent). A context that no longer loads (the TPM was reset) forgets the object
+//!   (H_RESOURCE, then H_P2 for its handle). GetCapability(handles, transient) lists the
+//!   caller's virtual handles.
 //! - Tracking: the response handle of every creating command on the allowlist
 //!   (CreatePrimary, Load, LoadExternal, CreateLoaded, StartAuthSession, ContextLoad,
 //!   HashSequenceStart, HMAC_Start) is recorded; a successful FlushContext, SequenceComplete
@@ -110,6 +119,7 @@ pub mod guest;
 pub mod observer;
 pub mod rm;
 pub mod slots;
+pub mod space;
 #[cfg(target_arch = "powerpc64")]
 pub mod target;
 pub mod wire;
@@ -232,6 +242,15 @@ pub enum TpmCommError {
     Link(TransportError),
     /// The TPM's response is not whole: H_RESOURCE.
     BadResponse(ResponseError),
+    /// Swapping the caller's object `handle` (its virtual handle; 0 when loading) in or out
+    /// failed with response code `rc` (its context no longer loads, or is larger than
+    /// [`space::CONTEXT_MAX`]); the object is forgotten: H_RESOURCE.
+    Swap {
+        /// The virtual handle.
+        handle: u32,
+        /// The TPM response code (u32::MAX: none).
+        rc: u32,
+    },
     /// On close, the TPM refused to flush `handle` with response code `rc`: H_RESOURCE.
     FlushRefused {
         /// The handle that stays tracked.
@@ -257,6 +276,7 @@ impl TpmCommError {
             | TpmCommError::HandleTableFull
             | TpmCommError::Link(_)
             | TpmCommError::BadResponse(_)
+            | TpmCommError::Swap { .. }
             | TpmCommError::FlushRefused { .. } => H_RESOURCE,
         }
     }
@@ -270,6 +290,7 @@ struct State<L, O> {
     observer: O,
     cmd: [u8; MAX_TPM_MESSAGE],
     rsp: [u8; MAX_TPM_MESSAGE],
+    aux: [u8; MAX_TPM_MESSAGE],
 }
 
 /// The hypervisor's H_TPM_COMM service: link `L`, caller memory `M`, observer `O`.
@@ -295,6 +316,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                 observer,
                 cmd: [0; MAX_TPM_MESSAGE],
                 rsp: [0; MAX_TPM_MESSAGE],
+                aux: [0; MAX_TPM_MESSAGE],
             }),
         }
     }
@@ -334,13 +356,20 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
     /// Number of TPM handles the slot of `caller` tracks (0 if it has no slot).
     pub fn tracked_handles(&self, caller: CallerId) -> usize {
         let s = self.state.lock();
-        s.slots.find(caller).map_or(0, |i| s.slots.handles(i).len())
+        s.slots.find(caller).map_or(0, |i| {
+            s.slots.handles(i).len() + s.slots.space(i).map_or(0, space::Space::len)
+        })
     }
 
     /// Writes the resource manager's 10-byte TPM-format refusal to the caller's out window
     /// (checked in row 7, at least 4096 bytes); returns r4 = 10. Nothing is sent to the TPM.
     fn answer(&self, out: &CheckedRange, r: rm::Refusal) -> u64 {
-        let bytes = rm::refusal_response(r.rc());
+        self.answer_rc(out, r.rc())
+    }
+
+    /// Writes a 10-byte TPM-format response with `rc` to the caller; returns r4 = 10.
+    fn answer_rc(&self, out: &CheckedRange, rc: u32) -> u64 {
+        let bytes = rm::refusal_response(rc);
         if let Some(dst) = out.prefix(bytes.len() as u64) {
             self.memory.copy_to_guest(&dst, &bytes);
         }
@@ -445,28 +474,95 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                 return Ok(self.answer(&out_range, r));
             }
         }
-        // Row 14: unreachable while HANDLES_PER_SLOT is the sum of the quotas; kept so a
-        // handle is never created that the slot cannot record.
-        let creates = parsed.info.rsp_handles > 0;
-        if creates && !st.slots.has_room(slot) {
+        let creates_session = new_kind == Some(rm::Kind::Session);
+        let creates_object = matches!(new_kind, Some(rm::Kind::Object | rm::Kind::Sequence));
+        // Row 14: unreachable while HANDLES_PER_SLOT is the session quota; kept so a session
+        // is never created that the slot cannot record.
+        if creates_session && !st.slots.has_room(slot) {
             return Err(TpmCommError::HandleTableFull);
+        }
+        // FlushContext of one of the caller's objects: it is a saved context, forgotten here.
+        if parsed.info.effect == rm::Effect::Flush {
+            if let Some(vh) = parsed.param_handle.filter(|h| h >> 24 == 0x80) {
+                if let Some(sp) = st.slots.space_mut(slot) {
+                    sp.remove(vh);
+                }
+                return Ok(self.answer_rc(&out_range, wire::TPM_RC_SUCCESS));
+            }
+        }
+
+        // Swap in: ContextLoad each object the handle area names, and put the TPM's handle
+        // in the command's place of the virtual one.
+        let mut loaded: heapless::Vec<(u32, u32), 3> = heapless::Vec::new();
+        for (k, &vh) in parsed.handles.iter().enumerate() {
+            if vh >> 24 != 0x80 {
+                continue;
+            }
+            let p = match loaded.iter().find(|(v, _)| *v == vh) {
+                Some(&(_, p)) => p,
+                None => {
+                    let ctx = st.slots.space(slot).and_then(|sp| sp.context(vh));
+                    let r = ctx.ok_or(TpmCommError::ForeignHandle(vh)).and_then(|ctx| {
+                        load_context(
+                            caller,
+                            link,
+                            &mut st.observer,
+                            &mut st.aux,
+                            &mut st.rsp,
+                            ctx,
+                        )
+                    });
+                    match r {
+                        Ok(p) => {
+                            let _ = loaded.push((vh, p));
+                            p
+                        }
+                        Err(e) => {
+                            unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
+                            if let (TpmCommError::Swap { .. }, Some(sp)) =
+                                (e, st.slots.space_mut(slot))
+                            {
+                                sp.remove(vh); // its context no longer loads: the object is gone
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+            };
+            let off = wire::HEADER_LEN + 4 * k;
+            if let Some(dst) = st.cmd.get_mut(off..off + 4) {
+                dst.copy_from_slice(&p.to_be_bytes());
+            }
         }
 
         // Rows 15-16.
+        let cmd = st.cmd.get(..n_in).unwrap_or(&[]);
         st.observer.snoop(caller, Direction::Command, cmd);
-        let mut n = relay(link, cmd, &mut st.rsp)?;
+        let mut n = match relay(link, cmd, &mut st.rsp) {
+            Ok(n) => n,
+            Err(e) => {
+                unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
+                return Err(e);
+            }
+        };
         let rsp = st.rsp.get(..n).unwrap_or(&[]);
         st.observer.snoop(caller, Direction::Response, rsp);
 
         // Row 17 and handle bookkeeping, from the real response.
         let rc = wire::u32_at(rsp, 6).unwrap_or(u32::MAX);
+        let mut new_object = None;
         if rc == wire::TPM_RC_SUCCESS {
-            if creates {
-                let h = wire::u32_at(rsp, wire::HEADER_LEN)
-                    .ok_or(TpmCommError::BadResponse(ResponseError::MissingHandle))?;
-                if !st.slots.record(slot, h) {
+            if creates_session || creates_object {
+                let Some(h) = wire::u32_at(rsp, wire::HEADER_LEN) else {
+                    unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
+                    return Err(TpmCommError::BadResponse(ResponseError::MissingHandle));
+                };
+                if creates_object {
+                    new_object = Some(h);
+                } else if !st.slots.record(slot, h) {
                     // Unreachable by row 14; never lose track: flush it back out.
                     let _ = flush_one(caller, link, &mut st.observer, &mut st.rsp, h);
+                    unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
                     return Err(TpmCommError::HandleTableFull);
                 }
             }
@@ -477,8 +573,12 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                     }
                 }
                 rm::Effect::EndsSequence(k) => {
-                    if let Some(&h) = parsed.handles.get(usize::from(k)) {
-                        st.slots.forget_everywhere(h);
+                    // The TPM flushed the sequence: nothing to save.
+                    if let Some(&vh) = parsed.handles.get(usize::from(k)) {
+                        loaded.retain(|(v, _)| *v != vh);
+                        if let Some(sp) = st.slots.space_mut(slot) {
+                            sp.remove(vh);
+                        }
                     }
                 }
                 _ => {}
@@ -491,10 +591,82 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                 }
             }
             if parsed.filter_handles {
-                let slots = &st.slots;
-                n = rm::filter_handles(&mut st.rsp, n, |h| {
-                    slots.owner_of_listed(h) == Some(caller)
-                });
+                if parsed.cap_range.0 >> 24 == 0x80 {
+                    // The caller's objects are its virtual handles, never the TPM's.
+                    let (first, count) = parsed.cap_range;
+                    let mut list: heapless::Vec<u32, { space::OBJECTS_PER_SPACE }> =
+                        heapless::Vec::new();
+                    if let Some(sp) = st.slots.space(slot) {
+                        for h in sp.handles().filter(|h| *h >= first) {
+                            if list.len() < count as usize {
+                                let _ = list.push(h);
+                            }
+                        }
+                    }
+                    n = rm::handle_list_response(&mut st.rsp, &list);
+                } else {
+                    let slots = &st.slots;
+                    n = rm::filter_handles(&mut st.rsp, n, |h| {
+                        slots.owner_of_listed(h) == Some(caller)
+                    });
+                }
+            }
+        }
+
+        // Swap out: ContextSave and flush every object loaded for this command, and the new
+        // one (which gets the caller's next virtual handle in the response). The response
+        // waits in `aux` meanwhile.
+        if !loaded.is_empty() || new_object.is_some() {
+            let main = n.min(MAX_TPM_MESSAGE);
+            if let (Some(dst), Some(src)) = (st.aux.get_mut(..main), st.rsp.get(..main)) {
+                dst.copy_from_slice(src);
+            }
+            let mut failed = None;
+            for &(vh, p) in &loaded {
+                if let Err(e) = save_context(
+                    caller,
+                    link,
+                    &mut st.observer,
+                    &mut st.rsp,
+                    &mut st.slots,
+                    slot,
+                    vh,
+                    p,
+                ) {
+                    failed.get_or_insert(e);
+                }
+            }
+            if let Some(p) = new_object {
+                let vh = st
+                    .slots
+                    .space(slot)
+                    .and_then(space::Space::free_handle)
+                    .unwrap_or(0);
+                match save_context(
+                    caller,
+                    link,
+                    &mut st.observer,
+                    &mut st.rsp,
+                    &mut st.slots,
+                    slot,
+                    vh,
+                    p,
+                ) {
+                    Ok(()) => {
+                        if let Some(dst) = st.aux.get_mut(wire::HEADER_LEN..wire::HEADER_LEN + 4) {
+                            dst.copy_from_slice(&vh.to_be_bytes());
+                        }
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if let (Some(dst), Some(src)) = (st.rsp.get_mut(..main), st.aux.get(..main)) {
+                dst.copy_from_slice(src);
             }
         }
 
@@ -516,9 +688,16 @@ fn check_ownership(
     caller: CallerId,
     parsed: &rm::Parsed,
 ) -> Result<(), TpmCommError> {
+    let mine = slots.find(caller);
     for h in parsed.named() {
+        let owned = if h >> 24 == 0x80 {
+            mine.and_then(|i| slots.space(i))
+                .is_some_and(|sp| sp.contains(h))
+        } else {
+            slots.owner_of(h) == Some(caller)
+        };
         match rm::classify(h) {
-            rm::HandleClass::MustOwn if slots.owner_of(h) != Some(caller) => {
+            rm::HandleClass::MustOwn if !owned => {
                 return Err(TpmCommError::ForeignHandle(h));
             }
             rm::HandleClass::Forbidden => return Err(TpmCommError::ForbiddenHandle(h)),
@@ -562,6 +741,96 @@ fn flush_one<L: Transport, O: RelayObserver>(
     wire::u32_at(got, 6).ok_or(TpmCommError::BadResponse(ResponseError::TooShort))
 }
 
+/// ContextLoads `ctx`; returns the TPM's handle for it.
+fn load_context<L: Transport, O: RelayObserver>(
+    caller: CallerId,
+    link: &mut L,
+    observer: &mut O,
+    aux: &mut [u8; MAX_TPM_MESSAGE],
+    rsp: &mut [u8; MAX_TPM_MESSAGE],
+    ctx: &[u8],
+) -> Result<u32, TpmCommError> {
+    let len = wire::HEADER_LEN + ctx.len();
+    let Some(cmd) = aux.get_mut(..len) else {
+        return Err(TpmCommError::Swap { handle: 0, rc: 0 });
+    };
+    let size = u32::try_from(len).unwrap_or(0);
+    cmd.iter_mut()
+        .zip(
+            wire::TPM_ST_NO_SESSIONS
+                .to_be_bytes()
+                .into_iter()
+                .chain(size.to_be_bytes())
+                .chain(wire::TPM_CC_CONTEXT_LOAD.to_be_bytes())
+                .chain(ctx.iter().copied()),
+        )
+        .for_each(|(d, s)| *d = s);
+    let cmd: &[u8] = cmd;
+    observer.snoop(caller, Direction::Command, cmd);
+    let n = relay(link, cmd, rsp)?;
+    let got = rsp.get(..n).unwrap_or(&[]);
+    observer.snoop(caller, Direction::Response, got);
+    match (wire::u32_at(got, 6), wire::u32_at(got, wire::HEADER_LEN)) {
+        (Some(0), Some(h)) => Ok(h),
+        (rc, _) => Err(TpmCommError::Swap {
+            handle: 0,
+            rc: rc.unwrap_or(u32::MAX),
+        }),
+    }
+}
+
+/// ContextSaves the TPM's object `p` as the caller's `vh` and flushes it. On failure the
+/// object is flushed and forgotten.
+#[allow(clippy::too_many_arguments)]
+fn save_context<L: Transport, O: RelayObserver>(
+    caller: CallerId,
+    link: &mut L,
+    observer: &mut O,
+    rsp: &mut [u8; MAX_TPM_MESSAGE],
+    slots: &mut SessionSlots,
+    slot: SlotIndex,
+    vh: u32,
+    p: u32,
+) -> Result<(), TpmCommError> {
+    let cmd = wire::context_save_command(p);
+    observer.snoop(caller, Direction::Command, &cmd);
+    let saved = relay(link, &cmd, rsp).and_then(|n| {
+        let got = rsp.get(..n).unwrap_or(&[]);
+        observer.snoop(caller, Direction::Response, got);
+        let rc = wire::u32_at(got, 6).unwrap_or(u32::MAX);
+        let stored = rc == 0
+            && got
+                .get(wire::HEADER_LEN..)
+                .is_some_and(|ctx| slots.space_mut(slot).is_some_and(|sp| sp.store(vh, ctx)));
+        if stored {
+            Ok(())
+        } else {
+            Err(TpmCommError::Swap { handle: vh, rc })
+        }
+    });
+    let flushed = flush_one(caller, link, observer, rsp, p);
+    if saved.is_err() {
+        if let Some(sp) = slots.space_mut(slot) {
+            sp.remove(vh);
+        }
+    }
+    saved?;
+    flushed.map(|_| ())
+}
+
+/// Flushes the TPM's copies of objects loaded for a command that did not complete.
+fn unload<L: Transport, O: RelayObserver>(
+    caller: CallerId,
+    link: &mut L,
+    observer: &mut O,
+    rsp: &mut [u8; MAX_TPM_MESSAGE],
+    loaded: &[(u32, u32)],
+) {
+    for &(_, p) in loaded {
+        let _ = flush_one(caller, link, observer, rsp, p);
+    }
+}
+
 /// CLOSE_SESSION: flush what the caller's slot owns, then free the slot.
 fn close<L: Transport, O: RelayObserver>(
     caller: CallerId,
@@ -581,6 +850,7 @@ fn close<L: Transport, O: RelayObserver>(
             return Err(TpmCommError::FlushRefused { handle: h, rc });
         }
     }
+    // The caller's objects are saved contexts, nothing the TPM holds: forgetting them is all.
     slots.free(slot);
     Ok(())
 }

@@ -439,6 +439,8 @@ pub struct Parsed {
     /// GetCapability(TPM_CAP_HANDLES) over transient objects or sessions: the response
     /// must be filtered to the caller's own handles.
     pub filter_handles: bool,
+    /// GetCapability's `property` (the first handle asked for) and `propertyCount`.
+    pub cap_range: (u32, u32),
 }
 
 impl Parsed {
@@ -508,6 +510,7 @@ pub fn parse(cmd: &[u8]) -> Result<Parsed, Refusal> {
     let mut param_handle = None;
     let mut loads_session = false;
     let mut filter_handles = false;
+    let mut cap_range = (0, 0);
     match info.effect {
         Effect::Flush => param_handle = Some(u32_at(cmd, off).ok_or(Refusal::CommandSize)?),
         Effect::ContextLoad => {
@@ -526,6 +529,8 @@ pub fn parse(cmd: &[u8]) -> Result<Parsed, Refusal> {
             let prop = off.checked_add(4).and_then(|o| u32_at(cmd, o));
             if let (Some(1), Some(p)) = (cap, prop) {
                 filter_handles = classify(p) == HandleClass::MustOwn;
+                let count = off.checked_add(8).and_then(|o| u32_at(cmd, o));
+                cap_range = (p, count.unwrap_or(0));
             }
             if filter_handles && tag == TPM_ST_SESSIONS {
                 // The response is rewritten: an audit HMAC over it could not be kept.
@@ -541,6 +546,7 @@ pub fn parse(cmd: &[u8]) -> Result<Parsed, Refusal> {
         param_handle,
         loads_session,
         filter_handles,
+        cap_range,
     })
 }
 
@@ -553,6 +559,32 @@ fn skip_tpm2b(b: &[u8], off: usize) -> Result<usize, Refusal> {
         .filter(|e| *e <= b.len())
         .ok_or(Refusal::AuthSize)?;
     Ok(end)
+}
+
+/// Writes a successful GetCapability(TPM_CAP_HANDLES) response listing `handles` (at most
+/// 64, moreData NO) into `rsp`; returns its length (0 if `rsp` is too small).
+pub fn handle_list_response(rsp: &mut [u8], handles: &[u32]) -> usize {
+    let list = handles.get(..handles.len().min(64)).unwrap_or(&[]);
+    let len = LIST_OFF + 4 * list.len();
+    let Some(r) = rsp.get_mut(..len) else {
+        return 0;
+    };
+    r.fill(0);
+    let put = |r: &mut [u8], off: usize, v: u32| {
+        if let Some(d) = r.get_mut(off..off + 4) {
+            d.copy_from_slice(&v.to_be_bytes());
+        }
+    };
+    if let Some(d) = r.get_mut(0..2) {
+        d.copy_from_slice(&TPM_ST_NO_SESSIONS.to_be_bytes());
+    }
+    put(r, 2, len as u32);
+    put(r, CAP_OFF, 1);
+    put(r, COUNT_OFF, list.len() as u32);
+    for (i, h) in list.iter().enumerate() {
+        put(r, LIST_OFF + 4 * i, *h);
+    }
+    len
 }
 
 /// Offsets in a GetCapability(TPM_CAP_HANDLES) response: moreData (u8), capability (u32),

@@ -14,6 +14,7 @@
 //! - A successful FlushContext forgets the handle wherever it is recorded.
 #![forbid(unsafe_code)]
 
+use super::space::Space;
 use heapless::Vec;
 
 /// Number of concurrent callers with an open session. While the reserved caller (the
@@ -26,9 +27,9 @@ pub const SESSION_SLOTS: usize = 4;
 pub const OBJECT_CAPACITY: usize = 3;
 /// Sessions the TPM can hold loaded at once: TPM_PT_HR_LOADED_MIN, measured likewise.
 pub const SESSION_CAPACITY: usize = 3;
-/// Transient objects (and sequences) one caller may own: below the capacity, so no single
-/// caller can take them all.
-pub const OBJECTS_PER_CALLER: usize = 2;
+/// Transient objects (and sequences) one caller may own: its [`Space`]. They are saved
+/// contexts between hcalls, so this may exceed the TPM's [`OBJECT_CAPACITY`].
+pub const OBJECTS_PER_CALLER: usize = super::space::OBJECTS_PER_SPACE;
 /// Sessions one caller may own (loaded or saved), below the capacity.
 pub const SESSIONS_PER_CALLER: usize = 2;
 /// Sessions held back for the reserved caller (the ultravisor's boot session) while it owns
@@ -36,18 +37,19 @@ pub const SESSIONS_PER_CALLER: usize = 2;
 /// are persistent, so no transient object is held back for it.
 pub const RESERVED_SESSIONS: usize = 1;
 
-/// Number of live transient objects and sessions one slot can track: the two quotas, so a
-/// slot's table cannot fill before its quota refuses.
-pub const HANDLES_PER_SLOT: usize = OBJECTS_PER_CALLER + SESSIONS_PER_CALLER;
+/// Number of sessions one slot's table can track: the session quota, so the table cannot
+/// fill before the quota refuses. (Objects live in the slot's [`Space`].)
+pub const HANDLES_PER_SLOT: usize = SESSIONS_PER_CALLER;
 
-// No one caller can own all of either resource.
-const _: () = assert!(OBJECTS_PER_CALLER < OBJECT_CAPACITY);
+// No one caller can own all the sessions; a command's objects (at most 2 named, 1 created)
+// fit the TPM.
 const _: () = assert!(SESSIONS_PER_CALLER + RESERVED_SESSIONS <= SESSION_CAPACITY);
+const _: () = assert!(3 <= OBJECT_CAPACITY);
 
 /// Which quota refused a creating command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuotaError {
-    /// The caller owns [`OBJECTS_PER_CALLER`], or the TPM's [`OBJECT_CAPACITY`] is owned.
+    /// The caller's space holds [`OBJECTS_PER_CALLER`] objects.
     Objects,
     /// The caller owns [`SESSIONS_PER_CALLER`], or the rest is the reserved caller's.
     Sessions,
@@ -80,6 +82,7 @@ pub struct SlotsExhausted;
 struct Slot {
     caller: CallerId,
     handles: Vec<u32, HANDLES_PER_SLOT>,
+    space: Space,
 }
 
 /// The session slots.
@@ -134,6 +137,7 @@ impl SessionSlots {
         *free = Some(Slot {
             caller,
             handles: Vec::new(),
+            space: Space::new(),
         });
         Ok(SlotIndex(i))
     }
@@ -146,7 +150,17 @@ impl SessionSlots {
         self.slots.get_mut(i.0).and_then(Option::as_mut)
     }
 
-    /// The handles slot `i` owns (empty for a free slot).
+    /// The saved objects of slot `i`.
+    pub fn space(&self, i: SlotIndex) -> Option<&Space> {
+        self.slot(i).map(|s| &s.space)
+    }
+
+    /// The saved objects of slot `i`, to change.
+    pub fn space_mut(&mut self, i: SlotIndex) -> Option<&mut Space> {
+        self.slot_mut(i).map(|s| &mut s.space)
+    }
+
+    /// The sessions slot `i` owns (empty for a free slot).
     pub fn handles(&self, i: SlotIndex) -> &[u32] {
         self.slot(i).map_or(&[], |s| s.handles.as_slice())
     }
@@ -207,16 +221,16 @@ impl SessionSlots {
         }
     }
 
-    /// Objects (0x80…) and sessions (0x02…, 0x03…) slot `i` owns.
+    /// Objects (in its space) and sessions slot `i` owns.
     pub fn counts(&self, i: SlotIndex) -> (usize, usize) {
-        count(self.handles(i))
+        self.slot(i)
+            .map_or((0, 0), |s| (s.space.len(), count(&s.handles).1))
     }
 
     /// Objects and sessions all slots own.
     pub fn total_counts(&self) -> (usize, usize) {
         self.slots.iter().flatten().fold((0, 0), |(o, s), slot| {
-            let (a, b) = count(&slot.handles);
-            (o + a, s + b)
+            (o + slot.space.len(), s + count(&slot.handles).1)
         })
     }
 
@@ -227,11 +241,11 @@ impl SessionSlots {
         kind: super::rm::Kind,
         reserved: Option<CallerId>,
     ) -> Result<(), QuotaError> {
-        let (objects, sessions) = self.counts(i);
-        let (all_objects, all_sessions) = self.total_counts();
+        let (_, sessions) = self.counts(i);
+        let (_, all_sessions) = self.total_counts();
         match kind {
             super::rm::Kind::Object | super::rm::Kind::Sequence => {
-                if objects >= OBJECTS_PER_CALLER || all_objects >= OBJECT_CAPACITY {
+                if self.space(i).and_then(Space::free_handle).is_none() {
                     return Err(QuotaError::Objects);
                 }
             }
@@ -282,20 +296,22 @@ mod tests {
 
     #[test]
     fn quotas_capacity_and_the_reserve() {
+        use crate::hv::space::VIRTUAL_FIRST;
         let uv = CallerId(1);
         let mut s = SessionSlots::new();
         let g = s.open(CallerId(2), Some(uv)).unwrap();
         let h = s.open(CallerId(3), Some(uv)).unwrap();
-        // Objects: 2 per caller, 3 in all.
-        assert!(s.record(g, 0x8000_0000) && s.record(g, 0x8000_0001));
+        // Objects: each caller's own space, whatever the others hold.
+        for k in 0..OBJECTS_PER_CALLER as u32 {
+            assert_eq!(s.admit(g, Kind::Object, Some(uv)), Ok(()));
+            assert!(s.space_mut(g).unwrap().store(VIRTUAL_FIRST + k, &[1]));
+        }
         assert_eq!(s.admit(g, Kind::Object, Some(uv)), Err(QuotaError::Objects));
         assert_eq!(
             s.admit(g, Kind::Sequence, Some(uv)),
             Err(QuotaError::Objects)
         );
         assert_eq!(s.admit(h, Kind::Object, Some(uv)), Ok(()));
-        assert!(s.record(h, 0x8000_0002));
-        assert_eq!(s.admit(h, Kind::Object, Some(uv)), Err(QuotaError::Objects));
         // Sessions: one of the three is held for the ultravisor while it has none.
         assert!(s.record(g, 0x0200_0000));
         assert_eq!(s.admit(g, Kind::Session, Some(uv)), Ok(()));
@@ -311,8 +327,8 @@ mod tests {
         assert_eq!(s.admit(h, Kind::Session, None), Ok(()));
         let u = s.open(uv, Some(uv)).unwrap();
         assert_eq!(s.admit(u, Kind::Session, Some(uv)), Ok(()));
-        assert_eq!(s.counts(g), (2, 2));
-        assert_eq!(s.total_counts(), (3, 2));
+        assert_eq!(s.counts(g), (OBJECTS_PER_CALLER, 2));
+        assert_eq!(s.total_counts(), (OBJECTS_PER_CALLER, 2));
     }
 
     #[test]
@@ -374,8 +390,8 @@ mod tests {
         assert!(!s.has_room(a));
         assert!(!s.record(a, 0x8000_1000));
         assert_eq!(s.handles(a).len(), HANDLES_PER_SLOT);
-        s.forget_everywhere(0x8000_0003);
+        s.forget_everywhere(0x8000_0001);
         assert!(s.has_room(a));
-        assert!(!s.handles(a).contains(&0x8000_0003));
+        assert!(!s.handles(a).contains(&0x8000_0001));
     }
 }

@@ -86,6 +86,16 @@ pub fn flush_context_command(handle: u32) -> [u8; 14] {
     c
 }
 
+/// `TPM_CC_ContextSave`.
+pub const TPM_CC_CONTEXT_SAVE: u32 = 0x0000_0162;
+
+/// The 14-byte `TPM2_ContextSave(handle)` command.
+pub fn context_save_command(handle: u32) -> [u8; 14] {
+    let mut c = flush_context_command(handle);
+    c[6..10].copy_from_slice(&TPM_CC_CONTEXT_SAVE.to_be_bytes());
+    c
+}
+
 /// Whether a FlushContext response code means "no such handle is loaded", which
 /// on CLOSE_SESSION counts as already gone (e.g. a session the TPM flushed itself
 /// because the caller cleared `continueSession`).

@@ -395,7 +395,11 @@ fn tpm_capacity_as_measured() {
         .exec(G, &create_primary_with(TPM_RH_NULL, &hmac_key()))
         .handle();
     let sess = rig.exec(H, &start_session(1)).handle();
+    let rsa = rig
+        .exec(K, &create_primary_with(TPM_RH_NULL, &rsa_storage()))
+        .handle();
     for (what, who, h) in [
+        ("RSA-2048 primary", K, rsa),
         ("ECC P-256 primary", G, key),
         ("HMAC key", G, hmac_key),
         ("policy session", H, sess),
@@ -407,6 +411,77 @@ fn tpm_capacity_as_measured() {
             o.rsp.len() - 10
         );
     }
+}
+
+/// An RSA-2048 restricted decryption key template (a storage parent).
+fn rsa_storage() -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&[0x00, 0x01, 0x00, 0x0B]);
+    p.extend_from_slice(&0x0003_0072u32.to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(&[0x00, 0x06, 0x00, 0x80, 0x00, 0x43]);
+    p.extend_from_slice(&[0x00, 0x10, 0x08, 0x00, 0, 0, 0, 0]);
+    p.extend_from_slice(&[0, 0]);
+    p
+}
+
+#[test]
+fn every_caller_holds_more_objects_than_the_tpm_and_uses_each() {
+    let rig = Rig::new();
+    let callers = [UV, G, H, K];
+    let mut keys = Vec::new();
+    for &c in &callers {
+        for _ in 0..pefbox::hv::OBJECTS_PER_CALLER {
+            let k = rig
+                .exec(c, &create_primary_with(TPM_RH_NULL, &hmac_key()))
+                .handle();
+            keys.push((c, k));
+        }
+    }
+    let loaded = rig.tpm_handles(0x80);
+    println!(
+        "{} callers x {} objects = {} objects owned; the TPM holds {} loaded",
+        callers.len(),
+        pefbox::hv::OBJECTS_PER_CALLER,
+        keys.len(),
+        loaded.len()
+    );
+    assert_eq!(loaded, Vec::<u32>::new());
+    assert!(keys.len() > pefbox::hv::OBJECT_CAPACITY);
+    let macs: Vec<Vec<u8>> = keys
+        .iter()
+        .map(|&(c, k)| {
+            let o = rig.exec(c, &hmac(k, b"swap"));
+            assert!(o.ok(), "{c:?} {k:#x}: {o}");
+            o.rsp
+        })
+        .collect();
+    // Same template, same NULL seed: the same key everywhere, so the same MAC, each computed
+    // by a key swapped in for its own caller.
+    assert!(macs.windows(2).all(|w| w[0] == w[1]));
+    // A child under a swapped parent: Create + Load + use, each across swaps.
+    assert_eq!(rig.close(G), H_SUCCESS);
+    let parent = rig.exec(G, &primary()).handle();
+    let mut p = vec![0, 4, 0, 0, 0, 0];
+    let tmpl = hmac_key();
+    p.extend_from_slice(&(tmpl.len() as u16).to_be_bytes());
+    p.extend_from_slice(&tmpl);
+    p.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let created = rig.exec(G, &cmd(0x153, &[parent], PW, &p));
+    assert!(created.ok(), "Create: {created}");
+    // parameterSize, outPrivate, outPublic, ...
+    let r = &created.rsp;
+    let priv_len = wire::u16_at(r, 14).unwrap() as usize;
+    let pub_at = 16 + priv_len;
+    let pub_len = wire::u16_at(r, pub_at).unwrap() as usize;
+    let blobs = r[14..pub_at + 2 + pub_len].to_vec();
+    let child = rig.exec(G, &cmd(0x157, &[parent], PW, &blobs)).handle();
+    println!("G: parent {parent:#x}, child {child:#x} loaded under the swapped parent");
+    assert!(rig.exec(G, &hmac(child, b"child")).ok());
+    for &c in &callers {
+        assert_eq!(rig.close(c), H_SUCCESS);
+    }
+    assert_eq!(rig.tpm_handles(0x80), Vec::<u32>::new());
 }
 
 // ---- One test per finding ----
@@ -681,9 +756,13 @@ fn one_partition_on_several_hardware_threads_is_one_caller() {
     // Its threads share one quota and one set of handles.
     let a = rig.exec(CallerId::of(2, 0), &primary()).handle();
     let b = rig.exec(CallerId::of(2, 1), &primary()).handle();
-    let c = rig.exec(CallerId::of(2, 2), &primary());
-    println!("partition 2: {a:#x} on thread 0, {b:#x} on thread 1, thread 2: {c}");
-    assert_eq!(c.rc(), Some(RM_OBJECT_MEMORY));
+    let c = rig.exec(CallerId::of(2, 2), &primary()).handle();
+    let d = rig.exec(CallerId::of(2, 3), &primary()).handle();
+    let e = rig.exec(CallerId::of(2, 1), &primary());
+    println!(
+        "partition 2: {a:#x} on thread 0, {b:#x} on 1, {c:#x} on 2, {d:#x} on 3, then thread 1: {e}"
+    );
+    assert_eq!(e.rc(), Some(RM_OBJECT_MEMORY));
     assert!(rig.exec(CallerId::of(2, 3), &read_public(a)).ok());
     assert_eq!(rig.close(CallerId::of(2, 3)), H_SUCCESS);
     assert_eq!(rig.tpm_handles(0x80), Vec::<u32>::new());
@@ -866,9 +945,16 @@ fn soak_four_callers_ten_thousand_hcalls() {
                 }
             }
             6 | 7 => {
-                // Attack: another caller's handle.
+                // Attack: another caller's handle. Object handles are virtual and per caller
+                // (each caller's first object is 0x80ffff00), so only a value the attacker
+                // does not own itself names another's object.
                 let j = (i + 1 + rng.below(3)) % 4;
-                if let Some(&h) = owned[j].get(rng.below(owned[j].len().max(1))) {
+                let theirs: Vec<u32> = owned[j]
+                    .iter()
+                    .copied()
+                    .filter(|h| !owned[i].contains(h))
+                    .collect();
+                if let Some(&h) = theirs.get(rng.below(theirs.len().max(1))) {
                     let c = match rng.below(3) {
                         0 => flush(h),
                         1 if h >> 24 == 0x80 => read_public(h),
