@@ -67,7 +67,8 @@
 //!   the TPM's [`OBJECT_CAPACITY`]) and [`SESSIONS_PER_CALLER`] (loaded: below the TPM's
 //!   [`SESSION_CAPACITY`]);
 //!   [`RESERVED_SESSIONS`] is held back for the caller named by [`Hypervisor::reserve_for`]
-//!   (the ultravisor) while it owns fewer.
+//!   (the ultravisor) while it owns fewer; that caller may own [`RESERVED_CALLER_SESSIONS`].
+//!   A FlushContext the TPM answers "no such handle" forgets the handle too.
 //! - Objects are swapped ([`space`]): between hcalls no caller's transient object is loaded;
 //!   a command's named objects are ContextLoaded, their virtual handles (0x80FFFF00 + i, per
 //!   caller) rewritten to the TPM's in the handle area, a new object's TPM handle rewritten
@@ -134,7 +135,8 @@ pub use guest::{
 pub use observer::{Delivery, Direction, Meddle, Meddler, Quiet, RelayObserver};
 pub use slots::{
     CallerId, QuotaError, SessionSlots, HANDLES_PER_SLOT, OBJECTS_PER_CALLER, OBJECT_CAPACITY,
-    RESERVED_SESSIONS, SESSIONS_PER_CALLER, SESSION_CAPACITY, SESSION_SLOTS,
+    RESERVED_CALLER_SESSIONS, RESERVED_SESSIONS, SESSIONS_PER_CALLER, SESSION_CAPACITY,
+    SESSION_SLOTS,
 };
 
 use crate::papr::{
@@ -551,6 +553,13 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         // Row 17 and handle bookkeeping, from the real response.
         let rc = wire::u32_at(rsp, 6).unwrap_or(u32::MAX);
         let mut new_object = None;
+        if parsed.info.effect == rm::Effect::Flush && wire::flush_says_gone(rc) {
+            // The TPM has no such session (it was reset, or flushed it): not the caller's
+            // any more, and no longer counted against its quota.
+            if let Some(h) = parsed.param_handle {
+                st.slots.forget_everywhere(h);
+            }
+        }
         if rc == wire::TPM_RC_SUCCESS {
             if creates_session || creates_object {
                 let Some(h) = wire::u32_at(rsp, wire::HEADER_LEN) else {

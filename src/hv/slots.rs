@@ -30,8 +30,13 @@ pub const SESSION_CAPACITY: usize = 3;
 /// Transient objects (and sequences) one caller may own: its [`Space`]. They are saved
 /// contexts between hcalls, so this may exceed the TPM's [`OBJECT_CAPACITY`].
 pub const OBJECTS_PER_CALLER: usize = super::space::OBJECTS_PER_SPACE;
-/// Sessions one caller may own (loaded or saved), below the capacity.
-pub const SESSIONS_PER_CALLER: usize = 2;
+/// Sessions one caller may own (loaded or saved). With [`RESERVED_SESSIONS`] held for the
+/// ultravisor, `SESSION_CAPACITY - RESERVED_SESSIONS - SESSIONS_PER_CALLER` = 1 is always
+/// left for another guest: no one caller can starve another of sessions.
+pub const SESSIONS_PER_CALLER: usize = 1;
+/// Sessions the reserved caller (the ultravisor) may own: its boot session, and a new one
+/// while it re-establishes after a failure. Even then one is left for a guest.
+pub const RESERVED_CALLER_SESSIONS: usize = 2;
 /// Sessions held back for the reserved caller (the ultravisor's boot session) while it owns
 /// fewer: the other callers together may own at most `SESSION_CAPACITY - 1` then. Its keys
 /// are persistent, so no transient object is held back for it.
@@ -39,11 +44,13 @@ pub const RESERVED_SESSIONS: usize = 1;
 
 /// Number of sessions one slot's table can track: the session quota, so the table cannot
 /// fill before the quota refuses. (Objects live in the slot's [`Space`].)
-pub const HANDLES_PER_SLOT: usize = SESSIONS_PER_CALLER;
+pub const HANDLES_PER_SLOT: usize = RESERVED_CALLER_SESSIONS;
 
 // No one caller can own all the sessions; a command's objects (at most 2 named, 1 created)
 // fit the TPM.
-const _: () = assert!(SESSIONS_PER_CALLER + RESERVED_SESSIONS <= SESSION_CAPACITY);
+const _: () = assert!(SESSIONS_PER_CALLER + RESERVED_SESSIONS < SESSION_CAPACITY);
+const _: () = assert!(RESERVED_CALLER_SESSIONS < SESSION_CAPACITY);
+const _: () = assert!(SESSIONS_PER_CALLER <= RESERVED_CALLER_SESSIONS);
 const _: () = assert!(3 <= OBJECT_CAPACITY);
 
 /// Which quota refused a creating command.
@@ -251,14 +258,18 @@ impl SessionSlots {
             }
             super::rm::Kind::Session => {
                 let me = self.slot(i).map(|s| s.caller);
-                let held = match reserved {
+                let (held, quota) = match reserved {
                     Some(r) if Some(r) != me => {
                         let theirs = self.find(r).map_or(0, |j| self.counts(j).1);
-                        RESERVED_SESSIONS.saturating_sub(theirs)
+                        (
+                            RESERVED_SESSIONS.saturating_sub(theirs),
+                            SESSIONS_PER_CALLER,
+                        )
                     }
-                    _ => 0,
+                    Some(_) => (0, RESERVED_CALLER_SESSIONS),
+                    None => (0, SESSIONS_PER_CALLER),
                 };
-                if sessions >= SESSIONS_PER_CALLER
+                if sessions >= quota
                     || all_sessions.saturating_add(1).saturating_add(held) > SESSION_CAPACITY
                 {
                     return Err(QuotaError::Sessions);
@@ -312,23 +323,37 @@ mod tests {
             Err(QuotaError::Objects)
         );
         assert_eq!(s.admit(h, Kind::Object, Some(uv)), Ok(()));
-        // Sessions: one of the three is held for the ultravisor while it has none.
-        assert!(s.record(g, 0x0200_0000));
+        // Sessions: one per guest, one of the three held for the ultravisor while it has none.
         assert_eq!(s.admit(g, Kind::Session, Some(uv)), Ok(()));
-        assert!(s.record(g, 0x0300_0001));
+        assert!(s.record(g, 0x0200_0000));
         assert_eq!(
             s.admit(g, Kind::Session, Some(uv)),
+            Err(QuotaError::Sessions)
+        );
+        assert_eq!(s.admit(h, Kind::Session, Some(uv)), Ok(()));
+        assert!(s.record(h, 0x0300_0001));
+        let k = s.open(CallerId(4), Some(uv)).unwrap();
+        assert_eq!(
+            s.admit(k, Kind::Session, Some(uv)),
+            Err(QuotaError::Sessions)
+        );
+        let u = s.open(uv, Some(uv)).unwrap();
+        assert_eq!(s.admit(u, Kind::Session, Some(uv)), Ok(()));
+        // The ultravisor may hold two; then one guest's session still fits.
+        s.forget_everywhere(0x0300_0001);
+        assert!(s.record(u, 0x0200_0002));
+        assert_eq!(s.admit(u, Kind::Session, Some(uv)), Ok(()));
+        assert!(s.record(u, 0x0200_0003));
+        assert_eq!(
+            s.admit(u, Kind::Session, Some(uv)),
             Err(QuotaError::Sessions)
         );
         assert_eq!(
             s.admit(h, Kind::Session, Some(uv)),
             Err(QuotaError::Sessions)
         );
-        assert_eq!(s.admit(h, Kind::Session, None), Ok(()));
-        let u = s.open(uv, Some(uv)).unwrap();
-        assert_eq!(s.admit(u, Kind::Session, Some(uv)), Ok(()));
-        assert_eq!(s.counts(g), (OBJECTS_PER_CALLER, 2));
-        assert_eq!(s.total_counts(), (OBJECTS_PER_CALLER, 2));
+        assert_eq!(s.counts(g), (OBJECTS_PER_CALLER, 1));
+        assert_eq!(s.total_counts(), (OBJECTS_PER_CALLER, 3));
     }
 
     #[test]
