@@ -27,13 +27,16 @@
 //! | 6 | [in_buffer, in_buffer + in_size) wraps or is not caller memory | H_P2        |
 //! | 7 | [out_buffer, out_buffer + 4096) wraps or is not caller memory  | H_P4        |
 //! | 8 | the command's header size != in_size (read from the private copy) | H_P3     |
-//! | 9 | the command names a handle owned by another caller's slot      | H_P2        |
-//! |10 | the caller has no slot and all [`SESSION_SLOTS`] are taken     | H_RESOURCE  |
-//! |11 | the command creates a handle and the caller's table is full    | H_RESOURCE  |
-//! |12 | the link fails or times out (any [`TransportError`])           | H_RESOURCE  |
-//! |13 | the response is not whole: < 10 bytes, > 4096, or its header size != bytes delivered | H_RESOURCE |
-//! |14 | a successful creating command's response has no handle         | H_RESOURCE  |
-//! |15 | otherwise: response copied to out_buffer, r4 = its length      | H_SUCCESS   |
+//! | 9 | the command is not on the resource manager's allowlist ([`rm::ALLOWLIST`]) | RM response `0x000B0143`, H_SUCCESS |
+//! |10 | bad tag / too short for its handle area / authorization area does not parse | RM response `0x000B001E` / `0x000B0142` / `0x000B0144`, H_SUCCESS |
+//! |11 | a named transient object, sequence or session is not the caller's own, or the handle is TPM_RH_PLATFORM, _PLATFORM_NV or _LOCKOUT | H_P2 |
+//! |12 | the caller has no slot and all [`SESSION_SLOTS`] are taken (the last one is kept for the ultravisor while it has none) | H_RESOURCE |
+//! |13 | a creating command and the caller is at its quota (objects), or at its quota or the sessions left are the ultravisor's reserve (sessions) | RM response `0x000B0902` (objects) / `0x000B0903` (sessions), H_SUCCESS |
+//! |14 | the command creates a handle and the caller's table is full (unreachable: the table holds both quotas) | H_RESOURCE |
+//! |15 | the link fails or times out (any [`TransportError`]), or an object's context does not load or save | H_RESOURCE |
+//! |16 | the response is not whole: < 10 bytes, > 4096, or its header size != bytes delivered | H_RESOURCE |
+//! |17 | a successful creating command's response has no handle         | H_RESOURCE  |
+//! |18 | otherwise: response copied to out_buffer (GetCapability(handles) filtered to the caller's own), r4 = its length | H_SUCCESS |
 //!
 //! Notes on the rules:
 //! - Out window (row 7): exactly the bytes that may be written are checked. A
@@ -47,19 +50,39 @@
 //! - in_buffer and out_buffer may be equal or overlap: the command is copied into
 //!   a private buffer once, before anything reads it (the caller cannot change it
 //!   underneath: no double fetch), and the response is copied out last.
-//! - On any failure (rows 1-14) nothing is written to the caller and r4 = 0.
-//! - Row 9 (ownership) is checked for the command codes whose handle area
-//!   [`wire::command_handle_count`] knows, on handles of transient objects and
-//!   sessions only; handles in authorization areas are not checked.
-//! - Row 10: EXECUTE opens the caller's slot (its "TPM session") if it has none.
+//! - On any failure (rows 1-8, 11, 12, 14-17) nothing is written to the caller and r4 = 0.
+//! - Rows 9, 10, 13 are the resource manager's own answers ([`rm`]): a 10-byte TPM response
+//!   (tag NO_SESSIONS, the code in the resource-manager layer 0x000B0000, as the Linux kernel's
+//!   /dev/tpmrm0 and tpm2-abrmd answer), r3 = H_SUCCESS, r4 = 10; nothing is sent to the TPM
+//!   and no slot is opened by rows 9-10.
+//! - Row 11 checks every handle the command names: the handle area (its size is the
+//!   allowlist's), FlushContext's `flushHandle`, ContextLoad's saved session handle, and every
+//!   session of the authorization area. A handle nobody owns (flushed, or never created
+//!   through H_TPM_COMM) is not the caller's either.
+//! - Row 12: EXECUTE opens the caller's slot (its "TPM session") if it has none.
 //!   The slot stays open when later rows fail. Callers are told apart by the
-//!   [`CallerId`] the glue supplies.
-//! - Row 11: handles are tracked from successful responses of CreatePrimary,
-//!   Load, LoadExternal, CreateLoaded, StartAuthSession and ContextLoad, and
-//!   forgotten on a successful FlushContext. Rather than lose track of one, a
-//!   creating command is refused before it is sent when the caller's table holds
-//!   [`HANDLES_PER_SLOT`] handles; the caller can FlushContext or close.
-//!
+//!   [`CallerId`] the glue supplies: the partition ([`CallerId::of`]), so one guest on
+//!   many hardware threads is one caller.
+//! - Row 13: quotas [`OBJECTS_PER_CALLER`] (objects and sequences, saved contexts: more than
+//!   the TPM's [`OBJECT_CAPACITY`]) and [`SESSIONS_PER_CALLER`] (loaded: below the TPM's
+//!   [`SESSION_CAPACITY`]);
+//!   [`RESERVED_SESSIONS`] is held back for the caller named by [`Hypervisor::reserve_for`]
+//!   (the ultravisor) while it owns fewer; that caller may own [`RESERVED_CALLER_SESSIONS`].
+//!   A FlushContext the TPM answers "no such handle" forgets the handle too.
+//! - Objects are swapped ([`space`]): between hcalls no caller's transient object is loaded;
+//!   a command's named objects are ContextLoaded, their virtual handles (0x80FFFF00 + i, per
+//!   caller) rewritten to the TPM's in the handle area, a new object's TPM handle rewritten
+//!   to the caller's next virtual one in the response, then every object loaded is
+//!   ContextSaved and flushed. FlushContext of an object is answered here (rc 0, nothing
+//!   sent). A context that no longer loads (the TPM was reset) forgets the object
+//!   (H_RESOURCE, then H_P2 for its handle). GetCapability(handles, transient) lists the
+//!   caller's virtual handles.
+//! - Tracking: the response handle of every creating command on the allowlist
+//!   (CreatePrimary, Load, LoadExternal, CreateLoaded, StartAuthSession, ContextLoad,
+//!   HashSequenceStart, HMAC_Start) is recorded; a successful FlushContext, SequenceComplete
+//!   or EventSequenceComplete forgets its handle, and so does a successful command for each
+//!   authorization session used with `continueSession` clear (the TPM flushed it).
+
 //! # Closing
 //!
 //! CLOSE_SESSION with no open slot for the caller: H_SUCCESS, nothing sent. With
@@ -95,7 +118,9 @@
 
 pub mod guest;
 pub mod observer;
+pub mod rm;
 pub mod slots;
+pub mod space;
 #[cfg(target_arch = "powerpc64")]
 pub mod target;
 pub mod wire;
@@ -108,7 +133,11 @@ pub use guest::{
     RegionTable,
 };
 pub use observer::{Delivery, Direction, Meddle, Meddler, Quiet, RelayObserver};
-pub use slots::{CallerId, SessionSlots, HANDLES_PER_SLOT, SESSION_SLOTS};
+pub use slots::{
+    CallerId, QuotaError, SessionSlots, HANDLES_PER_SLOT, OBJECTS_PER_CALLER, OBJECT_CAPACITY,
+    RESERVED_CALLER_SESSIONS, RESERVED_SESSIONS, SESSIONS_PER_CALLER, SESSION_CAPACITY,
+    SESSION_SLOTS,
+};
 
 use crate::papr::{
     HStatus, H_FUNCTION, H_P2, H_P3, H_P4, H_P5, H_PARAMETER, H_RESOURCE, H_SUCCESS, H_TPM_COMM,
@@ -203,8 +232,10 @@ pub enum TpmCommError {
     InBuffer(RangeError),
     /// out_buffer window not entirely in caller memory: H_P4.
     OutBuffer(RangeError),
-    /// The command names a handle owned by another caller's slot: H_P2.
+    /// The command names a transient object, sequence or session the caller does not own: H_P2.
     ForeignHandle(u32),
+    /// The command names a handle refused to every caller (platform hierarchy, lockout): H_P2.
+    ForbiddenHandle(u32),
     /// All session slots are taken by other callers: H_RESOURCE.
     SlotsExhausted,
     /// The caller's handle table is full and the command would create one: H_RESOURCE.
@@ -213,6 +244,15 @@ pub enum TpmCommError {
     Link(TransportError),
     /// The TPM's response is not whole: H_RESOURCE.
     BadResponse(ResponseError),
+    /// Swapping the caller's object `handle` (its virtual handle; 0 when loading) in or out
+    /// failed with response code `rc` (its context no longer loads, or is larger than
+    /// [`space::CONTEXT_MAX`]); the object is forgotten: H_RESOURCE.
+    Swap {
+        /// The virtual handle.
+        handle: u32,
+        /// The TPM response code (u32::MAX: none).
+        rc: u32,
+    },
     /// On close, the TPM refused to flush `handle` with response code `rc`: H_RESOURCE.
     FlushRefused {
         /// The handle that stays tracked.
@@ -230,12 +270,15 @@ impl TpmCommError {
             TpmCommError::UnknownOperation(_) => H_PARAMETER,
             TpmCommError::InSize(_) => H_P3,
             TpmCommError::OutSizeTooSmall => H_P5,
-            TpmCommError::InBuffer(_) | TpmCommError::ForeignHandle(_) => H_P2,
+            TpmCommError::InBuffer(_)
+            | TpmCommError::ForeignHandle(_)
+            | TpmCommError::ForbiddenHandle(_) => H_P2,
             TpmCommError::OutBuffer(_) => H_P4,
             TpmCommError::SlotsExhausted
             | TpmCommError::HandleTableFull
             | TpmCommError::Link(_)
             | TpmCommError::BadResponse(_)
+            | TpmCommError::Swap { .. }
             | TpmCommError::FlushRefused { .. } => H_RESOURCE,
         }
     }
@@ -243,11 +286,13 @@ impl TpmCommError {
 
 struct State<L, O> {
     regions: RegionTable,
+    reserved: Option<CallerId>,
     link: Option<L>,
     slots: SessionSlots,
     observer: O,
     cmd: [u8; MAX_TPM_MESSAGE],
     rsp: [u8; MAX_TPM_MESSAGE],
+    aux: [u8; MAX_TPM_MESSAGE],
 }
 
 /// The hypervisor's H_TPM_COMM service: link `L`, caller memory `M`, observer `O`.
@@ -267,11 +312,13 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
             memory,
             state: spin::Mutex::new(State {
                 regions: RegionTable::empty(),
+                reserved: None,
                 link: None,
                 slots: SessionSlots::new(),
                 observer,
                 cmd: [0; MAX_TPM_MESSAGE],
                 rsp: [0; MAX_TPM_MESSAGE],
+                aux: [0; MAX_TPM_MESSAGE],
             }),
         }
     }
@@ -282,6 +329,13 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         let mut s = self.state.lock();
         s.regions = regions;
         s.link = link;
+    }
+
+    /// Names the caller for which TPM capacity is held in reserve: the ultravisor (in this
+    /// image, the SVM's partition). Recorded here; the quotas that use it are in
+    /// [`slots`].
+    pub fn reserve_for(&self, caller: CallerId) {
+        self.state.lock().reserved = Some(caller);
     }
 
     /// Runs `f` on the observer under the lock (to arm a meddle mode, or read what
@@ -304,7 +358,24 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
     /// Number of TPM handles the slot of `caller` tracks (0 if it has no slot).
     pub fn tracked_handles(&self, caller: CallerId) -> usize {
         let s = self.state.lock();
-        s.slots.find(caller).map_or(0, |i| s.slots.handles(i).len())
+        s.slots.find(caller).map_or(0, |i| {
+            s.slots.handles(i).len() + s.slots.space(i).map_or(0, space::Space::len)
+        })
+    }
+
+    /// Writes the resource manager's 10-byte TPM-format refusal to the caller's out window
+    /// (checked in row 7, at least 4096 bytes); returns r4 = 10. Nothing is sent to the TPM.
+    fn answer(&self, out: &CheckedRange, r: rm::Refusal) -> u64 {
+        self.answer_rc(out, r.rc())
+    }
+
+    /// Writes a 10-byte TPM-format response with `rc` to the caller; returns r4 = 10.
+    fn answer_rc(&self, out: &CheckedRange, rc: u32) -> u64 {
+        let bytes = rm::refusal_response(rc);
+        if let Some(dst) = out.prefix(bytes.len() as u64) {
+            self.memory.copy_to_guest(&dst, &bytes);
+        }
+        bytes.len() as u64
     }
 
     /// The hcall dispatcher: `nr` = r3, `args` = r4..r12. Unknown numbers get
@@ -381,40 +452,230 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         if u64::from(hdr.size) != a.in_size {
             return Err(TpmCommError::InSize(InSizeError::HeaderMismatch(hdr.size)));
         }
-        // Row 9.
-        check_ownership(&st.slots, caller, hdr.code, cmd)?;
-        // Row 10.
+        // Rows 9-10: the resource manager's allowlist and parse; its refusals are TPM-format
+        // responses (r3 = H_SUCCESS), written like a TPM's and never sent to it.
+        let parsed = match rm::parse(cmd) {
+            Ok(p) => p,
+            Err(r) => return Ok(self.answer(&out_range, r)),
+        };
+        // Row 11.
+        check_ownership(&st.slots, caller, &parsed)?;
+        // Row 12.
         let slot = st
             .slots
-            .open(caller)
+            .open(caller, st.reserved)
             .map_err(|_| TpmCommError::SlotsExhausted)?;
-        // Row 11.
-        let creates = wire::creates_handle(hdr.code);
-        if creates && !st.slots.has_room(slot) {
+        // Row 13.
+        let new_kind = parsed.new_kind();
+        if let Some(kind) = new_kind {
+            if let Err(q) = st.slots.admit(slot, kind, st.reserved) {
+                let r = match q {
+                    QuotaError::Objects => rm::Refusal::ObjectMemory,
+                    QuotaError::Sessions => rm::Refusal::SessionMemory,
+                };
+                return Ok(self.answer(&out_range, r));
+            }
+        }
+        let creates_session = new_kind == Some(rm::Kind::Session);
+        let creates_object = matches!(new_kind, Some(rm::Kind::Object | rm::Kind::Sequence));
+        // Row 14: unreachable while HANDLES_PER_SLOT is the session quota; kept so a session
+        // is never created that the slot cannot record.
+        if creates_session && !st.slots.has_room(slot) {
             return Err(TpmCommError::HandleTableFull);
         }
+        // FlushContext of one of the caller's objects: it is a saved context, forgotten here.
+        if parsed.info.effect == rm::Effect::Flush {
+            if let Some(vh) = parsed.param_handle.filter(|h| h >> 24 == 0x80) {
+                if let Some(sp) = st.slots.space_mut(slot) {
+                    sp.remove(vh);
+                }
+                return Ok(self.answer_rc(&out_range, wire::TPM_RC_SUCCESS));
+            }
+        }
 
-        // Rows 12-13.
+        // Swap in: ContextLoad each object the handle area names, and put the TPM's handle
+        // in the command's place of the virtual one.
+        let mut loaded: heapless::Vec<(u32, u32), 3> = heapless::Vec::new();
+        for (k, &vh) in parsed.handles.iter().enumerate() {
+            if vh >> 24 != 0x80 {
+                continue;
+            }
+            let p = match loaded.iter().find(|(v, _)| *v == vh) {
+                Some(&(_, p)) => p,
+                None => {
+                    let ctx = st.slots.space(slot).and_then(|sp| sp.context(vh));
+                    let r = ctx.ok_or(TpmCommError::ForeignHandle(vh)).and_then(|ctx| {
+                        load_context(
+                            caller,
+                            link,
+                            &mut st.observer,
+                            &mut st.aux,
+                            &mut st.rsp,
+                            ctx,
+                        )
+                    });
+                    match r {
+                        Ok(p) => {
+                            let _ = loaded.push((vh, p));
+                            p
+                        }
+                        Err(e) => {
+                            unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
+                            if let (TpmCommError::Swap { .. }, Some(sp)) =
+                                (e, st.slots.space_mut(slot))
+                            {
+                                sp.remove(vh); // its context no longer loads: the object is gone
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+            };
+            let off = wire::HEADER_LEN + 4 * k;
+            if let Some(dst) = st.cmd.get_mut(off..off + 4) {
+                dst.copy_from_slice(&p.to_be_bytes());
+            }
+        }
+
+        // Rows 15-16.
+        let cmd = st.cmd.get(..n_in).unwrap_or(&[]);
         st.observer.snoop(caller, Direction::Command, cmd);
-        let n = relay(link, cmd, &mut st.rsp)?;
+        let mut n = match relay(link, cmd, &mut st.rsp) {
+            Ok(n) => n,
+            Err(e) => {
+                unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
+                return Err(e);
+            }
+        };
         let rsp = st.rsp.get(..n).unwrap_or(&[]);
         st.observer.snoop(caller, Direction::Response, rsp);
 
-        // Row 14 and handle bookkeeping, from the real response.
+        // Row 17 and handle bookkeeping, from the real response.
         let rc = wire::u32_at(rsp, 6).unwrap_or(u32::MAX);
+        let mut new_object = None;
+        if parsed.info.effect == rm::Effect::Flush && wire::flush_says_gone(rc) {
+            // The TPM has no such session (it was reset, or flushed it): not the caller's
+            // any more, and no longer counted against its quota.
+            if let Some(h) = parsed.param_handle {
+                st.slots.forget_everywhere(h);
+            }
+        }
         if rc == wire::TPM_RC_SUCCESS {
-            if creates {
-                let h = wire::u32_at(rsp, wire::HEADER_LEN)
-                    .ok_or(TpmCommError::BadResponse(ResponseError::MissingHandle))?;
-                if !st.slots.record(slot, h) {
-                    // Unreachable by row 11; never lose track: flush it back out.
+            if creates_session || creates_object {
+                let Some(h) = wire::u32_at(rsp, wire::HEADER_LEN) else {
+                    unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
+                    return Err(TpmCommError::BadResponse(ResponseError::MissingHandle));
+                };
+                if creates_object {
+                    new_object = Some(h);
+                } else if !st.slots.record(slot, h) {
+                    // Unreachable by row 14; never lose track: flush it back out.
                     let _ = flush_one(caller, link, &mut st.observer, &mut st.rsp, h);
+                    unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
                     return Err(TpmCommError::HandleTableFull);
                 }
-            } else if hdr.code == wire::TPM_CC_FLUSH_CONTEXT {
-                if let Some(h) = wire::u32_at(cmd, wire::HEADER_LEN) {
-                    st.slots.forget_everywhere(h);
+            }
+            match parsed.info.effect {
+                rm::Effect::Flush => {
+                    if let Some(h) = parsed.param_handle {
+                        st.slots.forget_everywhere(h);
+                    }
                 }
+                rm::Effect::EndsSequence(k) => {
+                    // The TPM flushed the sequence: nothing to save.
+                    if let Some(&vh) = parsed.handles.get(usize::from(k)) {
+                        loaded.retain(|(v, _)| *v != vh);
+                        if let Some(sp) = st.slots.space_mut(slot) {
+                            sp.remove(vh);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            // The TPM flushes a session used with continueSession clear when the command
+            // succeeds.
+            for sess in &parsed.sessions {
+                if rm::is_session(sess.handle) && sess.attrs & rm::CONTINUE_SESSION == 0 {
+                    st.slots.forget_everywhere(sess.handle);
+                }
+            }
+            if parsed.filter_handles {
+                if parsed.cap_range.0 >> 24 == 0x80 {
+                    // The caller's objects are its virtual handles, never the TPM's.
+                    let (first, count) = parsed.cap_range;
+                    let mut list: heapless::Vec<u32, { space::OBJECTS_PER_SPACE }> =
+                        heapless::Vec::new();
+                    if let Some(sp) = st.slots.space(slot) {
+                        for h in sp.handles().filter(|h| *h >= first) {
+                            if list.len() < count as usize {
+                                let _ = list.push(h);
+                            }
+                        }
+                    }
+                    n = rm::handle_list_response(&mut st.rsp, &list);
+                } else {
+                    let slots = &st.slots;
+                    n = rm::filter_handles(&mut st.rsp, n, |h| {
+                        slots.owner_of_listed(h) == Some(caller)
+                    });
+                }
+            }
+        }
+
+        // Swap out: ContextSave and flush every object loaded for this command, and the new
+        // one (which gets the caller's next virtual handle in the response). The response
+        // waits in `aux` meanwhile.
+        if !loaded.is_empty() || new_object.is_some() {
+            let main = n.min(MAX_TPM_MESSAGE);
+            if let (Some(dst), Some(src)) = (st.aux.get_mut(..main), st.rsp.get(..main)) {
+                dst.copy_from_slice(src);
+            }
+            let mut failed = None;
+            for &(vh, p) in &loaded {
+                if let Err(e) = save_context(
+                    caller,
+                    link,
+                    &mut st.observer,
+                    &mut st.rsp,
+                    &mut st.slots,
+                    slot,
+                    vh,
+                    p,
+                ) {
+                    failed.get_or_insert(e);
+                }
+            }
+            if let Some(p) = new_object {
+                let vh = st
+                    .slots
+                    .space(slot)
+                    .and_then(space::Space::free_handle)
+                    .unwrap_or(0);
+                match save_context(
+                    caller,
+                    link,
+                    &mut st.observer,
+                    &mut st.rsp,
+                    &mut st.slots,
+                    slot,
+                    vh,
+                    p,
+                ) {
+                    Ok(()) => {
+                        if let Some(dst) = st.aux.get_mut(wire::HEADER_LEN..wire::HEADER_LEN + 4) {
+                            dst.copy_from_slice(&vh.to_be_bytes());
+                        }
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if let (Some(dst), Some(src)) = (st.rsp.get_mut(..main), st.aux.get(..main)) {
+                dst.copy_from_slice(src);
             }
         }
 
@@ -428,30 +689,28 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
     }
 }
 
-/// Row 9: refuses a command that names a transient object or session owned by
-/// another caller's slot.
+/// Row 11: every handle the command names (handle area, FlushContext's flushHandle,
+/// ContextLoad's saved session, the authorization area's sessions) must be the caller's own
+/// when it is a transient object, sequence or session, and must not be one refused to all.
 fn check_ownership(
     slots: &SessionSlots,
     caller: CallerId,
-    code: u32,
-    cmd: &[u8],
+    parsed: &rm::Parsed,
 ) -> Result<(), TpmCommError> {
-    let count = wire::command_handle_count(code).unwrap_or(0);
-    for k in 0..count {
-        let Some(h) = k
-            .checked_mul(4)
-            .and_then(|o| o.checked_add(wire::HEADER_LEN))
-            .and_then(|o| wire::u32_at(cmd, o))
-        else {
-            break; // a short command: the TPM will refuse it
+    let mine = slots.find(caller);
+    for h in parsed.named() {
+        let owned = if h >> 24 == 0x80 {
+            mine.and_then(|i| slots.space(i))
+                .is_some_and(|sp| sp.contains(h))
+        } else {
+            slots.owner_of(h) == Some(caller)
         };
-        if !wire::is_slot_owned_kind(h) {
-            continue;
-        }
-        if let Some(owner) = slots.owner_of(h) {
-            if owner != caller {
+        match rm::classify(h) {
+            rm::HandleClass::MustOwn if !owned => {
                 return Err(TpmCommError::ForeignHandle(h));
             }
+            rm::HandleClass::Forbidden => return Err(TpmCommError::ForbiddenHandle(h)),
+            _ => {}
         }
     }
     Ok(())
@@ -491,6 +750,96 @@ fn flush_one<L: Transport, O: RelayObserver>(
     wire::u32_at(got, 6).ok_or(TpmCommError::BadResponse(ResponseError::TooShort))
 }
 
+/// ContextLoads `ctx`; returns the TPM's handle for it.
+fn load_context<L: Transport, O: RelayObserver>(
+    caller: CallerId,
+    link: &mut L,
+    observer: &mut O,
+    aux: &mut [u8; MAX_TPM_MESSAGE],
+    rsp: &mut [u8; MAX_TPM_MESSAGE],
+    ctx: &[u8],
+) -> Result<u32, TpmCommError> {
+    let len = wire::HEADER_LEN + ctx.len();
+    let Some(cmd) = aux.get_mut(..len) else {
+        return Err(TpmCommError::Swap { handle: 0, rc: 0 });
+    };
+    let size = u32::try_from(len).unwrap_or(0);
+    cmd.iter_mut()
+        .zip(
+            wire::TPM_ST_NO_SESSIONS
+                .to_be_bytes()
+                .into_iter()
+                .chain(size.to_be_bytes())
+                .chain(wire::TPM_CC_CONTEXT_LOAD.to_be_bytes())
+                .chain(ctx.iter().copied()),
+        )
+        .for_each(|(d, s)| *d = s);
+    let cmd: &[u8] = cmd;
+    observer.snoop(caller, Direction::Command, cmd);
+    let n = relay(link, cmd, rsp)?;
+    let got = rsp.get(..n).unwrap_or(&[]);
+    observer.snoop(caller, Direction::Response, got);
+    match (wire::u32_at(got, 6), wire::u32_at(got, wire::HEADER_LEN)) {
+        (Some(0), Some(h)) => Ok(h),
+        (rc, _) => Err(TpmCommError::Swap {
+            handle: 0,
+            rc: rc.unwrap_or(u32::MAX),
+        }),
+    }
+}
+
+/// ContextSaves the TPM's object `p` as the caller's `vh` and flushes it. On failure the
+/// object is flushed and forgotten.
+#[allow(clippy::too_many_arguments)]
+fn save_context<L: Transport, O: RelayObserver>(
+    caller: CallerId,
+    link: &mut L,
+    observer: &mut O,
+    rsp: &mut [u8; MAX_TPM_MESSAGE],
+    slots: &mut SessionSlots,
+    slot: SlotIndex,
+    vh: u32,
+    p: u32,
+) -> Result<(), TpmCommError> {
+    let cmd = wire::context_save_command(p);
+    observer.snoop(caller, Direction::Command, &cmd);
+    let saved = relay(link, &cmd, rsp).and_then(|n| {
+        let got = rsp.get(..n).unwrap_or(&[]);
+        observer.snoop(caller, Direction::Response, got);
+        let rc = wire::u32_at(got, 6).unwrap_or(u32::MAX);
+        let stored = rc == 0
+            && got
+                .get(wire::HEADER_LEN..)
+                .is_some_and(|ctx| slots.space_mut(slot).is_some_and(|sp| sp.store(vh, ctx)));
+        if stored {
+            Ok(())
+        } else {
+            Err(TpmCommError::Swap { handle: vh, rc })
+        }
+    });
+    let flushed = flush_one(caller, link, observer, rsp, p);
+    if saved.is_err() {
+        if let Some(sp) = slots.space_mut(slot) {
+            sp.remove(vh);
+        }
+    }
+    saved?;
+    flushed.map(|_| ())
+}
+
+/// Flushes the TPM's copies of objects loaded for a command that did not complete.
+fn unload<L: Transport, O: RelayObserver>(
+    caller: CallerId,
+    link: &mut L,
+    observer: &mut O,
+    rsp: &mut [u8; MAX_TPM_MESSAGE],
+    loaded: &[(u32, u32)],
+) {
+    for &(_, p) in loaded {
+        let _ = flush_one(caller, link, observer, rsp, p);
+    }
+}
+
 /// CLOSE_SESSION: flush what the caller's slot owns, then free the slot.
 fn close<L: Transport, O: RelayObserver>(
     caller: CallerId,
@@ -510,6 +859,7 @@ fn close<L: Transport, O: RelayObserver>(
             return Err(TpmCommError::FlushRefused { handle: h, rc });
         }
     }
+    // The caller's objects are saved contexts, nothing the TPM holds: forgetting them is all.
     slots.free(slot);
     Ok(())
 }

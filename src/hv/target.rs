@@ -54,11 +54,12 @@ pub fn configure(link: Option<UartTpmLink>, ram_top: u64) -> Result<(), super::R
     ];
     let table = RegionTable::new(&caller, &reserved)?;
     HV.configure(table, link);
+    HV.reserve_for(CallerId::of(crate::uv::image::SVM_LPID, 0));
     Ok(())
 }
 
 /// The caller identity: the calling partition (LPIDR) and hardware thread (PIR), as
 /// `LPID << 16 | PIR`. A real hypervisor tells partitions apart the same way.
 pub fn caller() -> CallerId {
-    CallerId((crate::arch::lpid() << 16) | (crate::arch::pir() & 0xffff))
+    CallerId::of(crate::arch::lpid(), crate::arch::pir())
 }

@@ -110,6 +110,15 @@ impl Transport for FakeTpm {
                     };
                     s.live.push(h);
                     response(0, &h.to_be_bytes())
+                } else if code == wire::TPM_CC_CONTEXT_SAVE {
+                    // A TPMS_CONTEXT naming the object in its blob.
+                    let h = wire::u32_at(command, 10).unwrap();
+                    let mut ctx = vec![0u8; 8];
+                    ctx.extend_from_slice(&0x8000_0000u32.to_be_bytes());
+                    ctx.extend_from_slice(&0x4000_0007u32.to_be_bytes());
+                    ctx.extend_from_slice(&[0, 4]);
+                    ctx.extend_from_slice(&h.to_be_bytes());
+                    response(0, &ctx)
                 } else if code == wire::TPM_CC_FLUSH_CONTEXT {
                     let h = wire::u32_at(command, 10).unwrap();
                     if let Some(rc) = s.refuse_flush_rc {
@@ -480,6 +489,59 @@ fn close_without_a_session_sends_nothing() {
     assert_eq!(tpm.commands(), 0);
 }
 
+const V0: u32 = space::VIRTUAL_FIRST;
+
+#[test]
+fn objects_are_swapped_out_between_hcalls_under_virtual_handles() {
+    let (hv, tpm) = setup();
+    let primary = created_handle(&hv, &exec(&hv, A, &command(0x131, &[0x40, 0, 0, 1])));
+    assert_eq!(primary, V0);
+    // Nothing stays loaded: created, saved, flushed.
+    assert!(tpm.live().is_empty());
+    let cmds = tpm.commands();
+    let loaded = created_handle(&hv, &exec(&hv, A, &command(0x157, &primary.to_be_bytes())));
+    assert_eq!(loaded, V0 + 1);
+    // ContextLoad(primary), Load, ContextSave+Flush of both.
+    assert_eq!(tpm.commands(), cmds + 6);
+    let sent: Vec<Vec<u8>> = tpm.0.lock().unwrap().commands[cmds..].to_vec();
+    assert_eq!(wire::u32_at(&sent[0], 6), Some(wire::TPM_CC_CONTEXT_LOAD));
+    let physical = wire::u32_at(&sent[1], 10).unwrap();
+    assert_eq!(wire::u32_at(&sent[1], 6), Some(0x157));
+    assert_eq!(physical >> 24, 0x80);
+    assert_ne!(physical, primary);
+    assert!(tpm.live().is_empty());
+    // B's first object has the same virtual value: its own.
+    let others = created_handle(&hv, &exec(&hv, B, &command(0x167, &[])));
+    assert_eq!(others, V0);
+    assert_eq!(hv.tracked_handles(A), 2);
+    // A TPM handle is never the caller's: refused.
+    assert_eq!(
+        exec(&hv, A, &command(CC_READ_PUBLIC, &physical.to_be_bytes())),
+        HcallReturn::status(H_P2)
+    );
+    // GetCapability(transient) lists the caller's virtual handles.
+    let gc = [1u32, 0x8000_0000, 16].map(u32::to_be_bytes).concat();
+    let r = exec(&hv, A, &command(0x17A, &gc));
+    assert_eq!(r.out[0], 27);
+    let rsp = peek(&hv, OUT, 27);
+    assert_eq!(wire::u32_at(&rsp, 15), Some(2));
+    assert_eq!(
+        (wire::u32_at(&rsp, 19), wire::u32_at(&rsp, 23)),
+        (Some(V0), Some(V0 + 1))
+    );
+    // Flushing an object is the resource manager's alone: nothing sent.
+    let cmds = tpm.commands();
+    let r = exec(
+        &hv,
+        A,
+        &command(wire::TPM_CC_FLUSH_CONTEXT, &loaded.to_be_bytes()),
+    );
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
+    assert_eq!(peek(&hv, OUT, 10), response(0, &[]));
+    assert_eq!(tpm.commands(), cmds);
+    assert_eq!(hv.tracked_handles(A), 1);
+}
+
 #[test]
 fn close_flushes_what_the_session_created_and_only_that() {
     let (hv, tpm) = setup();
@@ -488,32 +550,24 @@ fn close_flushes_what_the_session_created_and_only_that() {
         &hv,
         &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
     );
-    let loaded = created_handle(&hv, &exec(&hv, A, &command(0x157, &primary.to_be_bytes())));
-    let others = created_handle(&hv, &exec(&hv, B, &command(0x167, &[])));
+    let b_session = created_handle(
+        &hv,
+        &exec(&hv, B, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
+    );
+    created_handle(&hv, &exec(&hv, A, &command(0x157, &primary.to_be_bytes())));
     assert_eq!(hv.open_sessions(), 2);
     assert_eq!(hv.tracked_handles(A), 3);
-    // The caller flushes one itself: forgotten, not flushed again on close.
-    let r = exec(
-        &hv,
-        A,
-        &command(wire::TPM_CC_FLUSH_CONTEXT, &loaded.to_be_bytes()),
-    );
-    assert_eq!(r.status, H_SUCCESS);
-    assert_eq!(hv.tracked_handles(A), 2);
     let sent_before_close = tpm.commands();
     assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
-    assert_eq!(tpm.commands(), sent_before_close + 2);
-    let mut flushed = tpm.flushed();
-    flushed.sort();
-    let mut want = vec![primary, session, loaded];
-    want.sort();
-    assert_eq!(flushed, want);
-    assert_eq!(tpm.live(), vec![others]);
+    // Only the session is in the TPM; the objects were saved contexts.
+    assert_eq!(tpm.commands(), sent_before_close + 1);
+    assert_eq!(tpm.flushed().last(), Some(&session));
+    assert_eq!(tpm.live(), vec![b_session]);
     assert_eq!(hv.open_sessions(), 1);
     assert_eq!(hv.tracked_handles(A), 0);
     // Closing again: no session, nothing sent.
     assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
-    assert_eq!(tpm.commands(), sent_before_close + 2);
+    assert_eq!(tpm.commands(), sent_before_close + 1);
 }
 
 #[test]
@@ -523,18 +577,41 @@ fn close_treats_handle_not_found_as_gone() {
         &hv,
         &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
     );
-    let o = created_handle(&hv, &exec(&hv, A, &command(0x161, &[])));
     tpm.forget_live(s); // the TPM flushed the session itself
-    tpm.forget_live(o);
+    let flushed = tpm.flushed().len();
     assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
     assert_eq!(hv.open_sessions(), 0);
-    assert!(tpm.flushed().is_empty());
+    assert_eq!(tpm.flushed().len(), flushed);
+}
+
+#[test]
+fn a_context_that_no_longer_loads_forgets_the_object() {
+    let (hv, tpm) = setup();
+    let h = created_handle(&hv, &exec(&hv, A, &command(0x131, &[0x40, 0, 0, 1])));
+    let refused = response(0x1DF, &[]); // TPM_RC_INTEGRITY, parameter 1: say, after a TPM reset
+    tpm.set_mode(FakeMode::Raw {
+        claim: refused.len(),
+        bytes: refused,
+    });
+    assert_eq!(
+        exec(&hv, A, &command(CC_READ_PUBLIC, &h.to_be_bytes())),
+        HcallReturn::status(H_RESOURCE)
+    );
+    tpm.set_mode(FakeMode::Normal { extra: 0 });
+    assert_eq!(hv.tracked_handles(A), 0);
+    assert_eq!(
+        exec(&hv, A, &command(CC_READ_PUBLIC, &h.to_be_bytes())),
+        HcallReturn::status(H_P2)
+    );
 }
 
 #[test]
 fn close_keeps_the_slot_when_flushing_fails_and_can_retry() {
     let (hv, tpm) = setup();
-    let h = created_handle(&hv, &exec(&hv, A, &command(0x131, &[0x40, 0, 0, 1])));
+    let h = created_handle(
+        &hv,
+        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
+    );
     tpm.set_mode(FakeMode::Fail(TransportError::Timeout));
     assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_RESOURCE);
     assert_eq!(hv.tracked_handles(A), 1);
@@ -583,30 +660,130 @@ fn slots_exhausted_is_h_resource_without_relaying() {
     assert_eq!(exec(&hv, CallerId(7), &get_random()).status, H_SUCCESS);
 }
 
+/// A ContextLoad body whose TPMS_CONTEXT saved a transient object (savedHandle 0x80000000).
+fn object_context() -> Vec<u8> {
+    let mut b = vec![0u8; 8];
+    b.extend_from_slice(&0x8000_0000u32.to_be_bytes());
+    b.extend_from_slice(&[0x40, 0, 0, 7, 0, 0]);
+    b
+}
+
+/// The resource manager's 10-byte TPM-format refusal with `rc`.
+fn rm_refusal(rc: u32) -> Vec<u8> {
+    response(rc, &[])
+}
+
 #[test]
-fn full_handle_table_refuses_creating_commands_before_sending() {
+fn quotas_refuse_creating_commands_before_sending() {
     let (hv, tpm) = setup();
-    for _ in 0..HANDLES_PER_SLOT {
+    for _ in 0..OBJECTS_PER_CALLER {
         created_handle(&hv, &exec(&hv, A, &command(0x167, &[])));
     }
+    // More objects than the TPM holds (3): they are saved contexts.
+    const { assert!(OBJECTS_PER_CALLER > OBJECT_CAPACITY) };
     let sent = tpm.commands();
-    for cc in [0x131u32, 0x157, 0x167, 0x191, 0x176, 0x161] {
-        let r = exec(&hv, A, &command(cc, &[0x40, 0, 0, 1, 0x40, 0, 0, 7]));
-        assert_eq!(r, HcallReturn::status(H_RESOURCE), "{cc:#x}");
+    for c in [
+        command(0x131, &[0x40, 0, 0, 1]),
+        command(0x157, &V0.to_be_bytes()),
+        command(0x167, &[]),
+        command(0x191, &[0x40, 0, 0, 1]),
+        command(0x161, &object_context()),
+        command(0x186, &[0, 0, 0, 0x0B]),
+    ] {
+        let r = exec(&hv, A, &c);
+        assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10), "{:02x?}", &c[6..10]);
+        assert_eq!(peek(&hv, OUT, 10), rm_refusal(rm::RM_OBJECT_MEMORY));
     }
     assert_eq!(tpm.commands(), sent);
+    for _ in 0..SESSIONS_PER_CALLER {
+        created_handle(
+            &hv,
+            &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
+        );
+    }
+    let sent2 = tpm.commands();
+    let r = exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7]));
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
+    assert_eq!(peek(&hv, OUT, 10), rm_refusal(rm::RM_SESSION_MEMORY));
+    assert_eq!(tpm.commands(), sent2);
+    // Another caller has its own full quota of objects.
+    for _ in 0..OBJECTS_PER_CALLER {
+        created_handle(&hv, &exec(&hv, B, &command(0x167, &[])));
+    }
+    let r = exec(&hv, B, &command(0x167, &[]));
+    assert_eq!(r.out[0], 10);
+    assert_eq!(peek(&hv, OUT, 10), rm_refusal(rm::RM_OBJECT_MEMORY));
     // Other commands still go through, and a flush makes room.
     assert_eq!(exec(&hv, A, &get_random()).status, H_SUCCESS);
-    let first = tpm.live()[0];
     assert_eq!(
-        exec(&hv, A, &command(0x165, &first.to_be_bytes())).status,
+        exec(&hv, A, &command(0x165, &V0.to_be_bytes())).status,
         H_SUCCESS
     );
-    assert_eq!(exec(&hv, A, &command(0x167, &[])).status, H_SUCCESS);
-    // Close flushes every one of them.
+    assert_eq!(created_handle(&hv, &exec(&hv, A, &command(0x167, &[]))), V0);
+    // Close flushes the sessions; no object was ever left loaded.
     assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
+    assert_eq!(call(&hv, B, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
     assert!(tpm.live().is_empty());
-    assert_eq!(tpm.flushed().len(), HANDLES_PER_SLOT + 1);
+}
+
+#[test]
+fn unlisted_and_malformed_commands_are_answered_by_the_resource_manager() {
+    let (hv, tpm) = setup();
+    for (c, rc) in [
+        (command(0x145, &[0, 0]), rm::RM_COMMAND_CODE), // Shutdown
+        (
+            command(0x120, &[0x40, 0, 0, 1, 0x81, 0, 0, 1]),
+            rm::RM_COMMAND_CODE,
+        ),
+        (command(0x2000_0000, &[]), rm::RM_COMMAND_CODE),
+        (command(0x173, &[0x80, 0]), rm::RM_COMMAND_SIZE), // ReadPublic without its handle
+        (command(0x165, &[]), rm::RM_COMMAND_SIZE),        // FlushContext without flushHandle
+    ] {
+        let r = exec(&hv, A, &c);
+        assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
+        assert_eq!(peek(&hv, OUT, 10), rm_refusal(rc), "{:02x?}", &c[6..10]);
+    }
+    let mut bad_tag = get_random();
+    bad_tag[..2].copy_from_slice(&[0x12, 0x34]);
+    exec(&hv, A, &bad_tag);
+    assert_eq!(peek(&hv, OUT, 10), rm_refusal(rm::RM_BAD_TAG));
+    let mut bad_auth = command(0x15E, &[0x40, 0, 0, 1, 0, 0, 0, 50]);
+    bad_auth[..2].copy_from_slice(&[0x80, 0x02]);
+    exec(&hv, A, &bad_auth);
+    assert_eq!(peek(&hv, OUT, 10), rm_refusal(rm::RM_AUTHSIZE));
+    assert_eq!(tpm.commands(), 0);
+    // Refusals open no slot... but the caller's slot is opened only by relayed commands.
+    assert_eq!(hv.open_sessions(), 0);
+}
+
+#[test]
+fn authorization_area_sessions_must_be_the_callers_own() {
+    let (hv, tpm) = setup();
+    let s = created_handle(
+        &hv,
+        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
+    );
+    // ReadPublic(NULL) with A's session as B's authorization session.
+    let mut body = 0x4000_0007u32.to_be_bytes().to_vec();
+    body.extend_from_slice(&9u32.to_be_bytes());
+    body.extend_from_slice(&s.to_be_bytes());
+    body.extend_from_slice(&[0, 0, 1, 0, 0]);
+    let mut c = command(CC_READ_PUBLIC, &body);
+    c[..2].copy_from_slice(&[0x80, 0x02]);
+    let sent = tpm.commands();
+    assert_eq!(exec(&hv, B, &c), HcallReturn::status(H_P2));
+    assert_eq!(tpm.commands(), sent);
+    assert_eq!(exec(&hv, A, &c).status, H_SUCCESS);
+    // continueSession clear: the TPM flushed it on success, the slot forgets it.
+    let attrs = c.len() - 3;
+    c[attrs] = 0;
+    assert_eq!(exec(&hv, A, &c).status, H_SUCCESS);
+    assert_eq!(hv.tracked_handles(A), 0);
+    // The platform hierarchy and lockout are refused to everyone.
+    for h in [0x4000_000Cu32, 0x4000_000A, 0x4000_000D] {
+        let r = exec(&hv, A, &command(0x131, &h.to_be_bytes()));
+        assert_eq!(r, HcallReturn::status(H_P2), "{h:#x}");
+    }
 }
 
 #[test]
@@ -622,7 +799,7 @@ fn a_caller_may_not_name_another_callers_handles() {
         assert_eq!(exec(&hv, B, &c).status, H_P2);
     }
     assert_eq!(tpm.commands(), sent);
-    assert_eq!(tpm.live(), vec![h]);
+    assert_eq!(hv.tracked_handles(A), 1);
     // The owner may.
     assert_eq!(
         exec(&hv, A, &command(CC_READ_PUBLIC, &h.to_be_bytes())).status,
@@ -665,7 +842,7 @@ fn observer_snoops_every_relayed_byte_including_close_flushes() {
     let (hv, _tpm) = setup();
     let who = CallerId(0x5A00_0001); // unique to this test: SNOOPED is shared
     hv.with_observer(|o| o.snoop_fn = Some(record_snoop));
-    let c = command(0x131, &[0x40, 0, 0, 1]);
+    let c = command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7]);
     let h = created_handle(&hv, &exec(&hv, who, &c));
     assert_eq!(call(&hv, who, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
     let mine: Vec<_> = SNOOPED

@@ -1,6 +1,6 @@
 //! The little of the TPM 2.0 wire format the hypervisor needs: the command/response
-//! header, the handle areas of the commands whose handles it tracks, and the
-//! FlushContext command it sends on CLOSE_SESSION.
+//! header, big-endian readers, and the FlushContext command it sends on CLOSE_SESSION.
+//! Command layouts (handle and authorization areas) are the resource manager's, [`super::rm`].
 //!
 //! Every reader here takes untrusted bytes and returns `Option`: no indexing, no
 //! panics. Values are big-endian, as on the TPM wire. Command codes are those of
@@ -67,54 +67,12 @@ pub fn header(bytes: &[u8]) -> Option<Header> {
     })
 }
 
-/// Whether a successful response to command `code` carries a new handle (a
-/// transient object or a session) that the hypervisor must track, at the start
-/// of the response's handle area (right after the header).
+/// Whether a successful response to command `code` carries a new handle (a transient
+/// object, sequence or session) that the hypervisor must track, at the start of the
+/// response's handle area (right after the header): the allowlist's creating commands
+/// ([`super::rm::ALLOWLIST`]).
 pub fn creates_handle(code: u32) -> bool {
-    matches!(
-        code,
-        TPM_CC_CREATE_PRIMARY
-            | TPM_CC_LOAD
-            | TPM_CC_LOAD_EXTERNAL
-            | TPM_CC_CREATE_LOADED
-            | TPM_CC_START_AUTH_SESSION
-            | TPM_CC_CONTEXT_LOAD
-    )
-}
-
-/// Number of handles in the command handle area for the command codes whose
-/// handles the hypervisor checks for ownership (stretch rule: a caller may not
-/// name another slot's handles). `None` for a command not in this table: its
-/// handles are not checked. FlushContext's `flushHandle` is counted as one: it is
-/// a parameter, but it is the first four bytes after the header all the same.
-pub fn command_handle_count(code: u32) -> Option<usize> {
-    Some(match code {
-        TPM_CC_LOAD_EXTERNAL | TPM_CC_CONTEXT_LOAD => 0,
-        TPM_CC_CREATE_PRIMARY | TPM_CC_LOAD | TPM_CC_CREATE_LOADED | TPM_CC_FLUSH_CONTEXT => 1,
-        TPM_CC_START_AUTH_SESSION => 2,
-        0x0000_0150 => 2, // ObjectChangeAuth: objectHandle, parentHandle
-        0x0000_0151 => 2, // PolicySecret: authHandle, policySession
-        0x0000_0153 => 1, // Create: parentHandle
-        0x0000_0156 => 1, // Import: parentHandle
-        0x0000_0159 => 1, // RSA_Decrypt: keyHandle
-        0x0000_015D => 1, // Sign: keyHandle
-        0x0000_015E => 1, // Unseal: itemHandle
-        0x0000_0162 => 1, // ContextSave: saveHandle
-        0x0000_016B => 1, // PolicyAuthValue: policySession
-        0x0000_016C => 1, // PolicyCommandCode: policySession
-        0x0000_0171 => 1, // PolicyOR: policySession
-        0x0000_0173 => 1, // ReadPublic: objectHandle
-        0x0000_017F => 1, // PolicyPCR: policySession
-        0x0000_0189 => 1, // PolicyGetDigest: policySession
-        0x0000_0120 => 2, // EvictControl: auth, objectHandle
-        _ => return None,
-    })
-}
-
-/// Whether `handle` names a transient object (0x80..) or a loaded/saved session
-/// (0x02.., 0x03..): the kinds a session slot owns.
-pub fn is_slot_owned_kind(handle: u32) -> bool {
-    matches!(handle >> 24, 0x80 | 0x02 | 0x03)
+    super::rm::lookup(code).is_some_and(|i| i.rsp_handles > 0)
 }
 
 /// The 14-byte `TPM2_FlushContext(handle)` command (no sessions).
@@ -125,6 +83,16 @@ pub fn flush_context_command(handle: u32) -> [u8; 14] {
     c[2..6].copy_from_slice(&14u32.to_be_bytes());
     c[6..10].copy_from_slice(&TPM_CC_FLUSH_CONTEXT.to_be_bytes());
     c[10..14].copy_from_slice(&handle.to_be_bytes());
+    c
+}
+
+/// `TPM_CC_ContextSave`.
+pub const TPM_CC_CONTEXT_SAVE: u32 = 0x0000_0162;
+
+/// The 14-byte `TPM2_ContextSave(handle)` command.
+pub fn context_save_command(handle: u32) -> [u8; 14] {
+    let mut c = flush_context_command(handle);
+    c[6..10].copy_from_slice(&TPM_CC_CONTEXT_SAVE.to_be_bytes());
     c
 }
 
@@ -174,14 +142,12 @@ mod tests {
 
     #[test]
     fn creating_commands_and_gone_codes() {
-        for cc in [0x131, 0x157, 0x167, 0x191, 0x176, 0x161] {
+        for cc in [0x131, 0x157, 0x167, 0x191, 0x176, 0x161, 0x186, 0x15B] {
             assert!(creates_handle(cc), "{cc:#x}");
         }
         assert!(!creates_handle(TPM_CC_FLUSH_CONTEXT));
         assert!(!creates_handle(0x159));
         assert!(flush_says_gone(0x1C4) && flush_says_gone(0x1CB));
         assert!(!flush_says_gone(0) && !flush_says_gone(0x101));
-        assert!(is_slot_owned_kind(0x8000_0000) && is_slot_owned_kind(0x0200_0001));
-        assert!(!is_slot_owned_kind(0x4000_0001) && !is_slot_owned_kind(0x8100_0001));
     }
 }

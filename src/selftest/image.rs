@@ -293,8 +293,9 @@ fn tpm_bad_tag() -> TestResult {
     cmd[0] = 0x12;
     cmd[1] = 0x34;
     let (st, r4, rsp) = execute(&cmd);
-    // The TPM's error is a normal response: the hcall succeeds and carries the TPM's code
-    // (swtpm 0.7.1 answers 0x84, TPM_RC_VALUE; the TPM spec's TPM_RC_BAD_TAG is 0x1e).
+    // A refusal is a normal TPM-format response: the hcall succeeds and carries the code.
+    // The hypervisor's resource manager answers a bad tag itself (TPM_RC_BAD_TAG in the
+    // RM layer, 0xb001e) without sending it; swtpm 0.7.1 would have answered 0x84.
     if st != H_SUCCESS {
         return Err(format!("r3 = {st}, expected H_SUCCESS"));
     }
@@ -302,7 +303,7 @@ fn tpm_bad_tag() -> TestResult {
         return Err(format!("r4 {r4}, response header {:02x?}", &rsp[..10]));
     }
     crate::println!(
-        "  tpm-bad-tag: TPM answered rc {:#x} through H_SUCCESS",
+        "  tpm-bad-tag: refused with rc {:#x} through H_SUCCESS",
         rsp_code(&rsp)
     );
     Ok(())
@@ -439,7 +440,8 @@ fn tpm_handles(
 fn tpm_leak() -> TestResult {
     const CYCLES: usize = 6;
     let mut tpm = client()?;
-    // Other callers (the ultravisor's partition) may hold a session: it must be untouched.
+    // GetCapability(handles) shows a caller only its own handles (the ultravisor's session
+    // is not listed): the baseline is this caller's, normally none.
     let baseline = tpm_handles(&mut tpm)?;
     for cycle in 0..CYCLES {
         let owner = Object::permanent(rh::OWNER);
@@ -471,7 +473,7 @@ fn tpm_leak() -> TestResult {
         ));
     }
     crate::println!(
-        "  tpm-leak: {CYCLES} create/close cycles left nothing behind ({} objects, {} sessions of other callers untouched)",
+        "  tpm-leak: {CYCLES} create/close cycles left nothing behind (own handles before and after: {} objects, {} sessions)",
         baseline.0.len(),
         baseline.1.len()
     );
@@ -526,12 +528,16 @@ fn tpm_fault() -> TestResult {
 }
 
 /// Runs the bootargs option `hcall-probe=P1;P2;...` (see [`super::probe`]): one H_TPM_COMM
-/// per probe with exactly the given registers, one console line each,
-/// `hcall-probe r3=<signed decimal> (<name>) r4=<0x hex>`, the name from
-/// [`crate::papr::name`] (`unknown` for a value PAPR does not define here), e.g.
-/// `hcall-probe r3=-55 (H_P2) r4=0x0`. `buf` / `buf+N` name the probe page of
-/// the caller window, refilled with TPM2_GetRandom(16) before every probe.
+/// per probe with exactly the given registers, issued as the probe's partition (`as=N`, LPID
+/// 0 by default), one console line each, `hcall-probe r3=<signed decimal> (<name>) r4=<0x
+/// hex>`, the name from [`crate::papr::name`] (`unknown` for a value PAPR does not define
+/// here), e.g. `hcall-probe r3=-55 (H_P2) r4=0x0`. `buf` / `buf+N` name the probe page of
+/// the caller window, refilled before every probe with TPM2_GetRandom(16), or with the
+/// probe's own `cmd=` bytes. A `cmd=` probe that succeeds adds the response in hex and its
+/// decoded code: `... r4=0xa rsp=80010000000a000b0143 rc=0xb0143 (TPM_RC_COMMAND_CODE,
+/// resource manager)`.
 pub fn run_probes(value: &str) -> Result<(), String> {
+    use super::probe::{decode_hex, RcName, MAX_CMD_BYTES};
     let probes = super::probe::parse(value).map_err(|e| format!("{e}"))?;
     let buf = page(pages::PROBE);
     for (i, p) in probes.iter().enumerate() {
@@ -539,14 +545,34 @@ pub fn run_probes(value: &str) -> Result<(), String> {
             return Err(format!("probe {}: buf+N overflows u64", i + 1));
         };
         buf.write(0, &[0u8; 4096]);
-        buf.write(0, &GET_RANDOM_16);
+        match p.cmd {
+            Some(hex) => {
+                let mut bytes = [0u8; MAX_CMD_BYTES];
+                let n = decode_hex(hex, &mut bytes)
+                    .ok_or_else(|| format!("probe {}: cmd does not decode", i + 1))?;
+                buf.write(0, &bytes[..n]);
+            }
+            None => buf.write(0, &GET_RANDOM_16),
+        }
         let args = [p.op, inp, p.in_size, out, p.out_size, 0, 0, 0, 0];
-        let (st, regs) = arch::hcall(H_TPM_COMM, args);
-        crate::println!(
+        let (st, regs) = arch::hcall_as(p.lpid, H_TPM_COMM, args);
+        let mut line = format!(
             "hcall-probe r3={st} ({}) r4={:#x}",
             crate::papr::status_name(st),
             regs[0]
         );
+        if p.cmd.is_some() && st == H_SUCCESS && (10..=4096).contains(&regs[0]) {
+            let mut rsp = [0u8; 4096];
+            let n = regs[0] as usize;
+            buf.read(0, &mut rsp[..n]);
+            line.push_str(" rsp=");
+            for b in &rsp[..n] {
+                line.push_str(&format!("{b:02x}"));
+            }
+            let rc = u32::from_be_bytes([rsp[6], rsp[7], rsp[8], rsp[9]]);
+            line.push_str(&format!(" rc={rc:#x} ({})", RcName(rc)));
+        }
+        crate::println!("{line}");
     }
     Ok(())
 }

@@ -76,6 +76,40 @@ fn a_boot_past_its_deadline_is_killed_and_judged_timed_out() {
 }
 
 #[test]
+fn raw_command_probes_print_the_response_and_its_decoded_code() {
+    let mut cfg = config("probe-cmd");
+    // An invalid command code (TPM_CC_FIRST - 1) from the host; GetRandom(4) as the
+    // ultravisor's partition; Shutdown(STATE) from a guest partition; a register probe as 2.
+    let bootargs = "hcall-probe=cmd=80010000000a0000011e;cmd=80010000000c0000017b0004,as=1;\
+                    cmd=80010000000c000001450001,as=2;1,buf,12,buf,4096,as=2 selftest=none";
+    cfg.bootargs = Some(bootargs.into());
+    cfg.expect = Expect::for_bootargs(Some(bootargs), SvmExpect::Absent);
+    let r = launcher::run(&cfg).expect("launch");
+    assert!(r.passed(), "{:?}\n{}", r.verdict.problems, r.console);
+    let probes: Vec<&str> = r
+        .console
+        .lines()
+        .filter(|l| l.starts_with("hcall-probe "))
+        .map(str::trim_end)
+        .collect();
+    for l in &probes {
+        println!("{l}");
+    }
+    assert_eq!(probes.len(), 4, "{}", r.console);
+    let refused = "hcall-probe r3=0 (H_SUCCESS) r4=0xa rsp=80010000000a000b0143 rc=0xb0143 \
+                   (TPM_RC_COMMAND_CODE, resource manager)";
+    assert_eq!(probes[0], refused);
+    assert!(
+        probes[1].starts_with("hcall-probe r3=0 (H_SUCCESS) r4=0x10 rsp=800100000010000000000004")
+            && probes[1].ends_with(" rc=0x0 (TPM_RC_SUCCESS)"),
+        "{}",
+        probes[1]
+    );
+    assert_eq!(probes[2], refused);
+    assert_eq!(probes[3], "hcall-probe r3=0 (H_SUCCESS) r4=0x1c");
+}
+
+#[test]
 fn selftest_none_with_a_probe_passes_without_self_tests() {
     let mut cfg = config("probe-only");
     let bootargs = "hcall-probe=1,buf,12,buf,4096;1,buf,12,buf,100 selftest=none";
