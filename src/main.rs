@@ -173,20 +173,32 @@ mod image {
             return (None, None);
         };
         let mut tpm = Tpm::new(link);
-        let result = tpm
-            .seed_entropy(&mut arch::Darn)
-            .map_err(|e| alloc::format!("seeding entropy: {e}"))
-            .and_then(|()| fw::provision::provision(&mut tpm).map_err(|e| alloc::format!("{e}")));
+        tpm.set_delay(arch::delay_ms);
+        let result = fw::provision::provision_boot(&mut tpm, &mut arch::Darn);
+        let waited = tpm.retry_waited_ms();
         let link = tpm.into_transport();
+        if waited > 0 {
+            println!("fw: waited {waited} ms in re-sends (TPM busy or self-testing)");
+        }
         match result {
             Ok(p) => {
                 let state = |created| if created { "created" } else { "present" };
+                if p.key_created {
+                    println!(
+                        "fw: WARNING: created a NEW wrapping key {:#x} (Name {:?}): ESM blobs sealed to any earlier key will not open",
+                        fw::WRAPPING_HANDLE,
+                        p.secrets.wrapping_name
+                    );
+                }
                 println!(
-                    "fw: storage parent {:#x} {}, wrapping key {:#x} {}; auth rotated; PCR {} extended (door closed); platform auth locked",
+                    "fw: storage parent {:#x} {}, door index {:#x} {}, wrapping key {:#x} {}; door auth {}; PCR {} extended (door closed); platform auth locked",
                     fw::PARENT_HANDLE,
                     state(p.parent_created),
+                    fw::NV_HANDLE,
+                    if p.nv_defined { "defined" } else { "present" },
                     fw::WRAPPING_HANDLE,
                     state(p.key_created),
+                    if p.nv_defined { "set" } else { "rotated" },
                     fw::DOOR_PCR
                 );
                 (Some(link), Some(p))
@@ -229,7 +241,7 @@ mod image {
                 let t0 = arch::timebase();
                 let modulus: heapless::Vec<u8, 512> =
                     heapless::Vec::from_slice(p.wrapping_modulus()).unwrap_or_default();
-                let r = uv::image::start(p.secrets.clone(), &modulus);
+                let r = uv::image::start(p.secrets, &modulus);
                 flow.session_ms = ms(arch::timebase() - t0, tb_hz);
                 r
             }

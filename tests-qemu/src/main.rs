@@ -418,6 +418,13 @@ fn cmd_scenarios(a: cli::ScenariosArgs) -> ExitCode {
                 }
             );
         }
+        println!("\ncontrol: the same attempts against a deliberately open door (TPM reset, no firmware):");
+        for at in &suite.open_door {
+            println!(
+                "  {} {at}",
+                if at.outcome.is_ok() { "ok  " } else { "FAIL" }
+            );
+        }
     }
     finish(
         ui,

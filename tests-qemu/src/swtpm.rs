@@ -135,7 +135,9 @@ impl Swtpm {
 
     /// Starts the child on the current ports and waits until it accepts.
     fn spawn(&mut self) -> io::Result<()> {
-        let child = Command::new("swtpm")
+        let mut cmd = Command::new("swtpm");
+        die_with_parent(&mut cmd);
+        let child = cmd
             .arg("socket")
             .arg("--tpm2")
             .arg("--server")
@@ -191,6 +193,13 @@ impl Swtpm {
         self.reap();
     }
 
+    /// A power cut: SIGKILL, no shutdown over the control channel (swtpm saves nothing
+    /// beyond what it already wrote for each NV change), then reaped. [`Swtpm::restart`]
+    /// powers it on again with the same state directory and ports.
+    pub fn power_cut(&mut self) {
+        self.kill();
+    }
+
     /// Stops swtpm: asks it to shut down over the control channel (so it saves
     /// its state), waits up to 2 s, then kills; always reaps.
     pub fn stop(&mut self) {
@@ -228,6 +237,23 @@ impl Swtpm {
                 Err(_) => sleep(Duration::from_millis(50)),
             }
         }
+    }
+}
+
+/// Makes the kernel SIGKILL swtpm when the thread that started it dies without cleaning up
+/// (e.g. the launcher SIGKILLed): without it swtpm outlived the launcher and kept the state
+/// directory locked.
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which
+    // is async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 
