@@ -142,6 +142,130 @@ fn boot(
     (r, t.distinct, t.log)
 }
 
+/// Commands of `log` that wrote the TPM's NV and succeeded (EvictControl, NV_DefineSpace,
+/// NV_UndefineSpace, NV_ChangeAuth, NV_Write).
+fn nv_writes(log: &Log) -> usize {
+    log.iter()
+        .filter(|(c, r)| {
+            let code = u32::from_be_bytes([c[6], c[7], c[8], c[9]]);
+            [
+                cc::EVICT_CONTROL,
+                cc::NV_DEFINE_SPACE,
+                cc::NV_UNDEFINE_SPACE,
+                cc::NV_CHANGE_AUTH,
+                cc::NV_WRITE,
+            ]
+            .contains(&code)
+                && r.get(6..10) == Some(&[0, 0, 0, 0])
+        })
+        .count()
+}
+
+/// What platform software (or a previous owner) left in the TPM before the firmware runs:
+/// applied after the TPM reset, with the empty platformAuth of that moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Setup {
+    None,
+    /// An ECC storage primary at 0x81800000 instead of the parent.
+    ForeignParent,
+    /// An RSA storage primary at 0x81800001 instead of the wrapping key.
+    ForeignKey,
+    /// A wrapping key of the previous layout (PolicyOR) at 0x81800001.
+    OldShapeKey,
+    /// Another NV index (AUTHWRITE, empty policy) at 0x01400001.
+    ForeignNv,
+    /// The parent evicted (the key and the index remain).
+    MissingParent,
+}
+
+fn platform_pw() -> [Auth<'static>; 1] {
+    [Auth::Password(b"")]
+}
+
+fn evict<T: Transport>(t: &mut Tpm<T>, handle: u32) {
+    let (o, _) = t.read_public(handle).unwrap();
+    t.evict_control(
+        &Object::permanent(rh::PLATFORM),
+        &mut platform_pw(),
+        &o,
+        handle,
+    )
+    .unwrap();
+}
+
+fn persist_primary<T: Transport>(
+    t: &mut Tpm<T>,
+    template: &pefbox::tpm::Template<'_>,
+    handle: u32,
+) {
+    let platform = Object::permanent(rh::PLATFORM);
+    let (o, _) = t
+        .create_primary(&platform, &mut platform_pw(), template, b"")
+        .unwrap();
+    t.evict_control(&platform, &mut platform_pw(), &o, handle)
+        .unwrap();
+    t.flush_context(o.handle).unwrap();
+}
+
+fn apply(sw: &Swtpm, setup: Setup) {
+    if setup == Setup::None {
+        return;
+    }
+    let mut t = seeded(sw);
+    let platform = Object::permanent(rh::PLATFORM);
+    match setup {
+        Setup::None => {}
+        Setup::ForeignParent => {
+            evict(&mut t, PARENT_HANDLE);
+            persist_primary(&mut t, &pefbox::tpm::Template::ecc_storage(), PARENT_HANDLE);
+        }
+        Setup::ForeignKey => {
+            evict(&mut t, WRAPPING_HANDLE);
+            persist_primary(
+                &mut t,
+                &pefbox::tpm::Template::rsa_storage(),
+                WRAPPING_HANDLE,
+            );
+        }
+        Setup::OldShapeKey => {
+            evict(&mut t, WRAPPING_HANDLE);
+            let (parent, _) = t.read_public(PARENT_HANDLE).unwrap();
+            let legacy = fw::legacy_wrapping_policy();
+            let template = pefbox::tpm::Template::rsa_oaep(fw::WRAPPING_ATTRIBUTES, &legacy);
+            let blob = t
+                .create(&parent, &mut platform_pw(), &template, b"")
+                .unwrap();
+            let o = t.load(&parent, &mut platform_pw(), &blob).unwrap();
+            t.evict_control(&platform, &mut platform_pw(), &o, WRAPPING_HANDLE)
+                .unwrap();
+            t.flush_context(o.handle).unwrap();
+        }
+        Setup::ForeignNv => {
+            let (nv, _) = t.nv_read_public(fw::NV_HANDLE).unwrap();
+            let spec = CommandSpec {
+                cc: cc::NV_UNDEFINE_SPACE,
+                auth_handles: 1,
+                response_handles: 0,
+                encrypt_command: false,
+                encrypt_response: false,
+            };
+            t.execute(&spec, &[&platform, &nv], &mut platform_pw(), |_| Ok(()))
+                .unwrap();
+            let other = pefbox::tpm::public::NvPublic {
+                index: fw::NV_HANDLE,
+                attributes: pefbox::tpm::consts::nv::AUTHWRITE
+                    | pefbox::tpm::consts::nv::AUTHREAD
+                    | pefbox::tpm::consts::nv::PLATFORMCREATE,
+                auth_policy: &[],
+                data_size: 1,
+            };
+            t.nv_define_space(&platform, &mut platform_pw(), b"", &other)
+                .unwrap();
+        }
+        Setup::MissingParent => evict(&mut t, PARENT_HANDLE),
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
@@ -404,11 +528,17 @@ fn template(tag: &str) -> (PathBuf, Earlier, usize) {
     let mut sw = Swtpm::start_in(&dir).unwrap();
     let (p1, n1, log1) = boot(&sw, Fault::None, false);
     let p1 = p1.expect("boot 1 provisions");
-    println!("boot 1 (fresh state): {n1} commands");
+    println!(
+        "boot 1 (fresh state): {n1} commands, {} NV writes",
+        nv_writes(&log1)
+    );
     sw.restart().unwrap();
     let (p2, n2, log2) = boot(&sw, Fault::None, false);
     let p2 = p2.expect("boot 2 provisions");
-    println!("boot 2 (keys present): {n2} commands");
+    println!(
+        "boot 2 (keys present): {n2} commands, {} NV writes",
+        nv_writes(&log2)
+    );
     let (lockbox, plain) = seal(&p2);
     let mut privates = recorded_privates(&log1);
     privates.extend(recorded_privates(&log2));
@@ -425,20 +555,58 @@ fn template(tag: &str) -> (PathBuf, Earlier, usize) {
 #[test]
 fn fail_closed_campaign() {
     let (tpl, e, n) = template("fail");
+    // The number of commands of a first boot (fresh state), for TESTING at each of them.
+    let first_n = {
+        let dir = scratch("first");
+        let sw = Swtpm::start_in(&dir).unwrap();
+        let (_, n, _) = boot(&sw, Fault::None, false);
+        drop(sw);
+        let _ = std::fs::remove_dir_all(&dir);
+        n
+    };
     let mut faults = Vec::new();
-    faults.push(("entropy failure".to_string(), Fault::None, true));
+    faults.push((
+        "entropy failure".to_string(),
+        Fault::None,
+        true,
+        Setup::None,
+        true,
+    ));
     for k in 0..n {
         faults.push((
             format!("TPM_RC_TESTING x40 at command {k}"),
             Fault::Testing { k, n: 40 },
             false,
+            Setup::None,
+            true,
         ));
     }
+    for k in 0..first_n {
+        faults.push((
+            format!("first boot, TPM_RC_TESTING x40 at command {k}"),
+            Fault::Testing { k, n: 40 },
+            false,
+            Setup::None,
+            false,
+        ));
+    }
+    for setup in [
+        Setup::ForeignParent,
+        Setup::ForeignKey,
+        Setup::OldShapeKey,
+        Setup::ForeignNv,
+        Setup::MissingParent,
+    ] {
+        faults.push((format!("{setup:?}"), Fault::None, false, setup, true));
+    }
     let (mut attempts, mut succeeded) = (0usize, 0usize);
-    for (what, fault, entropy_fails) in &faults {
+    for (what, fault, entropy_fails, setup, provisioned) in &faults {
         let dir = scratch("fault");
-        copy_dir(&tpl, &dir);
+        if *provisioned {
+            copy_dir(&tpl, &dir);
+        }
         let sw = Swtpm::start_in(&dir).unwrap();
+        apply(&sw, *setup);
         let (r, _, _) = boot(&sw, *fault, *entropy_fails);
         let tries = host_attempts(&sw, &e);
         let ok: Vec<&Try> = tries.iter().filter(|t| t.succeeded).collect();
@@ -459,6 +627,27 @@ fn fail_closed_campaign() {
         drop(sw);
         let _ = std::fs::remove_dir_all(&dir);
     }
+    // The control: the same attempts with no firmware run at all (a TPM reset, door open,
+    // platform open): the door, PCR_Allocate, EvictControl and HierarchyChangeAuth must get
+    // through, so that "0 succeeded" above is the firmware's doing.
+    let dir = scratch("control");
+    copy_dir(&tpl, &dir);
+    let sw = Swtpm::start_in(&dir).unwrap();
+    let control = host_attempts(&sw, &e);
+    for t in &control {
+        println!(
+            "control (no firmware, door open): {}: {}",
+            t.what,
+            if t.succeeded { "succeeded" } else { "refused" }
+        );
+    }
+    let got = |w: &str| control.iter().any(|t| t.what.starts_with(w) && t.succeeded);
+    assert!(got("use the key through the firmware's door"));
+    assert!(got("PCR_Allocate"));
+    assert!(got("EvictControl"));
+    assert!(got("HierarchyChangeAuth"));
+    drop(sw);
+    let _ = std::fs::remove_dir_all(&dir);
     println!(
         "fail-closed: {} faults, {attempts} host attempts, {succeeded} succeeded",
         faults.len()
@@ -471,7 +660,8 @@ fn fail_closed_campaign() {
 fn power_cut_campaign() {
     let (tpl, e, n) = template("cut");
     let (mut cuts, mut open) = (0usize, 0usize);
-    for k in 0..=n {
+    // Cut right after the k-th command (1-based) of a provisioning boot, k = 1..=n.
+    for k in 1..=n {
         let dir = scratch("cut");
         copy_dir(&tpl, &dir);
         let mut sw = Swtpm::start_in(&dir).unwrap();
@@ -505,6 +695,74 @@ fn power_cut_campaign() {
     println!("power-cut: {cuts} cut points, {open} blobs still open");
     let _ = std::fs::remove_dir_all(&tpl);
     assert_eq!(open, cuts);
+}
+
+/// A cut during first-time creation (fresh state) after each command k: no blob can exist
+/// yet, but the next boot must recover the half-created state (not refuse it as foreign),
+/// reuse whatever was already persisted (never silently replace it), and the key it ends
+/// with must open a blob sealed to it after the next reset.
+#[test]
+fn power_cut_during_first_creation() {
+    let first_n = {
+        let dir = scratch("first-n");
+        let sw = Swtpm::start_in(&dir).unwrap();
+        let (_, n, _) = boot(&sw, Fault::None, false);
+        drop(sw);
+        let _ = std::fs::remove_dir_all(&dir);
+        n
+    };
+    let mut recovered = 0usize;
+    for k in 1..=first_n {
+        let dir = scratch("first-cut");
+        let mut sw = Swtpm::start_in(&dir).unwrap();
+        let (r1, _, _) = boot(&sw, Fault::CutAfter(k), false);
+        let key_before = r1.is_ok();
+        sw.power_cut();
+        sw.restart().unwrap();
+        let mut t = seeded(&sw);
+        let persisted_key = t.read_public(WRAPPING_HANDLE).ok().map(|(o, _)| o.name);
+        drop(t);
+        let (p, _, _) = boot(&sw, Fault::None, false);
+        let ok = match &p {
+            Ok(p) => {
+                // A key persisted before the cut is reused, never replaced.
+                let kept = match &persisted_key {
+                    Some(name) => !p.key_created && *name == p.secrets.wrapping_name,
+                    None => p.key_created,
+                };
+                let (lockbox, plain) = seal(p);
+                sw.restart().unwrap();
+                let (p3, _, _) = boot(&sw, Fault::None, false);
+                let e = Earlier {
+                    secrets: vec![],
+                    privates: vec![],
+                    lockbox,
+                    plain,
+                };
+                kept && p3.map(|p3| unwrap_with(&sw, &p3, &e)).unwrap_or(false)
+            }
+            Err(_) => false,
+        };
+        println!(
+            "first boot cut after command {k}{}: key persisted before the cut: {}; next boot {}",
+            if key_before {
+                " (boot had finished)"
+            } else {
+                ""
+            },
+            persisted_key.is_some(),
+            match (&p, ok) {
+                (Ok(p), true) if p.key_created => "created the key; blob sealed after opens",
+                (Ok(_), true) => "reused the key; blob sealed after opens",
+                _ => "DID NOT RECOVER",
+            }
+        );
+        recovered += usize::from(ok);
+        drop(sw);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!("power-cut (first creation): {first_n} cut points, {recovered} recovered");
+    assert_eq!(recovered, first_n);
 }
 
 fn unwrap_with(sw: &Swtpm, p: &Provisioned, e: &Earlier) -> bool {
@@ -560,7 +818,33 @@ fn replay_campaign() {
             uses += usize::from(u);
         }
     }
+    // Boot 1's traffic replayed verbatim, command by command, as host software: a use of
+    // the key is any of them succeeding with RSA_Decrypt, PolicySecret, NV_ChangeAuth,
+    // EvictControl, NV_DefineSpace or HierarchyChangeAuth.
+    let mut raw = sw.connect().unwrap();
     drop(host);
+    let mut rsp = vec![0u8; 4096];
+    for (c, _) in &log1 {
+        tried += 1;
+        let code = u32::from_be_bytes([c[6], c[7], c[8], c[9]]);
+        let n = raw.transact(c, &mut rsp).unwrap_or(0);
+        let ok = n >= 10 && rsp[6..10] == [0, 0, 0, 0];
+        if ok
+            && [
+                cc::RSA_DECRYPT,
+                cc::POLICY_SECRET,
+                cc::NV_CHANGE_AUTH,
+                cc::EVICT_CONTROL,
+                cc::NV_DEFINE_SPACE,
+                pefbox::tpm::client::CC_HIERARCHY_CHANGE_AUTH,
+            ]
+            .contains(&code)
+        {
+            println!("boot 1's command {code:#x} replayed: USED THE KEY");
+            uses += 1;
+        }
+    }
+    drop(raw);
     // The control: this boot's value does open it (so "refused" means something).
     assert!(
         unwrap_with(&sw, &last, &e),
