@@ -179,6 +179,8 @@ pub struct Tpm<T: Transport> {
     rsp: [u8; MAX_TPM_MESSAGE],
     delay: Delay,
     waited_ms: u64,
+    #[cfg(feature = "observe-secrets")]
+    observer: Option<fn(&[u8])>,
 }
 
 fn entry_len(nonce: usize, hmac: usize) -> usize {
@@ -283,6 +285,27 @@ impl<T: Transport> Tpm<T> {
             rsp: [0u8; MAX_TPM_MESSAGE],
             delay: no_delay,
             waited_ms: 0,
+            #[cfg(feature = "observe-secrets")]
+            observer: None,
+        }
+    }
+
+    /// Test builds only (feature `observe-secrets`): `f` is called with every value this
+    /// client treats as secret: the plaintext of each encrypted command parameter, each
+    /// salt, each session key and each authValue that keys an HMAC. A test can then
+    /// search the link for them.
+    #[cfg(feature = "observe-secrets")]
+    pub fn set_secret_observer(&mut self, f: Option<fn(&[u8])>) {
+        self.observer = f;
+    }
+
+    #[allow(unused_variables)]
+    fn observe(&self, secret: &[u8]) {
+        #[cfg(feature = "observe-secrets")]
+        if let Some(f) = self.observer {
+            if !secret.is_empty() {
+                f(secret);
+            }
         }
     }
 
@@ -441,6 +464,15 @@ impl<T: Transport> Tpm<T> {
                     &session.nonce_caller,
                     &session.nonce_tpm,
                 );
+                #[cfg(feature = "observe-secrets")]
+                {
+                    let first = self.cmd.get(param_off..total).unwrap_or(&[]);
+                    let n = first
+                        .get(..2)
+                        .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+                    self.observe(first.get(2..2 + n).unwrap_or(&[]));
+                    self.observe(session.key());
+                }
                 let area = self
                     .cmd
                     .get_mut(param_off..total)
@@ -502,6 +534,8 @@ impl<T: Transport> Tpm<T> {
                 }
                 Auth::Session { session, .. } => {
                     let av = crypto::auth_value_trimmed(hmac_auth(i, spec, handles, s));
+                    self.observe(av);
+                    self.observe(session.key());
                     let attrs = [session.attributes];
                     let e0 = extra.first().map_or(&[][..], |e| e.as_slice());
                     let e1 = extra.get(1).map_or(&[][..], |e| e.as_slice());
@@ -1120,7 +1154,9 @@ impl<T: Transport> Tpm<T> {
                 (k, SHA256_SIZE, id)
             }
         };
-        salt_value.fill(0);
+        self.observe(salt_bytes);
+        self.observe(key.get(..key_len).unwrap_or(&[]));
+        zeroize::Zeroize::zeroize(&mut salt_value);
         let mut s = Session {
             handle: reply.handle,
             kind,

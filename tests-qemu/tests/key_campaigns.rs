@@ -855,3 +855,102 @@ fn replay_campaign() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(uses, 0);
 }
+
+static SEEN: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+fn collect_secret(s: &[u8]) {
+    SEEN.lock().unwrap().push(s.to_vec());
+}
+
+/// Every window of `len` bytes of `secret` (the whole secret if shorter) that occurs in
+/// any command or response of `log`.
+fn leaks(log: &Log, secret: &[u8], len: usize) -> bool {
+    let w = len.min(secret.len());
+    secret.windows(w).any(|needle| {
+        log.iter()
+            .any(|(c, r)| c.windows(w).any(|x| x == needle) || r.windows(w).any(|x| x == needle))
+    })
+}
+
+/// The whole first-boot provisioning (fresh state) and an ultravisor session with two
+/// unwraps, recorded byte for byte; the client reports every value it treats as secret
+/// (feature `observe-secrets`: the door authValue at NV_DefineSpace, platformAuth at
+/// HierarchyChangeAuth, every salt, every session key, the authValue keying each HMAC).
+/// No 12-byte window of any of them appears in any relayed byte. Control: the same search
+/// finds the door authValue once it is sent in a password session.
+#[test]
+fn snoop_first_boot_and_ultravisor_find_no_secret_on_the_link() {
+    let dir = scratch("snoop");
+    let sw = Swtpm::start_in(&dir).unwrap();
+    SEEN.lock().unwrap().clear();
+    let mut tpm = client(&sw, Fault::None);
+    tpm.set_secret_observer(Some(collect_secret));
+    let p = provision_boot(&mut tpm, &mut FromRng(OsRng)).expect("first boot provisions");
+    assert!(p.key_created && p.nv_defined && p.parent_created);
+    let prov_log = std::mem::take(&mut tpm.transport_mut().log);
+    let prov_secrets = std::mem::take(&mut *SEEN.lock().unwrap());
+    drop(tpm);
+    assert!(
+        prov_secrets.iter().any(|s| s[..] == p.secrets.nv_auth[..]),
+        "the observer saw the door authValue"
+    );
+    // Salts, session keys, platformAuth: at least the two salted sessions' salts and keys.
+    let distinct: std::collections::BTreeSet<&Vec<u8>> = prov_secrets.iter().collect();
+    assert!(distinct.len() >= 5, "{} distinct secrets", distinct.len());
+    let bytes: usize = prov_log.iter().map(|(c, r)| c.len() + r.len()).sum();
+    // The one short value: Create's sensitive area with an empty userAuth and no data
+    // (TPM2B_SENSITIVE_CREATE contents 00 00 00 00), encrypted all the same; nothing to find.
+    for s in distinct.iter().filter(|s| s.len() < 12) {
+        assert!(s.iter().all(|&b| b == 0), "a short secret: {s:02x?}");
+    }
+    let distinct: std::collections::BTreeSet<&Vec<u8>> =
+        distinct.into_iter().filter(|s| s.len() >= 12).collect();
+    let found = distinct.iter().filter(|s| leaks(&prov_log, s, 12)).count();
+    println!(
+        "snoop: first-boot provisioning: {} commands, {bytes} bytes, {} secrets observed \
+         (door authValue, platformAuth, salts, session keys), {found} found on the link",
+        prov_log.len(),
+        distinct.len()
+    );
+    assert_eq!(found, 0);
+
+    // The ultravisor's channel after the boot: establish, two unwraps, close.
+    let (lockbox, plain) = seal(&p);
+    let mut uv = client(&sw, Fault::None);
+    uv.seed_entropy(&mut FromRng(OsRng)).unwrap();
+    uv.set_secret_observer(Some(collect_secret));
+    let mut s = pefbox::uv::unwrap::UvSession::establish(&mut uv, &p.secrets).unwrap();
+    for _ in 0..2 {
+        assert_eq!(s.unwrap(&mut uv, &lockbox).unwrap(), plain);
+    }
+    s.close(&mut uv).unwrap();
+    let uv_log = std::mem::take(&mut uv.transport_mut().log);
+    let mut uv_secrets = std::mem::take(&mut *SEEN.lock().unwrap());
+    uv_secrets.push(plain.to_vec());
+    uv_secrets.push(p.secrets.nv_auth.to_vec());
+    uv_secrets.retain(|s| s.len() >= 12);
+    let found = uv_secrets.iter().filter(|s| leaks(&uv_log, s, 12)).count();
+    println!(
+        "snoop: ultravisor: {} commands, {} secrets observed (and the lockbox key), {found} found on the link",
+        uv_log.len(),
+        uv_secrets.len()
+    );
+    assert_eq!(found, 0);
+
+    // Control: the search does find the door authValue once it is sent in clear.
+    let (nv, _) = uv.nv_read_public(fw::NV_HANDLE).unwrap();
+    let mut ps = uv
+        .start_auth_session(
+            SaltKey::None,
+            None,
+            SessionKind::Policy,
+            sa::CONTINUE_SESSION,
+        )
+        .unwrap();
+    let _ = uv.policy_secret(&nv, &mut ps, &mut [Auth::Password(&p.secrets.nv_auth)]);
+    let _ = uv.flush_session(&mut ps);
+    assert!(leaks(&uv.transport_mut().log, &p.secrets.nv_auth, 12));
+    drop(uv);
+    drop(sw);
+    let _ = std::fs::remove_dir_all(&dir);
+}
