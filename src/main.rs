@@ -91,9 +91,11 @@ mod image {
         configure_hypervisor(link, ram_top);
         ultravisor(&info, handoff, ram_top, tb_hz, &mut flow);
         println!(
-            "bench boot-to-verdict-ms={} provision-ms={} session-ms={} unwrap-ms={}",
+            "bench boot-to-verdict-ms={} provision-ms={} provision-commands={} provision-nv-writes={} session-ms={} unwrap-ms={}",
             ms(arch::timebase(), tb_hz),
             flow.provision_ms,
+            flow.provision_commands,
+            flow.provision_nv_writes,
             flow.session_ms,
             flow.unwrap_ms
         );
@@ -154,6 +156,8 @@ mod image {
     struct Flow {
         failures: u32,
         provision_ms: u64,
+        provision_commands: u32,
+        provision_nv_writes: u32,
         session_ms: u64,
         unwrap_ms: u64,
     }
@@ -172,11 +176,14 @@ mod image {
             println!("fw: no TPM link: nothing provisioned");
             return (None, None);
         };
-        let mut tpm = Tpm::new(link);
+        let mut tpm = Tpm::new(pefbox::tpm::transport::Counted::new(link));
         tpm.set_delay(arch::delay_ms);
         let result = fw::provision::provision_boot(&mut tpm, &mut arch::Darn);
         let waited = tpm.retry_waited_ms();
-        let link = tpm.into_transport();
+        flow.provision_commands = tpm.commands_executed();
+        let counted = tpm.into_transport();
+        flow.provision_nv_writes = counted.nv_writes;
+        let link = counted.inner;
         if waited > 0 {
             println!("fw: waited {waited} ms in re-sends (TPM busy or self-testing)");
         }

@@ -179,6 +179,7 @@ pub struct Tpm<T: Transport> {
     rsp: [u8; MAX_TPM_MESSAGE],
     delay: Delay,
     waited_ms: u64,
+    executed: u32,
     #[cfg(feature = "observe-secrets")]
     observer: Option<fn(&[u8])>,
 }
@@ -285,6 +286,7 @@ impl<T: Transport> Tpm<T> {
             rsp: [0u8; MAX_TPM_MESSAGE],
             delay: no_delay,
             waited_ms: 0,
+            executed: 0,
             #[cfg(feature = "observe-secrets")]
             observer: None,
         }
@@ -313,6 +315,11 @@ impl<T: Transport> Tpm<T> {
     /// [`RETRY_DELAYS_MS`]).
     pub fn set_delay(&mut self, delay: Delay) {
         self.delay = delay;
+    }
+
+    /// Commands sent so far (each counted once, however often it was re-sent).
+    pub fn commands_executed(&self) -> u32 {
+        self.executed
     }
 
     /// Milliseconds spent waiting to re-send not-started commands so far.
@@ -575,6 +582,7 @@ impl<T: Transport> Tpm<T> {
         // first RSA_Decrypt after a reset with TPM_RC_RETRY).
         let command = self.cmd.get(..total).ok_or(WriteError::Overflow)?;
         let mut n = 0;
+        self.executed = self.executed.saturating_add(1);
         for attempt in 0..=NOT_STARTED_RETRIES {
             n = self.transport.transact(command, &mut self.rsp)?;
             let rc = self

@@ -226,6 +226,7 @@ fn finish(
     } else {
         print!("\n{}", launcher::summary_table(reports));
     }
+    key_warnings(reports);
     if let Some(path) = json {
         let doc = tests_qemu::report::json(command, img, reports, code);
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
@@ -236,6 +237,20 @@ fn finish(
         ui.phase(format!("report written to {}", path.display()));
     }
     ExitCode::from(code)
+}
+
+/// Repeats, after the summary, the image's loud lines about the wrapping key: a NEW key
+/// (blobs sealed to an earlier key will not open) or a key of the old layout refused.
+fn key_warnings(reports: &[RunReport]) {
+    for r in reports {
+        for line in r.console.lines() {
+            if line.starts_with("fw: WARNING: created a NEW wrapping key")
+                || (line.starts_with("FAIL provisioning") && line.contains("OLD layout"))
+            {
+                println!("pef: {}: {line}", r.scenario);
+            }
+        }
+    }
 }
 
 fn cmd_run(args: RunArgs) -> ExitCode {
@@ -773,6 +788,26 @@ fn bench_table(img: &std::path::Path, reports: &[RunReport]) -> String {
             s.loaded
         )),
         Err(e) => out.push_str(&format!("image size: {e}\n")),
+    }
+    // NV writes per boot, counted at the relay: successful EvictControl, NV_DefineSpace,
+    // NV_UndefineSpace, NV_ChangeAuth and NV_Write.
+    let nv: Vec<usize> = reports
+        .iter()
+        .map(|r| {
+            r.relay
+                .records
+                .iter()
+                .filter(|c| {
+                    pefbox::tpm::transport::NV_WRITING_COMMANDS.contains(&c.command_code)
+                        && c.response.is_some_and(|x| x.code == 0)
+                })
+                .count()
+        })
+        .collect();
+    if !nv.is_empty() {
+        out.push_str(&format!(
+            "NV writes per boot (relay: successful EvictControl/NV_DefineSpace/NV_UndefineSpace/NV_ChangeAuth/NV_Write): {nv:?}\n"
+        ));
     }
     let per = launcher::per_command(reports);
     if !per.is_empty() {

@@ -58,6 +58,7 @@ struct Faulty<T> {
     distinct: usize,
     last: Vec<u8>,
     testing_left: usize,
+    last_warned: bool,
     log: Log,
 }
 
@@ -73,6 +74,7 @@ impl<T> Faulty<T> {
             distinct: 0,
             last: Vec::new(),
             testing_left,
+            last_warned: false,
             log: Vec::new(),
         }
     }
@@ -80,16 +82,19 @@ impl<T> Faulty<T> {
 
 impl<T: Transport> Transport for Faulty<T> {
     fn transact(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError> {
-        let resend = command == self.last.as_slice();
+        // A re-send (the same bytes right after a warning answer) keeps its number.
+        let resend = self.last_warned && command == self.last.as_slice();
         if !resend {
             self.distinct += 1;
             self.last = command.to_vec();
         }
+        self.last_warned = false;
         let index = self.distinct - 1;
         match self.fault {
             Fault::CutAfter(k) if index >= k => return Err(TransportError::Io),
             Fault::Testing { k, .. } if index == k && self.testing_left > 0 => {
                 self.testing_left -= 1;
+                self.last_warned = true;
                 let mut r = [0x80u8, 0x01, 0, 0, 0, 10, 0, 0, 0, 0];
                 r[6..].copy_from_slice(&RC_TESTING.to_be_bytes());
                 response[..10].copy_from_slice(&r);
@@ -99,6 +104,10 @@ impl<T: Transport> Transport for Faulty<T> {
             _ => {}
         }
         let n = self.inner.transact(command, response)?;
+        self.last_warned = matches!(
+            response.get(6..10),
+            Some([0, 0, 0x09, 0x22] | [0, 0, 0x09, 0x08] | [0, 0, 0x09, 0x0A])
+        );
         self.log.push((command.to_vec(), response[..n].to_vec()));
         Ok(n)
     }
