@@ -226,7 +226,7 @@ fn finish(
     } else {
         print!("\n{}", launcher::summary_table(reports));
     }
-    key_warnings(reports);
+    key_warnings(reports, ui.quiet);
     if let Some(path) = json {
         let doc = tests_qemu::report::json(command, img, reports, code);
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
@@ -240,14 +240,19 @@ fn finish(
 }
 
 /// Repeats, after the summary, the image's loud lines about the wrapping key: a NEW key
-/// (blobs sealed to an earlier key will not open) or a key of the old layout refused.
-fn key_warnings(reports: &[RunReport]) {
+/// (blobs sealed to an earlier key will not open) or a key of the old layout refused. With
+/// --quiet (stdout is the verdict line only) they go to stderr.
+fn key_warnings(reports: &[RunReport], quiet: bool) {
     for r in reports {
         for line in r.console.lines() {
             if line.starts_with("fw: WARNING: created a NEW wrapping key")
                 || (line.starts_with("FAIL provisioning") && line.contains("OLD layout"))
             {
-                println!("pef: {}: {line}", r.scenario);
+                if quiet {
+                    eprintln!("pef: {}: {line}", r.scenario);
+                } else {
+                    println!("pef: {}: {line}", r.scenario);
+                }
             }
         }
     }
