@@ -85,6 +85,12 @@
 //! No blob can be sealed before the key exists. **NV writes per boot**: 1 (NV_ChangeAuth)
 //! after the first boot, 3 on the first (2 EvictControl, 1 NV_DefineSpace); before this
 //! design, 2 per boot (the EvictControl swap), and a cut between them lost the key.
+//! Measured (`cargo pef bench`, QEMU 7.2 TCG, swtpm 0.7.1, 5 boots): provisioning with the
+//! keys present takes 61 ms in the image (17 TPM commands, 1 NV write), against 64 ms for
+//! the previous layout on the same machine; a first boot 0.44-0.58 s (key generation). The
+//! ultravisor's unwrap went from 7 ms to 15 ms: each PolicySecret is authorized by a fresh
+//! HMAC session salted to the pinned parent (one RSA operation), so the ultravisor keeps
+//! only one loaded TPM session between unwraps.
 //!
 //! # An older key
 //! A key at 0x81800001 of the previous layout (authPolicy PolicyOR(A, B), revocable
