@@ -10,7 +10,7 @@
 //!    area), decrypt, continued: every secret parameter below goes under it;
 //! 4. reads the door index [`NV_HANDLE`]: absent, it is defined (NV_DefineSpace under the
 //!    platform, the authValue of this boot encrypted); present, its public area must be
-//!    exactly [`nv_public`](super::nv_public) (else [`ProvisionError::ForeignNvIndex`]);
+//!    exactly [`nv_public`] (else [`ProvisionError::ForeignNvIndex`]);
 //! 5. reads the wrapping key at [`WRAPPING_HANDLE`]: absent, it is created under the parent
 //!    (Create, sensitive area encrypted; Load; EvictControl) and `key_created` is set (the
 //!    image warns loudly); of the old layout, [`ProvisionError::OldShapeKey`]; another
