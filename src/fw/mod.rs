@@ -211,14 +211,25 @@ pub fn legacy_wrapping_policy() -> PolicyDigest {
     policy::or(&[a, b]).unwrap_or([0xFF; 32])
 }
 
+/// A secret authValue on the heap: moving its owner moves the pointer, so no stack copy of
+/// the value is left behind by a move; the owner zeroizes it in place when dropped.
+pub type NvAuth = alloc::boxed::Box<[u8; NV_AUTH_LEN]>;
+
+/// Copies `value` straight into a new heap [`NvAuth`] (no by-value temporary).
+pub fn nv_auth_from(value: &[u8; NV_AUTH_LEN]) -> NvAuth {
+    let mut b = alloc::boxed::Box::new([0u8; NV_AUTH_LEN]);
+    b.copy_from_slice(value);
+    b
+}
+
 /// What the firmware hands the ultravisor, as a Rust value in memory the hypervisor
-/// cannot read (in the reference: the ultravisor's private device tree). Not `Clone`
-/// (one owner, moved, never copied by value semantics the compiler may leave behind
-/// unwiped); `Debug` never prints the authValue; `Drop` zeroizes it.
+/// cannot read (in the reference: the ultravisor's private device tree). Not `Clone`;
+/// the authValue lives on the heap ([`NvAuth`]) so moves of this value leave no copy of it;
+/// `Debug` never prints it; `Drop` zeroizes it (`zeroize`, not elided).
 pub struct UvSecrets {
     /// The door index's authValue for this boot (authorizes the wrapping key through
     /// PolicySecret).
-    pub nv_auth: [u8; NV_AUTH_LEN],
+    pub nv_auth: NvAuth,
     /// The wrapping key's Name (`0x000B || SHA-256(public area)`), to pin.
     pub wrapping_name: Name,
     /// The storage parent's Name, to pin as the salt key.
@@ -240,7 +251,7 @@ impl core::fmt::Debug for UvSecrets {
 
 impl Drop for UvSecrets {
     fn drop(&mut self) {
-        self.nv_auth.zeroize();
+        (*self.nv_auth).zeroize();
     }
 }
 
@@ -282,7 +293,7 @@ mod tests {
     #[test]
     fn secrets_debug_redacts_the_auth() {
         let s = UvSecrets {
-            nv_auth: [0xAB; NV_AUTH_LEN],
+            nv_auth: nv_auth_from(&[0xAB; NV_AUTH_LEN]),
             wrapping_name: Name::from_handle(WRAPPING_HANDLE),
             parent_name: Name::from_handle(PARENT_HANDLE),
             nv_name: nv_name(),

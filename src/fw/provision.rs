@@ -479,7 +479,7 @@ fn provision_keys<T: Transport>(
     flushed?;
     Ok(Provisioned {
         secrets: UvSecrets {
-            nv_auth: *auth,
+            nv_auth: super::nv_auth_from(auth),
             wrapping_name: key.name.clone(),
             parent_name: parent.name.clone(),
             nv_name: nv.name.clone(),

@@ -660,7 +660,7 @@ fn uv_snoop() -> TestResult {
     if contains(seen, &key) {
         return Err("the symmetric key crossed the hcall boundary in clear".into());
     }
-    if contains(seen, &secrets.nv_auth) {
+    if contains(seen, &secrets.nv_auth[..]) {
         return Err("the door authValue crossed the hcall boundary in clear".into());
     }
     crate::println!(

@@ -28,7 +28,7 @@
 #![forbid(unsafe_code)]
 
 use crate::fw::WRAPPING_HANDLE;
-use crate::fw::{UvSecrets, NV_AUTH_LEN, NV_HANDLE, PARENT_HANDLE, RSA2048_BYTES, SYMKEY_LEN};
+use crate::fw::{UvSecrets, NV_HANDLE, PARENT_HANDLE, RSA2048_BYTES, SYMKEY_LEN};
 use crate::tpm::client::CommandSpec;
 use crate::tpm::consts::{alg, cc, sa};
 use crate::tpm::crypto;
@@ -128,7 +128,7 @@ const ATTRIBUTES: u8 = sa::CONTINUE_SESSION | sa::ENCRYPT;
 /// The ultravisor's salted sessions to the wrapping key, kept for the boot.
 pub struct UvSession {
     session: Session,
-    auth: [u8; NV_AUTH_LEN],
+    auth: crate::fw::NvAuth,
     key: Object,
     nv: Object,
     parent_name: Name,
@@ -147,7 +147,7 @@ impl core::fmt::Debug for UvSession {
 
 impl Drop for UvSession {
     fn drop(&mut self) {
-        self.auth.zeroize();
+        (*self.auth).zeroize();
     }
 }
 
@@ -195,7 +195,7 @@ impl UvSession {
         )?;
         Ok(UvSession {
             session,
-            auth: secrets.nv_auth,
+            auth: crate::fw::nv_auth_from(&secrets.nv_auth),
             key: Object {
                 handle: WRAPPING_HANDLE,
                 name: secrets.wrapping_name.clone(),
@@ -276,7 +276,7 @@ impl UvSession {
         let r = tpm.policy_secret(
             &self.nv,
             &mut self.session,
-            &mut [Auth::session(&mut hmac, &self.auth)],
+            &mut [Auth::session(&mut hmac, &self.auth[..])],
         );
         if r.is_err() {
             let _ = tpm.flush_session(&mut hmac);

@@ -956,9 +956,9 @@ fn snoop_first_boot_and_ultravisor_find_no_secret_on_the_link() {
             sa::CONTINUE_SESSION,
         )
         .unwrap();
-    let _ = uv.policy_secret(&nv, &mut ps, &mut [Auth::Password(&p.secrets.nv_auth)]);
+    let _ = uv.policy_secret(&nv, &mut ps, &mut [Auth::Password(&p.secrets.nv_auth[..])]);
     let _ = uv.flush_session(&mut ps);
-    assert!(leaks(&uv.transport_mut().log, &p.secrets.nv_auth, 12));
+    assert!(leaks(&uv.transport_mut().log, &p.secrets.nv_auth[..], 12));
     drop(uv);
     drop(sw);
     let _ = std::fs::remove_dir_all(&dir);

@@ -274,7 +274,7 @@ fn provision_creates_then_reuses_and_rotates_across_tpm_resets() {
         tpm.policy_secret(
             &nv,
             &mut trial,
-            &mut [Auth::session(&mut h, &p.secrets.nv_auth)],
+            &mut [Auth::session(&mut h, &p.secrets.nv_auth[..])],
         )
         .unwrap();
         assert_eq!(
@@ -448,7 +448,7 @@ fn snooping_the_transport_finds_neither_keys_nor_auth() {
 
     // Firmware's channel (provisioning) alone.
     let p = provision(&mut tpm).unwrap();
-    let auth = p.secrets.nv_auth;
+    let auth = *p.secrets.nv_auth;
     let prov_log = std::mem::take(&mut tpm.transport_mut().log);
     assert!(count_ok(&prov_log, cc::NV_DEFINE_SPACE) == 1);
     assert!(
@@ -729,7 +729,7 @@ fn tampered_responses_never_yield_a_key() {
     // Pinned Names: a wrong wrapping Name or parent Name is refused at establish.
     let with =
         |w: &pefbox::tpm::Name, pa: &pefbox::tpm::Name, nv: &pefbox::tpm::Name| fw::UvSecrets {
-            nv_auth: p.secrets.nv_auth,
+            nv_auth: p.secrets.nv_auth.clone(),
             wrapping_name: w.clone(),
             parent_name: pa.clone(),
             nv_name: nv.clone(),
@@ -1063,7 +1063,7 @@ fn unwrap_leaves_no_key_in_the_client() {
     tpm.policy_secret(
         &nv,
         &mut ps,
-        &mut [Auth::session(&mut hs, &p.secrets.nv_auth)],
+        &mut [Auth::session(&mut hs, &p.secrets.nv_auth[..])],
     )
     .unwrap();
     tpm.flush_session(&mut hs).unwrap();
