@@ -191,11 +191,14 @@ mod image {
             Ok(p) => {
                 let state = |created| if created { "created" } else { "present" };
                 if p.key_created {
-                    println!(
-                        "fw: WARNING: created a NEW wrapping key {:#x} (Name {:?}): ESM blobs sealed to any earlier key will not open",
-                        fw::WRAPPING_HANDLE,
-                        p.secrets.wrapping_name
+                    print!(
+                        "fw: WARNING: created a NEW wrapping key {:#x} (Name ",
+                        fw::WRAPPING_HANDLE
                     );
+                    for b in p.secrets.wrapping_name.as_bytes() {
+                        print!("{b:02x}");
+                    }
+                    println!("): ESM blobs sealed to any earlier key will not open");
                 }
                 println!(
                     "fw: storage parent {:#x} {}, door index {:#x} {}, wrapping key {:#x} {}; door auth {}; PCR {} extended (door closed); platform auth locked",

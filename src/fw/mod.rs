@@ -72,7 +72,12 @@
 //! cause the console names and reboot (a TPM reset re-enables the hierarchy); for a key
 //! of the old shape or a foreign object, run the launcher with `--fresh-tpm` (wipes the
 //! TPM state: ESM blobs sealed to the old key will no longer open) or remove the object
-//! with platform authorization before the firmware runs.
+//! with platform authorization before the firmware runs. A missing SHA-256 PCR bank
+//! (PCR_Allocate, which needs platform authorization, so only before the firmware or on a
+//! boot that left the platform open) makes PCR 11 unreadable: the boot fails closed with the
+//! door "not known closed" but the platform disabled (measured: every host attempt refused);
+//! re-allocate the bank under platform authorization before the firmware runs, or
+//! `--fresh-tpm`.
 //!
 //! # Power loss
 //! Nothing is re-persisted per boot: the key and the parent are made persistent once,

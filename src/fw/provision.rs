@@ -185,11 +185,16 @@ impl core::fmt::Display for Failed {
             (true, true) => f.write_str(
                 "door closed, platform hierarchy disabled until TPM reset, ultravisor gets nothing",
             ),
-            (d, p) => write!(
+            (false, true) => f.write_str(
+                "door NOT KNOWN CLOSED (PCR 11 not extended: its SHA-256 bank unusable?), \
+                 platform hierarchy disabled until TPM reset (door index and keys unreachable), \
+                 ultravisor gets nothing",
+            ),
+            (d, _) => write!(
                 f,
-                "door {}, platform hierarchy {} (TPM not answering?), ultravisor gets nothing",
+                "door {}, platform hierarchy NOT KNOWN DISABLED (TPM not answering?), \
+                 ultravisor gets nothing",
                 if d { "closed" } else { "NOT KNOWN CLOSED" },
-                if p { "disabled" } else { "NOT KNOWN DISABLED" }
             ),
         }
     }

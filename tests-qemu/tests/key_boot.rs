@@ -164,10 +164,14 @@ fn platform_attempts<T: Transport>(host: &mut Tpm<T>) -> Vec<(&'static str, bool
     };
     let allocated = host
         .execute(&spec, &[&platform], &mut [Auth::Password(b"")], |w| {
-            w.u32(1)?;
+            // SHA-1: all 24 PCRs; SHA-256: none (a bank not listed would stay as it is).
+            w.u32(2)?;
             w.u16(alg::SHA1)?;
             w.u8(3)?;
-            w.bytes(&[0xFF, 0xFF, 0xFF])
+            w.bytes(&[0xFF, 0xFF, 0xFF])?;
+            w.u16(alg::SHA256)?;
+            w.u8(3)?;
+            w.bytes(&[0, 0, 0])
         })
         .map(|r| host.reply_params(&r).first() == Some(&1))
         .unwrap_or(false);
@@ -267,4 +271,79 @@ fn boot_level_fail_closed_campaign() {
     );
     let _ = std::fs::remove_dir_all(&work);
     assert_eq!(succeeded, 0);
+}
+
+/// The launcher's own words about the key: a first boot says loudly that it created a NEW
+/// wrapping key (console and after the summary); a key of the previous layout (PolicyOR)
+/// is refused with the fix named, never replaced, and the boot fails (exit 1).
+#[test]
+fn launcher_says_new_key_and_refuses_an_old_layout_key() {
+    let work = scratch("words");
+    let state = work.join("tpm");
+    let img = image();
+    let pef = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--image",
+            img.to_str().unwrap(),
+            "--tpm-state",
+            state.to_str().unwrap(),
+            "--log-dir",
+            work.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_pef"))
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = pef(&[]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let after_summary = out
+        .lines()
+        .filter(|l| l.starts_with("pef: "))
+        .collect::<Vec<_>>();
+    println!("first run, after the summary: {after_summary:?}");
+    assert!(after_summary
+        .iter()
+        .any(|l| l.contains("fw: WARNING: created a NEW wrapping key 0x81800001")));
+
+    // Replace the key by one of the previous layout (as a state from before this change).
+    {
+        let sw = tests_qemu::swtpm::Swtpm::start_in(&state).unwrap();
+        let mut t = Tpm::new(sw.connect().unwrap());
+        t.seed_entropy(&mut FromRng(OsRng)).unwrap();
+        let platform = Object::permanent(rh::PLATFORM);
+        let (k, _) = t.read_public(WRAPPING_HANDLE).unwrap();
+        t.evict_control(&platform, &mut [Auth::Password(b"")], &k, WRAPPING_HANDLE)
+            .unwrap();
+        let (parent, _) = t.read_public(pefbox::fw::PARENT_HANDLE).unwrap();
+        let legacy = pefbox::fw::legacy_wrapping_policy();
+        let template = pefbox::tpm::Template::rsa_oaep(pefbox::fw::WRAPPING_ATTRIBUTES, &legacy);
+        let blob = t
+            .create(&parent, &mut [Auth::Password(b"")], &template, b"")
+            .unwrap();
+        let o = t.load(&parent, &mut [Auth::Password(b"")], &blob).unwrap();
+        t.evict_control(&platform, &mut [Auth::Password(b"")], &o, WRAPPING_HANDLE)
+            .unwrap();
+        t.flush_context(o.handle).unwrap();
+        drop(t);
+        launcher::orderly_shutdown(&sw).unwrap();
+    }
+    let o = pef(&[]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("pef: ") && l.contains("OLD layout"))
+        .unwrap_or_else(|| panic!("no old-layout line after the summary:\n{out}"));
+    println!("old-layout key, after the summary: {line}");
+    assert!(line.contains("--fresh-tpm") && line.contains("failed closed"));
+    assert!(
+        !out.contains("created a NEW wrapping key"),
+        "never replaced silently"
+    );
+    let _ = std::fs::remove_dir_all(&work);
 }

@@ -185,6 +185,9 @@ enum Setup {
     ForeignNv,
     /// The parent evicted (the key and the index remain).
     MissingParent,
+    /// PCR_Allocate dropped the SHA-256 bank (SHA-1 only), effective at the TPM reset that
+    /// follows: reading PCR 11 fails.
+    NoSha256Bank,
 }
 
 fn platform_pw() -> [Auth<'static>; 1] {
@@ -272,6 +275,9 @@ fn apply(sw: &Swtpm, setup: Setup) {
                 .unwrap();
         }
         Setup::MissingParent => evict(&mut t, PARENT_HANDLE),
+        Setup::NoSha256Bank => {
+            assert!(pcr_allocate(&mut t).unwrap(), "PCR_Allocate(SHA-1 only)");
+        }
     }
 }
 
@@ -362,11 +368,14 @@ fn pcr_allocate<T: Transport>(host: &mut Tpm<T>) -> Result<bool, Error> {
         &[&Object::permanent(rh::PLATFORM)],
         &mut [Auth::Password(b"")],
         |w| {
-            // Only SHA-1, all 24 PCRs: the SHA-256 bank is dropped at the next reset.
-            w.u32(1)?;
+            // SHA-1: all 24 PCRs; SHA-256: none (a bank not listed would stay as it is).
+            w.u32(2)?;
             w.u16(alg::SHA1)?;
             w.u8(3)?;
-            w.bytes(&[0xFF, 0xFF, 0xFF])
+            w.bytes(&[0xFF, 0xFF, 0xFF])?;
+            w.u16(alg::SHA256)?;
+            w.u8(3)?;
+            w.bytes(&[0, 0, 0])
         },
     )?;
     Ok(host.reply_params(&reply).first() == Some(&1))
@@ -605,6 +614,7 @@ fn fail_closed_campaign() {
         Setup::OldShapeKey,
         Setup::ForeignNv,
         Setup::MissingParent,
+        Setup::NoSha256Bank,
     ] {
         faults.push((format!("{setup:?}"), Fault::None, false, setup, true));
     }
@@ -614,8 +624,12 @@ fn fail_closed_campaign() {
         if *provisioned {
             copy_dir(&tpl, &dir);
         }
-        let sw = Swtpm::start_in(&dir).unwrap();
+        let mut sw = Swtpm::start_in(&dir).unwrap();
         apply(&sw, *setup);
+        if *setup == Setup::NoSha256Bank {
+            // The allocation takes effect at the next TPM reset.
+            sw.restart().unwrap();
+        }
         let (r, _, _) = boot(&sw, *fault, *entropy_fails);
         let tries = host_attempts(&sw, &e);
         let ok: Vec<&Try> = tries.iter().filter(|t| t.succeeded).collect();
