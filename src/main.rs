@@ -91,9 +91,11 @@ mod image {
         configure_hypervisor(link, ram_top);
         ultravisor(&info, handoff, ram_top, tb_hz, &mut flow);
         println!(
-            "bench boot-to-verdict-ms={} provision-ms={} session-ms={} unwrap-ms={}",
+            "bench boot-to-verdict-ms={} provision-ms={} provision-commands={} provision-nv-writes={} session-ms={} unwrap-ms={}",
             ms(arch::timebase(), tb_hz),
             flow.provision_ms,
+            flow.provision_commands,
+            flow.provision_nv_writes,
             flow.session_ms,
             flow.unwrap_ms
         );
@@ -154,6 +156,8 @@ mod image {
     struct Flow {
         failures: u32,
         provision_ms: u64,
+        provision_commands: u32,
+        provision_nv_writes: u32,
         session_ms: u64,
         unwrap_ms: u64,
     }
@@ -172,21 +176,39 @@ mod image {
             println!("fw: no TPM link: nothing provisioned");
             return (None, None);
         };
-        let mut tpm = Tpm::new(link);
-        let result = tpm
-            .seed_entropy(&mut arch::Darn)
-            .map_err(|e| alloc::format!("seeding entropy: {e}"))
-            .and_then(|()| fw::provision::provision(&mut tpm).map_err(|e| alloc::format!("{e}")));
-        let link = tpm.into_transport();
+        let mut tpm = Tpm::new(pefbox::tpm::transport::Counted::new(link));
+        tpm.set_delay(arch::delay_ms);
+        let result = fw::provision::provision_boot(&mut tpm, &mut arch::Darn);
+        let waited = tpm.retry_waited_ms();
+        flow.provision_commands = tpm.commands_executed();
+        let counted = tpm.into_transport();
+        flow.provision_nv_writes = counted.nv_writes;
+        let link = counted.inner;
+        if waited > 0 {
+            println!("fw: waited {waited} ms in re-sends (TPM busy or self-testing)");
+        }
         match result {
             Ok(p) => {
                 let state = |created| if created { "created" } else { "present" };
+                if p.key_created {
+                    print!(
+                        "fw: WARNING: created a NEW wrapping key {:#x} (Name ",
+                        fw::WRAPPING_HANDLE
+                    );
+                    for b in p.secrets.wrapping_name.as_bytes() {
+                        print!("{b:02x}");
+                    }
+                    println!("): ESM blobs sealed to any earlier key will not open");
+                }
                 println!(
-                    "fw: storage parent {:#x} {}, wrapping key {:#x} {}; auth rotated; PCR {} extended (door closed); platform auth locked",
+                    "fw: storage parent {:#x} {}, door index {:#x} {}, wrapping key {:#x} {}; door auth {}; PCR {} extended (door closed); platform auth locked",
                     fw::PARENT_HANDLE,
                     state(p.parent_created),
+                    fw::NV_HANDLE,
+                    if p.nv_defined { "defined" } else { "present" },
                     fw::WRAPPING_HANDLE,
                     state(p.key_created),
+                    if p.nv_defined { "set" } else { "rotated" },
                     fw::DOOR_PCR
                 );
                 (Some(link), Some(p))
@@ -229,7 +251,7 @@ mod image {
                 let t0 = arch::timebase();
                 let modulus: heapless::Vec<u8, 512> =
                     heapless::Vec::from_slice(p.wrapping_modulus()).unwrap_or_default();
-                let r = uv::image::start(p.secrets.clone(), &modulus);
+                let r = uv::image::start(p.secrets, &modulus);
                 flow.session_ms = ms(arch::timebase() - t0, tb_hz);
                 r
             }

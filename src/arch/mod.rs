@@ -36,6 +36,15 @@ pub fn timebase_hz() -> u64 {
     TIMEBASE_HZ.load(core::sync::atomic::Ordering::Relaxed)
 }
 
+/// Busy-waits `ms` milliseconds on the timebase (the TPM client's re-send delay).
+pub fn delay_ms(ms: u32) {
+    let ticks = (timebase_hz() / 1000).saturating_mul(u64::from(ms));
+    let start = timebase();
+    while timebase().wrapping_sub(start) < ticks {
+        core::hint::spin_loop();
+    }
+}
+
 /// Reads the timebase register.
 #[inline(always)]
 pub fn timebase() -> u64 {

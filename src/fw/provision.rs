@@ -1,67 +1,49 @@
-//! Boot-time provisioning of the ultravisor's TPM keys (the firmware role).
+//! Boot-time provisioning of the ultravisor's TPM keys (the firmware role; the design
+//! and its argument are in the [module docs](super)).
 //!
-//! [`provision`] runs over the hypervisor's TPM link before the hypervisor starts:
+//! [`provision_boot`] (the image) seeds the client's mixer from the platform and the TPM,
+//! then runs [`provision`] over the firmware's TPM link before the hypervisor starts:
 //! 1. checks that PCR [`DOOR_PCR`] is all zero (else [`ProvisionError::DoorPcrNotReset`]);
-//! 2. reuses the storage parent at [`PARENT_HANDLE`], or creates it (CreatePrimary under
-//!    `TPM_RH_PLATFORM`) and makes it persistent (EvictControl with platform
-//!    authorization: 0x81800000..=0x81FFFFFF is the platform persistent range, owner
-//!    authorization gets TPM_RC_RANGE); an object of another shape there is an error,
-//!    never overwritten;
-//! 3. reuses the wrapping key at [`WRAPPING_HANDLE`], or creates it under the parent
-//!    (with a throw-away random authValue) and makes it persistent; again, an object of
-//!    another shape (attributes, policy, scheme) there is an error. A parent evicted and
-//!    re-created from the same platform seed is the same key (CreatePrimary is
-//!    deterministic), so an existing wrapping key still rotates under it; if the seed
-//!    changed, the rotation's ObjectChangeAuth/Load fails with a TPM error;
-//! 4. rotates the wrapping key's authValue: 16 fresh bytes from the client's mixer;
-//!    a policy session satisfying branch B (PolicyCommandCode(ObjectChangeAuth),
-//!    PolicyPCR(PCR 11 = 0), PolicyOR); `TPM2_ObjectChangeAuth(0x81800001, parent
-//!    0x81800000, newAuth)` with the new authValue encrypted by a second, salted session
-//!    (salt encrypted to the parent, whose Name was read and recomputed here; that
-//!    session is not tied to the key, so its CFB key does not need the old authValue,
-//!    which nobody knows any more); Load of the new private under the parent;
-//!    EvictControl out of the old persistent object; EvictControl of the loaded one to
-//!    the same handle; FlushContext of the transient.
-//!    ObjectChangeAuth on the persistent handle works (measured on swtpm 0.7.1 /
-//!    libtpms; TPM 2.0 Part 3 allows any loaded object): it returns a new private blob
-//!    and leaves the persistent copy unchanged, hence the Load and the swap.
-//! 5. closes the door: `TPM2_PCR_Extend(11, SHA-256("pefbox: door closed"))`, and reads
-//!    PCR 11 back to check it moved. This step runs whatever happened before (also when
-//!    an earlier step failed, even step 1), so that a failed provisioning never leaves
-//!    branch B open for keys persisted by an earlier boot. [`close_door`] does it alone.
-//! 6. on success only (steps 1 to 5 all passed), locks the platform hierarchy for the
-//!    rest of this TPM power cycle: `TPM2_HierarchyChangeAuth(TPM_RH_PLATFORM)`
-//!    authorized with the current (empty) platformAuth, setting it to
-//!    [`PLATFORM_AUTH_LEN`] fresh bytes from the client's mixer, sent encrypted by a
-//!    session salted to the pinned parent (decrypt, not continued); the value is then
-//!    overwritten and forgotten. From then on nobody (the hypervisor, the host OS) can
-//!    authorize `TPM_RH_PLATFORM`, so nobody can EvictControl (delete or replace) the
-//!    two keys, CreatePrimary under the platform, or change platformAuth back until
-//!    the next TPM reset, which restores the empty platformAuth for the next boot's
-//!    provisioning (the firmware runs first on every boot). The hierarchy stays
-//!    enabled (phEnable set): its keys keep working, only its authorization changed.
-//!    On a failed provisioning platformAuth stays empty (and the ultravisor gets no
-//!    secrets), so recovery tooling can still clean up a foreign object.
+//! 2. reuses the storage parent at [`PARENT_HANDLE`] or creates it (CreatePrimary under
+//!    `TPM_RH_PLATFORM`, EvictControl); another shape there is [`ProvisionError::ForeignParent`];
+//! 3. starts one HMAC session salted to the parent (Name recomputed from its public
+//!    area), decrypt, continued: every secret parameter below goes under it;
+//! 4. reads the door index [`NV_HANDLE`]: absent, it is defined (NV_DefineSpace under the
+//!    platform, the authValue of this boot encrypted); present, its public area must be
+//!    exactly [`nv_public`] (else [`ProvisionError::ForeignNvIndex`]);
+//! 5. reads the wrapping key at [`WRAPPING_HANDLE`]: absent, it is created under the parent
+//!    (Create, sensitive area encrypted; Load; EvictControl) and `key_created` is set (the
+//!    image warns loudly); of the old layout, [`ProvisionError::OldShapeKey`]; another
+//!    shape, [`ProvisionError::ForeignKey`];
+//! 6. unless the index was defined this boot, rotates its authValue: a policy session
+//!    satisfying PolicyCommandCode(NV_ChangeAuth) + PolicyPCR(PCR 11 = 0), then
+//!    `TPM2_NV_ChangeAuth(NV_HANDLE, newAuth)` with newAuth encrypted: one NV write;
+//! 7. closes the door: `TPM2_PCR_Extend(11, SHA-256("pefbox: door closed"))`, read back;
+//! 8. locks the platform: `TPM2_HierarchyChangeAuth(TPM_RH_PLATFORM)` to 32 fresh random
+//!    bytes, sent encrypted (salted to the parent), then forgotten.
 //!
-//! The new authValues are returned (the wrapping key's) or kept (platformAuth) only as
-//! Rust values: they never enter an hcall buffer. On this channel they are sent only
-//! encrypted (steps 4 and 6), and the client's buffers are wiped at the end.
+//! Any failure in 1..=8 (and a failure to seed entropy in [`provision_boot`]) runs
+//! [`fail_closed`]: PCR 11 extended, then HierarchyControl disables phEnableNV and
+//! phEnable with the empty platformAuth (no entropy needed), so the door index and both
+//! keys are unreachable and nothing can be authorized on the platform until the next
+//! TPM reset. The ultravisor then gets nothing ([`Failed`]).
 //!
-//! Known window: a power loss between the two EvictControl calls of step 4 leaves no
-//! object at 0x81800001; the next boot creates a new wrapping key (new Name, new public
-//! key): ESM blobs sealed to the old one can no longer be opened.
+//! Secrets (the door authValue, platformAuth) live in zeroizing values; the client's
+//! buffers are wiped at the end.
 #![forbid(unsafe_code)]
 
 use super::{
-    branches, door_open_pcr_digest, door_selection, wrapping_policy, UvSecrets, DOOR_PCR,
-    PARENT_HANDLE, RSA2048_BYTES, WRAPPING_ATTRIBUTES, WRAPPING_AUTH_LEN, WRAPPING_HANDLE,
+    door_open_pcr_digest, door_selection, legacy_wrapping_policy, nv_policy, nv_public,
+    wrapping_policy, UvSecrets, DOOR_PCR, NV_AUTH_LEN, NV_HANDLE, PARENT_HANDLE, RSA2048_BYTES,
+    WRAPPING_ATTRIBUTES, WRAPPING_HANDLE,
 };
 use crate::tpm::client::Blob;
-use crate::tpm::consts::{alg, cc, rh, sa, SHA256_SIZE};
+use crate::tpm::consts::{alg, cap, cc, rh, sa, SHA256_SIZE};
 use crate::tpm::public::{Public, PublicDetail};
 use crate::tpm::rc;
-use crate::tpm::{Auth, Error, KeyBlob, Name, Object, SaltKey, SessionKind, Template, Tpm};
+use crate::tpm::{Auth, EntropySource, Error, Name, Object, SaltKey, SessionKind, Template, Tpm};
 use crate::tpm::{Session, Transport};
+use zeroize::Zeroize;
 
 /// Length of the random platformAuth set at the end of a successful provisioning
 /// (a SHA-256-sized authValue; never stored, never sent in clear).
@@ -70,6 +52,8 @@ pub const PLATFORM_AUTH_LEN: usize = 32;
 /// The provisioning step that failed (for error messages).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// Seeding the client's mixer (platform entropy or TPM2_GetRandom).
+    Seed,
     /// Drawing the new authValue from the client's mixer (not seeded?).
     Random,
     /// Reading PCR 11.
@@ -78,42 +62,43 @@ pub enum Step {
     ReadParent,
     /// Creating or persisting the parent.
     CreateParent,
+    /// Reading the door index's public area.
+    ReadNvIndex,
+    /// Defining the door index.
+    DefineNvIndex,
     /// Reading the wrapping key's public area.
     ReadKey,
     /// Creating, loading or persisting a new wrapping key.
     CreateKey,
-    /// Starting the sessions of the rotation.
+    /// Starting the sessions.
     StartSessions,
-    /// Satisfying policy branch B.
-    PolicyB,
-    /// `TPM2_ObjectChangeAuth`.
+    /// Satisfying the door index's policy (NV_ChangeAuth + PCR 11 = 0).
+    PolicyDoor,
+    /// `TPM2_NV_ChangeAuth`.
     ChangeAuth,
-    /// Loading the re-authorized key.
-    LoadRotated,
-    /// Swapping the persistent object.
-    Persist,
     /// Flushing transient objects or sessions.
     Flush,
     /// Extending PCR 11 or reading it back.
     CloseDoor,
-    /// Setting a random platformAuth (`TPM2_HierarchyChangeAuth`, step 6).
+    /// Setting a random platformAuth (`TPM2_HierarchyChangeAuth`).
     LockPlatform,
 }
 
 impl core::fmt::Display for Step {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(match self {
+            Step::Seed => "seeding entropy",
             Step::Random => "drawing the new authValue",
             Step::ReadDoorPcr => "reading PCR 11",
             Step::ReadParent => "reading the storage parent",
             Step::CreateParent => "creating the storage parent",
+            Step::ReadNvIndex => "reading the door index",
+            Step::DefineNvIndex => "defining the door index",
             Step::ReadKey => "reading the wrapping key",
             Step::CreateKey => "creating the wrapping key",
             Step::StartSessions => "starting sessions",
-            Step::PolicyB => "satisfying policy branch B",
-            Step::ChangeAuth => "ObjectChangeAuth",
-            Step::LoadRotated => "loading the re-authorized key",
-            Step::Persist => "persisting the re-authorized key",
+            Step::PolicyDoor => "satisfying the door index's policy",
+            Step::ChangeAuth => "NV_ChangeAuth",
             Step::Flush => "flushing",
             Step::CloseDoor => "closing the door (PCR 11)",
             Step::LockPlatform => "setting a random platformAuth",
@@ -124,15 +109,18 @@ impl core::fmt::Display for Step {
 /// Why provisioning failed. No variant carries a secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProvisionError {
-    /// PCR 11 was not all zero: something used it since TPM reset, so branch B cannot
-    /// be satisfied (the key cannot be re-authorized) or was available to someone else.
+    /// PCR 11 was not all zero: something used it since TPM reset.
     DoorPcrNotReset,
-    /// The object at 0x81800000 is not an RSA-2048 AES-128-CFB storage key of the
-    /// expected template; it is left alone.
+    /// The object at 0x81800000 is not the expected storage key; left alone.
     ForeignParent,
-    /// The object at 0x81800001 is not a wrapping key of the expected template
-    /// (attributes, authPolicy, scheme); it is left alone.
+    /// The object at 0x81800001 is not a wrapping key of the expected template; left alone.
     ForeignKey,
+    /// The object at 0x81800001 is a wrapping key of the previous layout (PolicyOR of an
+    /// authValue branch and a PCR 11 branch): it cannot be revoked, so it is refused and
+    /// left alone (never silently replaced).
+    OldShapeKey,
+    /// The index at 0x01400001 is not the expected door index; left alone.
+    ForeignNvIndex,
     /// A TPM operation failed.
     Tpm {
         /// Where.
@@ -140,26 +128,74 @@ pub enum ProvisionError {
         /// What.
         error: Error,
     },
-    /// PCR 11 did not change after the extend: the door is not known to be closed,
-    /// so no secret is handed out.
+    /// PCR 11 did not change after the extend.
     DoorNotClosed,
 }
 
 impl core::fmt::Display for ProvisionError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            ProvisionError::DoorPcrNotReset => f.write_str(
-                "PCR 11 is not zero at provisioning: something used it since TPM reset; \
-                 refusing a key that cannot be re-authorized",
-            ),
+            ProvisionError::DoorPcrNotReset => {
+                f.write_str("PCR 11 is not zero at provisioning: something used it since TPM reset")
+            }
             ProvisionError::ForeignParent => {
                 f.write_str("0x81800000 holds an object that is not the expected storage key")
             }
             ProvisionError::ForeignKey => {
                 f.write_str("0x81800001 holds an object that is not the expected wrapping key")
             }
+            ProvisionError::OldShapeKey => f.write_str(
+                "0x81800001 is a wrapping key of the OLD layout (PolicyOR: authValue or \
+                 PCR 11 branch; earlier authValues and blobs keep working, it cannot be \
+                 revoked): refused. To replace it, run the launcher with --fresh-tpm \
+                 (wipes the TPM state: ESM blobs sealed to the old key will no longer \
+                 open; re-seal them to the new key from --export-wrapping-key)",
+            ),
+            ProvisionError::ForeignNvIndex => {
+                f.write_str("0x01400001 holds an NV index that is not the expected door index")
+            }
             ProvisionError::Tpm { step, error } => write!(f, "{step}: {error}"),
             ProvisionError::DoorNotClosed => f.write_str("PCR 11 did not change after extend"),
+        }
+    }
+}
+
+/// What [`fail_closed`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Closed {
+    /// PCR 11 was extended (or already not zero).
+    pub door: bool,
+    /// phEnableNV and phEnable read back clear.
+    pub platform_disabled: bool,
+}
+
+/// A failed provisioning: the cause, and how the TPM was left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failed {
+    /// The first failure.
+    pub error: ProvisionError,
+    /// What failing closed achieved.
+    pub closed: Closed,
+}
+
+impl core::fmt::Display for Failed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}; failed closed: ", self.error)?;
+        match (self.closed.door, self.closed.platform_disabled) {
+            (true, true) => f.write_str(
+                "door closed, platform hierarchy disabled until TPM reset, ultravisor gets nothing",
+            ),
+            (false, true) => f.write_str(
+                "door NOT KNOWN CLOSED (PCR 11 not extended: its SHA-256 bank unusable?), \
+                 platform hierarchy disabled until TPM reset (door index and keys unreachable), \
+                 ultravisor gets nothing",
+            ),
+            (d, _) => write!(
+                f,
+                "door {}, platform hierarchy NOT KNOWN DISABLED (TPM not answering?), \
+                 ultravisor gets nothing",
+                if d { "closed" } else { "NOT KNOWN CLOSED" },
+            ),
         }
     }
 }
@@ -173,8 +209,12 @@ pub struct Provisioned {
     pub wrapping_public: Blob,
     /// True if this boot created the storage parent.
     pub parent_created: bool,
-    /// True if this boot created the wrapping key.
+    /// True if this boot created the wrapping key (a NEW key: blobs sealed to any
+    /// earlier key will not open; the image says so loudly).
     pub key_created: bool,
+    /// True if this boot defined the door index (first boot, or after a power cut in
+    /// first-time creation).
+    pub nv_defined: bool,
 }
 
 impl Provisioned {
@@ -280,96 +320,127 @@ fn wrapping_template(policy: &[u8]) -> Template<'_> {
     Template::rsa_oaep(WRAPPING_ATTRIBUTES, policy)
 }
 
-/// Provisions the TPM for this boot (see the module docs) and closes the door behind
-/// it. `tpm` must be seeded ([`Tpm::seed_entropy`]): its mixer supplies the new
-/// authValue, the nonces and the salt.
-pub fn provision<T: Transport>(tpm: &mut Tpm<T>) -> Result<Provisioned, ProvisionError> {
-    let mut auth = [0u8; WRAPPING_AUTH_LEN];
-    let result = check_and_provision(tpm, &mut auth);
-    // Every outcome closes the door: even when nothing was (re)provisioned, keys from
-    // an earlier boot may be in the TPM, and branch B must not stay open for the host.
-    let closed = close_door(tpm);
-    auth.fill(0);
-    let outcome = match (result, closed) {
-        (Ok(p), Ok(())) => lock_platform(tpm, &p.secrets.parent_name).map(|()| p),
-        (Ok(_), Err(e)) => Err(e),
-        (Err(e), _) => Err(e),
+/// The image's entry: seeds the client's mixer (`platform` entropy mixed with
+/// TPM2_GetRandom), then [`provision`]s. A seeding failure fails closed as well.
+pub fn provision_boot<T: Transport>(
+    tpm: &mut Tpm<T>,
+    platform: &mut dyn EntropySource,
+) -> Result<Provisioned, Failed> {
+    match tpm.seed_entropy(platform) {
+        Ok(()) => provision(tpm),
+        Err(error) => {
+            let closed = fail_closed(tpm);
+            tpm.wipe_buffers();
+            Err(Failed {
+                error: ProvisionError::Tpm {
+                    step: Step::Seed,
+                    error,
+                },
+                closed,
+            })
+        }
+    }
+}
+
+/// Provisions the TPM for this boot (see the module docs), closes the door and locks the
+/// platform; on any failure fails closed ([`fail_closed`]). `tpm` must be seeded.
+pub fn provision<T: Transport>(tpm: &mut Tpm<T>) -> Result<Provisioned, Failed> {
+    let mut auth = [0u8; NV_AUTH_LEN];
+    let result = provision_keys(tpm, &mut auth)
+        .and_then(|p| close_door(tpm).map(|()| p))
+        .and_then(|p| lock_platform(tpm, &p.secrets.parent_name).map(|()| p));
+    auth.zeroize();
+    let outcome = match result {
+        Ok(p) => Ok(p),
+        Err(error) => Err(Failed {
+            error,
+            closed: fail_closed(tpm),
+        }),
     };
-    // The new authValues crossed the command buffer only encrypted, but nothing of
-    // this exchange needs to stay in the client.
     tpm.wipe_buffers();
     outcome
 }
 
-/// Step 6: sets platformAuth to [`PLATFORM_AUTH_LEN`] fresh random bytes (sent
-/// encrypted to the pinned parent), then forgets them. Needs the empty platformAuth
-/// of a freshly reset TPM.
+/// Fails closed: extends PCR 11 (if not done), then disables phEnableNV and phEnable
+/// with the empty platformAuth until the next TPM reset, and reads the result back.
+/// Needs no entropy (password sessions only, no secret). Each step is tried twice.
+pub fn fail_closed<T: Transport>(tpm: &mut Tpm<T>) -> Closed {
+    let mut closed = Closed::default();
+    for _ in 0..2 {
+        if !closed.door {
+            closed.door = close_door(tpm).is_ok()
+                || matches!(door_value(tpm), Ok(v) if v != [0u8; SHA256_SIZE]);
+        }
+        if !closed.platform_disabled {
+            let pw = || [Auth::Password(b"")];
+            let _ = tpm.hierarchy_control(&platform(), &mut pw(), rh::PLATFORM_NV, false);
+            let _ = tpm.hierarchy_control(&platform(), &mut pw(), rh::PLATFORM, false);
+            closed.platform_disabled = platform_disabled(tpm).unwrap_or(false);
+        }
+        if closed.door && closed.platform_disabled {
+            break;
+        }
+    }
+    closed
+}
+
+/// True if TPM_PT_STARTUP_CLEAR reads phEnable (bit 0) and phEnableNV (bit 3) clear.
+pub fn platform_disabled<T: Transport>(tpm: &mut Tpm<T>) -> Result<bool, Error> {
+    let mut props = [(0u32, 0u32); 1];
+    let (n, _) = tpm.get_capability_properties(cap::PT_STARTUP_CLEAR, &mut props)?;
+    match props.get(..n) {
+        Some([(p, v)]) if *p == cap::PT_STARTUP_CLEAR => Ok(v & 1 == 0 && v & (1 << 3) == 0),
+        _ => Err(Error::Parse(crate::tpm::marshal::ParseError::BadValue)),
+    }
+}
+
+fn door_value<T: Transport>(tpm: &mut Tpm<T>) -> Result<[u8; SHA256_SIZE], Error> {
+    let mut pcr = [[0u8; SHA256_SIZE]; 1];
+    let (_, read, n) = tpm.pcr_read(&door_selection(), &mut pcr)?;
+    if n != 1 || read != Some(door_selection()) {
+        return Err(Error::Parse(crate::tpm::marshal::ParseError::BadValue));
+    }
+    Ok(pcr[0])
+}
+
+/// Sets platformAuth to [`PLATFORM_AUTH_LEN`] fresh random bytes (sent encrypted to the
+/// pinned parent), then forgets them. Needs the empty platformAuth of a fresh TPM reset.
 fn lock_platform<T: Transport>(tpm: &mut Tpm<T>, parent_name: &Name) -> Result<(), ProvisionError> {
     let step = at(Step::LockPlatform);
-    let mut value = [0u8; PLATFORM_AUTH_LEN];
-    tpm.random(&mut value).map_err(&step)?;
-    // Salted to the parent (Name recomputed and compared by the client), decrypt only,
-    // not continued: the TPM closes it after the command succeeds.
-    let enc = tpm.start_auth_session(
-        SaltKey::Rsa {
-            handle: PARENT_HANDLE,
-            pinned_name: parent_name.as_bytes(),
-        },
-        None,
-        SessionKind::Hmac,
-        sa::DECRYPT,
-    );
-    let mut enc = match enc {
-        Ok(s) => s,
-        Err(e) => {
-            value.fill(0);
-            core::hint::black_box(&value);
-            return Err(ProvisionError::Tpm {
-                step: Step::LockPlatform,
-                error: e,
-            });
-        }
-    };
+    let mut value = zeroize::Zeroizing::new([0u8; PLATFORM_AUTH_LEN]);
+    tpm.random(&mut value[..]).map_err(&step)?;
+    let mut enc = salted(tpm, parent_name, sa::DECRYPT).map_err(&step)?;
     let changed = tpm.hierarchy_change_auth(
         &platform(),
         &mut [Auth::Password(b""), Auth::encrypt_only(&mut enc)],
-        &value,
+        &value[..],
     );
-    value.fill(0);
-    core::hint::black_box(&value);
     // A no-op after success (the session ended with the command).
     let flushed = tpm.flush_session(&mut enc).map_err(at(Step::Flush));
     changed.map_err(&step)?;
     flushed
 }
 
-/// Steps 1 to 4.
-fn check_and_provision<T: Transport>(
+/// An HMAC session salted to the parent (its Name recomputed by the client and compared
+/// with `parent_name`), unbound, with `attributes`.
+fn salted<T: Transport>(
     tpm: &mut Tpm<T>,
-    auth: &mut [u8; WRAPPING_AUTH_LEN],
-) -> Result<Provisioned, ProvisionError> {
-    tpm.random(auth).map_err(at(Step::Random))?;
-    let sel = door_selection();
-    let mut pcr = [[0u8; SHA256_SIZE]; 1];
-    let (_, read, n) = tpm
-        .pcr_read(&sel, &mut pcr)
-        .map_err(at(Step::ReadDoorPcr))?;
-    if n != 1 || read != Some(sel) {
-        return Err(ProvisionError::Tpm {
-            step: Step::ReadDoorPcr,
-            error: Error::Parse(crate::tpm::marshal::ParseError::BadValue),
-        });
-    }
-    if pcr.first() != Some(&[0u8; SHA256_SIZE]) {
-        return Err(ProvisionError::DoorPcrNotReset);
-    }
-    provision_keys(tpm, auth)
+    parent_name: &Name,
+    attributes: u8,
+) -> Result<Session, Error> {
+    tpm.start_auth_session(
+        SaltKey::Rsa {
+            handle: PARENT_HANDLE,
+            pinned_name: parent_name.as_bytes(),
+        },
+        None,
+        SessionKind::Hmac,
+        attributes,
+    )
 }
 
 /// Closes the door without provisioning: extends PCR [`DOOR_PCR`] with
-/// [`door_closed_digest`](super::door_closed_digest) and checks that it moved. For
-/// boot paths that skip [`provision`] (which always does this itself): without it, keys
-/// persisted by an earlier boot would stay re-authorizable through branch B.
+/// [`door_closed_digest`](super::door_closed_digest) and checks that it moved.
 pub fn close_door<T: Transport>(tpm: &mut Tpm<T>) -> Result<(), ProvisionError> {
     let step = at(Step::CloseDoor);
     tpm.pcr_extend(
@@ -378,19 +449,22 @@ pub fn close_door<T: Transport>(tpm: &mut Tpm<T>) -> Result<(), ProvisionError> 
         &super::door_closed_digest(),
     )
     .map_err(&step)?;
-    let mut pcr = [[0u8; SHA256_SIZE]; 1];
-    let (_, _, n) = tpm.pcr_read(&door_selection(), &mut pcr).map_err(&step)?;
-    if n != 1 || pcr[0] == [0u8; SHA256_SIZE] {
+    let v = door_value(tpm).map_err(&step)?;
+    if v == [0u8; SHA256_SIZE] {
         return Err(ProvisionError::DoorNotClosed);
     }
     Ok(())
 }
 
-/// Steps 2 to 4 (everything between the PCR check and closing the door).
+/// Steps 1 to 6.
 fn provision_keys<T: Transport>(
     tpm: &mut Tpm<T>,
-    auth: &[u8; WRAPPING_AUTH_LEN],
+    auth: &mut [u8; NV_AUTH_LEN],
 ) -> Result<Provisioned, ProvisionError> {
+    tpm.random(auth).map_err(at(Step::Random))?;
+    if door_value(tpm).map_err(at(Step::ReadDoorPcr))? != [0u8; SHA256_SIZE] {
+        return Err(ProvisionError::DoorPcrNotReset);
+    }
     let storage = Template::rsa_storage();
     let (parent, parent_created) = match read_expected(
         tpm,
@@ -402,35 +476,93 @@ fn provision_keys<T: Transport>(
         Some((obj, _)) => (obj, false),
         None => (create_parent(tpm, &storage)?, true),
     };
-
-    let policy = wrapping_policy();
-    let template = wrapping_template(&policy);
-    let (key, public, key_created) = match read_expected(
-        tpm,
-        WRAPPING_HANDLE,
-        &template,
-        Step::ReadKey,
-        ProvisionError::ForeignKey,
-    )? {
-        Some((obj, blob)) => (obj, blob, false),
-        None => {
-            let (obj, blob) = create_key(tpm, &parent, &template)?;
-            (obj, blob, true)
-        }
-    };
-
-    rotate(tpm, &parent, &key, &public, auth)?;
-
+    let mut enc = salted(tpm, &parent.name, sa::CONTINUE_SESSION | sa::DECRYPT)
+        .map_err(at(Step::StartSessions))?;
+    let r = provision_with(tpm, &mut enc, &parent, auth);
+    let flushed = tpm.flush_session(&mut enc).map_err(at(Step::Flush));
+    let (nv, nv_defined, key, public, key_created) = r?;
+    flushed?;
     Ok(Provisioned {
         secrets: UvSecrets {
-            wrapping_auth: *auth,
+            nv_auth: super::nv_auth_from(auth),
             wrapping_name: key.name.clone(),
             parent_name: parent.name.clone(),
+            nv_name: nv.name.clone(),
         },
         wrapping_public: public,
         parent_created,
         key_created,
+        nv_defined,
     })
+}
+
+type Parts = (Object, bool, Object, Blob, bool);
+
+/// Steps 4 to 6, with `enc` (salted to the parent) encrypting every secret parameter.
+fn provision_with<T: Transport>(
+    tpm: &mut Tpm<T>,
+    enc: &mut Session,
+    parent: &Object,
+    auth: &[u8; NV_AUTH_LEN],
+) -> Result<Parts, ProvisionError> {
+    let nvp = nv_policy();
+    let expected = nv_public(&nvp);
+    let (nv, nv_defined) = match tpm.nv_read_public(NV_HANDLE) {
+        Ok((obj, raw)) => {
+            let ok = crate::tpm::public::NvPublic::parse(&raw).ok() == Some(expected);
+            if !ok {
+                return Err(ProvisionError::ForeignNvIndex);
+            }
+            (obj, false)
+        }
+        Err(e) if is_absent(&e) => {
+            let obj = tpm
+                .nv_define_space(
+                    &platform(),
+                    &mut [Auth::Password(b""), Auth::encrypt_only(enc)],
+                    auth,
+                    &expected,
+                )
+                .map_err(at(Step::DefineNvIndex))?;
+            (obj, true)
+        }
+        Err(e) => {
+            return Err(ProvisionError::Tpm {
+                step: Step::ReadNvIndex,
+                error: e,
+            })
+        }
+    };
+
+    let policy = wrapping_policy();
+    let template = wrapping_template(&policy);
+    let (key, public, key_created) = match tpm.read_public(WRAPPING_HANDLE) {
+        Ok((obj, blob)) => {
+            let p = Public::parse(&blob).ok();
+            if p.map(|p| matches_template(&p, &template)) == Some(true) {
+                (obj, blob, false)
+            } else if p.map(|p| p.auth_policy == legacy_wrapping_policy()) == Some(true) {
+                return Err(ProvisionError::OldShapeKey);
+            } else {
+                return Err(ProvisionError::ForeignKey);
+            }
+        }
+        Err(e) if is_absent(&e) => {
+            let (obj, blob) = create_key(tpm, enc, parent, &template)?;
+            (obj, blob, true)
+        }
+        Err(e) => {
+            return Err(ProvisionError::Tpm {
+                step: Step::ReadKey,
+                error: e,
+            })
+        }
+    };
+
+    if !nv_defined {
+        rotate(tpm, enc, &nv, auth)?;
+    }
+    Ok((nv, nv_defined, key, public, key_created))
 }
 
 fn create_parent<T: Transport>(
@@ -464,18 +596,24 @@ fn persist<T: Transport>(
     Ok(persisted)
 }
 
+/// Creates the wrapping key once: its authValue is empty (no role accepts it, see the
+/// module docs; the response encryption of the ultravisor's RSA_Decrypt keys on it), its
+/// sensitive area goes encrypted under `enc` all the same.
 fn create_key<T: Transport>(
     tpm: &mut Tpm<T>,
+    enc: &mut Session,
     parent: &Object,
     template: &Template<'_>,
 ) -> Result<(Object, Blob), ProvisionError> {
     let step = at(Step::CreateKey);
-    // A throw-away authValue: the rotation below replaces it before anyone can use it.
-    let mut initial = [0u8; WRAPPING_AUTH_LEN];
-    tpm.random(&mut initial).map_err(&step)?;
-    let created = tpm.create(parent, &mut [Auth::Password(b"")], template, &initial);
-    initial.fill(0);
-    let blob = created.map_err(&step)?;
+    let blob = tpm
+        .create(
+            parent,
+            &mut [Auth::Password(b""), Auth::encrypt_only(enc)],
+            template,
+            b"",
+        )
+        .map_err(&step)?;
     let transient = tpm
         .load(parent, &mut [Auth::Password(b"")], &blob)
         .map_err(&step)?;
@@ -483,110 +621,34 @@ fn create_key<T: Transport>(
     Ok((persisted, blob.public))
 }
 
-/// Step 4: sets `auth` as the wrapping key's authValue through branch B.
+/// Step 6: sets `auth` as the door index's authValue (NV_ChangeAuth through its policy,
+/// newAuth encrypted under `enc`).
 fn rotate<T: Transport>(
     tpm: &mut Tpm<T>,
-    parent: &Object,
-    key: &Object,
-    public: &Blob,
-    auth: &[u8; WRAPPING_AUTH_LEN],
-) -> Result<(), ProvisionError> {
-    // The encrypting session: salted to the parent (Name pinned from ReadPublic above,
-    // recomputed from the public area by the client), not bound, not authorizing.
-    let mut enc = tpm
-        .start_auth_session(
-            SaltKey::Rsa {
-                handle: PARENT_HANDLE,
-                pinned_name: parent.name.as_bytes(),
-            },
-            None,
-            SessionKind::Hmac,
-            sa::CONTINUE_SESSION | sa::DECRYPT,
-        )
-        .map_err(at(Step::StartSessions))?;
-    let policy = tpm.start_auth_session(SaltKey::None, None, SessionKind::Policy, 0);
-    let mut policy = match policy {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = tpm.flush_session(&mut enc);
-            return Err(ProvisionError::Tpm {
-                step: Step::StartSessions,
-                error: e,
-            });
-        }
-    };
-    let changed = change_auth(tpm, &mut policy, &mut enc, parent, key, auth);
-    // The policy session ends with a successful command (continueSession clear);
-    // flush whatever is still open either way.
-    let f1 = tpm.flush_session(&mut policy);
-    let f2 = tpm.flush_session(&mut enc);
-    let private = changed?;
-    f1.and(f2).map_err(at(Step::Flush))?;
-
-    let rotated = KeyBlob {
-        private,
-        public: public.clone(),
-    };
-    let transient = tpm
-        .load(parent, &mut [Auth::Password(b"")], &rotated)
-        .map_err(at(Step::LoadRotated))?;
-    if transient.name != key.name {
-        let _ = tpm.flush_context(transient.handle);
-        return Err(ProvisionError::Tpm {
-            step: Step::LoadRotated,
-            error: Error::NameMismatch,
-        });
-    }
-    let swapped = swap_persistent(tpm, key, &transient);
-    let flushed = tpm.flush_context(transient.handle).map_err(at(Step::Flush));
-    swapped?;
-    flushed
-}
-
-fn change_auth<T: Transport>(
-    tpm: &mut Tpm<T>,
-    policy: &mut Session,
     enc: &mut Session,
-    parent: &Object,
-    key: &Object,
-    auth: &[u8; WRAPPING_AUTH_LEN],
-) -> Result<Blob, ProvisionError> {
-    let step = at(Step::PolicyB);
-    tpm.policy_command_code(policy, cc::OBJECT_CHANGE_AUTH)
-        .map_err(&step)?;
-    tpm.policy_pcr(policy, &door_open_pcr_digest(), &door_selection())
-        .map_err(&step)?;
-    tpm.policy_or(policy, &branches()).map_err(&step)?;
-    tpm.object_change_auth(
-        key,
-        parent,
-        &mut [Auth::session(policy, &[]), Auth::encrypt_only(enc)],
-        auth,
-    )
-    .map_err(at(Step::ChangeAuth))
-}
-
-fn swap_persistent<T: Transport>(
-    tpm: &mut Tpm<T>,
-    old: &Object,
-    transient: &Object,
+    nv: &Object,
+    auth: &[u8; NV_AUTH_LEN],
 ) -> Result<(), ProvisionError> {
-    let step = at(Step::Persist);
-    tpm.evict_control(
-        &platform(),
-        &mut [Auth::Password(b"")],
-        old,
-        WRAPPING_HANDLE,
-    )
-    .map_err(&step)?;
-    tpm.evict_control(
-        &platform(),
-        &mut [Auth::Password(b"")],
-        transient,
-        WRAPPING_HANDLE,
-    )
-    .map_err(&step)?;
-    Ok(())
+    let mut policy = tpm
+        .start_auth_session(SaltKey::None, None, SessionKind::Policy, 0)
+        .map_err(at(Step::StartSessions))?;
+    let changed = (|| {
+        let step = at(Step::PolicyDoor);
+        tpm.policy_command_code(&mut policy, cc::NV_CHANGE_AUTH)
+            .map_err(&step)?;
+        tpm.policy_pcr(&mut policy, &door_open_pcr_digest(), &door_selection())
+            .map_err(&step)?;
+        tpm.nv_change_auth(
+            nv,
+            &mut [Auth::session(&mut policy, &[]), Auth::encrypt_only(enc)],
+            auth,
+        )
+        .map_err(at(Step::ChangeAuth))
+    })();
+    // The policy session ends with a successful command (continueSession clear).
+    let flushed = tpm.flush_session(&mut policy).map_err(at(Step::Flush));
+    changed?;
+    flushed
 }
 
 /// The wrapping key's Name as `provision` would accept it from `public` (a
@@ -659,7 +721,20 @@ mod tests {
             error: Error::Tpm(crate::tpm::ResponseCode(0x99d)),
         };
         let text = format!("{e}");
-        assert!(text.starts_with("ObjectChangeAuth: TPM error"), "{text}");
+        assert!(text.starts_with("NV_ChangeAuth: TPM error"), "{text}");
         assert!(format!("{}", ProvisionError::DoorPcrNotReset).contains("PCR 11"));
+        let old = format!("{}", ProvisionError::OldShapeKey);
+        assert!(
+            old.contains("OLD layout") && old.contains("--fresh-tpm"),
+            "{old}"
+        );
+        let f = Failed {
+            error: ProvisionError::ForeignKey,
+            closed: Closed {
+                door: true,
+                platform_disabled: true,
+            },
+        };
+        assert!(format!("{f}").contains("platform hierarchy disabled until TPM reset"));
     }
 }

@@ -642,13 +642,13 @@ fn synthetic_lockbox() -> Result<([u8; 32], [u8; 256]), String> {
 
 fn uv_snoop() -> TestResult {
     let (key, ek) = synthetic_lockbox()?;
-    let secrets = {
-        let g = crate::uv::image::UV.lock();
-        g.as_ref()
-            .ok_or("the ultravisor did not start")?
-            .secrets
-            .clone()
-    };
+    // Borrowed under the ultravisor's lock (UvSecrets is not Clone: no copy to wipe).
+    // The flow below reaches the TPM through the hypervisor, which never takes this lock.
+    let guard = crate::uv::image::UV.lock();
+    let secrets = &guard
+        .as_ref()
+        .ok_or("the ultravisor did not start")?
+        .secrets;
     {
         let mut r = RECORDING.lock();
         r.len = 0;
@@ -662,7 +662,7 @@ fn uv_snoop() -> TestResult {
     // and the session's flush.
     let flow = (|| -> Result<[u8; 32], String> {
         let mut tpm = crate::uv::image::client()?;
-        let mut s = crate::uv::unwrap::UvSession::establish(&mut tpm, &secrets)
+        let mut s = crate::uv::unwrap::UvSession::establish(&mut tpm, secrets)
             .map_err(|e| format!("establish: {e}"))?;
         let k = s
             .unwrap(&mut tpm, &ek)
@@ -686,8 +686,8 @@ fn uv_snoop() -> TestResult {
     if contains(seen, &key) {
         return Err("the symmetric key crossed the hcall boundary in clear".into());
     }
-    if contains(seen, &secrets.wrapping_auth) {
-        return Err("the wrapping key's authValue crossed the hcall boundary in clear".into());
+    if contains(seen, &secrets.nv_auth[..]) {
+        return Err("the door authValue crossed the hcall boundary in clear".into());
     }
     crate::println!(
         "  uv-snoop: {} commands, {} bytes relayed; lockbox ciphertext seen, key and authValue not",

@@ -14,7 +14,7 @@ use super::crypto::{self, CryptoError};
 use super::entropy::{EntropyError, EntropySource, Mixer};
 use super::marshal::{ParseError, Reader, WriteError, Writer};
 use super::policy::PolicyDigest;
-use super::public::{Name, Object, PcrSelection, Public, PublicDetail, Template};
+use super::public::{Name, NvPublic, Object, PcrSelection, Public, PublicDetail, Template};
 use super::rc::ResponseCode;
 use super::session::{bind_id, Auth, Session, SessionKind};
 use super::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
@@ -177,6 +177,11 @@ pub struct Tpm<T: Transport> {
     rng: Option<Mixer>,
     cmd: [u8; MAX_TPM_MESSAGE],
     rsp: [u8; MAX_TPM_MESSAGE],
+    delay: Delay,
+    waited_ms: u64,
+    executed: u32,
+    #[cfg(feature = "observe-secrets")]
+    observer: Option<fn(&[u8])>,
 }
 
 fn entry_len(nonce: usize, hmac: usize) -> usize {
@@ -245,8 +250,30 @@ const RC_RETRY: u32 = 0x922;
 const RC_YIELDED: u32 = 0x908;
 /// `TPM_RC_TESTING`: the TPM is self-testing; send it again.
 const RC_TESTING: u32 = 0x90A;
+/// The waits before each re-send of a command the TPM did not start (TPM_RC_RETRY,
+/// TPM_RC_YIELDED, TPM_RC_TESTING), in milliseconds: growing, bounded, 13 re-sends and
+/// [`RETRY_BUDGET_MS`] in all; then the warning is returned as the command's error. A
+/// TPM still self-testing after that is treated as failed (provisioning fails closed).
+pub const RETRY_DELAYS_MS: [u32; 13] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 1000, 1000];
+/// The most one command waits in re-sends (the sum of [`RETRY_DELAYS_MS`]): 4.023 s.
+pub const RETRY_BUDGET_MS: u32 = {
+    let mut sum = 0;
+    let mut i = 0;
+    while i < RETRY_DELAYS_MS.len() {
+        sum += RETRY_DELAYS_MS[i];
+        i += 1;
+    }
+    sum
+};
 /// How many times a not-started command is re-sent before its warning is returned.
-const NOT_STARTED_RETRIES: usize = 4;
+const NOT_STARTED_RETRIES: usize = RETRY_DELAYS_MS.len();
+
+/// A wait of the given milliseconds, supplied by the platform ([`Tpm::set_delay`]): the
+/// image backs it with the timebase, host tests with `std::thread::sleep` or a fake.
+pub type Delay = fn(u32);
+
+/// The default [`Delay`]: returns at once (a client without a clock re-sends at once).
+pub fn no_delay(_ms: u32) {}
 
 impl<T: Transport> Tpm<T> {
     /// A client without a seeded random source: call [`Tpm::seed_entropy`] before
@@ -257,7 +284,47 @@ impl<T: Transport> Tpm<T> {
             rng: None,
             cmd: [0u8; MAX_TPM_MESSAGE],
             rsp: [0u8; MAX_TPM_MESSAGE],
+            delay: no_delay,
+            waited_ms: 0,
+            executed: 0,
+            #[cfg(feature = "observe-secrets")]
+            observer: None,
         }
+    }
+
+    /// Test builds only (feature `observe-secrets`): `f` is called with every value this
+    /// client treats as secret: the plaintext of each encrypted command parameter, each
+    /// salt, each session key and each authValue that keys an HMAC. A test can then
+    /// search the link for them.
+    #[cfg(feature = "observe-secrets")]
+    pub fn set_secret_observer(&mut self, f: Option<fn(&[u8])>) {
+        self.observer = f;
+    }
+
+    #[allow(unused_variables)]
+    fn observe(&self, secret: &[u8]) {
+        #[cfg(feature = "observe-secrets")]
+        if let Some(f) = self.observer {
+            if !secret.is_empty() {
+                f(secret);
+            }
+        }
+    }
+
+    /// Sets the wait used between re-sends of a command the TPM did not start (see
+    /// [`RETRY_DELAYS_MS`]).
+    pub fn set_delay(&mut self, delay: Delay) {
+        self.delay = delay;
+    }
+
+    /// Commands sent so far (each counted once, however often it was re-sent).
+    pub fn commands_executed(&self) -> u32 {
+        self.executed
+    }
+
+    /// Milliseconds spent waiting to re-send not-started commands so far.
+    pub fn retry_waited_ms(&self) -> u64 {
+        self.waited_ms
     }
 
     /// A client using an already seeded mixer.
@@ -296,17 +363,14 @@ impl<T: Transport> Tpm<T> {
         Ok(())
     }
 
-    /// Overwrites the command and response buffers with zeros (best effort: no
-    /// `unsafe`, so no volatile write; `black_box` keeps the stores from being
-    /// elided). Both buffers keep the last command and response until the next
+    /// Overwrites the command and response buffers with zeros (`zeroize`: volatile
+    /// writes the compiler cannot elide). Both buffers keep the last command and response until the next
     /// command overwrites them, including decrypted response parameters such as an
     /// unwrapped key: call this once such a value has been copied out. Any [`Reply`]
     /// obtained earlier then reads as zeros.
     pub fn wipe_buffers(&mut self) {
-        self.cmd.fill(0);
-        self.rsp.fill(0);
-        core::hint::black_box(&self.cmd);
-        core::hint::black_box(&self.rsp);
+        zeroize::Zeroize::zeroize(&mut self.cmd[..]);
+        zeroize::Zeroize::zeroize(&mut self.rsp[..]);
     }
 
     /// True if both buffers are all zero (after [`Tpm::wipe_buffers`], before the next
@@ -407,6 +471,15 @@ impl<T: Transport> Tpm<T> {
                     &session.nonce_caller,
                     &session.nonce_tpm,
                 );
+                #[cfg(feature = "observe-secrets")]
+                {
+                    let first = self.cmd.get(param_off..total).unwrap_or(&[]);
+                    let n = first
+                        .get(..2)
+                        .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+                    self.observe(first.get(2..2 + n).unwrap_or(&[]));
+                    self.observe(session.key());
+                }
                 let area = self
                     .cmd
                     .get_mut(param_off..total)
@@ -468,6 +541,8 @@ impl<T: Transport> Tpm<T> {
                 }
                 Auth::Session { session, .. } => {
                     let av = crypto::auth_value_trimmed(hmac_auth(i, spec, handles, s));
+                    self.observe(av);
+                    self.observe(session.key());
                     let attrs = [session.attributes];
                     let e0 = extra.first().map_or(&[][..], |e| e.as_slice());
                     let e1 = extra.get(1).map_or(&[][..], |e| e.as_slice());
@@ -502,12 +577,13 @@ impl<T: Transport> Tpm<T> {
             .copy_from_slice(w.written());
 
         // Round trip. TPM_RC_RETRY, TPM_RC_YIELDED and TPM_RC_TESTING are warnings that the
-        // command was not started (sessions untouched): the same bytes are sent again, a
-        // bounded number of times (libtpms answers the first RSA_Decrypt after a reset with
-        // TPM_RC_RETRY).
+        // command was not started (sessions untouched): the same bytes are sent again after
+        // a growing wait, a bounded number of times (RETRY_DELAYS_MS; libtpms answers the
+        // first RSA_Decrypt after a reset with TPM_RC_RETRY).
         let command = self.cmd.get(..total).ok_or(WriteError::Overflow)?;
         let mut n = 0;
-        for _ in 0..=NOT_STARTED_RETRIES {
+        self.executed = self.executed.saturating_add(1);
+        for attempt in 0..=NOT_STARTED_RETRIES {
             n = self.transport.transact(command, &mut self.rsp)?;
             let rc = self
                 .rsp
@@ -515,6 +591,10 @@ impl<T: Transport> Tpm<T> {
                 .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
             if !matches!(rc, Some(RC_RETRY | RC_YIELDED | RC_TESTING)) {
                 break;
+            }
+            if let Some(&ms) = RETRY_DELAYS_MS.get(attempt) {
+                (self.delay)(ms);
+                self.waited_ms = self.waited_ms.saturating_add(u64::from(ms));
             }
         }
         let response = self.rsp.get(..n).ok_or(TransportError::ResponseTooLarge)?;
@@ -1082,7 +1162,9 @@ impl<T: Transport> Tpm<T> {
                 (k, SHA256_SIZE, id)
             }
         };
-        salt_value.fill(0);
+        self.observe(salt_bytes);
+        self.observe(key.get(..key_len).unwrap_or(&[]));
+        zeroize::Zeroize::zeroize(&mut salt_value);
         let mut s = Session {
             handle: reply.handle,
             kind,
@@ -1241,6 +1323,150 @@ impl<T: Transport> Tpm<T> {
         Ok(())
     }
 
+    /// `TPM2_HierarchyControl(authHandle, enable, state)`: with `state` false, disables
+    /// `enable` (`TPM_RH_PLATFORM`: phEnable; `TPM_RH_PLATFORM_NV`: phEnableNV) until the
+    /// next TPM reset.
+    pub fn hierarchy_control(
+        &mut self,
+        auth: &Object,
+        sessions: &mut [Auth<'_>],
+        enable: u32,
+        state: bool,
+    ) -> Result<(), Error> {
+        let spec = CommandSpec {
+            cc: cc::HIERARCHY_CONTROL,
+            auth_handles: 1,
+            response_handles: 0,
+            encrypt_command: false,
+            encrypt_response: false,
+        };
+        let reply = self.execute(&spec, &[auth], sessions, |w| {
+            w.u32(enable)?;
+            w.u8(u8::from(state))
+        })?;
+        Reader::new(self.reply_params(&reply)).finish()?;
+        Ok(())
+    }
+
+    /// `TPM2_NV_DefineSpace(authHandle, auth, publicInfo)`. `auth` is the first
+    /// parameter: send it under a `decrypt` session.
+    pub fn nv_define_space(
+        &mut self,
+        hierarchy: &Object,
+        sessions: &mut [Auth<'_>],
+        auth: &[u8],
+        public: &NvPublic<'_>,
+    ) -> Result<Object, Error> {
+        if auth.len() > MAX_AUTH {
+            return Err(Error::BadArgument);
+        }
+        let spec = CommandSpec {
+            cc: cc::NV_DEFINE_SPACE,
+            auth_handles: 1,
+            response_handles: 0,
+            encrypt_command: true,
+            encrypt_response: false,
+        };
+        let reply = self.execute(&spec, &[hierarchy], sessions, |w| {
+            w.tpm2b(auth)?;
+            let m = w.begin_sized()?;
+            public.marshal(w)?;
+            w.end_sized(m)
+        })?;
+        Reader::new(self.reply_params(&reply)).finish()?;
+        Ok(Object {
+            handle: public.index,
+            name: public.name()?,
+        })
+    }
+
+    /// `TPM2_NV_ReadPublic`: the index's marshalled `TPMS_NV_PUBLIC` and the index
+    /// as an object named by the Name computed here from it (the TPM's claimed Name
+    /// must agree). Not authenticated: compare with a pinned Name.
+    pub fn nv_read_public(&mut self, index: u32) -> Result<(Object, Blob), Error> {
+        let obj = Object::permanent(index);
+        let reply = self.simple(cc::NV_READ_PUBLIC, &[&obj], |_| Ok(()))?;
+        let mut r = Reader::new(self.reply_params(&reply));
+        let raw = r.tpm2b(super::public::MAX_NV_PUBLIC)?;
+        let claimed = r.tpm2b(super::public::MAX_NAME)?;
+        r.finish()?;
+        let parsed = NvPublic::parse(raw)?;
+        if parsed.index != index {
+            return Err(ParseError::BadValue.into());
+        }
+        let name = parsed.name()?;
+        if !crypto::ct_eq(name.as_bytes(), claimed) {
+            return Err(Error::NameMismatch);
+        }
+        let blob = Blob::from_slice(raw).map_err(|_| ParseError::TooLarge)?;
+        Ok((
+            Object {
+                handle: index,
+                name,
+            },
+            blob,
+        ))
+    }
+
+    /// `TPM2_NV_ChangeAuth(nvIndex, newAuth)`: the admin role, so `sessions[0]` must be
+    /// a policy session satisfying the index's authPolicy; add a `decrypt` session to
+    /// send `new_auth` encrypted.
+    pub fn nv_change_auth(
+        &mut self,
+        index: &Object,
+        sessions: &mut [Auth<'_>],
+        new_auth: &[u8],
+    ) -> Result<(), Error> {
+        if new_auth.len() > MAX_AUTH {
+            return Err(Error::BadArgument);
+        }
+        let spec = CommandSpec {
+            cc: cc::NV_CHANGE_AUTH,
+            auth_handles: 1,
+            response_handles: 0,
+            encrypt_command: true,
+            encrypt_response: false,
+        };
+        let reply = self.execute(&spec, &[index], sessions, |w| w.tpm2b(new_auth))?;
+        Reader::new(self.reply_params(&reply)).finish()?;
+        Ok(())
+    }
+
+    /// `TPM2_PolicySecret(authHandle, policySession)` with no nonceTPM, cpHash,
+    /// policyRef or expiration: `sessions[0]` authorizes `auth_entity` (an HMAC session
+    /// with its authValue, so the value never crosses the link).
+    pub fn policy_secret(
+        &mut self,
+        auth_entity: &Object,
+        policy: &mut Session,
+        sessions: &mut [Auth<'_>],
+    ) -> Result<(), Error> {
+        if !policy.open || policy.kind == SessionKind::Hmac {
+            return Err(Error::BadSessions);
+        }
+        let spec = CommandSpec {
+            cc: cc::POLICY_SECRET,
+            auth_handles: 1,
+            response_handles: 0,
+            encrypt_command: false,
+            encrypt_response: false,
+        };
+        let ps = Object::permanent(policy.handle);
+        let reply = self.execute(&spec, &[auth_entity, &ps], sessions, |w| {
+            w.tpm2b(&[])?; // nonceTPM
+            w.tpm2b(&[])?; // cpHashA
+            w.tpm2b(&[])?; // policyRef
+            w.u32(0) // expiration
+        })?;
+        let mut r = Reader::new(self.reply_params(&reply));
+        r.tpm2b(MAX_TPM_MESSAGE)?; // timeout
+        r.u16()?; // ticket tag
+        r.u32()?; // ticket hierarchy
+        r.tpm2b(64)?; // ticket digest
+        r.finish()?;
+        Ok(())
+    }
+
     /// `TPM2_RSA_Decrypt` with OAEP-SHA256 and `label` (empty, or ending in a NUL);
     /// writes the message into `out` and returns its length.
     pub fn rsa_decrypt(
@@ -1387,6 +1613,38 @@ mod retry_tests {
         });
         assert!(tpm.get_random(&mut [0u8; 4]).is_err());
         assert_eq!(tpm.transport_mut().seen, 1);
+    }
+
+    static WAITS: std::sync::Mutex<std::vec::Vec<u32>> =
+        std::sync::Mutex::new(std::vec::Vec::new());
+
+    fn record_wait(ms: u32) {
+        WAITS.lock().unwrap().push(ms);
+    }
+
+    #[test]
+    fn re_sends_wait_longer_each_time_and_stop_at_the_budget() {
+        WAITS.lock().unwrap().clear();
+        let mut tpm = Tpm::new(FakeBusyTpm {
+            warning: RC_TESTING,
+            warnings: 1000,
+            seen: 0,
+        });
+        tpm.set_delay(record_wait);
+        assert!(matches!(
+            tpm.get_random(&mut [0u8; 4]),
+            Err(Error::Tpm(ResponseCode(RC_TESTING)))
+        ));
+        let waits = WAITS.lock().unwrap().clone();
+        assert_eq!(
+            waits,
+            RETRY_DELAYS_MS.to_vec(),
+            "one wait before each re-send"
+        );
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "growing");
+        assert_eq!(waits.iter().sum::<u32>(), RETRY_BUDGET_MS);
+        assert_eq!(tpm.retry_waited_ms(), u64::from(RETRY_BUDGET_MS));
+        assert_eq!(tpm.transport_mut().seen, RETRY_DELAYS_MS.len() + 1);
     }
 
     #[test]

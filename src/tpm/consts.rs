@@ -17,6 +17,22 @@ pub mod st {
 pub mod cc {
     /// `TPM2_EvictControl`.
     pub const EVICT_CONTROL: u32 = 0x120;
+    /// `TPM_CC_HierarchyControl`.
+    pub const HIERARCHY_CONTROL: u32 = 0x121;
+    /// `TPM_CC_NV_UndefineSpace`.
+    pub const NV_UNDEFINE_SPACE: u32 = 0x122;
+    /// `TPM_CC_NV_DefineSpace`.
+    pub const NV_DEFINE_SPACE: u32 = 0x12A;
+    /// `TPM_CC_PCR_Allocate`.
+    pub const PCR_ALLOCATE: u32 = 0x12B;
+    /// `TPM_CC_NV_ChangeAuth`.
+    pub const NV_CHANGE_AUTH: u32 = 0x13B;
+    /// `TPM_CC_NV_Write`.
+    pub const NV_WRITE: u32 = 0x137;
+    /// `TPM_CC_PolicySecret`.
+    pub const POLICY_SECRET: u32 = 0x151;
+    /// `TPM_CC_NV_ReadPublic`.
+    pub const NV_READ_PUBLIC: u32 = 0x169;
     /// `TPM2_CreatePrimary`.
     pub const CREATE_PRIMARY: u32 = 0x131;
     /// `TPM2_Startup`.
@@ -120,6 +136,10 @@ pub mod rh {
     pub const ENDORSEMENT: u32 = 0x4000_000B;
     /// `TPM_RH_PLATFORM`.
     pub const PLATFORM: u32 = 0x4000_000C;
+    /// `TPM_RH_PLATFORM_NV` (HierarchyControl: phEnableNV).
+    pub const PLATFORM_NV: u32 = 0x4000_000D;
+    /// First NV index handle.
+    pub const NV_INDEX_FIRST: u32 = 0x0100_0000;
     /// First transient object handle (`TPM_HT_TRANSIENT` << 24).
     pub const TRANSIENT_FIRST: u32 = 0x8000_0000;
     /// First persistent object handle (`TPM_HT_PERSISTENT` << 24).
@@ -174,6 +194,28 @@ pub mod sa {
     pub const AUDIT: u8 = 0x80;
 }
 
+/// NV index attributes (`TPMA_NV`).
+pub mod nv {
+    /// `TPMA_NV_PPWRITE`.
+    pub const PPWRITE: u32 = 1 << 0;
+    /// `TPMA_NV_AUTHWRITE`.
+    pub const AUTHWRITE: u32 = 1 << 2;
+    /// `TPMA_NV_POLICYWRITE`.
+    pub const POLICYWRITE: u32 = 1 << 3;
+    /// `TPMA_NV_POLICY_DELETE`.
+    pub const POLICY_DELETE: u32 = 1 << 10;
+    /// `TPMA_NV_PPREAD`.
+    pub const PPREAD: u32 = 1 << 16;
+    /// `TPMA_NV_AUTHREAD`.
+    pub const AUTHREAD: u32 = 1 << 18;
+    /// `TPMA_NV_NO_DA`.
+    pub const NO_DA: u32 = 1 << 25;
+    /// `TPMA_NV_WRITTEN`.
+    pub const WRITTEN: u32 = 1 << 29;
+    /// `TPMA_NV_PLATFORMCREATE`.
+    pub const PLATFORMCREATE: u32 = 1 << 30;
+}
+
 /// Session types (`TPM_SE`).
 pub mod se {
     /// `TPM_SE_HMAC`.
@@ -202,6 +244,8 @@ pub mod cap {
     pub const PT_MAX_COMMAND_SIZE: u32 = 0x11E;
     /// `TPM_PT_MAX_RESPONSE_SIZE`.
     pub const PT_MAX_RESPONSE_SIZE: u32 = 0x11F;
+    /// `TPM_PT_STARTUP_CLEAR` (`TPMA_STARTUP_CLEAR`: phEnable bit 0, phEnableNV bit 3).
+    pub const PT_STARTUP_CLEAR: u32 = 0x201;
 }
 
 /// Startup types (`TPM_SU`).

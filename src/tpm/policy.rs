@@ -65,6 +65,13 @@ pub fn pcr(
     ]))
 }
 
+/// `TPM2_PolicySecret` (no cpHash, no expiration): `H(H(old || TPM_CC_PolicySecret ||
+/// authName) || policyRef)` (PolicyUpdate always hashes policyRef, even empty).
+pub fn secret(old: &PolicyDigest, auth_name: &[u8], policy_ref: &[u8]) -> PolicyDigest {
+    let d = crypto::sha256(&[old, &cc::POLICY_SECRET.to_be_bytes(), auth_name]);
+    crypto::sha256(&[&d, policy_ref])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -341,6 +341,66 @@ impl<'a> Public<'a> {
     }
 }
 
+/// An NV index's public area (`TPMS_NV_PUBLIC`), SHA-256 nameAlg.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NvPublic<'a> {
+    /// The index handle.
+    pub index: u32,
+    /// `TPMA_NV` bits.
+    pub attributes: u32,
+    /// The index's authPolicy.
+    pub auth_policy: &'a [u8],
+    /// The data size.
+    pub data_size: u16,
+}
+
+/// Largest marshalled `TPMS_NV_PUBLIC` this client builds (4 + 2 + 4 + 2 + 64 + 2).
+pub const MAX_NV_PUBLIC: usize = 78;
+
+impl<'a> NvPublic<'a> {
+    /// Marshals the `TPMS_NV_PUBLIC` (no size prefix).
+    pub fn marshal(&self, w: &mut Writer<'_>) -> Result<(), WriteError> {
+        w.u32(self.index)?;
+        w.u16(alg::SHA256)?;
+        w.u32(self.attributes)?;
+        w.tpm2b(self.auth_policy)?;
+        w.u16(self.data_size)
+    }
+
+    /// The Name, `TPM_ALG_SHA256 || SHA-256(TPMS_NV_PUBLIC)` (it changes with the
+    /// attributes, e.g. when TPMA_NV_WRITTEN is set).
+    pub fn name(&self) -> Result<Name, WriteError> {
+        let mut buf = [0u8; MAX_NV_PUBLIC];
+        let mut w = Writer::new(&mut buf);
+        self.marshal(&mut w)?;
+        let digest = crypto::sha256(&[w.written()]);
+        let mut n = [0u8; 2 + SHA256_SIZE];
+        let (head, tail) = n.split_at_mut(2);
+        head.copy_from_slice(&alg::SHA256.to_be_bytes());
+        tail.copy_from_slice(&digest);
+        Name::from_bytes(&n).map_err(|_| WriteError::Overflow)
+    }
+
+    /// Parses a whole marshalled `TPMS_NV_PUBLIC` (hostile input; SHA-256 only).
+    pub fn parse(raw: &'a [u8]) -> Result<NvPublic<'a>, ParseError> {
+        let mut r = Reader::new(raw);
+        let index = r.u32()?;
+        if r.u16()? != alg::SHA256 {
+            return Err(ParseError::BadValue);
+        }
+        let attributes = r.u32()?;
+        let auth_policy = r.tpm2b(MAX_DIGEST)?;
+        let data_size = r.u16()?;
+        r.finish()?;
+        Ok(NvPublic {
+            index,
+            attributes,
+            auth_policy,
+            data_size,
+        })
+    }
+}
+
 /// The key shape of a [`Template`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyShape {

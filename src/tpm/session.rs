@@ -58,10 +58,9 @@ impl core::fmt::Debug for Session {
 }
 
 impl Drop for Session {
-    /// Best-effort wipe of the session key (no `unsafe`, so no volatile write).
+    /// Wipes the session key (`zeroize`: volatile writes the compiler cannot elide).
     fn drop(&mut self) {
-        self.key.fill(0);
-        core::hint::black_box(&self.key);
+        zeroize::Zeroize::zeroize(&mut self.key);
     }
 }
 

@@ -49,3 +49,44 @@ pub trait Transport {
     /// `response.len()`.
     fn transact(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError>;
 }
+
+/// A transport that counts what crosses it: commands sent (re-sends included) and the
+/// successful commands that write the TPM's NV (EvictControl, NV_DefineSpace,
+/// NV_UndefineSpace, NV_ChangeAuth, NV_Write): the figure for NV wear per boot.
+#[derive(Debug)]
+pub struct Counted<T> {
+    /// The wrapped transport.
+    pub inner: T,
+    /// Commands sent.
+    pub commands: u32,
+    /// Successful NV-writing commands.
+    pub nv_writes: u32,
+}
+
+impl<T> Counted<T> {
+    /// Wraps `inner` with zero counts.
+    pub fn new(inner: T) -> Self {
+        Counted {
+            inner,
+            commands: 0,
+            nv_writes: 0,
+        }
+    }
+}
+
+/// The command codes [`Counted`] counts as NV writes.
+pub const NV_WRITING_COMMANDS: [u32; 5] = [0x120, 0x12A, 0x122, 0x13B, 0x137];
+
+impl<T: Transport> Transport for Counted<T> {
+    fn transact(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError> {
+        self.commands = self.commands.saturating_add(1);
+        let n = self.inner.transact(command, response)?;
+        let code = command
+            .get(6..10)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        if NV_WRITING_COMMANDS.contains(&code) && response.get(6..10) == Some(&[0, 0, 0, 0]) {
+            self.nv_writes = self.nv_writes.saturating_add(1);
+        }
+        Ok(n)
+    }
+}

@@ -46,6 +46,7 @@ pub static UV: spin::Mutex<Option<Uv>> = spin::Mutex::new(None);
 pub fn client() -> Result<UvTpm, String> {
     let page = WindowPage::new(pages::UV_SHARED).ok_or("caller window too small")?;
     let mut tpm = Tpm::new(HcallTransport::new(Sc1 { lpid: SVM_LPID }, page));
+    tpm.set_delay(crate::arch::delay_ms);
     tpm.seed_entropy(&mut crate::arch::Darn)
         .map_err(|e| format!("seeding entropy: {e}"))?;
     Ok(tpm)

@@ -1,38 +1,34 @@
-//! The ultravisor's boot-time TPM session and the lockbox unwrap.
+//! The ultravisor's boot-time TPM sessions and the lockbox unwrap.
 //!
 //! [`UvSession::establish`] runs once at boot, through H_TPM_COMM (any [`Transport`]):
-//! 1. `TPM2_ReadPublic(0x81800001)`: the Name recomputed from the returned public area
-//!    must equal the Name provisioning handed over ([`UvSecrets::wrapping_name`]);
-//! 2. `TPM2_StartAuthSession`: a POLICY session, SHA-256, AES-128-CFB, continueSession
-//!    and encrypt, **salted** to the storage parent 0x81800000 whose Name is pinned
+//! 1. `TPM2_ReadPublic(0x81800001)` and `TPM2_NV_ReadPublic(0x01400001)`: the Names
+//!    recomputed from the returned public areas must equal the Names provisioning handed
+//!    over ([`UvSecrets::wrapping_name`], [`UvSecrets::nv_name`]);
+//! 2. `TPM2_StartAuthSession`: a POLICY session, SHA-256, AES-128-CFB, continueSession and
+//!    encrypt, **salted** to the storage parent 0x81800000 whose Name is pinned
 //!    ([`UvSecrets::parent_name`]; the client reads the public area, recomputes the Name
-//!    and compares before encrypting the salt to it). Not bound: binding would only mix
-//!    the wrapping key's authValue into the session key, and that authValue already
-//!    enters every command and response HMAC (PolicyAuthValue) and the CFB key of every
-//!    RSA_Decrypt response; the salt alone makes the session key secret from the
-//!    hypervisor (the reference ultravisor's session is neither salted nor bound).
+//!    and compares before encrypting the salt), kept for the boot.
 //!
-//! [`UvSession::unwrap`], per lockbox: PolicyCommandCode(RSA_Decrypt), PolicyAuthValue,
-//! PolicyOR(A, B), then `TPM2_RSA_Decrypt(0x81800001, scheme NULL, label empty)` (the
-//! key's own scheme, OAEP-SHA256) with continueSession|encrypt. The client verifies the
-//! response HMAC (keyed with the session key and this boot's authValue) before it
-//! decrypts the response parameter; the plaintext must be exactly 32 bytes. The TPM
-//! resets the policy digest after the successful use, so each unwrap runs the policy
-//! commands again on the same session. Any failure marks the session stale (its nonces
-//! or policy digest may no longer match the TPM's); the next unwrap flushes it and
-//! establishes a new one. A key is only ever returned from a response whose HMAC
-//! verified. After every unwrap, successful or not, the client's command and response
-//! buffers are wiped ([`Tpm::wipe_buffers`]): the decrypted response parameter (the
-//! key) does not stay in the client until the next command overwrites it.
+//! [`UvSession::unwrap`], per lockbox: PolicyCommandCode(RSA_Decrypt); PolicySecret(door
+//! index) authorized by a one-shot HMAC session, also salted to the pinned parent, with
+//! this boot's door authValue (the value enters only HMAC keys, never a byte on the link;
+//! continueSession clear, so the TPM ends it with the command: the ultravisor holds one
+//! TPM session between unwraps, as before, out of the three swtpm can load); then `TPM2_RSA_Decrypt(0x81800001, scheme NULL,
+//! label empty)` with continueSession|encrypt. The wrapping key's own authValue is empty,
+//! so the response's CFB key is the salted policy session's key alone, secret from the
+//! hypervisor. The client verifies the response HMAC before it decrypts the response
+//! parameter; the plaintext must be exactly 32 bytes. Any failure marks the sessions stale;
+//! the next unwrap flushes them and establishes new ones. After every unwrap the client's
+//! buffers are wiped ([`Tpm::wipe_buffers`]).
 //!
-//! Hostile hypervisor: a substituted key at 0x81800001 changes the Name in cpHash and
-//! fails the HMAC at the TPM; a substituted parent cannot decrypt the salt, so the
-//! session keys differ and every HMAC fails; a forged or modified response fails the
-//! response HMAC here. None of these yields a key.
+//! Hostile hypervisor: a substituted key or index changes a Name in cpHash and fails the
+//! HMAC at the TPM (and the pinned-Name checks here); a substituted parent cannot decrypt
+//! the salt, so every HMAC fails; a forged or modified response fails the response HMAC
+//! here. None of these yields a key.
 #![forbid(unsafe_code)]
 
-use crate::fw::WRAPPING_AUTH_LEN;
-use crate::fw::{branches, UvSecrets, PARENT_HANDLE, RSA2048_BYTES, SYMKEY_LEN, WRAPPING_HANDLE};
+use crate::fw::WRAPPING_HANDLE;
+use crate::fw::{UvSecrets, NV_HANDLE, PARENT_HANDLE, RSA2048_BYTES, SYMKEY_LEN};
 use crate::tpm::client::CommandSpec;
 use crate::tpm::consts::{alg, cc, sa};
 use crate::tpm::crypto;
@@ -41,6 +37,7 @@ use crate::tpm::{
     Auth, Error, Name, Object, ResponseCode, SaltKey, Session, SessionKind, Tpm, Transport,
     TransportError,
 };
+use zeroize::Zeroize;
 
 /// Which part of the flow a TPM error answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,11 +125,12 @@ fn session_vanished(code: ResponseCode) -> bool {
 /// Session attributes the ultravisor sends: keep the session, encrypt the response.
 const ATTRIBUTES: u8 = sa::CONTINUE_SESSION | sa::ENCRYPT;
 
-/// The ultravisor's salted policy session to the wrapping key, kept for the boot.
+/// The ultravisor's salted sessions to the wrapping key, kept for the boot.
 pub struct UvSession {
     session: Session,
-    auth: [u8; WRAPPING_AUTH_LEN],
+    auth: crate::fw::NvAuth,
     key: Object,
+    nv: Object,
     parent_name: Name,
     stale: bool,
 }
@@ -149,13 +147,14 @@ impl core::fmt::Debug for UvSession {
 
 impl Drop for UvSession {
     fn drop(&mut self) {
-        self.auth.fill(0);
+        (*self.auth).zeroize();
     }
 }
 
 fn start<T: Transport>(
     tpm: &mut Tpm<T>,
     wrapping_name: &Name,
+    nv_name: &Name,
     parent_name: &Name,
 ) -> Result<Session, UnwrapError> {
     let (read, _) = tpm
@@ -164,32 +163,46 @@ fn start<T: Transport>(
     if !crypto::ct_eq(read.name.as_bytes(), wrapping_name.as_bytes()) {
         return Err(UnwrapError::NameMismatch);
     }
-    tpm.start_auth_session(
-        SaltKey::Rsa {
-            handle: PARENT_HANDLE,
-            pinned_name: parent_name.as_bytes(),
-        },
-        None,
-        SessionKind::Policy,
-        ATTRIBUTES,
-    )
-    .map_err(classify(Phase::Establish))
+    let (nv, _) = tpm
+        .nv_read_public(NV_HANDLE)
+        .map_err(classify(Phase::Establish))?;
+    if !crypto::ct_eq(nv.name.as_bytes(), nv_name.as_bytes()) {
+        return Err(UnwrapError::NameMismatch);
+    }
+    tpm.start_auth_session(salt_key(parent_name), None, SessionKind::Policy, ATTRIBUTES)
+        .map_err(classify(Phase::Establish))
+}
+
+fn salt_key(parent_name: &Name) -> SaltKey<'_> {
+    SaltKey::Rsa {
+        handle: PARENT_HANDLE,
+        pinned_name: parent_name.as_bytes(),
+    }
 }
 
 impl UvSession {
-    /// Verifies the wrapping key's Name and starts the salted policy session (see the
-    /// module docs). `tpm` must be seeded (nonces and salt come from its mixer).
+    /// Verifies the pinned Names and starts the salted sessions (see the module docs).
+    /// `tpm` must be seeded (nonces and salts come from its mixer).
     pub fn establish<T: Transport>(
         tpm: &mut Tpm<T>,
         secrets: &UvSecrets,
     ) -> Result<UvSession, UnwrapError> {
-        let session = start(tpm, &secrets.wrapping_name, &secrets.parent_name)?;
+        let session = start(
+            tpm,
+            &secrets.wrapping_name,
+            &secrets.nv_name,
+            &secrets.parent_name,
+        )?;
         Ok(UvSession {
             session,
-            auth: secrets.wrapping_auth,
+            auth: crate::fw::nv_auth_from(&secrets.nv_auth),
             key: Object {
                 handle: WRAPPING_HANDLE,
                 name: secrets.wrapping_name.clone(),
+            },
+            nv: Object {
+                handle: NV_HANDLE,
+                name: secrets.nv_name.clone(),
             },
             parent_name: secrets.parent_name.clone(),
             stale: false,
@@ -242,7 +255,7 @@ impl UvSession {
         if self.stale || !self.session.is_open() {
             // Best effort: the old handle may be gone or desynchronised.
             let _ = tpm.flush_session(&mut self.session);
-            self.session = start(tpm, &self.key.name, &self.parent_name)?;
+            self.session = start(tpm, &self.key.name, &self.nv.name, &self.parent_name)?;
             self.stale = false;
         }
         self.stale = true;
@@ -256,8 +269,19 @@ impl UvSession {
         let e = classify(Phase::Policy);
         tpm.policy_command_code(&mut self.session, cc::RSA_DECRYPT)
             .map_err(&e)?;
-        tpm.policy_auth_value(&mut self.session).map_err(&e)?;
-        tpm.policy_or(&mut self.session, &branches()).map_err(&e)
+        // One-shot (continueSession clear): the TPM ends it when PolicySecret succeeds.
+        let mut hmac = tpm
+            .start_auth_session(salt_key(&self.parent_name), None, SessionKind::Hmac, 0)
+            .map_err(&e)?;
+        let r = tpm.policy_secret(
+            &self.nv,
+            &mut self.session,
+            &mut [Auth::session(&mut hmac, &self.auth[..])],
+        );
+        if r.is_err() {
+            let _ = tpm.flush_session(&mut hmac);
+        }
+        r.map_err(&e)
     }
 
     fn decrypt<T: Transport>(
@@ -281,7 +305,8 @@ impl UvSession {
             .execute(
                 &spec,
                 &[&self.key],
-                &mut [Auth::session(&mut self.session, &self.auth)],
+                // The key's own authValue is empty (see fw's module docs).
+                &mut [Auth::session(&mut self.session, &[])],
                 |w| {
                     w.tpm2b(ciphertext)?;
                     w.u16(alg::NULL)?; // inScheme: the key's own (OAEP-SHA256)

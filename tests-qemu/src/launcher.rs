@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::relay::{Relay, RelayOptions, RelayStats};
+use crate::relay::{Relay, RelayFault, RelayOptions, RelayStats};
 use crate::swtpm::Swtpm;
 use crate::verdict::{is_firmware_crash, judge, ExitInfo, Expect, Verdict};
 
@@ -446,6 +446,10 @@ pub struct RunConfig {
     pub gdb: Option<u16>,
     /// What the console must show.
     pub expect: Expect,
+    /// A fault for the relay to inject (boot-level fault and power-cut campaigns). With
+    /// [`RelayFault::CutAfter`], once it takes effect swtpm is SIGKILLed (no Shutdown, no
+    /// state save) and QEMU killed: a power cut.
+    pub relay_fault: RelayFault,
 }
 
 /// The machines the image boots on (`-M`); the first is the default.
@@ -484,6 +488,7 @@ impl RunConfig {
             qemu_extra: Vec::new(),
             gdb: None,
             expect: Expect::default(),
+            relay_fault: RelayFault::None,
         }
     }
 
@@ -522,6 +527,7 @@ impl RunConfig {
             fresh_tpm: false,
             gdb: None,
             expect: Expect::default(),
+            relay_fault: RelayFault::None,
             ..self.clone()
         }
     }
@@ -780,6 +786,7 @@ pub fn run_keeping_tpm(cfg: &RunConfig) -> Result<(RunReport, Swtpm), LaunchErro
         Some(swtpm.addr()),
         RelayOptions {
             echo_log: cfg.echo == Echo::All,
+            fault: cfg.relay_fault,
             ..RelayOptions::default()
         },
     )
@@ -868,6 +875,11 @@ pub fn run_keeping_tpm(cfg: &RunConfig) -> Result<(RunReport, Swtpm), LaunchErro
         }
         if now >= deadline {
             exit.timed_out = true;
+            break qemu.kill_and_reap();
+        }
+        if relay.power_cut() {
+            // The power cut of a RelayFault::CutAfter: the TPM loses power first.
+            tpm.swtpm.power_cut();
             break qemu.kill_and_reap();
         }
         let wait = (deadline - now).min(Duration::from_millis(50));
@@ -1157,6 +1169,13 @@ pub fn command_name(code: u32) -> &'static str {
         cc::POLICY_GET_DIGEST => "PolicyGetDigest",
         0x129 => "HierarchyChangeAuth",
         0x145 => "Shutdown",
+        cc::HIERARCHY_CONTROL => "HierarchyControl",
+        cc::NV_DEFINE_SPACE => "NV_DefineSpace",
+        cc::NV_UNDEFINE_SPACE => "NV_UndefineSpace",
+        cc::NV_CHANGE_AUTH => "NV_ChangeAuth",
+        cc::NV_READ_PUBLIC => "NV_ReadPublic",
+        cc::POLICY_SECRET => "PolicySecret",
+        cc::PCR_ALLOCATE => "PCR_Allocate",
         _ => "",
     }
 }

@@ -229,6 +229,7 @@ fn finish(
     } else {
         print!("\n{}", launcher::summary_table(reports));
     }
+    key_warnings(reports, ui.quiet);
     if let Some(path) = json {
         let doc = tests_qemu::report::json(command, img, reports, code);
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
@@ -239,6 +240,25 @@ fn finish(
         ui.phase(format!("report written to {}", path.display()));
     }
     ExitCode::from(code)
+}
+
+/// Repeats, after the summary, the image's loud lines about the wrapping key: a NEW key
+/// (blobs sealed to an earlier key will not open) or a key of the old layout refused. With
+/// --quiet (stdout is the verdict line only) they go to stderr.
+fn key_warnings(reports: &[RunReport], quiet: bool) {
+    for r in reports {
+        for line in r.console.lines() {
+            if line.starts_with("fw: WARNING: created a NEW wrapping key")
+                || (line.starts_with("FAIL provisioning") && line.contains("OLD layout"))
+            {
+                if quiet {
+                    eprintln!("pef: {}: {line}", r.scenario);
+                } else {
+                    println!("pef: {}: {line}", r.scenario);
+                }
+            }
+        }
+    }
 }
 
 fn cmd_run(args: RunArgs) -> ExitCode {
@@ -425,6 +445,13 @@ fn cmd_scenarios(a: cli::ScenariosArgs) -> ExitCode {
                 } else {
                     "FAIL"
                 }
+            );
+        }
+        println!("\ncontrol: the same attempts against a deliberately open door (TPM reset, no firmware):");
+        for at in &suite.open_door {
+            println!(
+                "  {} {at}",
+                if at.outcome.is_ok() { "ok  " } else { "FAIL" }
             );
         }
     }
@@ -782,6 +809,26 @@ fn bench_table(img: &std::path::Path, reports: &[RunReport]) -> String {
             s.loaded
         )),
         Err(e) => out.push_str(&format!("image size: {e}\n")),
+    }
+    // NV writes per boot, counted at the relay: successful EvictControl, NV_DefineSpace,
+    // NV_UndefineSpace, NV_ChangeAuth and NV_Write.
+    let nv: Vec<usize> = reports
+        .iter()
+        .map(|r| {
+            r.relay
+                .records
+                .iter()
+                .filter(|c| {
+                    pefbox::tpm::transport::NV_WRITING_COMMANDS.contains(&c.command_code)
+                        && c.response.is_some_and(|x| x.code == 0)
+                })
+                .count()
+        })
+        .collect();
+    if !nv.is_empty() {
+        out.push_str(&format!(
+            "NV writes per boot (relay: successful EvictControl/NV_DefineSpace/NV_UndefineSpace/NV_ChangeAuth/NV_Write): {nv:?}\n"
+        ));
     }
     let per = launcher::per_command(reports);
     if !per.is_empty() {

@@ -54,6 +54,31 @@ pub struct ResponseInfo {
     pub swtpm_time: Duration,
 }
 
+/// A fault the relay injects (for the boot-level fault and power-cut campaigns). Commands
+/// are counted from 0 in arrival order; a re-send of the same bytes right after an injected
+/// answer keeps its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RelayFault {
+    /// Forward everything.
+    #[default]
+    None,
+    /// Answer command `at` with TPM_RC_TESTING (a 10-byte TPM response, not forwarded),
+    /// `times` times (each re-send counts); then forward it.
+    Testing {
+        /// Which command.
+        at: usize,
+        /// How many TESTING answers.
+        times: usize,
+    },
+    /// Forward commands 0..`after`, then answer and forward nothing: the power is cut right
+    /// after command `after - 1` was answered ([`Relay::power_cut`] turns true; the launcher
+    /// then SIGKILLs swtpm and QEMU).
+    CutAfter {
+        /// How many commands get through.
+        after: usize,
+    },
+}
+
 /// Tunables of a relay.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayOptions {
@@ -63,6 +88,8 @@ pub struct RelayOptions {
     pub response_timeout: Duration,
     /// Print each log line to stderr as it happens (besides keeping it).
     pub echo_log: bool,
+    /// A fault to inject.
+    pub fault: RelayFault,
 }
 
 impl Default for RelayOptions {
@@ -71,6 +98,7 @@ impl Default for RelayOptions {
             stall: Duration::from_secs(2),
             response_timeout: Duration::from_secs(30),
             echo_log: false,
+            fault: RelayFault::None,
         }
     }
 }
@@ -81,6 +109,7 @@ struct Shared {
     log: Vec<String>,
     dropped_bytes: usize,
     upstream: Option<SocketAddr>,
+    cut: bool,
 }
 
 /// A running relay. Dropping it stops the thread.
@@ -156,6 +185,11 @@ impl Relay {
             shared: Arc::clone(&shared),
             options,
             upstream: None,
+            distinct: 0,
+            last: Vec::new(),
+            injected_left: 0,
+            armed: false,
+            last_warned: false,
         };
         let thread = thread::Builder::new()
             .name("pef-relay".into())
@@ -190,6 +224,11 @@ impl Relay {
     }
 
     /// Stops the relay thread, closes its sockets and returns what it recorded.
+    /// True once a [`RelayFault::CutAfter`] took effect (nothing is forwarded any more).
+    pub fn power_cut(&self) -> bool {
+        lock(&self.shared).cut
+    }
+
     pub fn stop(mut self) -> RelayStats {
         self.halt();
         let mut s = lock(&self.shared);
@@ -221,6 +260,12 @@ struct Worker {
     shared: Arc<Mutex<Shared>>,
     options: RelayOptions,
     upstream: Option<TcpStream>,
+    /// Fault bookkeeping: distinct commands seen, the last command, injected answers left.
+    distinct: usize,
+    last: Vec<u8>,
+    injected_left: usize,
+    armed: bool,
+    last_warned: bool,
 }
 
 impl Worker {
@@ -320,6 +365,50 @@ impl Worker {
     /// Sends one whole command to swtpm and reads its whole response. `None`: not answered.
     fn forward(&mut self, command: &[u8], receive_time: Duration) -> Option<Vec<u8>> {
         let code = be32(command, 6).unwrap_or(0);
+        // A re-send (the same bytes right after a warning answer) keeps its number.
+        if !(self.last_warned && command == self.last.as_slice()) {
+            self.distinct += 1;
+            self.last = command.to_vec();
+        }
+        self.last_warned = false;
+        let index = self.distinct - 1;
+        match self.options.fault {
+            RelayFault::CutAfter { after } if index >= after => {
+                let mut s = lock(&self.shared);
+                if !s.cut {
+                    s.cut = true;
+                    s.log.push(format!(
+                        "power cut after command {after}: command 0x{code:08x} not forwarded"
+                    ));
+                }
+                self.upstream = None;
+                return None;
+            }
+            RelayFault::Testing { at, times } if index == at => {
+                if !self.armed {
+                    // First arrival of command `at`: arm the injected answers (once).
+                    self.armed = true;
+                    self.injected_left = times;
+                }
+                if self.injected_left > 0 {
+                    self.injected_left -= 1;
+                    self.last_warned = true;
+                    let r = [0x80u8, 0x01, 0, 0, 0, 10, 0, 0, 0x09, 0x0A];
+                    lock(&self.shared).records.push(RelayRecord {
+                        command_code: code,
+                        command_size: command.len(),
+                        receive_time,
+                        response: Some(ResponseInfo {
+                            size: 10,
+                            code: 0x90A,
+                            swtpm_time: Duration::ZERO,
+                        }),
+                    });
+                    return Some(r.to_vec());
+                }
+            }
+            _ => {}
+        }
         let mut record = RelayRecord {
             command_code: code,
             command_size: command.len(),
@@ -329,6 +418,7 @@ impl Worker {
         let result = self.exchange(command);
         let out = match result {
             Ok((response, time)) => {
+                self.last_warned = matches!(be32(&response, 6), Some(0x922 | 0x908 | 0x90A));
                 record.response = Some(ResponseInfo {
                     size: response.len(),
                     code: be32(&response, 6).unwrap_or(0),

@@ -21,8 +21,8 @@ use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use pefbox::fw::{branches, door_open_pcr_digest, door_selection};
-use pefbox::fw::{DOOR_PCR, PARENT_HANDLE, WRAPPING_AUTH_LEN, WRAPPING_HANDLE};
+use pefbox::fw::{door_open_pcr_digest, door_selection, NV_HANDLE};
+use pefbox::fw::{DOOR_PCR, WRAPPING_HANDLE};
 use pefbox::tpm::consts::{attr, cc, rh, sa};
 use pefbox::tpm::entropy::FromRng;
 use pefbox::tpm::public::{PcrSelection, Public, PublicDetail};
@@ -482,16 +482,49 @@ fn step<X>(
 }
 
 /// What host software can try with the wrapping key after the image booted (same swtpm
-/// process, no TPM reset): RSA_Decrypt of `ciphertext` with the empty password; policy branch
-/// A with a guessed authValue; policy branch B (ObjectChangeAuth + PCR 11 all zero) to set
-/// its own authValue. Each must be refused by the TPM. Every session started is flushed.
+/// process, no TPM reset), naming the key, the parent and the door index by their real
+/// Names (read from the TPM and recomputed, as the ultravisor does: a handle-only Name
+/// would fail every cpHash whatever the door's state):
+/// 1. RSA_Decrypt of `ciphertext` with the empty password (userWithAuth is clear);
+/// 2. PolicyCommandCode(RSA_Decrypt) + PolicySecret(door index) with `guess` as the door
+///    authValue, then RSA_Decrypt;
+/// 3. the door: PolicyCommandCode(NV_ChangeAuth) + PolicyPCR(PCR 11 all zero), then
+///    NV_ChangeAuth of the door index to a value of the host's choosing, then 2 with it.
 ///
-/// Note: the guessed-auth attempt counts against the TPM's dictionary-attack counter (the
-/// key is not noDA); run it on a test TPM state.
+/// After a good boot each must be refused by the TPM. Against a deliberately open door
+/// (PCR 11 still zero), 3 succeeds; with the ultravisor's real value as `guess`, 2
+/// succeeds ([`host_attempts_with`]): so a refusal means the door, not the test, held.
+/// Every session started is flushed. The key and the index are noDA: guesses lock nothing.
 pub fn host_attempts<T: Transport>(tpm: &mut Tpm<T>, ciphertext: &[u8]) -> Vec<Attempt> {
-    let key = Object::permanent(WRAPPING_HANDLE);
+    host_attempts_with(tpm, ciphertext, &[0x5au8; 32])
+}
+
+/// [`host_attempts`] with `guess` as the door authValue of attempt 2.
+pub fn host_attempts_with<T: Transport>(
+    tpm: &mut Tpm<T>,
+    ciphertext: &[u8],
+    guess: &[u8],
+) -> Vec<Attempt> {
     let mut out = Vec::new();
     let mut plain = [0u8; 512];
+    let names = (|| {
+        let (key, _) = tpm.read_public(WRAPPING_HANDLE)?;
+        let (nv, _) = tpm.nv_read_public(NV_HANDLE)?;
+        Ok::<_, Error>((key, nv))
+    })();
+    let (key, nv) = match names {
+        Ok(k) => k,
+        Err(e) => {
+            for what in [ATTEMPT_PASSWORD, ATTEMPT_SECRET, ATTEMPT_DOOR] {
+                out.push(Attempt {
+                    what,
+                    refused_by: Some("ReadPublic"),
+                    outcome: Err(e),
+                });
+            }
+            return out;
+        }
+    };
 
     // 1. Password authorization with the empty authValue (userWithAuth is clear).
     let mut failed = None;
@@ -507,51 +540,21 @@ pub fn host_attempts<T: Transport>(tpm: &mut Tpm<T>, ciphertext: &[u8]) -> Vec<A
         ),
     );
     out.push(Attempt {
-        what: "RSA_Decrypt, password session, empty authValue",
+        what: ATTEMPT_PASSWORD,
         refused_by: failed,
         outcome: r.map(|_| ()),
     });
 
-    // 2. Branch A with a guessed authValue.
+    // 2. PolicySecret on the door index with a guessed authValue.
     let mut failed = None;
-    let r = (|| {
-        let mut s = step(&mut failed, "StartAuthSession", attacker_session(tpm))?;
-        let r = (|| {
-            step(
-                &mut failed,
-                "PolicyCommandCode",
-                tpm.policy_command_code(&mut s, cc::RSA_DECRYPT),
-            )?;
-            step(
-                &mut failed,
-                "PolicyAuthValue",
-                tpm.policy_auth_value(&mut s),
-            )?;
-            step(&mut failed, "PolicyOR", tpm.policy_or(&mut s, &branches()))?;
-            let guess = [0x5au8; WRAPPING_AUTH_LEN];
-            step(
-                &mut failed,
-                "RSA_Decrypt",
-                tpm.rsa_decrypt(
-                    &key,
-                    &mut [Auth::session(&mut s, &guess)],
-                    ciphertext,
-                    &[],
-                    &mut plain,
-                ),
-            )
-            .map(|_| ())
-        })();
-        let _ = tpm.flush_session(&mut s);
-        r
-    })();
+    let r = use_with_secret(tpm, &mut failed, &key, &nv, guess, ciphertext, &mut plain);
     out.push(Attempt {
-        what: "RSA_Decrypt, policy branch A, guessed authValue",
+        what: ATTEMPT_SECRET,
         refused_by: failed,
         outcome: r,
     });
 
-    // 3. Branch B: re-authorize the key with an authValue of the host's choosing.
+    // 3. The door: set the index's authValue to one of the host's choosing, then use it.
     let mut failed = None;
     let r = (|| {
         let mut s = step(&mut failed, "StartAuthSession", attacker_session(tpm))?;
@@ -559,31 +562,88 @@ pub fn host_attempts<T: Transport>(tpm: &mut Tpm<T>, ciphertext: &[u8]) -> Vec<A
             step(
                 &mut failed,
                 "PolicyCommandCode",
-                tpm.policy_command_code(&mut s, cc::OBJECT_CHANGE_AUTH),
+                tpm.policy_command_code(&mut s, cc::NV_CHANGE_AUTH),
             )?;
             step(
                 &mut failed,
                 "PolicyPCR",
                 tpm.policy_pcr(&mut s, &door_open_pcr_digest(), &door_selection()),
             )?;
-            step(&mut failed, "PolicyOR", tpm.policy_or(&mut s, &branches()))?;
-            let parent = Object::permanent(PARENT_HANDLE);
+            s.set_attributes(0);
             step(
                 &mut failed,
-                "ObjectChangeAuth",
-                tpm.object_change_auth(&key, &parent, &mut [Auth::session(&mut s, b"")], b"host"),
+                "NV_ChangeAuth",
+                tpm.nv_change_auth(&nv, &mut [Auth::session(&mut s, b"")], b"host"),
             )
-            .map(|_| ())
         })();
         let _ = tpm.flush_session(&mut s);
-        r
+        r?;
+        use_with_secret(tpm, &mut failed, &key, &nv, b"host", ciphertext, &mut plain)
     })();
     out.push(Attempt {
-        what: "ObjectChangeAuth, policy branch B (PolicyPCR 11 = zeros)",
+        what: ATTEMPT_DOOR,
         refused_by: failed,
         outcome: r,
     });
     out
+}
+
+const ATTEMPT_PASSWORD: &str = "RSA_Decrypt, password session, empty authValue";
+const ATTEMPT_SECRET: &str = "RSA_Decrypt, PolicySecret(door index) with a guessed authValue";
+const ATTEMPT_DOOR: &str =
+    "NV_ChangeAuth of the door index (PolicyPCR 11 = zeros), then RSA_Decrypt with it";
+
+/// PolicyCommandCode(RSA_Decrypt) + PolicySecret(`nv`, `value`) + RSA_Decrypt.
+fn use_with_secret<T: Transport>(
+    tpm: &mut Tpm<T>,
+    failed: &mut Option<&'static str>,
+    key: &Object,
+    nv: &Object,
+    value: &[u8],
+    ciphertext: &[u8],
+    plain: &mut [u8],
+) -> Result<(), Error> {
+    let mut s = step(failed, "StartAuthSession", attacker_session(tpm))?;
+    let mut h = match tpm.start_auth_session(
+        SaltKey::None,
+        None,
+        SessionKind::Hmac,
+        sa::CONTINUE_SESSION,
+    ) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = tpm.flush_session(&mut s);
+            *failed = Some("StartAuthSession");
+            return Err(e);
+        }
+    };
+    let r = (|| {
+        step(
+            failed,
+            "PolicyCommandCode",
+            tpm.policy_command_code(&mut s, cc::RSA_DECRYPT),
+        )?;
+        step(
+            failed,
+            "PolicySecret",
+            tpm.policy_secret(nv, &mut s, &mut [Auth::session(&mut h, value)]),
+        )?;
+        step(
+            failed,
+            "RSA_Decrypt",
+            tpm.rsa_decrypt(
+                key,
+                &mut [Auth::session(&mut s, &[])],
+                ciphertext,
+                &[],
+                plain,
+            ),
+        )
+        .map(|_| ())
+    })();
+    let _ = tpm.flush_session(&mut s);
+    let _ = tpm.flush_session(&mut h);
+    r
 }
 
 /// Reads PCR 11 (SHA-256).
@@ -616,16 +676,23 @@ pub struct SuiteReport {
     pub attempts: Vec<Attempt>,
     /// PCR 11 as the host read it after the accepted boot.
     pub door_pcr: Option<[u8; 32]>,
+    /// The control: attempts 2 and 3 of [`host_attempts`] against a deliberately open door
+    /// (the same swtpm state after a TPM reset, no firmware run: PCR 11 zero, platform
+    /// open); each must SUCCEED, so that the refusals above mean the door held.
+    pub open_door: Vec<Attempt>,
 }
 
 impl SuiteReport {
-    /// Every boot passed and every host attempt was refused by the TPM.
+    /// Every boot passed, every host attempt was refused by the TPM, and every open-door
+    /// control attempt succeeded.
     pub fn passed(&self) -> bool {
         self.provisioning.as_ref().is_none_or(RunReport::passed)
             && self.scenarios.len() == Scenario::ALL.len()
             && self.scenarios.iter().all(|(_, r)| r.passed())
             && self.attempts.len() == 3
             && self.attempts.iter().all(|a| a.refused_by_tpm().is_some())
+            && self.open_door.len() == 2
+            && self.open_door.iter().all(|a| a.outcome.is_ok())
     }
 
     /// All boot reports, in order.
@@ -649,6 +716,7 @@ pub fn run_suite(base: &RunConfig, state: &Path, work: &Path) -> Result<SuiteRep
     let mut scenarios = Vec::new();
     let mut attempts = Vec::new();
     let mut door_pcr = None;
+    let mut open_door = Vec::new();
     for sc in Scenario::ALL {
         let files = sc.prepare(work, &key.pem, &other, &mut rng)?;
         let mut cfg = base.derive(sc.name());
@@ -670,6 +738,11 @@ pub fn run_suite(base: &RunConfig, state: &Path, work: &Path) -> Result<SuiteRep
             if let Err(e) = launcher::orderly_shutdown(&swtpm) {
                 eprintln!("pef: TPM2_Shutdown after the host attempts: {e}");
             }
+            let mut swtpm = swtpm;
+            open_door = open_door_control(&mut swtpm, &ct)?;
+            if let Err(e) = launcher::orderly_shutdown(&swtpm) {
+                eprintln!("pef: TPM2_Shutdown after the open-door control: {e}");
+            }
             drop(swtpm);
             scenarios.push((sc, report));
         } else {
@@ -684,7 +757,34 @@ pub fn run_suite(base: &RunConfig, state: &Path, work: &Path) -> Result<SuiteRep
         scenarios,
         attempts,
         door_pcr,
+        open_door,
     })
+}
+
+/// The open-door control: a TPM reset (swtpm restarted on the same state) and no firmware,
+/// so PCR 11 is zero and the platform open; then attempt 3 (the door, which sets the door
+/// index's authValue to "host" and uses the key with it) and attempt 2 with "host" as its
+/// guess. Returns those two attempts, in that order; both must succeed.
+pub fn open_door_control(
+    swtpm: &mut crate::swtpm::Swtpm,
+    ciphertext: &[u8],
+) -> Result<Vec<Attempt>, LaunchError> {
+    swtpm
+        .restart()
+        .map_err(|e| LaunchError::Io("restarting swtpm for the open-door control".into(), e))?;
+    let conn = swtpm
+        .connect()
+        .map_err(|e| LaunchError::Io("connecting to swtpm (open door)".into(), e))?;
+    let mut tpm = Tpm::new(conn);
+    tpm.seed_entropy(&mut FromRng(OsRng))
+        .map_err(|e| LaunchError::Swtpm(format!("seeding the host client: {e}")))?;
+    let first = host_attempts_with(&mut tpm, ciphertext, b"host");
+    let again = host_attempts_with(&mut tpm, ciphertext, b"host");
+    Ok(first
+        .into_iter()
+        .skip(2)
+        .chain(again.into_iter().skip(1).take(1))
+        .collect())
 }
 
 #[cfg(test)]

@@ -495,6 +495,13 @@ impl Swtpm {
         self.reap();
     }
 
+    /// A power cut: SIGKILL, no shutdown over the control channel (swtpm saves nothing
+    /// beyond what it already wrote for each NV change), then reaped. [`Swtpm::restart`]
+    /// powers it on again with the same state directory and ports.
+    pub fn power_cut(&mut self) {
+        self.kill();
+    }
+
     /// Stops swtpm: asks it to shut down over the control channel (so it saves
     /// its state), waits up to 2 s, then kills; always reaps.
     pub fn stop(&mut self) {

@@ -237,6 +237,15 @@ fn provision_creates_then_reuses_and_rotates_across_tpm_resets() {
         let (parent, _) = tpm.read_public(PARENT_HANDLE).unwrap();
         assert_eq!(parent.name, p.secrets.parent_name);
 
+        // The door index as the TPM holds it: Name, attributes, policy (never written).
+        let (nv, nv_raw) = tpm.nv_read_public(fw::NV_HANDLE).unwrap();
+        assert_eq!(nv.name, p.secrets.nv_name);
+        assert_eq!(nv.name, fw::nv_name());
+        let nvp = pefbox::tpm::public::NvPublic::parse(&nv_raw).unwrap();
+        assert_eq!(nvp.attributes, fw::NV_ATTRIBUTES);
+        assert_eq!(nvp.auth_policy, fw::nv_policy());
+        assert!(p.nv_defined);
+
         // The policy arithmetic, recomputed by the TPM itself in trial sessions.
         let mut trial = tpm
             .start_auth_session(
@@ -246,7 +255,7 @@ fn provision_creates_then_reuses_and_rotates_across_tpm_resets() {
                 sa::CONTINUE_SESSION,
             )
             .unwrap();
-        tpm.policy_command_code(&mut trial, cc::OBJECT_CHANGE_AUTH)
+        tpm.policy_command_code(&mut trial, cc::NV_CHANGE_AUTH)
             .unwrap();
         tpm.policy_pcr(
             &mut trial,
@@ -254,24 +263,26 @@ fn provision_creates_then_reuses_and_rotates_across_tpm_resets() {
             &fw::door_selection(),
         )
         .unwrap();
-        assert_eq!(
-            tpm.policy_get_digest(&mut trial).unwrap(),
-            fw::branch_change_auth()
-        );
+        assert_eq!(tpm.policy_get_digest(&mut trial).unwrap(), fw::nv_policy());
         tpm.policy_restart(&mut trial).unwrap();
         tpm.policy_command_code(&mut trial, cc::RSA_DECRYPT)
             .unwrap();
-        tpm.policy_auth_value(&mut trial).unwrap();
-        assert_eq!(
-            tpm.policy_get_digest(&mut trial).unwrap(),
-            fw::branch_decrypt()
-        );
-        tpm.policy_or(&mut trial, &fw::branches()).unwrap();
+        // PolicySecret checks the authorization even in a trial session.
+        let mut h = tpm
+            .start_auth_session(SaltKey::None, None, SessionKind::Hmac, sa::CONTINUE_SESSION)
+            .unwrap();
+        tpm.policy_secret(
+            &nv,
+            &mut trial,
+            &mut [Auth::session(&mut h, &p.secrets.nv_auth[..])],
+        )
+        .unwrap();
         assert_eq!(
             tpm.policy_get_digest(&mut trial).unwrap(),
             fw::wrapping_policy()
         );
         tpm.flush_session(&mut trial).unwrap();
+        tpm.flush_session(&mut h).unwrap();
 
         // The door is closed: PCR 11 = SHA-256(0...0 || SHA-256("pefbox: door closed")).
         assert_eq!(
@@ -280,7 +291,10 @@ fn provision_creates_then_reuses_and_rotates_across_tpm_resets() {
         );
         // A second provisioning in the same TPM power cycle is refused, clearly.
         let again = provision(&mut tpm).err();
-        assert_eq!(again, Some(ProvisionError::DoorPcrNotReset));
+        assert_eq!(
+            again.map(|f| f.error),
+            Some(ProvisionError::DoorPcrNotReset)
+        );
         println!("second provision without reset: {}", again.unwrap());
         // The key works with this boot's auth.
         let msg = [0x5Au8; 32];
@@ -301,14 +315,14 @@ fn provision_creates_then_reuses_and_rotates_across_tpm_resets() {
         t.elapsed(),
         tpm.transport_mut().log.len()
     );
-    assert!(!p2.parent_created && !p2.key_created, "keys reused");
+    assert!(
+        !p2.parent_created && !p2.key_created && !p2.nv_defined,
+        "keys and index reused"
+    );
     assert_eq!(p2.secrets.parent_name, p1.secrets.parent_name);
     assert_eq!(p2.secrets.wrapping_name, p1.secrets.wrapping_name);
     assert_eq!(p2.wrapping_public, p1.wrapping_public);
-    assert_ne!(
-        p2.secrets.wrapping_auth, p1.secrets.wrapping_auth,
-        "rotated"
-    );
+    assert_ne!(p2.secrets.nv_auth, p1.secrets.nv_auth, "rotated");
     no_transients_or_sessions(&mut tpm);
 
     // Last boot's auth no longer works; this boot's does.
@@ -384,7 +398,8 @@ fn unwrap_standard_lockboxes_on_one_session() {
     // One session for all of them, RSA_Decrypt responses encrypted.
     assert_eq!(s.session_handle(), handle);
     let log = &tpm.transport_mut().log;
-    assert_eq!(count_ok(log, cc::START_AUTH_SESSION), 1);
+    // One kept policy session, and one one-shot HMAC session per PolicySecret (5 unwraps).
+    assert_eq!(count_ok(log, cc::START_AUTH_SESSION), 1 + 5);
     assert_eq!(count_ok(log, cc::RSA_DECRYPT), 5);
     for (c, r) in ok_commands(log, cc::RSA_DECRYPT) {
         // attributes byte of the command's one session and of the response's:
@@ -433,9 +448,9 @@ fn snooping_the_transport_finds_neither_keys_nor_auth() {
 
     // Firmware's channel (provisioning) alone.
     let p = provision(&mut tpm).unwrap();
-    let auth = p.secrets.wrapping_auth;
+    let auth = *p.secrets.nv_auth;
     let prov_log = std::mem::take(&mut tpm.transport_mut().log);
-    assert!(count_ok(&prov_log, cc::OBJECT_CHANGE_AUTH) == 1);
+    assert!(count_ok(&prov_log, cc::NV_DEFINE_SPACE) == 1);
     assert!(
         !log_contains(&prov_log, &auth),
         "auth visible on the provisioning channel"
@@ -536,7 +551,9 @@ fn host_software_cannot_use_or_reauthorize_the_key_after_provisioning() {
         assert_eq!(code.base(), rc::RC_AUTH_UNAVAILABLE & 0xFFF, "{code}");
     }
 
-    // Branch A without the auth.
+    // PolicySecret on the door index without its authValue.
+    let (nv, _) = host.nv_read_public(fw::NV_HANDLE).unwrap();
+    assert_eq!(nv.name, p.secrets.nv_name);
     let mut ps = host
         .start_auth_session(
             SaltKey::None,
@@ -545,22 +562,21 @@ fn host_software_cannot_use_or_reauthorize_the_key_after_provisioning() {
             sa::CONTINUE_SESSION,
         )
         .unwrap();
-    // More attempts than TPM_PT_MAX_AUTH_FAIL (3 in swtpm): the key is noDA, so they
-    // neither lock the key (a host-triggered denial of service that would outlive
-    // reboots) nor slow anyone down; a 128-bit fresh auth needs no lockout.
+    let mut hs = host
+        .start_auth_session(SaltKey::None, None, SessionKind::Hmac, sa::CONTINUE_SESSION)
+        .unwrap();
+    // More attempts than TPM_PT_MAX_AUTH_FAIL (3 in swtpm): the index is noDA, so they
+    // neither lock it (a host-triggered denial of service that would outlive reboots)
+    // nor slow anyone down; a 256-bit fresh auth needs no lockout.
     for attempt in 0..5 {
         host.policy_restart(&mut ps).unwrap();
         host.policy_command_code(&mut ps, cc::RSA_DECRYPT).unwrap();
-        host.policy_auth_value(&mut ps).unwrap();
-        host.policy_or(&mut ps, &fw::branches()).unwrap();
         let code = expect_tpm_error(
-            &format!("RSA_Decrypt, branch A with a wrong auth (attempt {attempt})"),
-            host.rsa_decrypt(
-                &key,
-                &mut [Auth::session(&mut ps, b"guessed-auth-123")],
-                &lockbox,
-                &[],
-                &mut out,
+            &format!("PolicySecret(door index) with a wrong auth (attempt {attempt})"),
+            host.policy_secret(
+                &nv,
+                &mut ps,
+                &mut [Auth::session(&mut hs, b"guessed-auth-123")],
             ),
         );
         assert_eq!(
@@ -569,47 +585,62 @@ fn host_software_cannot_use_or_reauthorize_the_key_after_provisioning() {
             "{code} (noDA: BAD_AUTH, not AUTH_FAIL)"
         );
     }
-
-    // Branch B: PolicyPCR with the all-zero expectation fails now.
+    // Without PolicySecret the digest is not the key's authPolicy.
     host.policy_restart(&mut ps).unwrap();
-    host.policy_command_code(&mut ps, cc::OBJECT_CHANGE_AUTH)
+    host.policy_command_code(&mut ps, cc::RSA_DECRYPT).unwrap();
+    let code = expect_tpm_error(
+        "RSA_Decrypt after PolicyCommandCode alone",
+        host.rsa_decrypt(
+            &key,
+            &mut [Auth::session(&mut ps, b"")],
+            &lockbox,
+            &[],
+            &mut out,
+        ),
+    );
+    assert_eq!(code.base(), rc::RC_POLICY_FAIL, "{code}");
+    host.flush_session(&mut hs).unwrap();
+
+    // The door: PolicyPCR with the all-zero expectation fails now.
+    host.policy_restart(&mut ps).unwrap();
+    host.policy_command_code(&mut ps, cc::NV_CHANGE_AUTH)
         .unwrap();
     let code = expect_tpm_error(
         "PolicyPCR(PCR 11 = 0) after the door closed",
         host.policy_pcr(&mut ps, &fw::door_open_pcr_digest(), &fw::door_selection()),
     );
     assert_eq!(code.base(), rc::RC_VALUE, "{code}");
-    // Branch B with the current PCR value: PolicyOR finds no matching branch.
+    // With the current PCR value the digest is not the index's authPolicy.
     host.policy_pcr(&mut ps, &[], &fw::door_selection())
         .unwrap();
     let code = expect_tpm_error(
-        "PolicyOR after PolicyPCR(current PCR 11)",
-        host.policy_or(&mut ps, &fw::branches()),
-    );
-    assert_eq!(code.base(), rc::RC_VALUE, "{code}");
-    // Skipping PolicyOR: the session digest is not the key's authPolicy.
-    let code = expect_tpm_error(
-        "ObjectChangeAuth, branch B digest without PolicyOR",
-        host.object_change_auth(&key, &parent, &mut [Auth::session(&mut ps, b"")], b"new"),
+        "NV_ChangeAuth after PolicyPCR(current PCR 11)",
+        host.nv_change_auth(&nv, &mut [Auth::session(&mut ps, b"")], b"new"),
     );
     assert_eq!(code.base(), rc::RC_POLICY_FAIL, "{code}");
     host.flush_session(&mut ps).unwrap();
-    // ObjectChangeAuth with a password: adminWithPolicy requires a policy session.
+    // NV_ChangeAuth with a password: the admin role of an NV index needs a policy session.
     let code = expect_tpm_error(
-        "ObjectChangeAuth, empty password",
-        host.object_change_auth(&key, &parent, &mut [Auth::Password(b"")], b"new"),
+        "NV_ChangeAuth, empty password",
+        host.nv_change_auth(&nv, &mut [Auth::Password(b"")], b"new"),
     );
     assert_eq!(
         code.0, 0x124,
         "TPM_RC_AUTH_TYPE: the admin role needs a policy session"
     );
+    // ObjectChangeAuth on the key: adminWithPolicy, and the policy is RSA_Decrypt only.
+    let code = expect_tpm_error(
+        "ObjectChangeAuth(key), empty password",
+        host.object_change_auth(&key, &parent, &mut [Auth::Password(b"")], b"new"),
+    );
+    assert_eq!(code.0, 0x124, "TPM_RC_AUTH_TYPE");
 
     // PCR 11 cannot be reset by software; PCR 16 (the reference's choice) can.
     let code = expect_tpm_error("PCR_Reset(11)", pcr_reset(&mut host, fw::DOOR_PCR));
     assert_ne!(code.0, 0);
     assert_ne!(pcr_value(&mut host, fw::DOOR_PCR), [0u8; 32]);
     pcr_reset(&mut host, 16).expect("PCR 16 is resettable (the reference's hole)");
-    println!("PCR_Reset(16): success (branch B on PCR 16 could be reopened by the host)");
+    println!("PCR_Reset(16): success (a door on PCR 16 could be reopened by the host)");
 
     let mut props = [(0u32, 0u32); 2];
     let (n, _) = host.get_capability_properties(0x20E, &mut props).unwrap();
@@ -696,18 +727,24 @@ fn tampered_responses_never_yield_a_key() {
     s.close(&mut tpm).unwrap();
 
     // Pinned Names: a wrong wrapping Name or parent Name is refused at establish.
-    let mut bad = p.secrets.clone();
-    bad.wrapping_name = p.secrets.parent_name.clone();
-    assert_eq!(
-        UvSession::establish(&mut tpm, &bad).unwrap_err(),
-        UnwrapError::NameMismatch
-    );
-    let mut bad = p.secrets.clone();
-    bad.parent_name = p.secrets.wrapping_name.clone();
-    assert_eq!(
-        UvSession::establish(&mut tpm, &bad).unwrap_err(),
-        UnwrapError::NameMismatch
-    );
+    let with =
+        |w: &pefbox::tpm::Name, pa: &pefbox::tpm::Name, nv: &pefbox::tpm::Name| fw::UvSecrets {
+            nv_auth: p.secrets.nv_auth.clone(),
+            wrapping_name: w.clone(),
+            parent_name: pa.clone(),
+            nv_name: nv.clone(),
+        };
+    let s_ = &p.secrets;
+    for bad in [
+        with(&s_.parent_name, &s_.parent_name, &s_.nv_name),
+        with(&s_.wrapping_name, &s_.wrapping_name, &s_.nv_name),
+        with(&s_.wrapping_name, &s_.parent_name, &s_.parent_name),
+    ] {
+        assert_eq!(
+            UvSession::establish(&mut tpm, &bad).unwrap_err(),
+            UnwrapError::NameMismatch
+        );
+    }
     no_transients_or_sessions(&mut tpm);
 }
 
@@ -740,7 +777,7 @@ fn provisioning_refuses_used_pcr_11_and_foreign_objects_and_still_closes_the_doo
     let mut tpm = connect(&sw);
     tpm.pcr_extend(fw::DOOR_PCR, &mut [Auth::Password(b"")], &[1u8; 32])
         .unwrap();
-    let e = provision(&mut tpm).unwrap_err();
+    let e = provision(&mut tpm).unwrap_err().error;
     assert_eq!(e, ProvisionError::DoorPcrNotReset);
     assert_eq!(persistent_handles(&mut tpm), Vec::<u32>::new());
     assert_ne!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32]);
@@ -750,7 +787,7 @@ fn provisioning_refuses_used_pcr_11_and_foreign_objects_and_still_closes_the_doo
     // A failure before anything else (here: no entropy) still closes the door.
     let sw = Swtpm::start().expect("swtpm must be installed and start");
     let mut unseeded = Tpm::new(sw.connect().unwrap());
-    let e = provision(&mut unseeded).unwrap_err();
+    let e = provision(&mut unseeded).unwrap_err().error;
     println!("unseeded client: {e}");
     assert!(
         matches!(
@@ -779,15 +816,26 @@ fn provisioning_refuses_used_pcr_11_and_foreign_objects_and_still_closes_the_doo
         &pefbox::tpm::Template::rsa_storage(),
         WRAPPING_HANDLE,
     );
-    let e = provision(&mut tpm).unwrap_err();
+    let e = provision(&mut tpm).unwrap_err().error;
     println!("foreign 0x81800001: {e}");
     assert_eq!(e, ProvisionError::ForeignKey);
+    assert_ne!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32], "door closed");
+    // Failed closed: the platform hierarchy is disabled, its objects unreachable.
+    assert!(fw::provision::platform_disabled(&mut tpm).unwrap());
+    let code = expect_tpm_error(
+        "ReadPublic(0x81800001) after failing closed",
+        tpm.read_public(WRAPPING_HANDLE).map(|_| ()),
+    );
+    assert_eq!(code.base(), rc::RC_HANDLE, "{code}");
+    no_transients_or_sessions(&mut tpm);
+    drop(tpm);
+    // Left alone: after a TPM reset it is still there.
+    sw.restart().unwrap();
+    let mut tpm = connect(&sw);
     assert_eq!(
         tpm.read_public(WRAPPING_HANDLE).unwrap().0.name,
         foreign.name
     );
-    assert_ne!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32], "door closed");
-    no_transients_or_sessions(&mut tpm);
 
     // A foreign object at 0x81800000 (an ECC storage key): refused the same way.
     for h in [WRAPPING_HANDLE, PARENT_HANDLE] {
@@ -795,20 +843,21 @@ fn provisioning_refuses_used_pcr_11_and_foreign_objects_and_still_closes_the_doo
         tpm.evict_control(&platform, &mut [Auth::Password(b"")], &o, h)
             .unwrap();
     }
-    drop(tpm);
-    sw.restart().unwrap();
-    let mut tpm = connect(&sw);
     let foreign = persist_foreign(
         &mut tpm,
         &pefbox::tpm::Template::ecc_storage(),
         PARENT_HANDLE,
     );
-    let e = provision(&mut tpm).unwrap_err();
+    let e = provision(&mut tpm).unwrap_err().error;
     println!("foreign 0x81800000: {e}");
     assert_eq!(e, ProvisionError::ForeignParent);
+    assert_ne!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32], "door closed");
+    assert!(fw::provision::platform_disabled(&mut tpm).unwrap());
+    drop(tpm);
+    sw.restart().unwrap();
+    let mut tpm = connect(&sw);
     assert_eq!(tpm.read_public(PARENT_HANDLE).unwrap().0.name, foreign.name);
     assert_eq!(persistent_handles(&mut tpm), vec![PARENT_HANDLE]);
-    assert_ne!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32], "door closed");
 }
 
 #[test]
@@ -972,7 +1021,7 @@ fn platform_authorization_is_gone_after_provisioning_until_tpm_reset() {
     let p2 = provision(&mut fw_tpm).expect("provision after the TPM reset");
     assert!(!p2.parent_created && !p2.key_created);
     assert_eq!(p2.secrets.wrapping_name, p1.secrets.wrapping_name);
-    assert_ne!(p2.secrets.wrapping_auth, p1.secrets.wrapping_auth);
+    assert_ne!(p2.secrets.nv_auth, p1.secrets.nv_auth);
     assert_eq!(count_ok(&fw_tpm.transport_mut().log, hca), 1);
     drop(fw_tpm);
     let mut host = connect(&sw);
@@ -1007,14 +1056,22 @@ fn unwrap_leaves_no_key_in_the_client() {
         )
         .unwrap();
     tpm.policy_command_code(&mut ps, cc::RSA_DECRYPT).unwrap();
-    tpm.policy_auth_value(&mut ps).unwrap();
-    tpm.policy_or(&mut ps, &fw::branches()).unwrap();
+    let (nv, _) = tpm.nv_read_public(fw::NV_HANDLE).unwrap();
+    let mut hs = tpm
+        .start_auth_session(SaltKey::None, None, SessionKind::Hmac, sa::CONTINUE_SESSION)
+        .unwrap();
+    tpm.policy_secret(
+        &nv,
+        &mut ps,
+        &mut [Auth::session(&mut hs, &p.secrets.nv_auth[..])],
+    )
+    .unwrap();
+    tpm.flush_session(&mut hs).unwrap();
     let mut out = [0u8; 256];
-    let auth = p.secrets.wrapping_auth;
     let n = tpm
         .rsa_decrypt(
             &key,
-            &mut [Auth::session(&mut ps, &auth)],
+            &mut [Auth::session(&mut ps, &[])],
             &lockbox,
             &[],
             &mut out,
@@ -1077,8 +1134,8 @@ fn unwrap_recovers_when_the_tpm_lost_the_session() {
     let log = &tpm.transport_mut().log;
     assert_eq!(
         count_ok(log, 0x176),
-        1,
-        "exactly one new StartAuthSession after the reset"
+        2,
+        "exactly one new policy session after the reset (and the unwrap's one-shot HMAC session)"
     );
     println!(
         "session {before:#x} lost at reset; recovered with {:#x}",
