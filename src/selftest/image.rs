@@ -642,13 +642,16 @@ fn synthetic_lockbox() -> Result<([u8; 32], [u8; 256]), String> {
 
 fn uv_snoop() -> TestResult {
     let (key, ek) = synthetic_lockbox()?;
-    // Borrowed under the ultravisor's lock (UvSecrets is not Clone: no copy to wipe).
-    // The flow below reaches the TPM through the hypervisor, which never takes this lock.
-    let guard = crate::uv::image::UV.lock();
-    let secrets = &guard
-        .as_ref()
-        .ok_or("the ultravisor did not start")?
-        .secrets;
+    // The ultravisor, under its lock (UvSecrets is not Clone: no copy to wipe). The flow
+    // below reaches the TPM through the hypervisor, which never takes this lock.
+    let mut guard = crate::uv::image::UV.lock();
+    let uv = guard.as_mut().ok_or("the ultravisor did not start")?;
+    let crate::uv::image::Uv {
+        tpm: uv_tpm,
+        session: boot_session,
+        secrets,
+        ..
+    } = uv;
     {
         let mut r = RECORDING.lock();
         r.len = 0;
@@ -656,10 +659,16 @@ fn uv_snoop() -> TestResult {
         r.commands = 0;
         r.saw_rsa_decrypt = false;
     }
-    crate::hv::target::HV.with_observer(|m| m.snoop_fn = Some(record));
     // The whole flow through the snooping hypervisor: a new client (GetRandom for its
-    // entropy), ReadPublic of the pinned keys, the salted session, the policy, RSA_Decrypt,
-    // and the session's flush.
+    // entropy), ReadPublic of the pinned keys, the salted session, the policy, RSA_Decrypt.
+    // The resource manager lets the ultravisor own two sessions (its boot session and an
+    // unwrap's one-shot PolicySecret session), so the new session takes the boot session's
+    // place: the old one is flushed first (not recorded: it is not part of the flow) and the
+    // new one, with its client, is kept for the rest of the boot.
+    boot_session
+        .flush(uv_tpm)
+        .map_err(|e| format!("flushing the boot session: {e}"))?;
+    crate::hv::target::HV.with_observer(|m| m.snoop_fn = Some(record));
     let flow = (|| -> Result<[u8; 32], String> {
         let mut tpm = crate::uv::image::client()?;
         let mut s = crate::uv::unwrap::UvSession::establish(&mut tpm, secrets)
@@ -667,7 +676,8 @@ fn uv_snoop() -> TestResult {
         let k = s
             .unwrap(&mut tpm, &ek)
             .map_err(|e| format!("unwrap: {e}"))?;
-        s.close(&mut tpm).map_err(|e| format!("close: {e}"))?;
+        *boot_session = s;
+        *uv_tpm = tpm;
         Ok(k)
     })();
     crate::hv::target::HV.with_observer(|m| m.snoop_fn = None);

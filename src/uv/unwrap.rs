@@ -323,6 +323,13 @@ impl UvSession {
 
     /// Flushes the session (nothing is left in the TPM) and forgets the authValue.
     pub fn close<T: Transport>(mut self, tpm: &mut Tpm<T>) -> Result<(), UnwrapError> {
+        self.flush(tpm)
+    }
+
+    /// Flushes the session in the TPM but keeps this value (its authValue is wiped when it
+    /// drops): for a caller that must free the TPM's session before it has a replacement
+    /// to put in this one's place. Using it afterwards fails with a TPM error.
+    pub fn flush<T: Transport>(&mut self, tpm: &mut Tpm<T>) -> Result<(), UnwrapError> {
         tpm.flush_session(&mut self.session)
             .map_err(classify(Phase::Close))
     }

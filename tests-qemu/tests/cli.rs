@@ -244,7 +244,11 @@ fn a_sigkilled_launcher_leaves_no_qemu_or_swtpm_and_the_next_run_passes() {
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut buf = [0u8; 256];
-    while String::from_utf8_lossy(&seen).matches("fw: ").count() < 2 {
+    while String::from_utf8_lossy(&seen)
+        .matches("fw: storage parent")
+        .count()
+        < 2
+    {
         assert!(Instant::now() < deadline, "no banner: {seen:?}");
         let n = out.read(&mut buf).unwrap();
         assert!(
