@@ -1223,41 +1223,52 @@ pub fn per_command(reports: &[RunReport]) -> BTreeMap<u32, CommandTimes> {
 pub struct PhaseTimes {
     /// Provisioning: every command before the ultravisor's session (count, swtpm time).
     pub provision: (usize, Duration),
-    /// The ultravisor's session: ReadPublic + StartAuthSession.
+    /// The ultravisor's session: ReadPublic/NV_ReadPublic of the pinned keys +
+    /// StartAuthSession.
     pub session: (usize, Duration),
-    /// The unwrap: PolicyCommandCode, PolicyAuthValue, PolicyOR, RSA_Decrypt.
+    /// The unwrap: from its PolicyCommandCode to RSA_Decrypt.
     pub unwrap: (usize, Duration),
 }
 
 /// Splits a boot's relay records by phase, by the command sequence the image contract fixes:
-/// the unwrap is the first `RSA_Decrypt` and the (up to three) policy commands right before
-/// it; the session is the `StartAuthSession` and `ReadPublic` right before those; every
-/// earlier command is provisioning. `None` if the boot issued no `RSA_Decrypt`.
+/// the unwrap is the first `RSA_Decrypt` and what the ultravisor sends right before it for
+/// it (walking back to its `PolicyCommandCode`, at most six commands: the policy commands,
+/// the one-shot HMAC session's `StartAuthSession`, `PolicySecret`); the session is the
+/// `StartAuthSession` and the `ReadPublic`/`NV_ReadPublic` of the pinned keys right before
+/// those; every earlier command is provisioning. `None` if the boot issued no `RSA_Decrypt`.
 pub fn tpm_phases(records: &[crate::relay::RelayRecord]) -> Option<PhaseTimes> {
     use pefbox::tpm::consts::cc;
     let decrypt = records
         .iter()
         .position(|r| r.command_code == cc::RSA_DECRYPT)?;
-    let policy = [
+    let unwrap_cmds = [
         cc::POLICY_COMMAND_CODE,
         cc::POLICY_AUTH_VALUE,
         cc::POLICY_OR,
+        cc::POLICY_SECRET,
+        cc::START_AUTH_SESSION,
     ];
+    let code = |i: usize| records.get(i).map(|r| r.command_code);
+    // Back to the PolicyCommandCode that opens the unwrap, if it is within reach.
     let mut unwrap_start = decrypt;
-    while unwrap_start > 0
-        && decrypt - unwrap_start < policy.len()
-        && records
-            .get(unwrap_start - 1)
-            .is_some_and(|r| policy.contains(&r.command_code))
-    {
-        unwrap_start -= 1;
+    for back in 1..=6 {
+        let Some(i) = decrypt.checked_sub(back) else {
+            break;
+        };
+        match code(i) {
+            Some(c) if c == cc::POLICY_COMMAND_CODE => {
+                unwrap_start = i;
+                break;
+            }
+            Some(c) if unwrap_cmds.contains(&c) => {}
+            _ => break,
+        }
     }
     let mut session_start = unwrap_start;
-    for code in [cc::START_AUTH_SESSION, cc::READ_PUBLIC] {
-        if session_start > 0
-            && records
-                .get(session_start - 1)
-                .is_some_and(|r| r.command_code == code)
+    if session_start > 0 && code(session_start - 1) == Some(cc::START_AUTH_SESSION) {
+        session_start -= 1;
+        while session_start > 0
+            && matches!(code(session_start - 1), Some(c) if c == cc::READ_PUBLIC || c == cc::NV_READ_PUBLIC)
         {
             session_start -= 1;
         }
@@ -1392,6 +1403,23 @@ mod tests {
         // RSA_Decrypt first: no session, no provisioning.
         let p = tpm_phases(&records[10..]).unwrap();
         assert_eq!((p.provision.0, p.session.0, p.unwrap.0), (0, 0, 1));
+        // Today's sequence: the pinned keys read, the boot session, then an unwrap with a
+        // one-shot HMAC session for PolicySecret (its StartAuthSession is the unwrap's).
+        let records = vec![
+            rec(cc::PCR_EXTEND, 1),
+            rec(cc::READ_PUBLIC, 2),
+            rec(cc::READ_PUBLIC, 4),
+            rec(cc::NV_READ_PUBLIC, 8),
+            rec(cc::START_AUTH_SESSION, 16),
+            rec(cc::POLICY_COMMAND_CODE, 32),
+            rec(cc::START_AUTH_SESSION, 64),
+            rec(cc::POLICY_SECRET, 128),
+            rec(cc::RSA_DECRYPT, 256),
+        ];
+        let p = tpm_phases(&records).unwrap();
+        assert_eq!(p.provision, (1, Duration::from_micros(1)));
+        assert_eq!(p.session, (4, Duration::from_micros(30)));
+        assert_eq!(p.unwrap, (4, Duration::from_micros(480)));
     }
 
     #[test]
