@@ -1233,7 +1233,8 @@ pub struct PhaseTimes {
 /// Splits a boot's relay records by phase, by the command sequence the image contract fixes:
 /// the unwrap is the first `RSA_Decrypt` and what the ultravisor sends right before it for
 /// it (walking back to its `PolicyCommandCode`, at most six commands: the policy commands,
-/// the one-shot HMAC session's `StartAuthSession`, `PolicySecret`); the session is the
+/// the one-shot HMAC session's salt-key `ReadPublic` and `StartAuthSession`,
+/// `PolicySecret`); the session is the
 /// `StartAuthSession` and the `ReadPublic`/`NV_ReadPublic` of the pinned keys right before
 /// those; every earlier command is provisioning. `None` if the boot issued no `RSA_Decrypt`.
 pub fn tpm_phases(records: &[crate::relay::RelayRecord]) -> Option<PhaseTimes> {
@@ -1247,6 +1248,7 @@ pub fn tpm_phases(records: &[crate::relay::RelayRecord]) -> Option<PhaseTimes> {
         cc::POLICY_OR,
         cc::POLICY_SECRET,
         cc::START_AUTH_SESSION,
+        cc::READ_PUBLIC,
     ];
     let code = |i: usize| records.get(i).map(|r| r.command_code);
     // Back to the PolicyCommandCode that opens the unwrap, if it is within reach.
@@ -1412,14 +1414,15 @@ mod tests {
             rec(cc::NV_READ_PUBLIC, 8),
             rec(cc::START_AUTH_SESSION, 16),
             rec(cc::POLICY_COMMAND_CODE, 32),
-            rec(cc::START_AUTH_SESSION, 64),
-            rec(cc::POLICY_SECRET, 128),
-            rec(cc::RSA_DECRYPT, 256),
+            rec(cc::READ_PUBLIC, 64),
+            rec(cc::START_AUTH_SESSION, 128),
+            rec(cc::POLICY_SECRET, 256),
+            rec(cc::RSA_DECRYPT, 512),
         ];
         let p = tpm_phases(&records).unwrap();
         assert_eq!(p.provision, (1, Duration::from_micros(1)));
         assert_eq!(p.session, (4, Duration::from_micros(30)));
-        assert_eq!(p.unwrap, (4, Duration::from_micros(480)));
+        assert_eq!(p.unwrap, (5, Duration::from_micros(992)));
     }
 
     #[test]
