@@ -12,23 +12,18 @@
 //! itself over the hypervisor's link outside any hcall ([`Hypervisor::with_link`]), never
 //! through the (filtered) hcall path.
 
+mod common;
+
+use common::hv::*;
+
 use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Instant;
 
-use pefbox::hv::{
-    wire, CallerId, CheckedRange, Direction, FakeGuestMemory, GuestMemory, GuestRange, Hypervisor,
-    Meddle, Meddler, RegionTable,
-};
+use pefbox::hv::{wire, CallerId, Direction, GuestRange, Hypervisor, Meddle, Meddler, RegionTable};
 use pefbox::papr::{H_P2, H_SUCCESS, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE};
 use pefbox::tpm::Transport;
-use tests_qemu::swtpm::{Swtpm, SwtpmConn};
-
-const RAM_BASE: u64 = 0x1000_0000;
-const RAM_LEN: usize = 0x1_0000;
-const HV_MEM: GuestRange = GuestRange::new(0x2000_0000, 0x100_0000);
-const IN: u64 = RAM_BASE;
-const OUT: u64 = RAM_BASE + 0x2000;
+use tests_qemu::swtpm::Swtpm;
 
 /// The ultravisor's partition (as in the image: `uv::image::SVM_LPID`).
 const UV: CallerId = CallerId::of(1, 0);
@@ -44,25 +39,8 @@ const RM_OBJECT_MEMORY: u32 = 0x000B_0902;
 const RM_SESSION_MEMORY: u32 = 0x000B_0903;
 
 const TPM_RH_OWNER: u32 = 0x4000_0001;
-const TPM_RH_NULL: u32 = 0x4000_0007;
-const TPM_RS_PW: u32 = 0x4000_0009;
 const TPM_RH_PLATFORM: u32 = 0x4000_000C;
 const CONTINUE: u8 = 0x01;
-
-type Memory = FakeGuestMemory<RAM_LEN>;
-
-struct SharedMemory(Arc<Memory>);
-
-impl GuestMemory for SharedMemory {
-    fn copy_from_guest(&self, src: &CheckedRange, dst: &mut [u8]) {
-        self.0.copy_from_guest(src, dst);
-    }
-    fn copy_to_guest(&self, dst: &CheckedRange, src: &[u8]) {
-        self.0.copy_to_guest(dst, src);
-    }
-}
-
-type Hv = Hypervisor<SwtpmConn, SharedMemory, Meddler>;
 
 thread_local! {
     static SENT: Cell<usize> = const { Cell::new(0) };

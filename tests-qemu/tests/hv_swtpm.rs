@@ -3,40 +3,22 @@
 //! flush on close is checked against what a TPM actually holds (GetCapability of its
 //! handles), not against a fake's bookkeeping.
 
+mod common;
+
+use common::hv::*;
+
 use std::sync::Arc;
 
 use pefbox::hv::{
-    wire, CallerId, CheckedRange, FakeGuestMemory, GuestMemory, GuestRange, HcallReturn,
-    Hypervisor, Meddle, Meddler, RegionTable,
+    wire, CallerId, GuestRange, HcallReturn, Hypervisor, Meddle, Meddler, RegionTable,
 };
 use pefbox::papr::{H_SUCCESS, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE};
-use tests_qemu::swtpm::{Swtpm, SwtpmConn};
+use tests_qemu::swtpm::Swtpm;
 
-const RAM_BASE: u64 = 0x1000_0000;
-const RAM_LEN: usize = 0x1_0000;
-const HV_MEM: GuestRange = GuestRange::new(0x2000_0000, 0x100_0000);
-const IN: u64 = RAM_BASE;
-const OUT: u64 = RAM_BASE + 0x2000;
 const EXEC: u64 = TPM_COMM_OP_EXECUTE;
 const CLOSE: u64 = TPM_COMM_OP_CLOSE_SESSION;
 const A: CallerId = CallerId(1);
 const B: CallerId = CallerId(2);
-
-type Memory = FakeGuestMemory<RAM_LEN>;
-
-/// The fake caller memory, shared so the test can poke and peek while the hypervisor owns it.
-struct SharedMemory(Arc<Memory>);
-
-impl GuestMemory for SharedMemory {
-    fn copy_from_guest(&self, src: &CheckedRange, dst: &mut [u8]) {
-        self.0.copy_from_guest(src, dst);
-    }
-    fn copy_to_guest(&self, dst: &CheckedRange, src: &[u8]) {
-        self.0.copy_to_guest(dst, src);
-    }
-}
-
-type Hv = Hypervisor<SwtpmConn, SharedMemory, Meddler>;
 
 /// A TPM command with a correct header: tag NO_SESSIONS, `code`, `body`.
 fn command(code: u32, body: &[u8]) -> Vec<u8> {
@@ -51,9 +33,6 @@ fn command(code: u32, body: &[u8]) -> Vec<u8> {
 fn call(hv: &Hv, who: CallerId, op: u64, inb: u64, ins: u64, outb: u64, outs: u64) -> HcallReturn {
     hv.hcall(who, H_TPM_COMM, &[op, inb, ins, outb, outs, 0, 0, 0, 0])
 }
-
-const TPM_RH_NULL: u32 = 0x4000_0007;
-const TPM_RS_PW: u32 = 0x4000_0009;
 
 /// CreatePrimary in the null hierarchy: an ECC P-256 restricted decryption key.
 fn create_primary() -> Vec<u8> {

@@ -1,6 +1,8 @@
 //! Support shared by the integration tests (each test binary uses part of it).
 #![allow(dead_code)]
 
+pub mod hv;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
