@@ -15,13 +15,15 @@
 //!
 //! Each cut point or fault runs on a copy of one provisioned state directory.
 
+mod common;
+
+use common::image;
+
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use pefbox::fw::WRAPPING_HANDLE;
-use pefbox::tpm::client::{CommandSpec, CC_HIERARCHY_CHANGE_AUTH};
-use pefbox::tpm::consts::{alg, cc, rh};
+use pefbox::tpm::consts::rh;
 use pefbox::tpm::entropy::FromRng;
 use pefbox::tpm::{Auth, Object, Tpm, Transport};
 use rand::rngs::OsRng;
@@ -29,16 +31,6 @@ use tests_qemu::launcher::{self, RunConfig, RunReport};
 use tests_qemu::relay::RelayFault;
 use tests_qemu::svm::{self, Scenario};
 use tests_qemu::verdict::{parse_bench_line, Expect};
-
-fn image() -> PathBuf {
-    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE
-        .get_or_init(|| {
-            launcher::ensure_tools().expect("qemu-system-ppc64 and swtpm");
-            launcher::build_image().expect("image build")
-        })
-        .clone()
-}
 
 fn scratch(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
@@ -152,41 +144,11 @@ fn boot_level_power_cut_campaign() {
     assert_eq!(open, n);
 }
 
-/// One host attempt on the platform: true if it got through.
+/// The host's attempts on the platform: each true if it got through.
 fn platform_attempts<T: Transport>(host: &mut Tpm<T>) -> Vec<(&'static str, bool)> {
-    let platform = Object::permanent(rh::PLATFORM);
-    let spec = CommandSpec {
-        cc: 0x12B,
-        auth_handles: 1,
-        response_handles: 0,
-        encrypt_command: false,
-        encrypt_response: false,
-    };
-    let allocated = host
-        .execute(&spec, &[&platform], &mut [Auth::Password(b"")], |w| {
-            // SHA-1: all 24 PCRs; SHA-256: none (a bank not listed would stay as it is).
-            w.u32(2)?;
-            w.u16(alg::SHA1)?;
-            w.u8(3)?;
-            w.bytes(&[0xFF, 0xFF, 0xFF])?;
-            w.u16(alg::SHA256)?;
-            w.u8(3)?;
-            w.bytes(&[0, 0, 0])
-        })
-        .map(|r| host.reply_params(&r).first() == Some(&1))
-        .unwrap_or(false);
-    let evicted = host
-        .read_public(WRAPPING_HANDLE)
-        .ok()
-        .map(|(k, _)| {
-            host.evict_control(&platform, &mut [Auth::Password(b"")], &k, WRAPPING_HANDLE)
-                .is_ok()
-        })
-        .unwrap_or(false);
-    let changed = host
-        .hierarchy_change_auth(&platform, &mut [Auth::Password(b"")], b"host-chosen")
-        .is_ok();
-    let _ = (cc::EVICT_CONTROL, CC_HIERARCHY_CHANGE_AUTH);
+    let allocated = common::key::pcr_allocate(host).unwrap_or(false);
+    let evicted = common::key::evict_wrapping_key(host);
+    let changed = common::key::change_platform_auth(host);
     vec![
         (
             "PCR_Allocate (drop SHA-256), platform, empty password",

@@ -19,14 +19,16 @@
 //! Each fault runs on a copy of one provisioned swtpm state directory, so no attempt's
 //! effect leaks into the next fault.
 
+mod common;
+
 use pefbox::fw::provision::provision_boot;
 use pefbox::fw::{self, Provisioned, PARENT_HANDLE, WRAPPING_HANDLE};
 use pefbox::tpm::client::Blob;
 use pefbox::tpm::client::CommandSpec;
-use pefbox::tpm::consts::{alg, cc, rh, sa};
+use pefbox::tpm::consts::{cc, rh, sa};
 use pefbox::tpm::entropy::FromRng;
 use pefbox::tpm::TransportError;
-use pefbox::tpm::{Auth, Error, KeyBlob, Object, SaltKey, SessionKind, Tpm, Transport};
+use pefbox::tpm::{Auth, KeyBlob, Object, SaltKey, SessionKind, Tpm, Transport};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use rsa::{BigUint, Oaep, RsaPublicKey};
@@ -276,7 +278,10 @@ fn apply(sw: &Swtpm, setup: Setup) {
         }
         Setup::MissingParent => evict(&mut t, PARENT_HANDLE),
         Setup::NoSha256Bank => {
-            assert!(pcr_allocate(&mut t).unwrap(), "PCR_Allocate(SHA-1 only)");
+            assert!(
+                common::key::pcr_allocate(&mut t).unwrap(),
+                "PCR_Allocate(SHA-1 only)"
+            );
         }
     }
 }
@@ -353,32 +358,6 @@ type Secret = Vec<u8>;
 struct Try {
     what: String,
     succeeded: bool,
-}
-
-fn pcr_allocate<T: Transport>(host: &mut Tpm<T>) -> Result<bool, Error> {
-    let spec = CommandSpec {
-        cc: 0x12B,
-        auth_handles: 1,
-        response_handles: 0,
-        encrypt_command: false,
-        encrypt_response: false,
-    };
-    let reply = host.execute(
-        &spec,
-        &[&Object::permanent(rh::PLATFORM)],
-        &mut [Auth::Password(b"")],
-        |w| {
-            // SHA-1: all 24 PCRs; SHA-256: none (a bank not listed would stay as it is).
-            w.u32(2)?;
-            w.u16(alg::SHA1)?;
-            w.u8(3)?;
-            w.bytes(&[0xFF, 0xFF, 0xFF])?;
-            w.u16(alg::SHA256)?;
-            w.u8(3)?;
-            w.bytes(&[0, 0, 0])
-        },
-    )?;
-    Ok(host.reply_params(&reply).first() == Some(&1))
 }
 
 mod design {
@@ -515,26 +494,15 @@ fn host_attempts(sw: &Swtpm, e: &Earlier) -> Vec<Try> {
     }
     out.push(Try {
         what: "PCR_Allocate (drop the SHA-256 bank), platform, empty password".into(),
-        succeeded: pcr_allocate(&mut host).unwrap_or(false),
+        succeeded: common::key::pcr_allocate(&mut host).unwrap_or(false),
     });
-    let platform = Object::permanent(rh::PLATFORM);
-    let evicted = host
-        .read_public(WRAPPING_HANDLE)
-        .ok()
-        .map(|(k, _)| {
-            host.evict_control(&platform, &mut [Auth::Password(b"")], &k, WRAPPING_HANDLE)
-                .is_ok()
-        })
-        .unwrap_or(false);
     out.push(Try {
         what: "EvictControl(0x81800001), platform, empty password".into(),
-        succeeded: evicted,
+        succeeded: common::key::evict_wrapping_key(&mut host),
     });
     out.push(Try {
         what: "HierarchyChangeAuth(platform), empty password".into(),
-        succeeded: host
-            .hierarchy_change_auth(&platform, &mut [Auth::Password(b"")], b"host-chosen")
-            .is_ok(),
+        succeeded: common::key::change_platform_auth(&mut host),
     });
     out
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod hv;
+pub mod key;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
