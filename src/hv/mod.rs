@@ -31,7 +31,7 @@
 //! |10 | bad tag / too short for its handle area / authorization area does not parse | RM response `0x000B001E` / `0x000B0142` / `0x000B0144`, H_SUCCESS |
 //! |11 | a named transient object, sequence or session is not the caller's own, or the handle is TPM_RH_PLATFORM, _PLATFORM_NV or _LOCKOUT | H_P2 |
 //! |12 | the caller has no slot and all [`SESSION_SLOTS`] are taken (the last one is kept for the ultravisor while it has none) | H_RESOURCE |
-//! |13 | a creating command and the caller is at its quota (objects), or at its quota or the sessions left are the ultravisor's reserve (sessions) | RM response `0x000B0902` (objects) / `0x000B0903` (sessions), H_SUCCESS |
+//! |13 | a creating command and the caller is at its quota (objects or sessions) | RM response `0x000B0902` (objects) / `0x000B0903` (sessions), H_SUCCESS |
 //! |14 | the command creates a handle and the caller's table is full (unreachable: the table holds both quotas) | H_RESOURCE |
 //! |15 | the link fails or times out (any [`TransportError`]), or an object's context does not load or save | H_RESOURCE |
 //! |16 | the response is not whole: < 10 bytes, > 4096, or its header size != bytes delivered | H_RESOURCE |
@@ -63,20 +63,31 @@
 //!   The slot stays open when later rows fail. Callers are told apart by the
 //!   [`CallerId`] the glue supplies: the partition ([`CallerId::of`]), so one guest on
 //!   many hardware threads is one caller.
-//! - Row 13: quotas [`OBJECTS_PER_CALLER`] (objects and sequences, saved contexts: more than
-//!   the TPM's [`OBJECT_CAPACITY`]) and [`SESSIONS_PER_CALLER`] (loaded: below the TPM's
-//!   [`SESSION_CAPACITY`]);
-//!   [`RESERVED_SESSIONS`] is held back for the caller named by [`Hypervisor::reserve_for`]
-//!   (the ultravisor) while it owns fewer; that caller may own [`RESERVED_CALLER_SESSIONS`].
+//! - Row 13: quotas [`OBJECTS_PER_CALLER`] (objects and sequences) and
+//!   [`SESSIONS_PER_CALLER`] (sessions), each caller's own: both are saved contexts between
+//!   hcalls, so they exceed what the TPM holds loaded ([`OBJECT_CAPACITY`],
+//!   [`SESSION_CAPACITY`]), and every caller's full session quota fits the TPM's
+//!   [`ACTIVE_SESSION_CAPACITY`] at once, so none can take what another (the ultravisor's
+//!   boot session) is owed. The last free slot is held for the caller named by
+//!   [`Hypervisor::reserve_for`] (the ultravisor) while it has none.
 //!   A FlushContext the TPM answers "no such handle" forgets the handle too.
-//! - Objects are swapped ([`space`]): between hcalls no caller's transient object is loaded;
-//!   a command's named objects are ContextLoaded, their virtual handles (0x80FFFF00 + i, per
-//!   caller) rewritten to the TPM's in the handle area, a new object's TPM handle rewritten
-//!   to the caller's next virtual one in the response, then every object loaded is
+//! - Objects and sessions are swapped ([`space`]): between hcalls nothing of any caller is
+//!   loaded; a command's named objects are ContextLoaded, their virtual handles
+//!   (0x80FFFF00 + i, per caller) rewritten to the TPM's in the handle area, a new object's TPM handle
+//!   rewritten to the caller's next virtual one in the response, then every object loaded is
 //!   ContextSaved and flushed. FlushContext of an object is answered here (rc 0, nothing
-//!   sent). A context that no longer loads (the TPM was reset) forgets the object
-//!   (H_RESOURCE, then H_P2 for its handle). GetCapability(handles, transient) lists the
-//!   caller's virtual handles.
+//!   sent). The sessions a command uses (handle area and authorization area) are
+//!   ContextLoaded under their own handles and ContextSaved after it unless the TPM ended
+//!   them (`continueSession` clear). An object's context that no longer loads (the TPM was
+//!   reset) forgets the object (H_RESOURCE, then H_P2 for its handle); a session's forgets
+//!   the session and the command goes on, so the TPM answers that the session does not
+//!   exist (TPM_RC_REFERENCE_*, what a client re-establishes on), as in the kernel's
+//!   resource manager; a TPM warning (e.g. TPM_RC_SESSION_MEMORY) forgets nothing
+//!   (H_RESOURCE; TPM_RC_RETRY is re-sent first). An idle
+//!   session's context is refreshed before it falls [`REGAP_AT`] behind, so the TPM's
+//!   context gap never blocks anyone. GetCapability(handles) lists the caller's own: its
+//!   virtual object handles, its sessions as loaded (0x02…) or, when it saved one itself,
+//!   saved (0x03…).
 //! - Tracking: the response handle of every creating command on the allowlist
 //!   (CreatePrimary, Load, LoadExternal, CreateLoaded, StartAuthSession, ContextLoad,
 //!   HashSequenceStart, HMAC_Start) is recorded; a successful FlushContext, SequenceComplete
@@ -134,9 +145,8 @@ pub use guest::{
 };
 pub use observer::{Delivery, Direction, Meddle, Meddler, Quiet, RelayObserver};
 pub use slots::{
-    CallerId, QuotaError, SessionSlots, HANDLES_PER_SLOT, OBJECTS_PER_CALLER, OBJECT_CAPACITY,
-    RESERVED_CALLER_SESSIONS, RESERVED_SESSIONS, SESSIONS_PER_CALLER, SESSION_CAPACITY,
-    SESSION_SLOTS,
+    CallerId, QuotaError, SessionSlots, ACTIVE_SESSION_CAPACITY, OBJECTS_PER_CALLER,
+    OBJECT_CAPACITY, SESSIONS_PER_CALLER, SESSION_CAPACITY, SESSION_SLOTS,
 };
 
 use crate::papr::{
@@ -244,9 +254,10 @@ pub enum TpmCommError {
     Link(TransportError),
     /// The TPM's response is not whole: H_RESOURCE.
     BadResponse(ResponseError),
-    /// Swapping the caller's object `handle` (its virtual handle; 0 when loading) in or out
-    /// failed with response code `rc` (its context no longer loads, or is larger than
-    /// [`space::CONTEXT_MAX`]); the object is forgotten: H_RESOURCE.
+    /// Swapping the caller's object or session `handle` (an object's virtual handle, 0 when
+    /// loading one) in or out failed with response code `rc` (its context no longer loads,
+    /// or is larger than [`space::CONTEXT_MAX`] / [`space::SESSION_CONTEXT_MAX`]); it is
+    /// forgotten: H_RESOURCE.
     Swap {
         /// The virtual handle.
         handle: u32,
@@ -287,6 +298,8 @@ impl TpmCommError {
 struct State<L, O> {
     regions: RegionTable,
     reserved: Option<CallerId>,
+    /// The newest session-context sequence seen (the TPM's context counter, near enough).
+    counter: u64,
     link: Option<L>,
     slots: SessionSlots,
     observer: O,
@@ -313,6 +326,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
             state: spin::Mutex::new(State {
                 regions: RegionTable::empty(),
                 reserved: None,
+                counter: 0,
                 link: None,
                 slots: SessionSlots::new(),
                 observer,
@@ -331,9 +345,9 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         s.link = link;
     }
 
-    /// Names the caller for which TPM capacity is held in reserve: the ultravisor (in this
-    /// image, the SVM's partition). Recorded here; the quotas that use it are in
-    /// [`slots`].
+    /// Names the caller for which the last free session slot is held: the ultravisor (in
+    /// this image, the SVM's partition). Its sessions need no reserve: every caller's
+    /// session quota fits the TPM at once ([`SESSIONS_PER_CALLER`]).
     pub fn reserve_for(&self, caller: CallerId) {
         self.state.lock().reserved = Some(caller);
     }
@@ -359,7 +373,8 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
     pub fn tracked_handles(&self, caller: CallerId) -> usize {
         let s = self.state.lock();
         s.slots.find(caller).map_or(0, |i| {
-            s.slots.handles(i).len() + s.slots.space(i).map_or(0, space::Space::len)
+            let (objects, sessions) = s.slots.counts(i);
+            objects + sessions
         })
     }
 
@@ -468,7 +483,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         // Row 13.
         let new_kind = parsed.new_kind();
         if let Some(kind) = new_kind {
-            if let Err(q) = st.slots.admit(slot, kind, st.reserved) {
+            if let Err(q) = st.slots.admit(slot, kind) {
                 let r = match q {
                     QuotaError::Objects => rm::Refusal::ObjectMemory,
                     QuotaError::Sessions => rm::Refusal::SessionMemory,
@@ -478,7 +493,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         }
         let creates_session = new_kind == Some(rm::Kind::Session);
         let creates_object = matches!(new_kind, Some(rm::Kind::Object | rm::Kind::Sequence));
-        // Row 14: unreachable while HANDLES_PER_SLOT is the session quota; kept so a session
+        // Row 14: unreachable while the session quota is the space's size; kept so a session
         // is never created that the slot cannot record.
         if creates_session && !st.slots.has_room(slot) {
             return Err(TpmCommError::HandleTableFull);
@@ -490,6 +505,71 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                     sp.remove(vh);
                 }
                 return Ok(self.answer_rc(&out_range, wire::TPM_RC_SUCCESS));
+            }
+        }
+
+        // Keep every idle session's context young enough for the TPM's context gap.
+        regap(
+            link,
+            &mut st.observer,
+            &mut st.aux,
+            &mut st.rsp,
+            &mut st.slots,
+            &mut st.counter,
+        )?;
+
+        // Swap in: ContextLoad each session the command uses (handle area and authorization
+        // area) whose context the hypervisor holds. A session keeps its handle.
+        let mut live: heapless::Vec<u32, { rm::MAX_SESSIONS + 1 }> = heapless::Vec::new();
+        let used = parsed
+            .handles
+            .iter()
+            .copied()
+            .chain(parsed.sessions.iter().map(|a| a.handle))
+            .filter(|h| rm::is_session(*h));
+        for h in used {
+            if live.iter().any(|l| space::same_session(*l, h)) {
+                continue;
+            }
+            let Some(ctx) = st.slots.space(slot).and_then(|sp| sp.session_context(h)) else {
+                continue; // the caller holds its context (it ran ContextSave)
+            };
+            match load_context(
+                caller,
+                link,
+                &mut st.observer,
+                &mut st.aux,
+                &mut st.rsp,
+                ctx,
+            ) {
+                Ok(_) => {
+                    if let Some(sp) = st.slots.space_mut(slot) {
+                        sp.drop_session_context(h);
+                    }
+                    let _ = live.push(h);
+                }
+                Err(TpmCommError::Swap { rc, .. }) if !is_warning(rc) => {
+                    // Its context no longer loads (the TPM was reset): the session is gone.
+                    // As the kernel's resource manager does, the command goes on, and the
+                    // TPM answers in its own terms that the session does not exist.
+                    st.slots.forget_everywhere(h);
+                }
+                Err(e) => {
+                    let _ = save_sessions(
+                        caller,
+                        link,
+                        &mut st.observer,
+                        &mut st.rsp,
+                        &mut st.slots,
+                        slot,
+                        &live,
+                        &mut st.counter,
+                    );
+                    return Err(match e {
+                        TpmCommError::Swap { rc, .. } => TpmCommError::Swap { handle: h, rc },
+                        e => e,
+                    });
+                }
             }
         }
 
@@ -521,10 +601,22 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                         }
                         Err(e) => {
                             unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
-                            if let (TpmCommError::Swap { .. }, Some(sp)) =
+                            let _ = save_sessions(
+                                caller,
+                                link,
+                                &mut st.observer,
+                                &mut st.rsp,
+                                &mut st.slots,
+                                slot,
+                                &live,
+                                &mut st.counter,
+                            );
+                            if let (TpmCommError::Swap { rc, .. }, Some(sp)) =
                                 (e, st.slots.space_mut(slot))
                             {
-                                sp.remove(vh); // its context no longer loads: the object is gone
+                                if !is_warning(rc) {
+                                    sp.remove(vh); // its context no longer loads: gone
+                                }
                             }
                             return Err(e);
                         }
@@ -544,6 +636,16 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
             Ok(n) => n,
             Err(e) => {
                 unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
+                let _ = save_sessions(
+                    caller,
+                    link,
+                    &mut st.observer,
+                    &mut st.rsp,
+                    &mut st.slots,
+                    slot,
+                    &live,
+                    &mut st.counter,
+                );
                 return Err(e);
             }
         };
@@ -568,11 +670,40 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                 };
                 if creates_object {
                     new_object = Some(h);
-                } else if !st.slots.record(slot, h) {
+                } else if st.slots.record(slot, h) {
+                    let _ = live.push(h);
+                } else {
                     // Unreachable by row 14; never lose track: flush it back out.
                     let _ = flush_one(caller, link, &mut st.observer, &mut st.rsp, h);
                     unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
+                    let _ = save_sessions(
+                        caller,
+                        link,
+                        &mut st.observer,
+                        &mut st.rsp,
+                        &mut st.slots,
+                        slot,
+                        &live,
+                        &mut st.counter,
+                    );
                     return Err(TpmCommError::HandleTableFull);
+                }
+            }
+            // The caller reloaded its own saved session: the hypervisor saves it from now on.
+            if parsed.loads_session {
+                if let Some(h) = wire::u32_at(rsp, wire::HEADER_LEN) {
+                    if st.slots.owns(slot, h) && !live.iter().any(|l| space::same_session(*l, h)) {
+                        let _ = live.push(h);
+                    }
+                }
+            }
+            // The caller saved one of its sessions: it holds the context now.
+            if parsed.info.code == wire::TPM_CC_CONTEXT_SAVE {
+                if let Some(&h) = parsed.handles.first().filter(|h| rm::is_session(**h)) {
+                    live.retain(|l| !space::same_session(*l, h));
+                    if let Some(seq) = rsp.get(wire::HEADER_LEN..).and_then(space::sequence) {
+                        st.counter = st.counter.max(seq);
+                    }
                 }
             }
             match parsed.info.effect {
@@ -597,40 +728,57 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
             for sess in &parsed.sessions {
                 if rm::is_session(sess.handle) && sess.attrs & rm::CONTINUE_SESSION == 0 {
                     st.slots.forget_everywhere(sess.handle);
+                    live.retain(|l| !space::same_session(*l, sess.handle));
                 }
             }
             if parsed.filter_handles {
-                if parsed.cap_range.0 >> 24 == 0x80 {
-                    // The caller's objects are its virtual handles, never the TPM's.
-                    let (first, count) = parsed.cap_range;
-                    let mut list: heapless::Vec<u32, { space::OBJECTS_PER_SPACE }> =
-                        heapless::Vec::new();
-                    if let Some(sp) = st.slots.space(slot) {
-                        for h in sp.handles().filter(|h| *h >= first) {
-                            if list.len() < count as usize {
-                                let _ = list.push(h);
-                            }
-                        }
+                // The caller is shown its own handles only, as it sees them: its objects
+                // under their virtual handles, and its sessions as loaded (0x02…, the
+                // hypervisor holds their contexts and loads them on use) or saved (0x03…,
+                // the caller holds the context), never what the TPM holds for others.
+                let (first, count) = parsed.cap_range;
+                let mut list: heapless::Vec<u32, { space::OBJECTS_PER_SPACE }> =
+                    heapless::Vec::new();
+                if let Some(sp) = st.slots.space(slot) {
+                    if first >> 24 == 0x80 {
+                        list.extend(sp.handles().filter(|h| *h >= first).take(4));
+                    } else {
+                        let saved = first >> 24 == 0x03;
+                        let from = first & 0x00FF_FFFF;
+                        list.extend(
+                            sp.sessions()
+                                .filter(|h| sp.session_context(*h).is_none() == saved)
+                                .filter(|h| *h & 0x00FF_FFFF >= from)
+                                .take(space::SESSIONS_PER_SPACE),
+                        );
+                        list.sort_unstable_by_key(|h| *h & 0x00FF_FFFF);
                     }
-                    n = rm::handle_list_response(&mut st.rsp, &list);
-                } else {
-                    let slots = &st.slots;
-                    n = rm::filter_handles(&mut st.rsp, n, |h| {
-                        slots.owner_of_listed(h) == Some(caller)
-                    });
                 }
+                let shown = list.len().min(usize::try_from(count).unwrap_or(usize::MAX));
+                let more = shown < list.len();
+                n = rm::handle_list_response(&mut st.rsp, list.get(..shown).unwrap_or(&[]), more);
             }
         }
 
-        // Swap out: ContextSave and flush every object loaded for this command, and the new
-        // one (which gets the caller's next virtual handle in the response). The response
-        // waits in `aux` meanwhile.
-        if !loaded.is_empty() || new_object.is_some() {
+        // Swap out: ContextSave every session still alive, and ContextSave and flush every
+        // object loaded for this command and the new one (which gets the caller's next
+        // virtual handle in the response). The response waits in `aux` meanwhile.
+        if !loaded.is_empty() || new_object.is_some() || !live.is_empty() {
             let main = n.min(MAX_TPM_MESSAGE);
             if let (Some(dst), Some(src)) = (st.aux.get_mut(..main), st.rsp.get(..main)) {
                 dst.copy_from_slice(src);
             }
-            let mut failed = None;
+            let mut failed = save_sessions(
+                caller,
+                link,
+                &mut st.observer,
+                &mut st.rsp,
+                &mut st.slots,
+                slot,
+                &live,
+                &mut st.counter,
+            )
+            .err();
             for &(vh, p) in &loaded {
                 if let Err(e) = save_context(
                     caller,
@@ -680,7 +828,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         }
 
         // Row 15: copy the response out, last, never more than the window.
-        let d = st.observer.meddle(&mut st.rsp, n);
+        let d = st.observer.meddle(hdr.code, &mut st.rsp, n);
         let len = d.len.min(MAX_TPM_MESSAGE);
         if let (Some(dst), Some(src)) = (out_range.prefix(len as u64), st.rsp.get(..len)) {
             self.memory.copy_to_guest(&dst, src);
@@ -734,6 +882,39 @@ fn relay<L: Transport>(
     Ok(n)
 }
 
+/// Whether a response code is a TPM warning that asks for the same command again:
+/// TPM_RC_RETRY, TPM_RC_YIELDED, TPM_RC_TESTING (TPM 2.0 Part 2, TPM_RC). swtpm answers
+/// TPM_RC_RETRY to the first commands after it restarts (measured: `tpm-fault`).
+pub fn says_retry(rc: u32) -> bool {
+    matches!(rc, 0x922 | 0x908 | 0x90A)
+}
+
+/// Whether a response code is a TPM warning (format 0, TPM_RC_WARN 0x900): the command was
+/// not run for a passing reason (memory, rate, retry), so what it names is not known gone.
+pub fn is_warning(rc: u32) -> bool {
+    rc & 0xFFFF_F980 == 0x900
+}
+
+/// How many times the hypervisor sends one of its own commands (ContextLoad, ContextSave,
+/// FlushContext) while the TPM answers [`says_retry`].
+const OWN_COMMAND_TRIES: usize = 4;
+
+/// [`relay`] for the hypervisor's own commands, re-sent while the TPM says retry.
+fn relay_own<L: Transport>(
+    link: &mut L,
+    cmd: &[u8],
+    rsp: &mut [u8; MAX_TPM_MESSAGE],
+) -> Result<usize, TpmCommError> {
+    let mut n = relay(link, cmd, rsp)?;
+    for _ in 1..OWN_COMMAND_TRIES {
+        if !wire::u32_at(rsp, 6).is_some_and(says_retry) {
+            break;
+        }
+        n = relay(link, cmd, rsp)?;
+    }
+    Ok(n)
+}
+
 /// Sends FlushContext(handle); returns the TPM's response code.
 fn flush_one<L: Transport, O: RelayObserver>(
     caller: CallerId,
@@ -744,7 +925,7 @@ fn flush_one<L: Transport, O: RelayObserver>(
 ) -> Result<u32, TpmCommError> {
     let cmd = wire::flush_context_command(handle);
     observer.snoop(caller, Direction::Command, &cmd);
-    let n = relay(link, &cmd, rsp)?;
+    let n = relay_own(link, &cmd, rsp)?;
     let got = rsp.get(..n).unwrap_or(&[]);
     observer.snoop(caller, Direction::Response, got);
     wire::u32_at(got, 6).ok_or(TpmCommError::BadResponse(ResponseError::TooShort))
@@ -776,7 +957,7 @@ fn load_context<L: Transport, O: RelayObserver>(
         .for_each(|(d, s)| *d = s);
     let cmd: &[u8] = cmd;
     observer.snoop(caller, Direction::Command, cmd);
-    let n = relay(link, cmd, rsp)?;
+    let n = relay_own(link, cmd, rsp)?;
     let got = rsp.get(..n).unwrap_or(&[]);
     observer.snoop(caller, Direction::Response, got);
     match (wire::u32_at(got, 6), wire::u32_at(got, wire::HEADER_LEN)) {
@@ -803,7 +984,7 @@ fn save_context<L: Transport, O: RelayObserver>(
 ) -> Result<(), TpmCommError> {
     let cmd = wire::context_save_command(p);
     observer.snoop(caller, Direction::Command, &cmd);
-    let saved = relay(link, &cmd, rsp).and_then(|n| {
+    let saved = relay_own(link, &cmd, rsp).and_then(|n| {
         let got = rsp.get(..n).unwrap_or(&[]);
         observer.snoop(caller, Direction::Response, got);
         let rc = wire::u32_at(got, 6).unwrap_or(u32::MAX);
@@ -840,6 +1021,111 @@ fn unload<L: Transport, O: RelayObserver>(
     }
 }
 
+/// A session context older than this (in context-counter steps behind the newest seen) is
+/// refreshed before a command: loaded and saved again, as tpm2-abrmd does. A TPM refuses to
+/// save any session once the oldest saved one is `TPM_PT_CONTEXT_GAP_MAX` behind
+/// (`TPM_RC_CONTEXT_GAP`): 65,535 on swtpm 0.7.1 (measured), 255 on TPMs with an 8-bit
+/// context slot. A command saves at most 4 sessions, so 128 leaves room for any TPM.
+pub const REGAP_AT: u64 = 128;
+
+/// Refreshes the oldest saved sessions of any caller while they are [`REGAP_AT`] behind.
+/// A session whose context no longer loads is forgotten; only a link failure is an error.
+fn regap<L: Transport, O: RelayObserver>(
+    link: &mut L,
+    observer: &mut O,
+    aux: &mut [u8; MAX_TPM_MESSAGE],
+    rsp: &mut [u8; MAX_TPM_MESSAGE],
+    slots: &mut SessionSlots,
+    counter: &mut u64,
+) -> Result<(), TpmCommError> {
+    for _ in 0..SESSION_SLOTS * SESSIONS_PER_CALLER {
+        let Some((j, h, seq)) = slots.oldest_saved_session() else {
+            return Ok(());
+        };
+        if counter.saturating_sub(seq) < REGAP_AT {
+            return Ok(());
+        }
+        let owner = slots.caller(j).unwrap_or(CallerId(0));
+        let ctx = slots.space(j).and_then(|sp| sp.session_context(h));
+        let Some(ctx) = ctx else { return Ok(()) };
+        match load_context(owner, link, observer, aux, rsp, ctx) {
+            Ok(_) => {
+                if let Some(sp) = slots.space_mut(j) {
+                    sp.drop_session_context(h);
+                }
+                match save_session(owner, link, observer, rsp, slots, j, h, counter) {
+                    Ok(()) | Err(TpmCommError::Swap { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(TpmCommError::Swap { rc, .. }) if !is_warning(rc) => slots.forget_everywhere(h),
+            Err(TpmCommError::Swap { .. }) => return Ok(()), // not now: the next command retries
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// ContextSaves session `h` of slot `slot` (loaded for a command) into its space. On a
+/// refusal the session is flushed and forgotten: nothing of it is left loaded.
+#[allow(clippy::too_many_arguments)]
+fn save_session<L: Transport, O: RelayObserver>(
+    caller: CallerId,
+    link: &mut L,
+    observer: &mut O,
+    rsp: &mut [u8; MAX_TPM_MESSAGE],
+    slots: &mut SessionSlots,
+    slot: SlotIndex,
+    h: u32,
+    counter: &mut u64,
+) -> Result<(), TpmCommError> {
+    let cmd = wire::context_save_command(h);
+    observer.snoop(caller, Direction::Command, &cmd);
+    let n = relay_own(link, &cmd, rsp)?;
+    let got = rsp.get(..n).unwrap_or(&[]);
+    observer.snoop(caller, Direction::Response, got);
+    let rc = wire::u32_at(got, 6).unwrap_or(u32::MAX);
+    let ctx = got.get(wire::HEADER_LEN..).unwrap_or(&[]);
+    if rc == wire::TPM_RC_SUCCESS
+        && slots
+            .space_mut(slot)
+            .is_some_and(|sp| sp.store_session_context(h, ctx))
+    {
+        if let Some(seq) = space::sequence(ctx) {
+            *counter = (*counter).max(seq);
+        }
+        return Ok(());
+    }
+    // Too large to keep, or refused: a saved context the hypervisor does not hold would be
+    // unusable and uncounted, and a loaded session would hold one of the TPM's 3 slots.
+    let _ = flush_one(caller, link, observer, rsp, h);
+    slots.forget_everywhere(h);
+    Err(TpmCommError::Swap { handle: h, rc })
+}
+
+/// Saves every session in `live`; the first failure is returned after all were tried.
+#[allow(clippy::too_many_arguments)]
+fn save_sessions<L: Transport, O: RelayObserver>(
+    caller: CallerId,
+    link: &mut L,
+    observer: &mut O,
+    rsp: &mut [u8; MAX_TPM_MESSAGE],
+    slots: &mut SessionSlots,
+    slot: SlotIndex,
+    live: &[u32],
+    counter: &mut u64,
+) -> Result<(), TpmCommError> {
+    let mut failed = Ok(());
+    for &h in live {
+        if let Err(e) = save_session(caller, link, observer, rsp, slots, slot, h, counter) {
+            if failed.is_ok() {
+                failed = Err(e);
+            }
+        }
+    }
+    failed
+}
+
 /// CLOSE_SESSION: flush what the caller's slot owns, then free the slot.
 fn close<L: Transport, O: RelayObserver>(
     caller: CallerId,
@@ -851,7 +1137,8 @@ fn close<L: Transport, O: RelayObserver>(
     let Some(slot): Option<SlotIndex> = slots.find(caller) else {
         return Ok(());
     };
-    while let Some(&h) = slots.handles(slot).last() {
+    // A saved session is flushed by its handle like a loaded one (measured on swtpm 0.7.1).
+    while let Some(&h) = slots.sessions(slot).last() {
         let rc = flush_one(caller, link, observer, rsp, h)?;
         if rc == wire::TPM_RC_SUCCESS || wire::flush_says_gone(rc) {
             slots.forget_everywhere(h);

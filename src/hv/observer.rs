@@ -39,9 +39,15 @@ pub trait RelayObserver {
     /// Called with every command sent to and every response received from the TPM.
     fn snoop(&mut self, _caller: CallerId, _dir: Direction, _bytes: &[u8]) {}
 
-    /// Called with a validated response (`len` bytes in `response`) before it is
-    /// copied to the caller. May rewrite the buffer and choose what is delivered.
-    fn meddle(&mut self, _response: &mut [u8; MAX_TPM_MESSAGE], len: usize) -> Delivery {
+    /// Called with the validated response (`len` bytes in `response`) to the caller's
+    /// command `code` before it is copied to the caller (after the hypervisor's own swap
+    /// commands). May rewrite the buffer and choose what is delivered.
+    fn meddle(
+        &mut self,
+        _code: u32,
+        _response: &mut [u8; MAX_TPM_MESSAGE],
+        len: usize,
+    ) -> Delivery {
         Delivery {
             len,
             r4: len as u64,
@@ -86,7 +92,6 @@ pub struct Meddler {
     pub snoop_fn: Option<fn(CallerId, Direction, &[u8])>,
     /// Meddle only with responses to this command code (None: every response).
     pub only_cc: Option<u32>,
-    last_cc: u32,
     previous: [u8; MAX_TPM_MESSAGE],
     previous_len: Option<usize>,
 }
@@ -98,7 +103,6 @@ impl Meddler {
             mode,
             snoop_fn: None,
             only_cc: None,
-            last_cc: 0,
             previous: [0; MAX_TPM_MESSAGE],
             previous_len: None,
         }
@@ -114,23 +118,18 @@ impl Meddler {
 
 impl RelayObserver for Meddler {
     fn snoop(&mut self, caller: CallerId, dir: Direction, bytes: &[u8]) {
-        if dir == Direction::Command {
-            if let Some(c) = bytes.get(6..10) {
-                self.last_cc = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
-            }
-        }
         if let Some(f) = self.snoop_fn {
             f(caller, dir, bytes);
         }
     }
 
-    fn meddle(&mut self, response: &mut [u8; MAX_TPM_MESSAGE], len: usize) -> Delivery {
+    fn meddle(&mut self, code: u32, response: &mut [u8; MAX_TPM_MESSAGE], len: usize) -> Delivery {
         let len = len.min(MAX_TPM_MESSAGE);
         let honest = Delivery {
             len,
             r4: len as u64,
         };
-        if self.only_cc.is_some_and(|cc| cc != self.last_cc) {
+        if self.only_cc.is_some_and(|cc| cc != code) {
             return honest;
         }
         match self.mode {
@@ -172,22 +171,14 @@ impl RelayObserver for Meddler {
 mod only_cc_tests {
     use super::*;
 
-    fn command(cc: u32) -> [u8; 10] {
-        let mut c = [0x80, 0x01, 0, 0, 0, 10, 0, 0, 0, 0];
-        c[6..].copy_from_slice(&cc.to_be_bytes());
-        c
-    }
-
     #[test]
     fn meddles_only_with_the_chosen_command() {
         let mut m = Meddler::new(Meddle::Off);
         m.arm(Meddle::FlipBit { byte: 12, bit: 0 }, Some(0x159));
         let mut rsp = [0u8; MAX_TPM_MESSAGE];
-        m.snoop(CallerId(0), Direction::Command, &command(0x17b));
-        m.meddle(&mut rsp, 20);
+        m.meddle(0x17b, &mut rsp, 20);
         assert_eq!(rsp[12], 0, "GetRandom's response left alone");
-        m.snoop(CallerId(0), Direction::Command, &command(0x159));
-        m.meddle(&mut rsp, 20);
+        m.meddle(0x159, &mut rsp, 20);
         assert_eq!(rsp[12], 1, "RSA_Decrypt's response flipped");
     }
 }

@@ -562,8 +562,9 @@ fn skip_tpm2b(b: &[u8], off: usize) -> Result<usize, Refusal> {
 }
 
 /// Writes a successful GetCapability(TPM_CAP_HANDLES) response listing `handles` (at most
-/// 64, moreData NO) into `rsp`; returns its length (0 if `rsp` is too small).
-pub fn handle_list_response(rsp: &mut [u8], handles: &[u32]) -> usize {
+/// 64; moreData YES when `more` or some were cut) into `rsp`; returns its length (0 if
+/// `rsp` is too small).
+pub fn handle_list_response(rsp: &mut [u8], handles: &[u32], more: bool) -> usize {
     let list = handles.get(..handles.len().min(64)).unwrap_or(&[]);
     let len = LIST_OFF + 4 * list.len();
     let Some(r) = rsp.get_mut(..len) else {
@@ -579,6 +580,9 @@ pub fn handle_list_response(rsp: &mut [u8], handles: &[u32]) -> usize {
         d.copy_from_slice(&TPM_ST_NO_SESSIONS.to_be_bytes());
     }
     put(r, 2, len as u32);
+    if let Some(d) = r.get_mut(HEADER_LEN) {
+        *d = u8::from(more || list.len() < handles.len());
+    }
     put(r, CAP_OFF, 1);
     put(r, COUNT_OFF, list.len() as u32);
     for (i, h) in list.iter().enumerate() {
@@ -592,52 +596,6 @@ pub fn handle_list_response(rsp: &mut [u8], handles: &[u32]) -> usize {
 const CAP_OFF: usize = HEADER_LEN + 1;
 const COUNT_OFF: usize = CAP_OFF + 4;
 const LIST_OFF: usize = COUNT_OFF + 4;
-
-/// Rewrites the successful GetCapability(TPM_CAP_HANDLES) response in `rsp[..len]` to list
-/// only the handles `keep` accepts; returns the new length. A response that is not a
-/// successful no-sessions handle list is left as it is; one whose list does not fit its
-/// bytes is cut to an empty list (never shows a handle it could not check).
-pub fn filter_handles(rsp: &mut [u8], len: usize, keep: impl Fn(u32) -> bool) -> usize {
-    let Some(r) = rsp.get_mut(..len) else {
-        return len;
-    };
-    if r.len() < LIST_OFF
-        || u16_at(r, 0) != Some(TPM_ST_NO_SESSIONS)
-        || u32_at(r, 6) != Some(0)
-        || u32_at(r, CAP_OFF) != Some(1)
-    {
-        return len;
-    }
-    let count = u32_at(r, COUNT_OFF)
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(0);
-    let fits = count
-        .checked_mul(4)
-        .and_then(|b| b.checked_add(LIST_OFF))
-        .is_some_and(|e| e <= r.len());
-    let mut kept = 0usize;
-    if fits {
-        for i in 0..count {
-            let Some(h) = u32_at(r, LIST_OFF + 4 * i) else {
-                break;
-            };
-            if keep(h) {
-                if let Some(dst) = r.get_mut(LIST_OFF + 4 * kept..LIST_OFF + 4 * kept + 4) {
-                    dst.copy_from_slice(&h.to_be_bytes());
-                }
-                kept += 1;
-            }
-        }
-    }
-    let new_len = LIST_OFF + 4 * kept;
-    if let Some(dst) = r.get_mut(COUNT_OFF..LIST_OFF) {
-        dst.copy_from_slice(&(kept as u32).to_be_bytes());
-    }
-    if let Some(dst) = r.get_mut(2..6) {
-        dst.copy_from_slice(&(new_len as u32).to_be_bytes());
-    }
-    new_len
-}
 
 #[cfg(test)]
 mod tests {
@@ -799,47 +757,26 @@ mod tests {
                 b[6..10].copy_from_slice(&ALLOWLIST[i].code.to_be_bytes());
             }
             let _ = parse(&b);
-            let mut r = [0u8; 64];
-            r[..len].copy_from_slice(&b);
-            if len > 15 {
-                r[6..10].fill(0);
-                r[11..15].copy_from_slice(&1u32.to_be_bytes());
-            }
-            let n = filter_handles(&mut r, len, |h| h & 1 == 0);
-            assert!(n <= len.max(LIST_OFF) && n <= 64);
-            let _ = filter_handles(&mut r, 100, |_| true);
         }
     }
 
     #[test]
-    fn filter_keeps_only_accepted_handles() {
+    fn handle_lists_are_whole_responses_with_more_data() {
         let mut r = [0u8; 64];
-        let body = [
-            &[0u8][..],
-            &1u32.to_be_bytes(),
-            &3u32.to_be_bytes(),
-            &0x8000_0000u32.to_be_bytes(),
-            &0x8000_0001u32.to_be_bytes(),
-            &0x8000_0002u32.to_be_bytes(),
-        ]
-        .concat();
-        let full = cmd(0x8001, 0, &body);
-        r[..full.len()].copy_from_slice(&full);
-        let n = filter_handles(&mut r, full.len(), |h| h == 0x8000_0001);
-        assert_eq!(n, 23);
-        assert_eq!(u32_at(&r, 2), Some(23));
-        assert_eq!(u32_at(&r, 15), Some(1));
-        assert_eq!(u32_at(&r, 19), Some(0x8000_0001));
-        // A count that does not fit: nothing shown.
-        let mut bad = full.clone();
-        bad[15..19].copy_from_slice(&50u32.to_be_bytes());
-        r[..bad.len()].copy_from_slice(&bad);
-        assert_eq!(filter_handles(&mut r, bad.len(), |_| true), 19);
-        assert_eq!(u32_at(&r, 15), Some(0));
-        // An error response is left alone.
+        let n = handle_list_response(&mut r, &[0x8000_0001, 0x8000_0002], false);
+        assert_eq!(n, 27);
+        assert_eq!(u32_at(&r, 2), Some(27));
+        assert_eq!(
+            (u32_at(&r, 6), r[10], u32_at(&r, 11)),
+            (Some(0), 0, Some(1))
+        );
+        assert_eq!(u32_at(&r, 15), Some(2));
+        assert_eq!(u32_at(&r, 23), Some(0x8000_0002));
+        assert_eq!(handle_list_response(&mut r, &[], true), 19);
+        assert_eq!((r[10], u32_at(&r, 15)), (1, Some(0)));
+        // Too small a buffer: nothing written.
+        assert_eq!(handle_list_response(&mut r[..20], &[1, 2], false), 0);
         let e = refusal_response(RM_COMMAND_CODE);
-        r[..10].copy_from_slice(&e);
-        assert_eq!(filter_handles(&mut r, 10, |_| false), 10);
         assert_eq!(e, [0x80, 0x01, 0, 0, 0, 10, 0x00, 0x0B, 0x01, 0x43]);
     }
 }

@@ -3,7 +3,7 @@
 //! A slot is what H_TPM_COMM calls a "TPM session": opened by the first EXECUTE
 //! of a caller that has none, closed by CLOSE_SESSION once every handle it owns
 //! has been flushed from the TPM (what a resource manager does when its client
-//! goes away). No heap: [`SESSION_SLOTS`] slots of [`HANDLES_PER_SLOT`] handles.
+//! goes away). No heap: [`SESSION_SLOTS`] slots, each holding its caller's [`Space`].
 //!
 //! Handle bookkeeping rules:
 //! - A handle returned by a successful creating command is recorded in the
@@ -27,30 +27,22 @@ pub const SESSION_SLOTS: usize = 4;
 pub const OBJECT_CAPACITY: usize = 3;
 /// Sessions the TPM can hold loaded at once: TPM_PT_HR_LOADED_MIN, measured likewise.
 pub const SESSION_CAPACITY: usize = 3;
+/// Sessions the TPM can keep active (loaded or saved) at once: TPM_PT_ACTIVE_SESSIONS_MAX,
+/// the PC Client minimum, measured likewise.
+pub const ACTIVE_SESSION_CAPACITY: usize = 64;
 /// Transient objects (and sequences) one caller may own: its [`Space`]. They are saved
 /// contexts between hcalls, so this may exceed the TPM's [`OBJECT_CAPACITY`].
 pub const OBJECTS_PER_CALLER: usize = super::space::OBJECTS_PER_SPACE;
-/// Sessions one caller may own (loaded or saved). With [`RESERVED_SESSIONS`] held for the
-/// ultravisor, `SESSION_CAPACITY - RESERVED_SESSIONS - SESSIONS_PER_CALLER` = 1 is always
-/// left for another guest: no one caller can starve another of sessions.
-pub const SESSIONS_PER_CALLER: usize = 1;
-/// Sessions the reserved caller (the ultravisor) may own: its boot session, and a new one
-/// while it re-establishes after a failure. Even then one is left for a guest.
-pub const RESERVED_CALLER_SESSIONS: usize = 2;
-/// Sessions held back for the reserved caller (the ultravisor's boot session) while it owns
-/// fewer: the other callers together may own at most `SESSION_CAPACITY - 1` then. Its keys
-/// are persistent, so no transient object is held back for it.
-pub const RESERVED_SESSIONS: usize = 1;
+/// Sessions one caller may own. They are saved contexts between hcalls (no session of any
+/// caller is loaded then), so what bounds them is the TPM's [`ACTIVE_SESSION_CAPACITY`], and
+/// every caller's full quota fits in it at once: no caller can take a session another one is
+/// owed, and the ultravisor's boot session always has room.
+pub const SESSIONS_PER_CALLER: usize = super::space::SESSIONS_PER_SPACE;
 
-/// Number of sessions one slot's table can track: the session quota, so the table cannot
-/// fill before the quota refuses. (Objects live in the slot's [`Space`].)
-pub const HANDLES_PER_SLOT: usize = RESERVED_CALLER_SESSIONS;
-
-// No one caller can own all the sessions; a command's objects (at most 2 named, 1 created)
-// fit the TPM.
-const _: () = assert!(SESSIONS_PER_CALLER + RESERVED_SESSIONS < SESSION_CAPACITY);
-const _: () = assert!(RESERVED_CALLER_SESSIONS < SESSION_CAPACITY);
-const _: () = assert!(SESSIONS_PER_CALLER <= RESERVED_CALLER_SESSIONS);
+// Every caller at its session quota fits the TPM; a command's sessions (at most 3 in its
+// authorization area) and objects (at most 2 named, 1 created) fit the TPM's loaded slots.
+const _: () = assert!(SESSION_SLOTS * SESSIONS_PER_CALLER <= ACTIVE_SESSION_CAPACITY);
+const _: () = assert!(super::rm::MAX_SESSIONS <= SESSION_CAPACITY);
 const _: () = assert!(3 <= OBJECT_CAPACITY);
 
 /// Which quota refused a creating command.
@@ -58,7 +50,7 @@ const _: () = assert!(3 <= OBJECT_CAPACITY);
 pub enum QuotaError {
     /// The caller's space holds [`OBJECTS_PER_CALLER`] objects.
     Objects,
-    /// The caller owns [`SESSIONS_PER_CALLER`], or the rest is the reserved caller's.
+    /// The caller owns [`SESSIONS_PER_CALLER`] sessions.
     Sessions,
 }
 
@@ -88,7 +80,6 @@ pub struct SlotsExhausted;
 #[derive(Debug)]
 struct Slot {
     caller: CallerId,
-    handles: Vec<u32, HANDLES_PER_SLOT>,
     space: Space,
 }
 
@@ -143,10 +134,14 @@ impl SessionSlots {
             .ok_or(SlotsExhausted)?;
         *free = Some(Slot {
             caller,
-            handles: Vec::new(),
             space: Space::new(),
         });
         Ok(SlotIndex(i))
+    }
+
+    /// The caller of slot `i`.
+    pub fn caller(&self, i: SlotIndex) -> Option<CallerId> {
+        self.slot(i).map(|s| s.caller)
     }
 
     fn slot(&self, i: SlotIndex) -> Option<&Slot> {
@@ -167,58 +162,64 @@ impl SessionSlots {
         self.slot_mut(i).map(|s| &mut s.space)
     }
 
-    /// The sessions slot `i` owns (empty for a free slot).
-    pub fn handles(&self, i: SlotIndex) -> &[u32] {
-        self.slot(i).map_or(&[], |s| s.handles.as_slice())
+    /// The sessions slot `i` owns (empty for a free slot), in the order they were created.
+    pub fn sessions(&self, i: SlotIndex) -> Vec<u32, SESSIONS_PER_CALLER> {
+        self.space(i)
+            .map(|sp| sp.sessions().collect())
+            .unwrap_or_default()
     }
 
-    /// Whether slot `i` can record one more handle.
+    /// Whether slot `i` can record one more session.
     pub fn has_room(&self, i: SlotIndex) -> bool {
-        self.slot(i).is_some_and(|s| !s.handles.is_full())
+        self.space(i)
+            .is_some_and(|sp| sp.session_count() < SESSIONS_PER_CALLER)
     }
 
-    /// Whether slot `i` owns `handle` (for a session, any record of the same session index:
-    /// the TPM lists a loaded policy session 0x03… as 0x02… in GetCapability).
+    /// Whether slot `i` owns session `handle` (either of its two forms: the TPM lists a
+    /// loaded policy session 0x03… as 0x02… in GetCapability).
     pub fn owns(&self, i: SlotIndex, handle: u32) -> bool {
-        self.handles(i).iter().any(|h| same(*h, handle))
+        self.space(i).is_some_and(|sp| sp.session(handle).is_some())
     }
 
-    /// Records `handle` as owned by slot `i`, dropping stale records of it first.
+    /// Records session `handle` as owned by slot `i`, dropping stale records of it first.
     /// Returns false only if the slot is full (and then records nothing).
     pub fn record(&mut self, i: SlotIndex, handle: u32) -> bool {
-        self.forget_everywhere(handle);
-        match self.slot_mut(i) {
-            Some(s) => s.handles.push(handle).is_ok(),
-            None => false,
+        if !self.has_room(i) && !self.owns(i, handle) {
+            return false;
         }
+        self.forget_everywhere(handle);
+        self.space_mut(i).is_some_and(|sp| sp.add_session(handle))
     }
 
-    /// Forgets `handle` in every slot (it was flushed). A session is forgotten by its index,
-    /// whichever of its two handle forms (0x02…, 0x03…) was recorded.
+    /// Forgets session `handle` in every slot (it was flushed), whichever of its two handle
+    /// forms (0x02…, 0x03…) was recorded.
     pub fn forget_everywhere(&mut self, handle: u32) {
         for s in self.slots.iter_mut().flatten() {
-            s.handles.retain(|h| !same(*h, handle));
+            s.space.remove_session(handle);
         }
     }
 
-    /// The caller whose slot owns `handle`, if any. A record is the caller's only in the
-    /// exact form it was created, except that a session listed in either form is its owner's.
+    /// The caller whose slot owns session `handle` in exactly this form: a policy session
+    /// named as an HMAC session's handle (or the reverse) is no one's.
     pub fn owner_of(&self, handle: u32) -> Option<CallerId> {
         self.slots
             .iter()
             .flatten()
-            .find(|s| s.handles.contains(&handle))
+            .find(|s| s.space.session(handle) == Some(handle))
             .map(|s| s.caller)
     }
 
-    /// The caller whose slot owns the TPM object or session `handle` names, matching a
-    /// session by index (for GetCapability lists).
-    pub fn owner_of_listed(&self, handle: u32) -> Option<CallerId> {
+    /// The saved session with the oldest context of all callers: its slot, handle and
+    /// context sequence.
+    pub fn oldest_saved_session(&self) -> Option<(SlotIndex, u32, u64)> {
         self.slots
             .iter()
-            .flatten()
-            .find(|s| s.handles.iter().any(|h| same(*h, handle)))
-            .map(|s| s.caller)
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let (h, seq) = s.as_ref()?.space.oldest_saved_session()?;
+                Some((SlotIndex(i), h, seq))
+            })
+            .min_by_key(|(_, _, seq)| *seq)
     }
 
     /// Frees slot `i` (the caller flushed what it owned first).
@@ -231,23 +232,18 @@ impl SessionSlots {
     /// Objects (in its space) and sessions slot `i` owns.
     pub fn counts(&self, i: SlotIndex) -> (usize, usize) {
         self.slot(i)
-            .map_or((0, 0), |s| (s.space.len(), count(&s.handles).1))
+            .map_or((0, 0), |s| (s.space.len(), s.space.session_count()))
     }
 
     /// Objects and sessions all slots own.
     pub fn total_counts(&self) -> (usize, usize) {
         self.slots.iter().flatten().fold((0, 0), |(o, s), slot| {
-            (o + slot.space.len(), s + count(&slot.handles).1)
+            (o + slot.space.len(), s + slot.space.session_count())
         })
     }
 
-    /// Whether slot `i` may create one more handle of `kind`, given the reserved caller.
-    pub fn admit(
-        &self,
-        i: SlotIndex,
-        kind: super::rm::Kind,
-        reserved: Option<CallerId>,
-    ) -> Result<(), QuotaError> {
+    /// Whether slot `i` may create one more handle of `kind`.
+    pub fn admit(&self, i: SlotIndex, kind: super::rm::Kind) -> Result<(), QuotaError> {
         let (_, sessions) = self.counts(i);
         let (_, all_sessions) = self.total_counts();
         match kind {
@@ -257,21 +253,7 @@ impl SessionSlots {
                 }
             }
             super::rm::Kind::Session => {
-                let me = self.slot(i).map(|s| s.caller);
-                let (held, quota) = match reserved {
-                    Some(r) if Some(r) != me => {
-                        let theirs = self.find(r).map_or(0, |j| self.counts(j).1);
-                        (
-                            RESERVED_SESSIONS.saturating_sub(theirs),
-                            SESSIONS_PER_CALLER,
-                        )
-                    }
-                    Some(_) => (0, RESERVED_CALLER_SESSIONS),
-                    None => (0, SESSIONS_PER_CALLER),
-                };
-                if sessions >= quota
-                    || all_sessions.saturating_add(1).saturating_add(held) > SESSION_CAPACITY
-                {
+                if sessions >= SESSIONS_PER_CALLER || all_sessions >= ACTIVE_SESSION_CAPACITY {
                     return Err(QuotaError::Sessions);
                 }
             }
@@ -285,28 +267,13 @@ impl SessionSlots {
     }
 }
 
-/// Whether two handles name the same TPM object or session: equal, or both sessions with the
-/// same index (the TPM numbers HMAC and policy sessions in one space).
-fn same(a: u32, b: u32) -> bool {
-    let session = |h: u32| matches!(h >> 24, 0x02 | 0x03);
-    a == b || (session(a) && session(b) && a & 0x00FF_FFFF == b & 0x00FF_FFFF)
-}
-
-fn count(handles: &[u32]) -> (usize, usize) {
-    handles.iter().fold((0, 0), |(o, s), h| match h >> 24 {
-        0x80 => (o + 1, s),
-        0x02 | 0x03 => (o, s + 1),
-        _ => (o, s),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::hv::rm::Kind;
 
     #[test]
-    fn quotas_capacity_and_the_reserve() {
+    fn quotas_are_per_caller() {
         use crate::hv::space::VIRTUAL_FIRST;
         let uv = CallerId(1);
         let mut s = SessionSlots::new();
@@ -314,46 +281,52 @@ mod tests {
         let h = s.open(CallerId(3), Some(uv)).unwrap();
         // Objects: each caller's own space, whatever the others hold.
         for k in 0..OBJECTS_PER_CALLER as u32 {
-            assert_eq!(s.admit(g, Kind::Object, Some(uv)), Ok(()));
+            assert_eq!(s.admit(g, Kind::Object), Ok(()));
             assert!(s.space_mut(g).unwrap().store(VIRTUAL_FIRST + k, &[1]));
         }
-        assert_eq!(s.admit(g, Kind::Object, Some(uv)), Err(QuotaError::Objects));
-        assert_eq!(
-            s.admit(g, Kind::Sequence, Some(uv)),
-            Err(QuotaError::Objects)
-        );
-        assert_eq!(s.admit(h, Kind::Object, Some(uv)), Ok(()));
-        // Sessions: one per guest, one of the three held for the ultravisor while it has none.
-        assert_eq!(s.admit(g, Kind::Session, Some(uv)), Ok(()));
-        assert!(s.record(g, 0x0200_0000));
-        assert_eq!(
-            s.admit(g, Kind::Session, Some(uv)),
-            Err(QuotaError::Sessions)
-        );
-        assert_eq!(s.admit(h, Kind::Session, Some(uv)), Ok(()));
-        assert!(s.record(h, 0x0300_0001));
-        let k = s.open(CallerId(4), Some(uv)).unwrap();
-        assert_eq!(
-            s.admit(k, Kind::Session, Some(uv)),
-            Err(QuotaError::Sessions)
-        );
+        assert_eq!(s.admit(g, Kind::Object), Err(QuotaError::Objects));
+        assert_eq!(s.admit(g, Kind::Sequence), Err(QuotaError::Objects));
+        assert_eq!(s.admit(h, Kind::Object), Ok(()));
+        // Sessions: each caller's quota, whatever the others hold.
+        for k in 0..SESSIONS_PER_CALLER as u32 {
+            assert_eq!(s.admit(g, Kind::Session), Ok(()));
+            assert!(s.record(g, 0x0200_0000 + k));
+        }
+        assert_eq!(s.admit(g, Kind::Session), Err(QuotaError::Sessions));
+        assert!(!s.record(g, 0x0200_0010));
         let u = s.open(uv, Some(uv)).unwrap();
-        assert_eq!(s.admit(u, Kind::Session, Some(uv)), Ok(()));
-        // The ultravisor may hold two; then one guest's session still fits.
+        for k in 0..SESSIONS_PER_CALLER as u32 {
+            assert_eq!(s.admit(h, Kind::Session), Ok(()));
+            assert!(s.record(h, 0x0300_0010 + k));
+            assert_eq!(s.admit(u, Kind::Session), Ok(()));
+            assert!(s.record(u, 0x0200_0020 + k));
+        }
+        assert_eq!(s.counts(g), (OBJECTS_PER_CALLER, SESSIONS_PER_CALLER));
+        assert_eq!(
+            s.total_counts(),
+            (OBJECTS_PER_CALLER, 3 * SESSIONS_PER_CALLER)
+        );
+        // A flush makes room.
+        s.forget_everywhere(0x0200_0001);
+        assert_eq!(s.admit(g, Kind::Session), Ok(()));
+    }
+
+    #[test]
+    fn the_oldest_saved_session_of_all_callers() {
+        let mut s = SessionSlots::new();
+        let a = s.open(CallerId(1), None).unwrap();
+        let b = s.open(CallerId(2), None).unwrap();
+        assert_eq!(s.oldest_saved_session(), None);
+        assert!(s.record(a, 0x0200_0000) && s.record(b, 0x0200_0001));
+        assert!(s.record(a, 0x0200_0002));
+        let sp = s.space_mut(a).unwrap();
+        assert!(sp.store_session_context(0x0200_0000, &9u64.to_be_bytes()));
+        assert!(sp.store_session_context(0x0200_0002, &8u64.to_be_bytes()));
+        let sp = s.space_mut(b).unwrap();
+        assert!(sp.store_session_context(0x0200_0001, &5u64.to_be_bytes()));
+        assert_eq!(s.oldest_saved_session(), Some((b, 0x0200_0001, 5)));
         s.forget_everywhere(0x0300_0001);
-        assert!(s.record(u, 0x0200_0002));
-        assert_eq!(s.admit(u, Kind::Session, Some(uv)), Ok(()));
-        assert!(s.record(u, 0x0200_0003));
-        assert_eq!(
-            s.admit(u, Kind::Session, Some(uv)),
-            Err(QuotaError::Sessions)
-        );
-        assert_eq!(
-            s.admit(h, Kind::Session, Some(uv)),
-            Err(QuotaError::Sessions)
-        );
-        assert_eq!(s.counts(g), (OBJECTS_PER_CALLER, 1));
-        assert_eq!(s.total_counts(), (OBJECTS_PER_CALLER, 3));
+        assert_eq!(s.oldest_saved_session(), Some((a, 0x0200_0002, 8)));
     }
 
     #[test]
@@ -396,27 +369,27 @@ mod tests {
         let b = s.open(CallerId(2), None).unwrap();
         assert!(s.record(a, 0x0200_0000));
         assert!(s.record(a, 0x0200_0000));
-        assert_eq!(s.handles(a), &[0x0200_0000]);
+        assert_eq!(s.sessions(a), [0x0200_0000]);
         // The TPM gave the same value to caller 2: caller 1's record was stale.
         assert!(s.record(b, 0x0200_0000));
-        assert_eq!(s.handles(a), &[] as &[u32]);
+        assert!(s.sessions(a).is_empty());
         assert_eq!(s.owner_of(0x0200_0000), Some(CallerId(2)));
         // The same session index in its other form is a stale record too.
         assert!(s.record(a, 0x0300_0000));
-        assert_eq!(s.handles(b), &[] as &[u32]);
-        assert_eq!(s.owner_of_listed(0x0200_0000), Some(CallerId(1)));
+        assert!(s.sessions(b).is_empty());
         assert_eq!(s.owner_of(0x0200_0000), None);
+        assert!(s.owns(a, 0x0200_0000));
         s.forget_everywhere(0x0200_0000);
-        assert_eq!(s.handles(a), &[] as &[u32]);
-        for h in 0..HANDLES_PER_SLOT as u32 {
+        assert!(s.sessions(a).is_empty());
+        for h in 0..SESSIONS_PER_CALLER as u32 {
             assert!(s.has_room(a));
-            assert!(s.record(a, 0x8000_0000 + h));
+            assert!(s.record(a, 0x0200_0010 + h));
         }
         assert!(!s.has_room(a));
-        assert!(!s.record(a, 0x8000_1000));
-        assert_eq!(s.handles(a).len(), HANDLES_PER_SLOT);
-        s.forget_everywhere(0x8000_0001);
+        assert!(!s.record(a, 0x0200_1000));
+        assert_eq!(s.sessions(a).len(), SESSIONS_PER_CALLER);
+        s.forget_everywhere(0x0300_0011);
         assert!(s.has_room(a));
-        assert!(!s.handles(a).contains(&0x8000_0001));
+        assert!(!s.sessions(a).contains(&0x0200_0011));
     }
 }

@@ -39,6 +39,9 @@ struct FakeTpmState {
     flushed: Vec<u32>,
     commands: Vec<Vec<u8>>,
     refuse_flush_rc: Option<u32>,
+    refuse_load_rc: Option<u32>,
+    retry_loads: usize,
+    sequence: u64,
 }
 
 /// FAKE TPM link: shared state so the test can inspect it after the hypervisor owns the link.
@@ -55,6 +58,9 @@ impl FakeTpm {
             flushed: Vec::new(),
             commands: Vec::new(),
             refuse_flush_rc: None,
+            refuse_load_rc: None,
+            retry_loads: 0,
+            sequence: 0,
         })))
     }
     fn set_mode(&self, m: FakeMode) {
@@ -62,6 +68,14 @@ impl FakeTpm {
     }
     fn commands(&self) -> usize {
         self.0.lock().unwrap().commands.len()
+    }
+    /// The codes of the commands sent after the first `n`.
+    fn codes_since(&self, n: usize) -> Vec<u32> {
+        let s = self.0.lock().unwrap();
+        s.commands[n..]
+            .iter()
+            .map(|c| wire::u32_at(c, 6).unwrap())
+            .collect()
     }
     fn last_command(&self) -> Vec<u8> {
         self.0.lock().unwrap().commands.last().cloned().unwrap()
@@ -72,10 +86,24 @@ impl FakeTpm {
     fn flushed(&self) -> Vec<u32> {
         self.0.lock().unwrap().flushed.clone()
     }
+    /// The sequence of the last context saved.
+    fn sequence(&self) -> u64 {
+        self.0.lock().unwrap().sequence
+    }
     /// The TPM drops a handle by itself (a session used without continueSession).
     fn forget_live(&self, h: u32) {
         self.0.lock().unwrap().live.retain(|x| *x != h);
     }
+}
+
+/// The fake's TPMS_CONTEXT of session `h` saved at `seq`.
+fn session_context(h: u32, seq: u64) -> Vec<u8> {
+    let mut ctx = seq.to_be_bytes().to_vec();
+    ctx.extend_from_slice(&h.to_be_bytes());
+    ctx.extend_from_slice(&0x4000_0007u32.to_be_bytes());
+    ctx.extend_from_slice(&[0, 4]);
+    ctx.extend_from_slice(&h.to_be_bytes());
+    ctx
 }
 
 fn response(rc: u32, body: &[u8]) -> Vec<u8> {
@@ -100,7 +128,16 @@ impl Transport for FakeTpm {
             }
             FakeMode::Normal { extra } => {
                 let code = wire::u32_at(command, 6).unwrap();
-                if wire::creates_handle(code) {
+                let saved = wire::u32_at(command, 18).filter(|_| code == wire::TPM_CC_CONTEXT_LOAD);
+                if let (true, Some(_)) = (s.retry_loads > 0, saved) {
+                    s.retry_loads -= 1;
+                    response(0x922, &[])
+                } else if let (Some(rc), Some(_)) = (s.refuse_load_rc, saved) {
+                    response(rc, &[])
+                } else if let Some(h) = saved.filter(|h| rm::is_session(*h)) {
+                    // A session's context loads under its own handle.
+                    response(0, &h.to_be_bytes())
+                } else if wire::creates_handle(code) {
                     let h = if code == wire::TPM_CC_START_AUTH_SESSION {
                         s.next_session += 1;
                         s.next_session - 1
@@ -111,10 +148,13 @@ impl Transport for FakeTpm {
                     s.live.push(h);
                     response(0, &h.to_be_bytes())
                 } else if code == wire::TPM_CC_CONTEXT_SAVE {
-                    // A TPMS_CONTEXT naming the object in its blob.
+                    // A TPMS_CONTEXT naming the object in its blob (a session: its handle as
+                    // savedHandle too), with a growing sequence.
                     let h = wire::u32_at(command, 10).unwrap();
-                    let mut ctx = vec![0u8; 8];
-                    ctx.extend_from_slice(&0x8000_0000u32.to_be_bytes());
+                    s.sequence += 1;
+                    let mut ctx = s.sequence.to_be_bytes().to_vec();
+                    let saved = if rm::is_session(h) { h } else { 0x8000_0000 };
+                    ctx.extend_from_slice(&saved.to_be_bytes());
                     ctx.extend_from_slice(&0x4000_0007u32.to_be_bytes());
                     ctx.extend_from_slice(&[0, 4]);
                     ctx.extend_from_slice(&h.to_be_bytes());
@@ -756,6 +796,210 @@ fn unlisted_and_malformed_commands_are_answered_by_the_resource_manager() {
     assert_eq!(hv.open_sessions(), 0);
 }
 
+/// ReadPublic(NULL) with session `s` as its authorization session, `continueSession` set.
+fn read_public_with_session(s: u32) -> Vec<u8> {
+    let mut body = 0x4000_0007u32.to_be_bytes().to_vec();
+    body.extend_from_slice(&9u32.to_be_bytes());
+    body.extend_from_slice(&s.to_be_bytes());
+    body.extend_from_slice(&[0, 0, 1, 0, 0]);
+    let mut c = command(CC_READ_PUBLIC, &body);
+    c[..2].copy_from_slice(&[0x80, 0x02]);
+    c
+}
+
+const CC_START_AUTH_SESSION: u32 = wire::TPM_CC_START_AUTH_SESSION;
+const CC_CONTEXT_LOAD: u32 = wire::TPM_CC_CONTEXT_LOAD;
+const CC_CONTEXT_SAVE: u32 = wire::TPM_CC_CONTEXT_SAVE;
+
+#[test]
+fn sessions_are_saved_between_hcalls_and_loaded_for_the_command_that_uses_them() {
+    let (hv, tpm) = setup();
+    let n = tpm.commands();
+    let sas = command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7]);
+    let s = created_handle(&hv, &exec(&hv, A, &sas));
+    assert_eq!(tpm.codes_since(n), [CC_START_AUTH_SESSION, CC_CONTEXT_SAVE]);
+    let saved_at = tpm.sequence();
+    // Used: loaded from exactly the context saved, then saved again under its own handle.
+    let n = tpm.commands();
+    let mut c = read_public_with_session(s);
+    assert_eq!(exec(&hv, A, &c).status, H_SUCCESS);
+    assert_eq!(
+        tpm.codes_since(n),
+        [CC_CONTEXT_LOAD, CC_READ_PUBLIC, CC_CONTEXT_SAVE]
+    );
+    let load = tpm.0.lock().unwrap().commands[n].clone();
+    assert_eq!(&load[10..], &session_context(s, saved_at)[..]);
+    // A command not naming it loads nothing.
+    let n = tpm.commands();
+    assert_eq!(exec(&hv, A, &get_random()).status, H_SUCCESS);
+    assert_eq!(tpm.codes_since(n), [CC_GET_RANDOM]);
+    // continueSession clear: the TPM ends it; nothing to save, nothing tracked.
+    let attrs = c.len() - 3;
+    c[attrs] = 0;
+    let n = tpm.commands();
+    assert_eq!(exec(&hv, A, &c).status, H_SUCCESS);
+    assert_eq!(tpm.codes_since(n), [CC_CONTEXT_LOAD, CC_READ_PUBLIC]);
+    assert_eq!(hv.tracked_handles(A), 0);
+    // The quota is the space's, more than the TPM holds loaded.
+    for _ in 0..SESSIONS_PER_CALLER {
+        created_handle(&hv, &exec(&hv, A, &sas));
+    }
+    assert_eq!(hv.tracked_handles(A), SESSIONS_PER_CALLER);
+}
+
+#[test]
+fn three_sessions_in_one_authorization_area_are_all_loaded_for_the_command() {
+    let (hv, tpm) = setup();
+    let sas = command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7]);
+    let s: Vec<u32> = (0..3)
+        .map(|_| created_handle(&hv, &exec(&hv, A, &sas)))
+        .collect();
+    let mut body = 27u32.to_be_bytes().to_vec();
+    for h in &s {
+        body.extend_from_slice(&h.to_be_bytes());
+        body.extend_from_slice(&[0, 0, 1, 0, 0]);
+    }
+    body.extend_from_slice(&8u16.to_be_bytes());
+    let mut c = command(CC_GET_RANDOM, &body);
+    c[..2].copy_from_slice(&[0x80, 0x02]);
+    let n = tpm.commands();
+    assert_eq!(exec(&hv, A, &c).status, H_SUCCESS);
+    assert_eq!(
+        tpm.codes_since(n),
+        [
+            CC_CONTEXT_LOAD,
+            CC_CONTEXT_LOAD,
+            CC_CONTEXT_LOAD,
+            CC_GET_RANDOM,
+            CC_CONTEXT_SAVE,
+            CC_CONTEXT_SAVE,
+            CC_CONTEXT_SAVE
+        ]
+    );
+}
+
+#[test]
+fn a_caller_that_saves_its_own_session_holds_its_context_until_it_loads_it() {
+    let (hv, tpm) = setup();
+    let sas = command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7]);
+    let s = created_handle(&hv, &exec(&hv, A, &sas));
+    let n = tpm.commands();
+    let r = exec(&hv, A, &command(CC_CONTEXT_SAVE, &s.to_be_bytes()));
+    assert_eq!(r.status, H_SUCCESS);
+    // Loaded for the caller's ContextSave, and not saved again after it.
+    assert_eq!(tpm.codes_since(n), [CC_CONTEXT_LOAD, CC_CONTEXT_SAVE]);
+    let ctx = peek(&hv, OUT + 10, r.out[0] as usize - 10);
+    // Used now, it is not loaded by the hypervisor (it has no context for it).
+    let n = tpm.commands();
+    assert_eq!(exec(&hv, A, &read_public_with_session(s)).status, H_SUCCESS);
+    assert_eq!(tpm.codes_since(n), [CC_READ_PUBLIC]);
+    // Still the caller's: another may not load it; the caller may, and it is saved after.
+    assert_eq!(
+        exec(&hv, B, &command(CC_CONTEXT_LOAD, &ctx)),
+        HcallReturn::status(H_P2)
+    );
+    let n = tpm.commands();
+    assert_eq!(
+        exec(&hv, A, &command(CC_CONTEXT_LOAD, &ctx)).status,
+        H_SUCCESS
+    );
+    assert_eq!(tpm.codes_since(n), [CC_CONTEXT_LOAD, CC_CONTEXT_SAVE]);
+    let n = tpm.commands();
+    assert_eq!(exec(&hv, A, &read_public_with_session(s)).status, H_SUCCESS);
+    assert_eq!(
+        tpm.codes_since(n),
+        [CC_CONTEXT_LOAD, CC_READ_PUBLIC, CC_CONTEXT_SAVE]
+    );
+}
+
+#[test]
+fn an_idle_sessions_context_is_refreshed_before_it_falls_behind_the_context_gap() {
+    let (hv, tpm) = setup();
+    let sas = command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7]);
+    let idle = created_handle(&hv, &exec(&hv, A, &sas));
+    let busy = created_handle(&hv, &exec(&hv, B, &sas));
+    let mut idle_at = tpm.sequence() - 1;
+    let mut refreshed = 0;
+    for _ in 0..3 * REGAP_AT {
+        let n = tpm.commands();
+        assert_eq!(
+            exec(&hv, B, &read_public_with_session(busy)).status,
+            H_SUCCESS
+        );
+        let codes = tpm.codes_since(n);
+        if codes.len() == 5 {
+            // A's context loaded and saved again first, then B's command as usual.
+            let sent = tpm.0.lock().unwrap().commands[n..n + 2].to_vec();
+            assert_eq!(wire::u32_at(&sent[0], 18), Some(idle));
+            assert_eq!(sent[1][10..14], idle.to_be_bytes());
+            idle_at = tpm.sequence() - 1;
+            refreshed += 1;
+        } else {
+            assert_eq!(codes, [CC_CONTEXT_LOAD, CC_READ_PUBLIC, CC_CONTEXT_SAVE]);
+        }
+        // A's saved context never falls more than REGAP_AT (and this command's save) behind.
+        assert!(tpm.sequence() - idle_at <= REGAP_AT + 1);
+    }
+    assert!(refreshed >= 2, "{refreshed} refreshes");
+    assert_eq!(
+        exec(&hv, A, &read_public_with_session(idle)).status,
+        H_SUCCESS
+    );
+}
+
+#[test]
+fn a_context_load_the_tpm_asks_to_retry_is_sent_again_and_a_warning_forgets_nothing() {
+    let (hv, tpm) = setup();
+    let s = created_handle(
+        &hv,
+        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
+    );
+    // TPM_RC_RETRY (swtpm's first answers after a restart): re-sent, then it goes through.
+    tpm.0.lock().unwrap().retry_loads = 2;
+    let n = tpm.commands();
+    assert_eq!(exec(&hv, A, &read_public_with_session(s)).status, H_SUCCESS);
+    assert_eq!(
+        tpm.codes_since(n),
+        [
+            CC_CONTEXT_LOAD,
+            CC_CONTEXT_LOAD,
+            CC_CONTEXT_LOAD,
+            CC_READ_PUBLIC,
+            CC_CONTEXT_SAVE
+        ]
+    );
+    // A warning that is not retried here (TPM_RC_SESSION_MEMORY): H_RESOURCE, and the
+    // session and its context are kept for the next command.
+    tpm.0.lock().unwrap().refuse_load_rc = Some(0x903);
+    assert_eq!(
+        exec(&hv, A, &read_public_with_session(s)),
+        HcallReturn::status(H_RESOURCE)
+    );
+    tpm.0.lock().unwrap().refuse_load_rc = None;
+    assert_eq!(hv.tracked_handles(A), 1);
+    assert_eq!(exec(&hv, A, &read_public_with_session(s)).status, H_SUCCESS);
+}
+
+#[test]
+fn a_session_whose_context_no_longer_loads_is_forgotten() {
+    let (hv, tpm) = setup();
+    let s = created_handle(
+        &hv,
+        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
+    );
+    tpm.0.lock().unwrap().refuse_load_rc = Some(0x1DF); // TPM_RC_INTEGRITY: a reset TPM
+    let n = tpm.commands();
+    // The command goes on: the TPM itself answers that the session does not exist.
+    assert_eq!(exec(&hv, A, &read_public_with_session(s)).status, H_SUCCESS);
+    assert_eq!(tpm.codes_since(n), [CC_CONTEXT_LOAD, CC_READ_PUBLIC]);
+    tpm.0.lock().unwrap().refuse_load_rc = None;
+    assert_eq!(hv.tracked_handles(A), 0);
+    assert_eq!(
+        exec(&hv, A, &read_public_with_session(s)),
+        HcallReturn::status(H_P2)
+    );
+}
+
 #[test]
 fn authorization_area_sessions_must_be_the_callers_own() {
     let (hv, tpm) = setup();
@@ -839,11 +1083,12 @@ fn record_snoop(c: CallerId, d: Direction, b: &[u8]) {
 
 #[test]
 fn observer_snoops_every_relayed_byte_including_close_flushes() {
-    let (hv, _tpm) = setup();
+    let (hv, tpm) = setup();
     let who = CallerId(0x5A00_0001); // unique to this test: SNOOPED is shared
     hv.with_observer(|o| o.snoop_fn = Some(record_snoop));
     let c = command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7]);
     let h = created_handle(&hv, &exec(&hv, who, &c));
+    let seq = tpm.sequence();
     assert_eq!(call(&hv, who, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
     let mine: Vec<_> = SNOOPED
         .lock()
@@ -857,6 +1102,8 @@ fn observer_snoops_every_relayed_byte_including_close_flushes() {
         vec![
             (who.0, true, c),
             (who.0, false, response(0, &h.to_be_bytes())),
+            (who.0, true, wire::context_save_command(h).to_vec()),
+            (who.0, false, response(0, &session_context(h, seq))),
             (who.0, true, wire::flush_context_command(h).to_vec()),
             (who.0, false, response(0, &[])),
         ]

@@ -661,10 +661,9 @@ fn uv_snoop() -> TestResult {
     }
     // The whole flow through the snooping hypervisor: a new client (GetRandom for its
     // entropy), ReadPublic of the pinned keys, the salted session, the policy, RSA_Decrypt.
-    // The resource manager lets the ultravisor own two sessions (its boot session and an
-    // unwrap's one-shot PolicySecret session), so the new session takes the boot session's
-    // place: the old one is flushed first (not recorded: it is not part of the flow) and the
-    // new one, with its client, is kept for the rest of the boot.
+    // The new session takes the boot session's place, so the boot goes on with one session
+    // as it would without this test: the old one is flushed first (not recorded: it is not
+    // part of the flow) and the new one, with its client, is kept for the rest of the boot.
     boot_session
         .flush(uv_tpm)
         .map_err(|e| format!("flushing the boot session: {e}"))?;

@@ -362,11 +362,15 @@ fn properties(rig: &Rig, first: u32, n: u32) -> Vec<(u32, u32)> {
 fn tpm_capacity_as_measured() {
     let rig = Rig::new();
     // TPM_PT_HR_TRANSIENT_MIN, _PERSISTENT_MIN, _LOADED_MIN, TPM_PT_ACTIVE_SESSIONS_MAX.
-    let p = properties(&rig, 0x10E, 4);
+    let mut p = properties(&rig, 0x10E, 4);
+    // TPM_PT_CONTEXT_GAP_MAX.
+    p.extend(properties(&rig, 0x114, 1));
     println!("swtpm: {p:x?}");
     let get = |k| p.iter().find(|(q, _)| *q == k).map(|(_, v)| *v as usize);
     assert!(get(0x10E) >= Some(pefbox::hv::OBJECT_CAPACITY));
     assert!(get(0x110) >= Some(pefbox::hv::SESSION_CAPACITY));
+    assert!(get(0x111) >= Some(pefbox::hv::ACTIVE_SESSION_CAPACITY));
+    assert!(get(0x114) > Some(pefbox::hv::REGAP_AT as usize));
     // The size of saved contexts (what a context-swapping RM would keep per handle).
     let key = rig.exec(G, &primary()).handle();
     let hmac_key = rig
@@ -384,10 +388,13 @@ fn tpm_capacity_as_measured() {
     ] {
         let o = rig.exec(who, &cmd(0x162, &[h], &[], &[]));
         assert!(o.ok(), "{o}");
-        println!(
-            "ContextSave({what}): TPMS_CONTEXT {} bytes",
-            o.rsp.len() - 10
-        );
+        let n = o.rsp.len() - 10;
+        println!("ContextSave({what}): TPMS_CONTEXT {n} bytes");
+        let max = match h >> 24 {
+            0x80 => pefbox::hv::space::CONTEXT_MAX,
+            _ => pefbox::hv::space::SESSION_CONTEXT_MAX,
+        };
+        assert!(n <= max, "{what}: {n} > {max}");
     }
 }
 
@@ -460,6 +467,90 @@ fn every_caller_holds_more_objects_than_the_tpm_and_uses_each() {
         assert_eq!(rig.close(c), H_SUCCESS);
     }
     assert_eq!(rig.tpm_handles(0x80), Vec::<u32>::new());
+}
+
+#[test]
+fn every_caller_holds_more_sessions_than_the_tpm_loads_and_uses_each() {
+    let rig = Rig::new();
+    let callers = [UV, G, H, K];
+    let mut sessions = Vec::new();
+    for &c in &callers {
+        for _ in 0..pefbox::hv::SESSIONS_PER_CALLER {
+            sessions.push((c, rig.exec(c, &start_session(1)).handle()));
+        }
+    }
+    let (loaded, saved) = (rig.tpm_handles(0x02), rig.tpm_handles(0x03));
+    println!(
+        "{} sessions owned; the TPM holds {} loaded, {} saved",
+        sessions.len(),
+        loaded.len(),
+        saved.len()
+    );
+    assert_eq!(loaded, Vec::<u32>::new());
+    assert_eq!(saved.len(), sessions.len());
+    assert!(sessions.len() > pefbox::hv::SESSION_CAPACITY);
+    // Each caller's policy sessions advance on their own: PolicyCommandCode on each, then
+    // its digest, which differs from a fresh session's and is the same for every session.
+    let fresh = rig.exec(G, &policy_get_digest(sessions[3].1));
+    assert!(fresh.ok(), "{fresh}");
+    let mut digests = Vec::new();
+    for &(c, s) in &sessions {
+        assert!(rig.exec(c, &policy_command_code(s, 0x159)).ok());
+        let d = rig.exec(c, &policy_get_digest(s));
+        assert!(d.ok(), "{c:?} {s:#x}: {d}");
+        digests.push(d.rsp);
+    }
+    assert!(digests.windows(2).all(|w| w[0] == w[1]));
+    assert_ne!(digests[0], fresh.rsp);
+    // At its quota a caller is refused another, and a flush makes room.
+    let o = rig.exec(K, &start_session(0));
+    assert_eq!(o.rc(), Some(RM_SESSION_MEMORY), "{o}");
+    let k = sessions.iter().find(|(c, _)| *c == K).unwrap().1;
+    assert!(rig.exec(K, &flush(k)).ok());
+    assert!(rig.exec(K, &start_session(0)).ok());
+    assert_eq!(rig.tpm_handles(0x02), Vec::<u32>::new());
+    for &c in &callers {
+        assert_eq!(rig.close(c), H_SUCCESS);
+    }
+    assert_eq!(rig.tpm_handles(0x02), Vec::<u32>::new());
+    assert_eq!(rig.tpm_handles(0x03), Vec::<u32>::new());
+}
+
+/// swtpm refuses to save any session once the oldest saved one is TPM_PT_CONTEXT_GAP_MAX
+/// (65,535) saves behind (measured: TPM_RC_CONTEXT_GAP 0x901 from ContextSave). An idle
+/// ultravisor session while a guest keeps using its own would then block every caller's
+/// sessions; the resource manager refreshes the idle one first.
+#[test]
+fn an_idle_ultravisor_session_survives_the_tpms_context_gap() {
+    let rig = Rig::new();
+    let uv = rig.exec(UV, &start_session(1)).handle();
+    let g = rig.exec(G, &start_session(1)).handle();
+    let c = policy_command_code(g, 0x159);
+    let t = Instant::now();
+    let mut refused = None;
+    let n = 70_000;
+    for i in 0..n {
+        let o = rig.exec(G, &c);
+        if !o.ok() {
+            refused = Some((i, o));
+            break;
+        }
+    }
+    println!(
+        "{n} guest hcalls on its own session in {:.1} s: refused {refused:?}",
+        t.elapsed().as_secs_f64()
+    );
+    let o = rig.exec(UV, &policy_get_digest(uv));
+    println!("then the ultravisor's idle session: {o}");
+    assert!(
+        refused.is_none(),
+        "the guest's session was refused: {refused:?}"
+    );
+    assert!(o.ok(), "the ultravisor's session was lost: {o}");
+    for c in [G, UV] {
+        assert_eq!(rig.close(c), H_SUCCESS);
+    }
+    assert_eq!(rig.tpm_handles(0x03), Vec::<u32>::new());
 }
 
 // ---- One test per finding ----

@@ -158,15 +158,20 @@ fn close_leaves_no_transient_objects_or_sessions_in_a_real_tpm() {
     assert!(mem.peek(OUT, &mut b_rsp));
     let b_handle = wire::u32_at(&b_rsp, 10).unwrap();
 
-    // Objects are saved contexts between hcalls (the resource manager swaps them), under
-    // virtual handles of each caller's own: the TPM holds none of them, only A's session.
+    // Objects and sessions are saved contexts between hcalls (the resource manager swaps
+    // them), objects under virtual handles of each caller's own: the TPM holds none of them
+    // loaded, and A's session saved.
     assert_eq!((made[1], b_handle), (0x80FF_FF01, 0x80FF_FF00));
     assert_eq!(handles(&hv, &mem, observer, 0x80), Vec::<u32>::new());
-    assert_eq!(handles(&hv, &mem, observer, 0x02), vec![made[2]]);
+    assert_eq!(handles(&hv, &mem, observer, 0x02), Vec::<u32>::new());
+    let saved = handles(&hv, &mem, observer, 0x03);
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0] & 0x00FF_FFFF, made[2] & 0x00FF_FFFF);
 
     assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
     assert_eq!(hv.tracked_handles(B), 1);
     assert_eq!(handles(&hv, &mem, observer, 0x02), Vec::<u32>::new());
+    assert_eq!(handles(&hv, &mem, observer, 0x03), Vec::<u32>::new());
     assert_eq!(call(&hv, B, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
     assert_eq!(hv.tracked_handles(B), 0);
     assert_eq!(handles(&hv, &mem, observer, 0x80), Vec::<u32>::new());
