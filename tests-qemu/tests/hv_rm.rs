@@ -398,6 +398,59 @@ fn tpm_capacity_as_measured() {
     }
 }
 
+/// The allowlist's layouts against the TPM's own description of its commands:
+/// GetCapability(TPM_CAP_COMMANDS) gives each command's TPMA_CC (TPM 2.0 Part 2, TPMA_CC):
+/// `cHandles` (bits 25..27, the handle-area size) and `rHandle` (bit 28, a handle in the
+/// response). Every relayed command must be one swtpm implements, with the same layout.
+#[test]
+fn allowlist_layouts_match_the_tpms_own_command_attributes() {
+    let rig = Rig::new();
+    let p = [2u32, 0x11F, 256].map(u32::to_be_bytes).concat();
+    let c = cmd(0x17A, &[], &[], &p);
+    let rsp = rig
+        .hv
+        .with_link(|l| {
+            let mut out = [0u8; 4096];
+            let k = l.transact(&c, &mut out).expect("link");
+            out[..k].to_vec()
+        })
+        .unwrap();
+    assert_eq!(wire::u32_at(&rsp, 6), Some(0));
+    let count = wire::u32_at(&rsp, 15).unwrap() as usize;
+    let attrs: std::collections::HashMap<u32, u32> = (0..count)
+        .map(|i| wire::u32_at(&rsp, 19 + 4 * i).unwrap())
+        .map(|a| (a & 0xFFFF, a))
+        .collect();
+    println!("swtpm implements {} commands", attrs.len());
+    let mut wrong = Vec::new();
+    for info in pefbox::hv::rm::ALLOWLIST.iter() {
+        let Some(&a) = attrs.get(&info.code) else {
+            wrong.push(format!(
+                "{} {:#x}: not implemented by swtpm",
+                info.name, info.code
+            ));
+            continue;
+        };
+        let (handles, rhandle) = ((a >> 25) & 7, (a >> 28) & 1);
+        if handles != u32::from(info.handles) || rhandle != u32::from(info.rsp_handles > 0) {
+            wrong.push(format!(
+                "{} {:#x}: allowlist {} handles, {} in the response; swtpm {handles}, {rhandle}",
+                info.name, info.code, info.handles, info.rsp_handles
+            ));
+        }
+        assert!(
+            info.auths <= info.handles,
+            "{}: more auths than handles",
+            info.name
+        );
+    }
+    println!(
+        "{} allowlist entries checked",
+        pefbox::hv::rm::ALLOWLIST.len()
+    );
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
 /// An RSA-2048 restricted decryption key template (a storage parent).
 fn rsa_storage() -> Vec<u8> {
     let mut p = Vec::new();
