@@ -520,7 +520,8 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
 
         // Swap in: ContextLoad each session the command uses (handle area and authorization
         // area) whose context the hypervisor holds. A session keeps its handle.
-        let mut live: heapless::Vec<u32, { rm::MAX_SESSIONS + 1 }> = heapless::Vec::new();
+        // At most 3 handle-area and 3 authorization sessions, and a new one: never full.
+        let mut live: heapless::Vec<u32, 8> = heapless::Vec::new();
         let used = parsed
             .handles
             .iter()
