@@ -7,6 +7,8 @@
 //! deliberately kills the image runs only when named).
 #![forbid(unsafe_code)]
 
+pub use crate::report::Tally;
+
 #[cfg(target_arch = "powerpc64")]
 pub mod image;
 
@@ -47,22 +49,6 @@ pub fn unknown_names<'a>(
         .filter(move |n| !tests.iter().any(|t| t.name == *n))
 }
 
-/// Pass/fail counts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// Tests that passed.
-    pub passed: u32,
-    /// Tests that failed.
-    pub failed: u32,
-}
-
-impl core::fmt::Display for Tally {
-    /// The final line, exactly `N passed, M failed`.
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{} passed, {} failed", self.passed, self.failed)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,20 +79,6 @@ mod tests {
         }];
         let u: std::vec::Vec<_> = unknown_names(Some("a,b,all"), &tests).collect();
         assert_eq!(u, ["b"]);
-    }
-
-    #[test]
-    fn tally_line_format() {
-        assert_eq!(
-            std::format!(
-                "{}",
-                Tally {
-                    passed: 3,
-                    failed: 0
-                }
-            ),
-            "3 passed, 0 failed"
-        );
     }
 }
 pub mod probe;
