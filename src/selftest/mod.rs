@@ -1,8 +1,9 @@
-//! In-image self-tests and the console protocol that reports them.
+//! In-image self-tests and the console protocol that reports them (the self-test image only:
+//! feature `selftest`; compiled for this crate's host unit tests too).
 //!
 //! Protocol (read by the host launcher's verdict function, `tests-qemu/src/verdict.rs`):
 //! one line per test, `PASS <name>` or `FAIL <name>: <reason>`, then exactly one line
-//! `<N> passed, <M> failed`. Tests are selected by the bootarg `selftest=<name>[,<name>...]`
+//! `<N> passed, <M> failed` ([`crate::report`]). Tests are selected by the bootarg `selftest=<name>[,<name>...]`
 //! (`all`, the default, runs every test marked `default`; a test such as `panic` that
 //! deliberately kills the image runs only when named).
 #![forbid(unsafe_code)]
