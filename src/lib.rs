@@ -12,7 +12,14 @@
 //! - [`fw`]: firmware provisioning of the ultravisor's TPM keys, and the key layout (portable).
 //! - [`hv`]: the hypervisor: hcall dispatch, H_TPM_COMM, guest memory, session slots, links.
 //! - [`uv`]: the ultravisor: hcall client, boot-time session, ESM unwrap.
-//! - [`selftest`]: named in-image tests and the console protocol that reports them.
+//! - [`bootargs`]: the bootargs lookup and number syntax (portable).
+//! - [`report`]: the count line every image ends its console with (portable).
+//! - `selftest` (feature `selftest`, and host tests): named in-image tests and their hooks.
+//!
+//! Features: `selftest` builds the self-test image (`cargo pef run`, the boot tests); without
+//! it the image is the one to flash (`cargo pef build`), which carries no test hooks.
+//! `test-util` gives host tests the test doubles (`hv::FakeGuestMemory`, the tampering
+//! `hv::Meddler` observer); `observe-secrets` lets them see the TPM client's secrets.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -20,10 +27,13 @@
 extern crate alloc;
 
 pub mod base64;
+pub mod bootargs;
 pub mod dtb;
 pub mod fw;
 pub mod hv;
 pub mod papr;
+pub mod report;
+#[cfg(any(test, feature = "selftest"))]
 pub mod selftest;
 pub mod tpm;
 pub mod uv;

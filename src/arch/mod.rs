@@ -14,10 +14,13 @@ global_asm!(
         include_str!("../../boot/entry.S"),
         include_str!("../../boot/vectors.S"),
         include_str!("../../boot/mem.S"),
-        include_str!("../../boot/regtest.S"),
     ),
     options(raw)
 );
+
+// The self-tests' register probes (uses none of the shared macros): self-test image only.
+#[cfg(feature = "selftest")]
+global_asm!(include_str!("../../boot/regtest.S"), options(raw));
 
 pub mod vectors;
 
@@ -80,7 +83,7 @@ pub fn pir() -> u32 {
 ///
 /// The registers PAPR lets a hypercall clobber beyond its outputs (r0, CTR, XER, CR0/1/5-7)
 /// are declared clobbered; that our own handler preserves them anyway is checked by the
-/// `hcall-regs` self-test through [`sc_regtest`].
+/// `hcall-regs` self-test through `sc_regtest`.
 pub fn hcall(nr: u64, args: [u64; 9]) -> (i64, [u64; 9]) {
     let mut r3 = nr;
     let [mut r4, mut r5, mut r6, mut r7, mut r8, mut r9, mut r10, mut r11, mut r12] = args;
@@ -122,6 +125,7 @@ pub fn hcall_as(lpid: u32, nr: u64, args: [u64; 9]) -> (i64, [u64; 9]) {
     r
 }
 
+#[cfg(feature = "selftest")]
 extern "C" {
     fn pefbox_sc_regtest(nr: u64, regs: *mut u64) -> u64;
 }
@@ -130,7 +134,8 @@ extern "C" {
 /// hypercall must preserve (r0, r2, r13-r31, CR, CTR, LR, XER, all 64 VSRs) with distinct
 /// patterns, issues `sc 1` with r3 = `nr` and r4..r12 = `regs[1..]`, stores r3..r12 back into
 /// `regs`, and returns a bit mask of the preserved-register groups that came back changed
-/// (0 = everything survived), plus a stack canary check.
+/// (0 = everything survived), plus a stack canary check. Self-test image only.
+#[cfg(feature = "selftest")]
 pub fn sc_regtest(nr: u64, regs: &mut [u64; 10]) -> u64 {
     regs[0] = nr;
     // SAFETY: the routine reads and writes exactly 10 u64s at `regs` and restores every
@@ -139,17 +144,22 @@ pub fn sc_regtest(nr: u64, regs: &mut [u64; 10]) -> u64 {
 }
 
 /// Executes `trap` (a program interrupt at 0x700): the unexpected-interrupt path's test.
+/// Self-test image only.
+#[cfg(feature = "selftest")]
 pub fn trap() {
     // SAFETY: `trap` raises a program interrupt, which the installed vectors report and
     // turn into a power-off; no memory is touched.
     unsafe { asm!("trap", options(nomem, nostack)) };
 }
 
+#[cfg(feature = "selftest")]
 extern "C" {
     fn pefbox_scribble_volatile();
 }
 
 /// Overwrites every ABI-volatile register (boot/regtest.S), for the hcall self-tests.
+/// Self-test image only.
+#[cfg(feature = "selftest")]
 pub fn scribble_volatile() {
     // SAFETY: the routine only changes registers the ELFv2 ABI lets a call clobber.
     unsafe { pefbox_scribble_volatile() };

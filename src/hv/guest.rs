@@ -198,7 +198,7 @@ impl CheckedRange {
 }
 
 /// Access to the caller's memory, implemented by the glue (the one unsafe copy)
-/// and by [`FakeGuestMemory`] in tests.
+/// and by `FakeGuestMemory` in tests.
 ///
 /// The hypervisor always passes a buffer whose length equals the range's length;
 /// an implementation must copy at most `min(range.len(), buf.len())` bytes and
@@ -211,12 +211,15 @@ pub trait GuestMemory {
 }
 
 /// FAKE guest memory for tests: `N` bytes at guest-physical `base`, with counters
-/// of the copies made and of any access outside the backing store.
+/// of the copies made and of any access outside the backing store. Host tests only
+/// (`cfg(test)` or feature `test-util`); never in an image.
+#[cfg(any(test, feature = "test-util"))]
 pub struct FakeGuestMemory<const N: usize> {
     base: u64,
     inner: spin::Mutex<FakeInner<N>>,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 struct FakeInner<const N: usize> {
     bytes: [u8; N],
     reads: usize,
@@ -225,6 +228,7 @@ struct FakeInner<const N: usize> {
     out_of_bounds: usize,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl<const N: usize> FakeGuestMemory<N> {
     /// A zero-filled fake of `N` bytes at `base`.
     pub const fn new(base: u64) -> Self {
@@ -292,6 +296,7 @@ impl<const N: usize> FakeGuestMemory<N> {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl<const N: usize> GuestMemory for FakeGuestMemory<N> {
     fn copy_from_guest(&self, src: &CheckedRange, dst: &mut [u8]) {
         let n = usize::try_from(src.len()).map_or(dst.len(), |l| l.min(dst.len()));

@@ -110,9 +110,10 @@
 //! UART TPM link and real memory (the one unsafe copy), configured at boot with the caller
 //! window as the only caller region and the image, skiboot, the vectors and MMIO reserved;
 //! `src/main.rs`'s `sc 1` dispatcher calls [`Hypervisor::hcall`] with the caller's
-//! `LPID << 16 | PIR` and writes [`HcallReturn`] back into r3..r12. The image uses
-//! [`Meddler`] as its observer, idle unless a self-test arms it
-//! ([`Hypervisor::with_observer`]).
+//! `LPID << 16 | PIR` and writes [`HcallReturn`] back into r3..r12. The image to flash uses
+//! the [`Quiet`] observer; the self-test image (feature `selftest`) uses `Meddler`, idle
+//! unless a self-test arms it ([`Hypervisor::with_observer`]). `Meddler` and
+//! `FakeGuestMemory` exist only in test builds (`selftest`; `test-util` for host tests).
 //!
 //! # Concurrency
 //!
@@ -139,11 +140,14 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
+#[cfg(any(test, feature = "test-util"))]
+pub use guest::FakeGuestMemory;
 pub use guest::{
-    CheckedRange, FakeGuestMemory, GuestMemory, GuestPhys, GuestRange, RangeError, RegionError,
-    RegionTable,
+    CheckedRange, GuestMemory, GuestPhys, GuestRange, RangeError, RegionError, RegionTable,
 };
-pub use observer::{Delivery, Direction, Meddle, Meddler, Quiet, RelayObserver};
+pub use observer::{Delivery, Direction, Quiet, RelayObserver};
+#[cfg(any(test, feature = "selftest", feature = "test-util"))]
+pub use observer::{Meddle, Meddler};
 pub use slots::{
     CallerId, QuotaError, SessionSlots, ACTIVE_SESSION_CAPACITY, OBJECTS_PER_CALLER,
     OBJECT_CAPACITY, SESSIONS_PER_CALLER, SESSION_CAPACITY, SESSION_SLOTS,

@@ -1,7 +1,9 @@
 //! The relay observer: a test-build seam that sees every byte relayed to and from
 //! the TPM ("snoop") and may tamper with the response handed to the caller
 //! ("meddle"), to let tests play a malicious hypervisor. Default: [`Quiet`], which
-//! does nothing and costs nothing.
+//! does nothing and costs nothing, and is the only observer the image to flash has:
+//! the tampering `Meddler` exists only with feature `selftest` (the self-test image),
+//! `test-util` (host tests) or in this crate's unit tests.
 //!
 //! Where it sits: the observer is called under the hypervisor's lock. `snoop` sees
 //! each command as sent and each response as received (the hypervisor's own
@@ -62,6 +64,7 @@ pub struct Quiet;
 impl RelayObserver for Quiet {}
 
 /// One way to tamper with a response.
+#[cfg(any(test, feature = "selftest", feature = "test-util"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Meddle {
     /// Deliver the response as received.
@@ -85,6 +88,7 @@ pub enum Meddle {
 
 /// A ready-made test observer: an optional snoop function (e.g. one that scans
 /// for secrets or prints to the console) and one [`Meddle`] mode.
+#[cfg(any(test, feature = "selftest", feature = "test-util"))]
 pub struct Meddler {
     /// The tampering to apply to every response delivered to a caller.
     pub mode: Meddle,
@@ -96,6 +100,7 @@ pub struct Meddler {
     previous_len: Option<usize>,
 }
 
+#[cfg(any(test, feature = "selftest", feature = "test-util"))]
 impl Meddler {
     /// A meddler with `mode` and no snoop function.
     pub const fn new(mode: Meddle) -> Self {
@@ -116,6 +121,7 @@ impl Meddler {
     }
 }
 
+#[cfg(any(test, feature = "selftest", feature = "test-util"))]
 impl RelayObserver for Meddler {
     fn snoop(&mut self, caller: CallerId, dir: Direction, bytes: &[u8]) {
         if let Some(f) = self.snoop_fn {

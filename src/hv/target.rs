@@ -10,7 +10,7 @@
 
 #![allow(unsafe_code)]
 
-use super::{CallerId, CheckedRange, GuestMemory, GuestRange, Hypervisor, Meddler, RegionTable};
+use super::{CallerId, CheckedRange, GuestMemory, GuestRange, Hypervisor, RegionTable};
 use crate::platform::tpm_uart::UartTpmLink;
 
 use crate::platform::layout::{IMAGE_BASE, SKIBOOT_BASE, SKIBOOT_SIZE};
@@ -36,10 +36,23 @@ impl GuestMemory for RealGuestMemory {
     }
 }
 
-/// The machine's hypervisor: H_TPM_COMM over the UART link. The observer is the
-/// test-build meddler (inactive unless a self-test arms it).
-pub static HV: Hypervisor<UartTpmLink, RealGuestMemory, Meddler> =
-    Hypervisor::new(RealGuestMemory, Meddler::new(super::Meddle::Off));
+/// The relay observer of [`HV`] in the self-test image: the tampering `Meddler`, inactive
+/// unless a self-test arms it.
+#[cfg(feature = "selftest")]
+pub type Observer = super::Meddler;
+/// The relay observer of [`HV`]: in the image to flash the [`super::Quiet`] one, which sees
+/// and changes nothing (the self-test image has the tampering `Meddler` here).
+#[cfg(not(feature = "selftest"))]
+pub type Observer = super::Quiet;
+
+#[cfg(feature = "selftest")]
+const OBSERVER: Observer = super::Meddler::new(super::Meddle::Off);
+#[cfg(not(feature = "selftest"))]
+const OBSERVER: Observer = super::Quiet;
+
+/// The machine's hypervisor: H_TPM_COMM over the UART link, relaying past [`Observer`].
+pub static HV: Hypervisor<UartTpmLink, RealGuestMemory, Observer> =
+    Hypervisor::new(RealGuestMemory, OBSERVER);
 
 /// Configures [`HV`]: the caller window as the only caller region, and the link (None when
 /// the device tree shows no TPM UART: then H_TPM_COMM answers H_FUNCTION).

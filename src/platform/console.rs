@@ -81,7 +81,9 @@ pub fn print_unlocked(args: fmt::Arguments<'_>) {
 }
 
 /// Reads one line from the console input into `buf` (without the line end), polling at most
-/// `max_polls` times. Returns the line, or `None` on timeout or with no UART.
+/// `max_polls` times. Returns the line, or `None` on timeout or with no UART. Self-test image
+/// only (the launcher's answers to `@@host` directives).
+#[cfg(feature = "selftest")]
 pub fn read_line(buf: &mut [u8], max_polls: u64) -> Option<&str> {
     let u = uart()?;
     let mut n = 0;

@@ -13,12 +13,16 @@
 
 use super::uart::Uart16550;
 use crate::arch;
+#[cfg(feature = "selftest")]
 use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Timebase ticks spent inside [`UartTpmLink::transact`] since boot (for the benchmark
 /// self-test: the handler's own cost is an hcall's time minus its time on the link).
+/// Self-test image only.
+#[cfg(feature = "selftest")]
 pub static LINK_TICKS: AtomicU64 = AtomicU64::new(0);
-/// Round trips made by [`UartTpmLink::transact`] since boot.
+/// Round trips made by [`UartTpmLink::transact`] since boot. Self-test image only.
+#[cfg(feature = "selftest")]
 pub static LINK_CALLS: AtomicU64 = AtomicU64::new(0);
 use crate::tpm::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
 
@@ -88,6 +92,7 @@ impl UartTpmLink {
 
 impl Transport for UartTpmLink {
     fn transact(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError> {
+        #[cfg(feature = "selftest")]
         let t0 = arch::timebase();
         if self.dirty {
             self.drain();
@@ -96,8 +101,11 @@ impl Transport for UartTpmLink {
         }
         let r = self.round_trip(command, response);
         self.dirty = r.is_err();
-        LINK_TICKS.fetch_add(arch::timebase() - t0, Ordering::Relaxed);
-        LINK_CALLS.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "selftest")]
+        {
+            LINK_TICKS.fetch_add(arch::timebase() - t0, Ordering::Relaxed);
+            LINK_CALLS.fetch_add(1, Ordering::Relaxed);
+        }
         r
     }
 }

@@ -1,11 +1,14 @@
-//! In-image self-tests and the console protocol that reports them.
+//! In-image self-tests and the console protocol that reports them (the self-test image only:
+//! feature `selftest`; compiled for this crate's host unit tests too).
 //!
 //! Protocol (read by the host launcher's verdict function, `tests-qemu/src/verdict.rs`):
 //! one line per test, `PASS <name>` or `FAIL <name>: <reason>`, then exactly one line
-//! `<N> passed, <M> failed`. Tests are selected by the bootarg `selftest=<name>[,<name>...]`
+//! `<N> passed, <M> failed` ([`crate::report`]). Tests are selected by the bootarg `selftest=<name>[,<name>...]`
 //! (`all`, the default, runs every test marked `default`; a test such as `panic` that
 //! deliberately kills the image runs only when named).
 #![forbid(unsafe_code)]
+
+pub use crate::report::Tally;
 
 #[cfg(target_arch = "powerpc64")]
 pub mod image;
@@ -47,22 +50,6 @@ pub fn unknown_names<'a>(
         .filter(move |n| !tests.iter().any(|t| t.name == *n))
 }
 
-/// Pass/fail counts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Tally {
-    /// Tests that passed.
-    pub passed: u32,
-    /// Tests that failed.
-    pub failed: u32,
-}
-
-impl core::fmt::Display for Tally {
-    /// The final line, exactly `N passed, M failed`.
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{} passed, {} failed", self.passed, self.failed)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,20 +80,6 @@ mod tests {
         }];
         let u: std::vec::Vec<_> = unknown_names(Some("a,b,all"), &tests).collect();
         assert_eq!(u, ["b"]);
-    }
-
-    #[test]
-    fn tally_line_format() {
-        assert_eq!(
-            std::format!(
-                "{}",
-                Tally {
-                    passed: 3,
-                    failed: 0
-                }
-            ),
-            "3 passed, 0 failed"
-        );
     }
 }
 pub mod probe;

@@ -10,10 +10,10 @@
 use super::hcall::HcallTransport;
 use super::svm::{self, Rejection, SvmPayload};
 use super::unwrap::{UnwrapError, UvSession};
+use crate::bootargs::bootarg;
 use crate::fw::UvSecrets;
 use crate::platform::bootinfo::BootInfo;
 use crate::platform::layout::{self, pages, Sc1, WindowPage};
-use crate::selftest::probe::bootarg;
 use crate::tpm::Tpm;
 use alloc::format;
 use alloc::string::String;

@@ -251,7 +251,7 @@ mod tests {
 /// Parses an `ADDR,LEN` bootarg value (each decimal or `0x` hex) such as
 /// `svm-kernel=0x10000000,262144`.
 pub fn parse_range(v: &str) -> Result<(u64, u64), &'static str> {
-    use crate::selftest::probe::parse_number;
+    use crate::bootargs::parse_number;
     let (a, l) = v.split_once(',').ok_or("expected ADDR,LEN")?;
     match (parse_number(a), parse_number(l)) {
         (Some(a), Some(l)) => Ok((a, l)),

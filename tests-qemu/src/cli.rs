@@ -72,6 +72,10 @@ pub enum Cmd {
     /// Boot the demo secure VM N times (after one provisioning boot) and report timings
     #[command(after_help = EXIT_CODES)]
     Bench(BenchArgs),
+    /// Build the image to flash (no self-tests, no test hooks) and print its size; the last line
+    /// is `image: <path>`
+    #[command(after_help = BUILD_EXIT_CODES)]
+    Build(BuildArgs),
     /// Build an ESM blob (svm-tools format) sealed to a wrapping key and write it attached to
     /// the secure VM's initrd, as svm-tools does
     #[command(after_help = EXIT_CODES)]
@@ -206,6 +210,28 @@ pub struct BenchArgs {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub runs: u32,
 }
+
+/// `pef build`.
+#[derive(Debug, Args, Clone, PartialEq, Eq, Default)]
+pub struct BuildArgs {
+    /// The release profile (the default: the image is always built with it; accepted so that
+    /// `cargo pef build --release` reads as it does)
+    #[arg(long)]
+    pub release: bool,
+    /// Build the self-test image instead (feature `selftest`, what `pef run` boots)
+    #[arg(long)]
+    pub selftest: bool,
+    /// No cargo progress lines (the size and `image:` lines are still printed)
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// The exit codes of `pef build`.
+pub const BUILD_EXIT_CODES: &str = "\
+Exit status:
+  0    the image was built (its path is the last line printed)
+  2    usage error
+  3    the image target could not be installed or the image did not build";
 
 /// `pef esm`.
 #[derive(Debug, Args, Clone, PartialEq, Eq, Default)]
@@ -684,6 +710,15 @@ mod tests {
             p(&["completions", "bash"]).unwrap(),
             Cmd::Completions { .. }
         ));
+        assert_eq!(p(&["build"]).unwrap(), Cmd::Build(BuildArgs::default()));
+        assert_eq!(
+            p(&["build", "--release", "--selftest", "-q"]).unwrap(),
+            Cmd::Build(BuildArgs {
+                release: true,
+                selftest: true,
+                quiet: true,
+            })
+        );
     }
 
     #[test]

@@ -77,11 +77,38 @@ pub fn default_tpm_state() -> PathBuf {
     workspace_root().join("target").join("swtpm-state")
 }
 
-/// The image ELF that [`build_image`] produces.
-pub fn image_path() -> PathBuf {
-    workspace_root()
-        .join("target")
-        .join("image")
+/// Which image to build: the two are built with different features into different target
+/// directories, so neither build overwrites the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageKind {
+    /// The image to flash (`cargo pef build`): no `selftest` feature, no test hooks.
+    Flash,
+    /// The self-test image (`cargo pef run`, `scenarios`, `bench`, the boot tests): feature
+    /// `selftest` (the in-image self-tests, `hcall-probe`, `@@host` directives, ...).
+    Selftest,
+}
+
+impl ImageKind {
+    /// Its cargo target directory: `target/image` (flash) or `target/image-selftest`.
+    pub fn target_dir(self) -> PathBuf {
+        workspace_root().join("target").join(match self {
+            ImageKind::Flash => "image",
+            ImageKind::Selftest => "image-selftest",
+        })
+    }
+
+    /// The cargo features it is built with.
+    pub fn features(self) -> &'static [&'static str] {
+        match self {
+            ImageKind::Flash => &[],
+            ImageKind::Selftest => &["--features", "selftest"],
+        }
+    }
+}
+
+/// The image ELF that [`build_image`] produces for `kind`.
+pub fn image_path(kind: ImageKind) -> PathBuf {
+    kind.target_dir()
         .join(IMAGE_TARGET)
         .join("release")
         .join("pefbox")
@@ -95,14 +122,15 @@ pub fn ensure_tools() -> Result<(), LaunchError> {
         .map_err(|e| LaunchError::MissingTool(e.to_string()))
 }
 
-/// Builds the image in its own target directory (no lock fight with an outer `cargo test`)
-/// and returns the ELF's path. Cargo's output goes to our stderr.
-pub fn build_image() -> Result<PathBuf, LaunchError> {
-    build_image_opts(false)
+/// Builds the image of `kind` in its own target directory (no lock fight with an outer
+/// `cargo test`, and none with the other kind) and returns the ELF's path. Cargo's output
+/// goes to our stderr.
+pub fn build_image(kind: ImageKind) -> Result<PathBuf, LaunchError> {
+    build_image_opts(kind, false)
 }
 
 /// As [`build_image`]; `quiet` passes `-q` to cargo (no progress lines).
-pub fn build_image_opts(quiet: bool) -> Result<PathBuf, LaunchError> {
+pub fn build_image_opts(kind: ImageKind, quiet: bool) -> Result<PathBuf, LaunchError> {
     crate::tools::ensure(&[crate::tools::Tool::ImageTarget])
         .map_err(|e| LaunchError::MissingTool(e.to_string()))?;
     let root = workspace_root();
@@ -121,8 +149,9 @@ pub fn build_image_opts(quiet: bool) -> Result<PathBuf, LaunchError> {
             "-p",
             "pefbox",
         ])
+        .args(kind.features())
         .arg("--target-dir")
-        .arg(root.join("target").join("image"))
+        .arg(kind.target_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())
@@ -131,7 +160,7 @@ pub fn build_image_opts(quiet: bool) -> Result<PathBuf, LaunchError> {
     if !status.success() {
         return Err(LaunchError::Build(format!("cargo exited with {status}")));
     }
-    let image = image_path();
+    let image = image_path(kind);
     if !image.is_file() {
         return Err(LaunchError::Build(format!(
             "{} was not produced",
@@ -1005,6 +1034,64 @@ pub struct ImageSize {
     pub file: u64,
     /// Bytes of the file that PT_LOAD segments load (what skiboot copies), summed.
     pub loaded: u64,
+}
+
+/// The size of `path` once stripped (`llvm-objcopy --strip-all`: no symbols, no non-loaded
+/// sections), measured on a copy beside it that is removed again. The toolchain's own
+/// `rust-objcopy` is used (rustc ships it), else `llvm-objcopy` from the PATH; the error
+/// says when neither runs.
+pub fn stripped_size(path: &Path) -> Result<u64, String> {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let host_bin = Command::new("rustc")
+        .current_dir(workspace_root())
+        .args(["--print", "target-libdir"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|d| {
+            Some(
+                Path::new(d.trim())
+                    .parent()?
+                    .join("bin")
+                    .join("rust-objcopy"),
+            )
+        });
+    let tools: Vec<PathBuf> = host_bin
+        .into_iter()
+        .chain([PathBuf::from("llvm-objcopy")])
+        .collect();
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".stripped-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let out = path.with_file_name(name);
+    let mut why = Vec::new();
+    for tool in &tools {
+        let r = Command::new(tool)
+            .arg("--strip-all")
+            .arg(path)
+            .arg(&out)
+            .stdin(Stdio::null())
+            .output();
+        match r {
+            Ok(o) if o.status.success() => {
+                let size = fs::metadata(&out).map(|m| m.len());
+                let _ = fs::remove_file(&out);
+                return size.map_err(|e| format!("{}: {e}", out.display()));
+            }
+            Ok(o) => why.push(format!(
+                "{}: {}",
+                tool.display(),
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => why.push(format!("{}: {e}", tool.display())),
+        }
+    }
+    let _ = fs::remove_file(&out);
+    Err(format!("no objcopy to strip with ({})", why.join("; ")))
 }
 
 /// Reads the file size and the PT_LOAD file sizes of an ELF (either class or byte order).

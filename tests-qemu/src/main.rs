@@ -1,5 +1,5 @@
 //! `pef`: the host launcher (`cargo pef run`, `cargo pef scenarios`, `cargo pef bench`,
-//! `cargo pef esm`, `cargo pef completions`). The command line is declared in
+//! `cargo pef build`, `cargo pef esm`, `cargo pef completions`). The command line is declared in
 //! [`tests_qemu::cli`]; `pef --help` and `pef <subcommand> --help` describe every flag and the
 //! exit codes.
 #![forbid(unsafe_code)]
@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
-use tests_qemu::cli::{self, BootOpts, Cli, Cmd, EsmArgs, RunArgs};
-use tests_qemu::launcher::{self, Echo, LaunchError, RunConfig, RunReport};
+use tests_qemu::cli::{self, BootOpts, BuildArgs, Cli, Cmd, EsmArgs, RunArgs};
+use tests_qemu::launcher::{self, Echo, ImageKind, LaunchError, RunConfig, RunReport};
 use tests_qemu::svm;
 use tests_qemu::verdict::{parse_bench_line, Expect, SvmExpect};
 
@@ -126,8 +126,8 @@ fn prepare(b: &BootOpts, scenario: &str) -> Result<(RunConfig, Ui), Stop> {
     base.image = match &b.image {
         Some(p) => p.clone(),
         None => {
-            ui.phase("building the image (cargo build --release --target powerpc64-unknown-linux-musl; the first build takes about a minute)");
-            launcher::build_image_opts(ui.quiet)?
+            ui.phase("building the self-test image (cargo build --release --target powerpc64-unknown-linux-musl --features selftest; the first build takes about a minute)");
+            launcher::build_image_opts(ImageKind::Selftest, ui.quiet)?
         }
     };
     if let Ok(s) = launcher::image_size(&base.image) {
@@ -884,6 +884,40 @@ fn bench_table(img: &std::path::Path, reports: &[RunReport]) -> String {
     out
 }
 
+/// `pef build`: the image to flash (or, with `--selftest`, the self-test image), its sizes,
+/// and last its path.
+fn cmd_build(args: BuildArgs) -> ExitCode {
+    let kind = if args.selftest {
+        ImageKind::Selftest
+    } else {
+        ImageKind::Flash
+    };
+    let what = match kind {
+        ImageKind::Flash => "the image to flash (no selftest feature)",
+        ImageKind::Selftest => "the self-test image (--features selftest)",
+    };
+    if !args.quiet {
+        eprintln!(
+            "pef: building {what}: cargo build --release --target {} -p pefbox --target-dir {}",
+            launcher::IMAGE_TARGET,
+            kind.target_dir().display()
+        );
+    }
+    let image = match launcher::build_image_opts(kind, args.quiet) {
+        Ok(p) => p,
+        Err(e) => return stop_code(e.into()),
+    };
+    let loaded = launcher::image_size(&image)
+        .map(|s| format!("{} bytes loaded (PT_LOAD), {} bytes ELF", s.loaded, s.file))
+        .unwrap_or_else(|e| format!("unreadable ELF ({e})"));
+    let stripped = launcher::stripped_size(&image)
+        .map(|n| format!("{n} bytes stripped (--strip-all)"))
+        .unwrap_or_else(|e| format!("stripped size unknown: {e}"));
+    println!("size: {loaded}, {stripped}");
+    println!("image: {}", image.display());
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -900,6 +934,7 @@ fn main() -> ExitCode {
         Cmd::Scenarios(s) => cmd_scenarios(s),
         Cmd::Esm(a) => cmd_esm(a),
         Cmd::Bench(b) => cmd_bench(b),
+        Cmd::Build(b) => cmd_build(b),
         Cmd::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "pef", &mut std::io::stdout());
             ExitCode::SUCCESS

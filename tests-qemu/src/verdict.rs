@@ -594,6 +594,64 @@ pefbox: power-off (pass)\r
         judge(console, exit, expect).problems
     }
 
+    /// The image to flash: no self-tests, its count line counts the flow's own checks.
+    const FLASH: &str = "\
+pefbox 0.1.0 (1465ad5388) powernv: IBM PowerNV (emulated by qemu) [qemu,powernv9, ibm,powernv]\r
+fw: storage parent 0x81800000 present, door index 0x1c10001 present, wrapping key 0x81800001 present; door auth rotated; PCR 11 extended (door closed); platform auth locked\r
+PASS provisioning\r
+hv: H_TPM_COMM over the TPM link\r
+uv: salted policy session 0x2000000 to 0x81800000 (Name pinned) in 24 ms; wrapping key fingerprint edaa4958\r
+PASS uv-session\r
+svm: accepted\r
+2 passed, 0 failed\r
+hv: TPM2_Shutdown(CLEAR) done\r
+pefbox: power-off (pass)\r
+";
+
+    #[test]
+    fn a_flash_image_boot_is_judged_on_the_flows_checks() {
+        let accepted = Expect {
+            min_passed: 2,
+            svm: SvmExpect::Accepted,
+        };
+        let v = judge(FLASH, ExitInfo::clean(), &accepted);
+        assert_eq!(v.problems, vec![]);
+        assert_eq!(v.summary.counts, Some((2, 0)));
+        assert_eq!(v.summary.passed_names, ["provisioning", "uv-session"]);
+        // A failed session is a FAIL line and a failed count, and the boot fails.
+        let failed = FLASH
+            .replace(
+                "PASS uv-session",
+                "FAIL uv-session: no wrapping key was provisioned",
+            )
+            .replace("2 passed, 0 failed", "1 passed, 1 failed")
+            .replace(
+                "svm: accepted",
+                "svm: rejected: lockbox key not unwrapped: no ultravisor session",
+            )
+            .replace("power-off (pass)", "power-off (fail)");
+        let p = problems(
+            &failed,
+            ExitInfo::clean(),
+            &Expect {
+                min_passed: 1,
+                svm: SvmExpect::Any,
+            },
+        );
+        assert_eq!(
+            p,
+            vec![
+                Problem::Forbidden("FAIL uv-session: no wrapping key was provisioned".into()),
+                Problem::TestsFailed(1)
+            ]
+        );
+        // A count line that hid the flow's checks would not match its PASS lines.
+        let hidden = FLASH.replace("2 passed, 0 failed", "0 passed, 0 failed");
+        assert!(problems(&hidden, ExitInfo::clean(), &Expect::default())
+            .iter()
+            .any(|p| matches!(p, Problem::CountMismatch { .. })));
+    }
+
     #[test]
     fn a_good_boot_passes_and_is_summarized() {
         let v = judge(GOOD, ExitInfo::clean(), &Expect::default());

@@ -1,6 +1,6 @@
 //! Real boots: the image under `qemu-system-ppc64 -M powernv9` with a real swtpm behind the
 //! framing relay, driven through the launcher's library API and judged by its verdict.
-//! Each boot takes about 1.5 s; the image is built once (target/image) per test binary.
+//! Each boot takes about 1.5 s; the self-test image is built once (target/image-selftest) per test binary.
 
 mod common;
 

@@ -7,15 +7,28 @@ pub mod key;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use tests_qemu::launcher;
+use tests_qemu::launcher::{self, ImageKind};
 
-/// The image, built once per test binary after the tools are ensured.
+/// The self-test image (`target/image-selftest`), built once per test binary after the tools
+/// are ensured.
 pub fn image() -> PathBuf {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
     IMAGE
         .get_or_init(|| {
             launcher::ensure_tools().expect("qemu-system-ppc64 and swtpm");
-            launcher::build_image().expect("image build")
+            launcher::build_image(ImageKind::Selftest).expect("self-test image build")
+        })
+        .clone()
+}
+
+/// The image to flash (`target/image`, no `selftest` feature), built once per test binary
+/// after the tools are ensured.
+pub fn flash_image() -> PathBuf {
+    static IMAGE: OnceLock<PathBuf> = OnceLock::new();
+    IMAGE
+        .get_or_init(|| {
+            launcher::ensure_tools().expect("qemu-system-ppc64 and swtpm");
+            launcher::build_image(ImageKind::Flash).expect("flash image build")
         })
         .clone()
 }
