@@ -371,18 +371,16 @@ mod image {
         let nr = regs[0];
         let mut args = [0u64; 9];
         args.copy_from_slice(&regs[1..]);
-        let (status, out) = match nr {
+        let r = match nr {
             H_PEFBOX_ECHO => {
                 arch::scribble_volatile();
-                (papr::H_SUCCESS, args.map(|a| !a))
+                Ok(args.map(|a| !a))
             }
-            _ => {
-                let r = hv::target::HV.hcall(hv::target::caller(), nr, &args);
-                (r.status, r.out)
-            }
+            _ => hv::target::HV.hcall(hv::target::caller(), nr, &args),
         };
-        regs[0] = status as u64;
-        regs[1..].copy_from_slice(&out);
+        let r = papr::to_regs(&r);
+        regs[0] = r.status as u64;
+        regs[1..].copy_from_slice(&r.out);
     }
 
     /// Called by boot/vectors.S for any interrupt the image does not expect.
