@@ -77,19 +77,10 @@ pefbox_exc_entry:
  * VSCR, VRSAVE. Then pefbox_hcall_dispatch(&mut regs[%r3..=%r12]) runs; on return %r3 holds the
  * status and %r4-%r12 the outputs; everything else is restored exactly, and rfid resumes the
  * caller with its own MSR (FP/VEC/VSX state included).
+ *
+ * The frame is `arch::frame::HcallFrame` at %r1 + HF_GPR; the HF_* offsets are generated from
+ * that struct (`.set` lines ahead of this file, see src/arch/mod.rs), not written here.
  */
-    .set    HF_GPR, 48
-    .set    HF_CR, 304
-    .set    HF_LR, 312
-    .set    HF_XER, 320
-    .set    HF_CTR, 328
-    .set    HF_SRR0, 336
-    .set    HF_SRR1, 344
-    .set    HF_FPSCR, 352
-    .set    HF_VRSAVE, 360
-    .set    HF_VSCR, 384
-    .set    HF_VSR, 400
-    .set    HF_SIZE, 1440
 
     .globl  pefbox_hcall_entry
 pefbox_hcall_entry:
