@@ -74,22 +74,13 @@ pefbox_exc_entry:
  * Stage 2, hypercall (`sc 1`, taken at 0xC00 with SRR0/SRR1). The caller's complete state is
  * saved in a frame on the hypervisor's own stack (the caller's %r1 is not trusted or used):
  * %r0-%r31, CR, LR, XER, CTR, SRR0/1, all 64 VSRs (which include the FPRs and VRs), FPSCR,
- * VSCR, VRSAVE. Then pefbox_hcall_dispatch(&mut regs[%r3..=%r12]) runs; on return %r3 holds the
- * status and %r4-%r12 the outputs; everything else is restored exactly, and rfid resumes the
+ * VSCR, VRSAVE. Then pefbox_hcall_dispatch(frame) runs; it sets the frame's %r3 to the status
+ * and %r4-%r12 to the outputs; everything is restored from the frame, and rfid resumes the
  * caller with its own MSR (FP/VEC/VSX state included).
+ *
+ * The frame is `arch::frame::HcallFrame` at %r1 + HF_GPR; the HF_* offsets are generated from
+ * that struct (`.set` lines ahead of this file, see src/arch/mod.rs), not written here.
  */
-    .set    HF_GPR, 48
-    .set    HF_CR, 304
-    .set    HF_LR, 312
-    .set    HF_XER, 320
-    .set    HF_CTR, 328
-    .set    HF_SRR0, 336
-    .set    HF_SRR1, 344
-    .set    HF_FPSCR, 352
-    .set    HF_VRSAVE, 360
-    .set    HF_VSCR, 384
-    .set    HF_VSR, 400
-    .set    HF_SIZE, 1440
 
     .globl  pefbox_hcall_entry
 pefbox_hcall_entry:
@@ -144,7 +135,7 @@ pefbox_hcall_entry:
     li      %r0, 0
     std     %r0, 0(%r1)
     LOAD64  %r2, .TOC.
-    addi    %r3, %r1, (HF_GPR + 8 * 3)
+    addi    %r3, %r1, HF_GPR
     LOAD64  %r12, pefbox_hcall_dispatch
     mtctr   %r12
     bctrl

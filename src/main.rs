@@ -19,7 +19,6 @@ mod image {
     use core::sync::atomic::{AtomicBool, Ordering};
     use pefbox::bootargs;
     use pefbox::dtb::Dtb;
-    #[cfg(feature = "selftest")]
     use pefbox::papr;
     use pefbox::platform::bootinfo::BootInfo;
     use pefbox::platform::{console, opal};
@@ -401,26 +400,59 @@ mod image {
         }
     }
 
-    /// The hcall dispatcher called by boot/vectors.S: `regs[0]` is r3 (hcall number in,
-    /// status out), `regs[1..10]` are r4..r12 (arguments in, outputs out).
+    /// The `sc 1` entry's call into Rust: boot/vectors.S saves the caller's registers in an
+    /// [`arch::HcallFrame`] on the hypervisor stack and calls this with r3 = its address.
+    /// [`dispatch`] sets r3 (status) and r4..r12 (outputs) in it; the assembly restores
+    /// everything from the frame and returns to the caller.
+    ///
+    /// # Safety
+    ///
+    /// `frame` must point to a whole, 16-byte aligned `HcallFrame` that nothing else reads or
+    /// writes until this returns. Only `pefbox_hcall_entry` calls it, with the frame it just
+    /// filled at `%r1 + HF_GPR` on the hypervisor's own stack (one hardware thread makes
+    /// hcalls, and interrupts are off, so the stack is not re-entered while the frame lives).
     #[no_mangle]
-    extern "C" fn pefbox_hcall_dispatch(regs: &mut [u64; 10]) {
-        let nr = regs[0];
-        let mut args = [0u64; 9];
-        args.copy_from_slice(&regs[1..]);
-        let (status, out) = match nr {
+    unsafe extern "C" fn pefbox_hcall_dispatch(frame: *mut arch::HcallFrame) {
+        // SAFETY: the caller's contract (`# Safety`): valid, aligned, exclusively ours for the
+        // call; every bit pattern is a valid HcallFrame (integers and byte arrays only).
+        let frame = unsafe { &mut *frame };
+        dispatch(frame);
+    }
+
+    /// An hcall handler: r4..r12 in, the typed return out.
+    type Handler = fn(&[u64; 9]) -> papr::HcallResult;
+
+    /// The handler for hcall number `nr`, `None` for one the image does not implement.
+    fn handler(nr: u64) -> Option<Handler> {
+        match nr {
+            papr::H_TPM_COMM => Some(tpm_comm),
             #[cfg(feature = "selftest")]
-            H_PEFBOX_ECHO => {
-                arch::scribble_volatile();
-                (papr::H_SUCCESS, args.map(|a| !a))
-            }
-            _ => {
-                let r = hv::target::HV.hcall(hv::target::caller(), nr, &args);
-                (r.status, r.out)
-            }
+            H_PEFBOX_ECHO => Some(echo),
+            _ => None,
+        }
+    }
+
+    /// Runs the hcall the frame's r3 names and writes its return into r3..r12: H_FUNCTION
+    /// for a number without a handler.
+    fn dispatch(frame: &mut arch::HcallFrame) {
+        let r = match handler(frame.nr()) {
+            Some(h) => h(&frame.args()),
+            None => Err(papr::PaprError::Function),
         };
-        regs[0] = status as u64;
-        regs[1..].copy_from_slice(&out);
+        frame.set_return(&r);
+    }
+
+    /// H_TPM_COMM, from the calling partition and thread.
+    fn tpm_comm(args: &[u64; 9]) -> papr::HcallResult {
+        hv::target::HV.hcall(hv::target::caller(), papr::H_TPM_COMM, args)
+    }
+
+    #[cfg(feature = "selftest")]
+    /// The self-tests' echo ([`H_PEFBOX_ECHO`]): scribbles over every ABI-volatile register,
+    /// then returns r4..r12 inverted.
+    fn echo(args: &[u64; 9]) -> papr::HcallResult {
+        arch::scribble_volatile();
+        Ok(args.map(|a| !a))
     }
 
     /// Called by boot/vectors.S for any interrupt the image does not expect.

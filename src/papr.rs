@@ -3,7 +3,9 @@
 //! and the PAPR return codes as QEMU's `include/hw/ppc/spapr.h` defines them.
 //!
 //! Both the hypervisor (`hv`) and the ultravisor (`uv`) name these; neither reaches
-//! into the other.
+//! into the other. [`HcallResult`] is the typed return both sides exchange: the
+//! hypervisor produces one, the `sc 1` entry turns it into registers ([`to_regs`]), and the
+//! caller turns the registers back into one ([`from_regs`]).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -44,6 +46,122 @@ pub const H_P3: HStatus = -56;
 pub const H_P4: HStatus = -57;
 /// Parameter 5 invalid; for H_TPM_COMM: out_size (r8).
 pub const H_P5: HStatus = -58;
+
+/// A failed hcall's status: r3 when it is not [`H_SUCCESS`].
+///
+/// The named variants are the PAPR codes this project uses; any other non-zero r3 (a
+/// positive PAPR code such as H_BUSY, or a negative one not listed here) is [`Other`](
+/// PaprError::Other), which never holds a named code, so two equal statuses are always
+/// the same variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaprError {
+    /// [`H_FUNCTION`].
+    Function,
+    /// [`H_PARAMETER`].
+    Parameter,
+    /// [`H_RESOURCE`].
+    Resource,
+    /// [`H_P2`].
+    P2,
+    /// [`H_P3`].
+    P3,
+    /// [`H_P4`].
+    P4,
+    /// [`H_P5`].
+    P5,
+    /// Any other non-zero status.
+    Other(OtherStatus),
+}
+
+/// A non-zero status that is none of the named [`PaprError`] codes (only
+/// [`PaprError::from_status`] makes one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OtherStatus(core::num::NonZeroI64);
+
+impl OtherStatus {
+    /// The status value.
+    pub const fn get(self) -> HStatus {
+        self.0.get()
+    }
+}
+
+impl PaprError {
+    /// The error for status `s`; `None` for [`H_SUCCESS`].
+    pub const fn from_status(s: HStatus) -> Option<Self> {
+        Some(match s {
+            H_FUNCTION => PaprError::Function,
+            H_PARAMETER => PaprError::Parameter,
+            H_RESOURCE => PaprError::Resource,
+            H_P2 => PaprError::P2,
+            H_P3 => PaprError::P3,
+            H_P4 => PaprError::P4,
+            H_P5 => PaprError::P5,
+            other => match core::num::NonZeroI64::new(other) {
+                Some(v) => PaprError::Other(OtherStatus(v)),
+                None => return None,
+            },
+        })
+    }
+
+    /// The status value returned in r3.
+    pub const fn status(self) -> HStatus {
+        match self {
+            PaprError::Function => H_FUNCTION,
+            PaprError::Parameter => H_PARAMETER,
+            PaprError::Resource => H_RESOURCE,
+            PaprError::P2 => H_P2,
+            PaprError::P3 => H_P3,
+            PaprError::P4 => H_P4,
+            PaprError::P5 => H_P5,
+            PaprError::Other(o) => o.get(),
+        }
+    }
+}
+
+/// What an hcall returns: `Ok(r4..r12)`, or the failing status (the output registers
+/// are then zero, see [`to_regs`]).
+pub type HcallResult = Result<[u64; 9], PaprError>;
+
+/// The register image of an hcall's return, r3 and r4..r12, as the `sc 1` entry writes it
+/// back: made from an [`HcallResult`] by [`to_regs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HcallReturn {
+    /// r3: the PAPR status.
+    pub status: HStatus,
+    /// r4..r12.
+    pub out: [u64; 9],
+}
+
+impl HcallReturn {
+    /// A return with `status` and all output registers zero.
+    pub const fn status(status: HStatus) -> Self {
+        HcallReturn {
+            status,
+            out: [0; 9],
+        }
+    }
+}
+
+/// The registers for `r`: r3 = [`H_SUCCESS`] and r4..r12 = its outputs, or r3 = the error's
+/// status and r4..r12 all zero (nothing of a failed call leaks through them).
+pub const fn to_regs(r: &HcallResult) -> HcallReturn {
+    match r {
+        Ok(out) => HcallReturn {
+            status: H_SUCCESS,
+            out: *out,
+        },
+        Err(e) => HcallReturn::status(e.status()),
+    }
+}
+
+/// The typed view of the registers an hcall returned: r3 = [`H_SUCCESS`] gives
+/// `Ok(r4..r12)`; any other r3 its [`PaprError`], and r4..r12 are dropped.
+pub const fn from_regs(r3: HStatus, out: [u64; 9]) -> HcallResult {
+    match PaprError::from_status(r3) {
+        None => Ok(out),
+        Some(e) => Err(e),
+    }
+}
 
 /// The constant's name for a return code defined here (`H_P2` for -55), `None` for any
 /// other value.
@@ -90,6 +208,52 @@ mod tests {
         for other in [1, -1, -3, -54, -59, i64::MIN, i64::MAX] {
             assert_eq!(name(other), None, "{other}");
             assert_eq!(status_name(other), "unknown");
+        }
+    }
+
+    #[test]
+    fn statuses_convert_both_ways_and_unknown_ones_are_other() {
+        assert_eq!(PaprError::from_status(H_SUCCESS), None);
+        let named = [
+            (H_FUNCTION, PaprError::Function),
+            (H_PARAMETER, PaprError::Parameter),
+            (H_RESOURCE, PaprError::Resource),
+            (H_P2, PaprError::P2),
+            (H_P3, PaprError::P3),
+            (H_P4, PaprError::P4),
+            (H_P5, PaprError::P5),
+        ];
+        for (code, e) in named {
+            assert_eq!(PaprError::from_status(code), Some(e));
+            assert_eq!(e.status(), code);
+        }
+        for other in [1, -1, -3, -54, -59, i64::MIN, i64::MAX] {
+            let e = PaprError::from_status(other).unwrap();
+            assert!(
+                matches!(e, PaprError::Other(o) if o.get() == other),
+                "{other}"
+            );
+            assert_eq!(e.status(), other);
+        }
+    }
+
+    #[test]
+    fn registers_round_trip_and_a_failure_zeroes_the_outputs() {
+        let out = [1, 2, 3, 4, 5, 6, 7, 8, u64::MAX];
+        assert_eq!(from_regs(H_SUCCESS, out), Ok(out));
+        assert_eq!(
+            to_regs(&Ok(out)),
+            HcallReturn {
+                status: H_SUCCESS,
+                out
+            }
+        );
+        // A failure's outputs are not kept, and none are written back.
+        assert_eq!(from_regs(H_P2, out), Err(PaprError::P2));
+        assert_eq!(to_regs(&Err(PaprError::P2)), HcallReturn::status(H_P2));
+        for r3 in [H_FUNCTION, H_RESOURCE, H_P5, 1, -1, i64::MIN] {
+            let r = from_regs(r3, out);
+            assert_eq!(to_regs(&r), HcallReturn::status(r3), "{r3}");
         }
     }
 }

@@ -7,22 +7,54 @@
 
 use core::arch::{asm, global_asm};
 
-// All boot assembly is one module-level block so the shared macros are defined once.
+// All boot assembly is one module-level block so the shared macros are defined once, and so
+// the hcall frame's offsets (`HF_*`, used by boot/vectors.S) can be generated from
+// `frame::HcallFrame` as `const` operands: one source of truth for both sides. With operands
+// the template is a format string (`options(raw)` forbids them), so the .S files must not
+// contain `{` or `}` (they do not; a stray one fails the build, it cannot slip through).
 global_asm!(
+    ".set HF_GPR, {gpr}",
+    ".set HF_CR, {cr}",
+    ".set HF_LR, {lr}",
+    ".set HF_XER, {xer}",
+    ".set HF_CTR, {ctr}",
+    ".set HF_SRR0, {srr0}",
+    ".set HF_SRR1, {srr1}",
+    ".set HF_FPSCR, {fpscr}",
+    ".set HF_VRSAVE, {vrsave}",
+    ".set HF_VSCR, {vscr}",
+    ".set HF_VSR, {vsr}",
+    ".set HF_SIZE, {size}",
     concat!(
         include_str!("../../boot/macros.S"),
         include_str!("../../boot/entry.S"),
         include_str!("../../boot/vectors.S"),
         include_str!("../../boot/mem.S"),
     ),
-    options(raw)
+    gpr = const HCALL_FRAME_BASE + offset_of!(HcallFrame, gpr),
+    cr = const HCALL_FRAME_BASE + offset_of!(HcallFrame, cr),
+    lr = const HCALL_FRAME_BASE + offset_of!(HcallFrame, lr),
+    xer = const HCALL_FRAME_BASE + offset_of!(HcallFrame, xer),
+    ctr = const HCALL_FRAME_BASE + offset_of!(HcallFrame, ctr),
+    srr0 = const HCALL_FRAME_BASE + offset_of!(HcallFrame, srr0),
+    srr1 = const HCALL_FRAME_BASE + offset_of!(HcallFrame, srr1),
+    fpscr = const HCALL_FRAME_BASE + offset_of!(HcallFrame, fpscr),
+    vrsave = const HCALL_FRAME_BASE + offset_of!(HcallFrame, vrsave),
+    vscr = const HCALL_FRAME_BASE + offset_of!(HcallFrame, vscr),
+    vsr = const HCALL_FRAME_BASE + offset_of!(HcallFrame, vsr),
+    size = const HCALL_STACK_SIZE,
 );
 
 // The self-tests' register probes (uses none of the shared macros): self-test image only.
 #[cfg(feature = "selftest")]
 global_asm!(include_str!("../../boot/regtest.S"), options(raw));
 
+pub mod frame;
 pub mod vectors;
+
+use core::mem::offset_of;
+pub use frame::HcallFrame;
+use frame::{HCALL_FRAME_BASE, HCALL_STACK_SIZE};
 
 /// Timebase ticks per second, as the device tree gave it (set once at boot).
 static TIMEBASE_HZ: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(512_000_000);

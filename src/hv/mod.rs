@@ -5,7 +5,8 @@
 //! Portable and host-tested. The target glue (the `sc 1` entry, the TPM link,
 //! the unsafe guest-memory copy) holds one `static` [`Hypervisor`], calls
 //! [`Hypervisor::configure`] once at boot, and [`Hypervisor::hcall`] from the
-//! vector with r3 and r4..r12; it writes back [`HcallReturn`] into r3..r12.
+//! vector with r3 and r4..r12; it writes the [`HcallResult`] back into r3..r12
+//! ([`crate::papr::to_regs`]: on failure r4..r12 are zero).
 //!
 //! # H_TPM_COMM: the checks, in the order they are made
 //!
@@ -109,10 +110,10 @@
 //! The target glue is `target.rs` (powerpc64 only): one `static` [`Hypervisor`] over the
 //! UART TPM link and real memory (the one unsafe copy), configured at boot with the caller
 //! window as the only caller region and the image, skiboot, the vectors and MMIO reserved;
-//! `src/main.rs`'s `sc 1` dispatcher calls [`Hypervisor::hcall`] with the caller's
-//! `LPID << 16 | PIR` and writes [`HcallReturn`] back into r3..r12. The image to flash uses
-//! the [`Quiet`] observer; the self-test image (feature `selftest`) uses `Meddler`, idle
-//! unless a self-test arms it ([`Hypervisor::with_observer`]). `Meddler` and
+//! `src/main.rs`'s `sc 1` dispatcher calls [`Hypervisor::hcall`] for H_TPM_COMM with the
+//! caller's `LPID << 16 | PIR` and writes the [`HcallResult`] back into r3..r12. The image to
+//! flash uses the [`Quiet`] observer; the self-test image (feature `selftest`) uses `Meddler`,
+//! idle unless a self-test arms it ([`Hypervisor::with_observer`]). `Meddler` and
 //! `FakeGuestMemory` exist only in test builds (`selftest`; `test-util` for host tests).
 //!
 //! # Concurrency
@@ -154,30 +155,11 @@ pub use slots::{
 };
 
 use crate::papr::{
-    HStatus, H_FUNCTION, H_P2, H_P3, H_P4, H_P5, H_PARAMETER, H_RESOURCE, H_SUCCESS, H_TPM_COMM,
-    TPM_COMM_MAX_IN, TPM_COMM_MIN_OUT, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
+    HcallResult, PaprError, H_TPM_COMM, TPM_COMM_MAX_IN, TPM_COMM_MIN_OUT,
+    TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
 };
 use crate::tpm::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
 use slots::SlotIndex;
-
-/// What an hcall returns: r3 and r4..r12.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HcallReturn {
-    /// r3: the PAPR status.
-    pub status: HStatus,
-    /// r4..r12. For H_TPM_COMM: `out[0]` (r4) = response size on success, all zero otherwise.
-    pub out: [u64; 9],
-}
-
-impl HcallReturn {
-    /// A return with `status` and all output registers zero.
-    pub const fn status(status: HStatus) -> Self {
-        HcallReturn {
-            status,
-            out: [0; 9],
-        }
-    }
-}
 
 /// H_TPM_COMM's arguments, r4..r8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,22 +261,22 @@ pub enum TpmCommError {
 
 impl TpmCommError {
     /// The PAPR status this failure returns in r3.
-    pub const fn status(&self) -> HStatus {
+    pub const fn status(&self) -> PaprError {
         match self {
-            TpmCommError::NotConfigured => H_FUNCTION,
-            TpmCommError::UnknownOperation(_) => H_PARAMETER,
-            TpmCommError::InSize(_) => H_P3,
-            TpmCommError::OutSizeTooSmall => H_P5,
+            TpmCommError::NotConfigured => PaprError::Function,
+            TpmCommError::UnknownOperation(_) => PaprError::Parameter,
+            TpmCommError::InSize(_) => PaprError::P3,
+            TpmCommError::OutSizeTooSmall => PaprError::P5,
             TpmCommError::InBuffer(_)
             | TpmCommError::ForeignHandle(_)
-            | TpmCommError::ForbiddenHandle(_) => H_P2,
-            TpmCommError::OutBuffer(_) => H_P4,
+            | TpmCommError::ForbiddenHandle(_) => PaprError::P2,
+            TpmCommError::OutBuffer(_) => PaprError::P4,
             TpmCommError::SlotsExhausted
             | TpmCommError::HandleTableFull
             | TpmCommError::Link(_)
             | TpmCommError::BadResponse(_)
             | TpmCommError::Swap { .. }
-            | TpmCommError::FlushRefused { .. } => H_RESOURCE,
+            | TpmCommError::FlushRefused { .. } => PaprError::Resource,
         }
     }
 }
@@ -397,22 +379,16 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         bytes.len() as u64
     }
 
-    /// The hcall dispatcher: `nr` = r3, `args` = r4..r12. Unknown numbers get
+    /// The hcall handler: `nr` = r3, `args` = r4..r12; `Ok` is r4..r12 (for H_TPM_COMM,
+    /// r4 = the response size and the rest zero). Numbers other than H_TPM_COMM get
     /// H_FUNCTION. Never panics.
-    pub fn hcall(&self, caller: CallerId, nr: u64, args: &[u64; 9]) -> HcallReturn {
+    pub fn hcall(&self, caller: CallerId, nr: u64, args: &[u64; 9]) -> HcallResult {
         if nr != H_TPM_COMM {
-            return HcallReturn::status(H_FUNCTION);
+            return Err(PaprError::Function);
         }
         match self.tpm_comm(caller, TpmCommArgs::from_regs(args)) {
-            Ok(r4) => {
-                let mut out = [0; 9];
-                out[0] = r4;
-                HcallReturn {
-                    status: H_SUCCESS,
-                    out,
-                }
-            }
-            Err(e) => HcallReturn::status(e.status()),
+            Ok(r4) => Ok([r4, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(e) => Err(e.status()),
         }
     }
 

@@ -3,6 +3,9 @@
 //! boundaries, the session slots and the flush on close.
 
 use super::*;
+use crate::papr::{
+    to_regs, HcallReturn, H_FUNCTION, H_P2, H_P3, H_P4, H_P5, H_PARAMETER, H_RESOURCE, H_SUCCESS,
+};
 use std::sync::{Arc, Mutex};
 use std::vec::Vec;
 
@@ -220,7 +223,7 @@ fn call<L: Transport>(
     outb: u64,
     outs: u64,
 ) -> HcallReturn {
-    hv.hcall(who, H_TPM_COMM, &[op, inb, ins, outb, outs, 0, 0, 0, 0])
+    to_regs(&hv.hcall(who, H_TPM_COMM, &[op, inb, ins, outb, outs, 0, 0, 0, 0]))
 }
 
 /// Puts `cmd` at IN and executes it with the response at OUT (out_size 4096).
@@ -244,10 +247,39 @@ fn peek(hv: &Hv, addr: u64, n: usize) -> Vec<u8> {
 }
 
 #[test]
+fn every_failure_has_the_status_of_its_row() {
+    let rows = [
+        (TpmCommError::NotConfigured, H_FUNCTION),
+        (TpmCommError::UnknownOperation(3), H_PARAMETER),
+        (TpmCommError::InSize(InSizeError::TooLarge), H_P3),
+        (TpmCommError::InSize(InSizeError::TooShort), H_P3),
+        (TpmCommError::InSize(InSizeError::HeaderMismatch(12)), H_P3),
+        (TpmCommError::OutSizeTooSmall, H_P5),
+        (TpmCommError::InBuffer(RangeError::Wraps), H_P2),
+        (TpmCommError::OutBuffer(RangeError::NotCallerMemory), H_P4),
+        (TpmCommError::ForeignHandle(0x8000_0000), H_P2),
+        (TpmCommError::ForbiddenHandle(0x4000_000C), H_P2),
+        (TpmCommError::SlotsExhausted, H_RESOURCE),
+        (TpmCommError::HandleTableFull, H_RESOURCE),
+        (TpmCommError::Link(TransportError::Timeout), H_RESOURCE),
+        (
+            TpmCommError::BadResponse(ResponseError::MissingHandle),
+            H_RESOURCE,
+        ),
+        (TpmCommError::Swap { handle: 0, rc: 0 }, H_RESOURCE),
+        (TpmCommError::FlushRefused { handle: 0, rc: 0 }, H_RESOURCE),
+    ];
+    for (e, status) in rows {
+        assert_eq!(e.status().status(), status, "{e:?}");
+        assert_eq!(to_regs(&Err(e.status())), HcallReturn::status(status));
+    }
+}
+
+#[test]
 fn unknown_hcall_numbers_are_h_function() {
     let (hv, tpm) = setup();
     for nr in [0, 4, 0xEF0C, 0xEF11, 0xEF14, u64::MAX] {
-        let r = hv.hcall(A, nr, &[EXEC, IN, 12, OUT, 4096, 0, 0, 0, 0]);
+        let r = to_regs(&hv.hcall(A, nr, &[EXEC, IN, 12, OUT, 4096, 0, 0, 0, 0]));
         assert_eq!(r, HcallReturn::status(H_FUNCTION), "nr {nr:#x}");
     }
     assert_eq!(tpm.commands(), 0);

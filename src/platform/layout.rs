@@ -96,8 +96,9 @@ pub struct Sc1 {
 }
 
 impl crate::uv::hcall::Hypercall for Sc1 {
-    fn hcall(&mut self, nr: u64, args: [u64; 9]) -> (i64, [u64; 9]) {
-        crate::arch::hcall_as(self.lpid, nr, args)
+    fn hcall(&mut self, nr: u64, args: [u64; 9]) -> crate::papr::HcallResult {
+        let (r3, out) = crate::arch::hcall_as(self.lpid, nr, args);
+        crate::papr::from_regs(r3, out)
     }
 }
 

@@ -24,9 +24,32 @@ pub enum TransportError {
     /// The response is not a whole TPM response: shorter than a header, or its
     /// header's size disagrees with the number of bytes delivered.
     Framing,
-    /// The carrier refused the request with a status of its own (for H_TPM_COMM, the
-    /// hcall's r3, for example H_RESOURCE = -16 or H_FUNCTION = -2).
-    Refused(i64),
+    /// The carrier refused the request with a status of its own, which only the carrier
+    /// interprets.
+    Refused(CarrierCode),
+}
+
+/// A carrier's own refusal code, opaque to the TPM layer: the carrier that refused knows what
+/// it means (for H_TPM_COMM, `uv::hcall` puts the hcall's r3 here); this layer only shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CarrierCode(i64);
+
+impl CarrierCode {
+    /// Wraps a carrier's code.
+    pub const fn new(code: i64) -> Self {
+        CarrierCode(code)
+    }
+
+    /// The carrier's code, for the carrier to interpret.
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl core::fmt::Display for CarrierCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.0)
+    }
 }
 
 impl core::fmt::Display for TransportError {
@@ -39,6 +62,21 @@ impl core::fmt::Display for TransportError {
             TransportError::Framing => f.write_str("response is not a whole TPM response"),
             TransportError::Refused(s) => write!(f, "carrier refused the request (status {s})"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_shows_the_carriers_code_as_a_signed_number() {
+        let e = TransportError::Refused(CarrierCode::new(-16));
+        assert_eq!(
+            std::format!("{e}"),
+            "carrier refused the request (status -16)"
+        );
+        assert_eq!(CarrierCode::new(i64::MIN).get(), i64::MIN);
     }
 }
 

@@ -7,7 +7,7 @@
 //!
 //! | hypervisor output                                   | result                          |
 //! |-----------------------------------------------------|---------------------------------|
-//! | r3 != H_SUCCESS                                     | `Refused(r3)`                   |
+//! | r3 != H_SUCCESS (any [`PaprError`])                 | `Refused(r3)`                   |
 //! | r4 > 4096, or r4 > the caller's response buffer     | `ResponseTooLarge`              |
 //! | r4 < 10, or the header's size != r4                 | `Framing`                       |
 //! | otherwise                                           | `Ok(r4)`, r4 bytes copied out   |
@@ -16,15 +16,26 @@
 //! `assert`s `rsp_len <= 4096`, so a lying hypervisor can abort it). Integrity of the
 //! response *content* is the session layer's job: it verifies the response HMAC before it
 //! trusts or decrypts anything (`tpm::client`).
+//!
+//! The TPM layer knows nothing of PAPR: a refusal reaches it as
+//! [`TransportError::Refused`] carrying r3 as an opaque [`CarrierCode`] ([`refused`]).
 #![forbid(unsafe_code)]
 
-use crate::papr::{H_SUCCESS, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE};
-use crate::tpm::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
+use crate::papr::{
+    HcallResult, PaprError, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
+};
+use crate::tpm::transport::{CarrierCode, Transport, TransportError, MAX_TPM_MESSAGE};
 
-/// Issues one hypercall: r3 = `nr`, r4..r12 = `args`; returns (r3, r4..r12).
+/// Issues one hypercall: r3 = `nr`, r4..r12 = `args`; returns `Ok(r4..r12)` when r3 is
+/// H_SUCCESS, the status otherwise ([`crate::papr::from_regs`]).
 pub trait Hypercall {
     /// Makes the call.
-    fn hcall(&mut self, nr: u64, args: [u64; 9]) -> (i64, [u64; 9]);
+    fn hcall(&mut self, nr: u64, args: [u64; 9]) -> HcallResult;
+}
+
+/// The transport error for a refused hcall: r3, as a code only this carrier interprets.
+pub const fn refused(e: PaprError) -> TransportError {
+    TransportError::Refused(CarrierCode::new(e.status()))
 }
 
 /// The page the ultravisor shares with the hypervisor for H_TPM_COMM buffers.
@@ -41,8 +52,8 @@ pub trait SharedPage {
 pub struct HcallTransport<H, P> {
     hc: H,
     page: P,
-    /// r3 and r4 of the last call, for diagnostics.
-    pub last: (i64, u64),
+    /// What the last call returned (`None` before the first), for diagnostics.
+    pub last: Option<HcallResult>,
 }
 
 impl<H: Hypercall, P: SharedPage> HcallTransport<H, P> {
@@ -51,22 +62,18 @@ impl<H: Hypercall, P: SharedPage> HcallTransport<H, P> {
         Self {
             hc,
             page,
-            last: (0, 0),
+            last: None,
         }
     }
 
     /// TPM_COMM_OP_CLOSE_SESSION: the hypervisor flushes what this caller left in the TPM.
     pub fn close_session(&mut self) -> Result<(), TransportError> {
-        let (st, out) = self.hc.hcall(
+        let r = self.hc.hcall(
             H_TPM_COMM,
             [TPM_COMM_OP_CLOSE_SESSION, 0, 0, 0, 0, 0, 0, 0, 0],
         );
-        self.last = (st, out[0]);
-        if st == H_SUCCESS {
-            Ok(())
-        } else {
-            Err(TransportError::Refused(st))
-        }
+        self.last = Some(r);
+        r.map(|_| ()).map_err(refused)
     }
 
     /// The hypercall issuer (tests inspect fakes through this).
@@ -93,12 +100,9 @@ impl<H: Hypercall, P: SharedPage> Transport for HcallTransport<H, P> {
             0,
             0,
         ];
-        let (st, out) = self.hc.hcall(H_TPM_COMM, args);
-        let r4 = out[0];
-        self.last = (st, r4);
-        if st != H_SUCCESS {
-            return Err(TransportError::Refused(st));
-        }
+        let r = self.hc.hcall(H_TPM_COMM, args);
+        self.last = Some(r);
+        let [r4, ..] = r.map_err(refused)?;
         if r4 > MAX_TPM_MESSAGE as u64 || r4 > response.len() as u64 {
             return Err(TransportError::ResponseTooLarge);
         }
@@ -121,7 +125,7 @@ impl<H: Hypercall, P: SharedPage> Transport for HcallTransport<H, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::papr::{H_P2, H_RESOURCE};
+    use crate::papr::{from_regs, H_FUNCTION, H_P2, H_RESOURCE, H_SUCCESS};
 
     /// FAKE hypervisor: answers every EXECUTE with a scripted (r3, r4, page bytes).
     struct FakeHv {
@@ -133,14 +137,14 @@ mod tests {
     }
 
     impl Hypercall for FakeHv {
-        fn hcall(&mut self, nr: u64, args: [u64; 9]) -> (i64, [u64; 9]) {
+        fn hcall(&mut self, nr: u64, args: [u64; 9]) -> HcallResult {
             assert_eq!(nr, H_TPM_COMM);
             self.calls.push(args);
             let mut p = self.page.borrow_mut();
             p[..self.reply.len()].copy_from_slice(&self.reply);
             let mut out = [0; 9];
             out[0] = self.r4;
-            (self.r3, out)
+            from_regs(self.r3, out)
         }
     }
 
@@ -201,9 +205,19 @@ mod tests {
             let mut t = transport(st, 28, rsp(28, 28));
             assert_eq!(
                 t.transact(&CMD, &mut [0u8; 4096]),
-                Err(TransportError::Refused(st))
+                Err(TransportError::Refused(CarrierCode::new(st)))
+            );
+            assert_eq!(t.last, Some(from_regs(st, [28, 0, 0, 0, 0, 0, 0, 0, 0])));
+            assert_eq!(
+                t.close_session(),
+                Err(TransportError::Refused(CarrierCode::new(st)))
             );
         }
+        let mut t = transport(H_FUNCTION, 0, rsp(28, 28));
+        assert_eq!(
+            std::format!("{}", t.transact(&CMD, &mut [0u8; 4096]).unwrap_err()),
+            "carrier refused the request (status -2)"
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pefbox::hv::{wire, CallerId, Direction, GuestRange, Hypervisor, Meddle, Meddler, RegionTable};
-use pefbox::papr::{H_P2, H_SUCCESS, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE};
+use pefbox::papr::{
+    to_regs, H_P2, H_SUCCESS, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
+};
 use pefbox::tpm::Transport;
 use tests_qemu::swtpm::Swtpm;
 
@@ -124,7 +126,7 @@ impl Rig {
 
     fn exec_once(&self, who: CallerId, c: &[u8]) -> Out {
         assert!(self.mem.poke(IN, c));
-        let r = self.hv.hcall(
+        let r = to_regs(&self.hv.hcall(
             who,
             H_TPM_COMM,
             &[
@@ -138,7 +140,7 @@ impl Rig {
                 0,
                 0,
             ],
-        );
+        ));
         let mut rsp = Vec::new();
         if r.status == H_SUCCESS {
             rsp = vec![0u8; r.out[0] as usize];
@@ -148,13 +150,12 @@ impl Rig {
     }
 
     fn close(&self, who: CallerId) -> i64 {
-        self.hv
-            .hcall(
-                who,
-                H_TPM_COMM,
-                &[TPM_COMM_OP_CLOSE_SESSION, 0, 0, 0, 0, 0, 0, 0, 0],
-            )
-            .status
+        to_regs(&self.hv.hcall(
+            who,
+            H_TPM_COMM,
+            &[TPM_COMM_OP_CLOSE_SESSION, 0, 0, 0, 0, 0, 0, 0, 0],
+        ))
+        .status
     }
 
     /// What the TPM itself holds of handle type `ht` (0x80 transient, 0x02 loaded sessions,

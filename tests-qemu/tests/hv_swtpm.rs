@@ -9,10 +9,10 @@ use common::hv::*;
 
 use std::sync::Arc;
 
-use pefbox::hv::{
-    wire, CallerId, GuestRange, HcallReturn, Hypervisor, Meddle, Meddler, RegionTable,
+use pefbox::hv::{wire, CallerId, GuestRange, Hypervisor, Meddle, Meddler, RegionTable};
+use pefbox::papr::{
+    to_regs, HcallReturn, H_SUCCESS, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
 };
-use pefbox::papr::{H_SUCCESS, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE};
 use tests_qemu::swtpm::Swtpm;
 
 const EXEC: u64 = TPM_COMM_OP_EXECUTE;
@@ -31,7 +31,7 @@ fn command(code: u32, body: &[u8]) -> Vec<u8> {
 }
 
 fn call(hv: &Hv, who: CallerId, op: u64, inb: u64, ins: u64, outb: u64, outs: u64) -> HcallReturn {
-    hv.hcall(who, H_TPM_COMM, &[op, inb, ins, outb, outs, 0, 0, 0, 0])
+    to_regs(&hv.hcall(who, H_TPM_COMM, &[op, inb, ins, outb, outs, 0, 0, 0, 0]))
 }
 
 /// CreatePrimary in the null hierarchy: an ECC P-256 restricted decryption key.
