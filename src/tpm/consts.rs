@@ -1,77 +1,8 @@
 //! TPM 2.0 constants used by this client (TPM 2.0 Library, Part 2: Structures).
 #![forbid(unsafe_code)]
 
-/// Structure tags (`TPM_ST`).
-pub mod st {
-    /// `TPM_ST_RSP_COMMAND`: TPM 1.2-style tag of a response to a malformed command.
-    pub const RSP_COMMAND: u16 = 0x00C4;
-    /// `TPM_ST_NO_SESSIONS`.
-    pub const NO_SESSIONS: u16 = 0x8001;
-    /// `TPM_ST_SESSIONS`.
-    pub const SESSIONS: u16 = 0x8002;
-    /// `TPM_ST_CREATION`.
-    pub const CREATION: u16 = 0x8021;
-}
-
-/// Command codes (`TPM_CC`).
-pub mod cc {
-    /// `TPM2_EvictControl`.
-    pub const EVICT_CONTROL: u32 = 0x120;
-    /// `TPM_CC_HierarchyControl`.
-    pub const HIERARCHY_CONTROL: u32 = 0x121;
-    /// `TPM_CC_NV_UndefineSpace`.
-    pub const NV_UNDEFINE_SPACE: u32 = 0x122;
-    /// `TPM_CC_NV_DefineSpace`.
-    pub const NV_DEFINE_SPACE: u32 = 0x12A;
-    /// `TPM_CC_PCR_Allocate`.
-    pub const PCR_ALLOCATE: u32 = 0x12B;
-    /// `TPM_CC_NV_ChangeAuth`.
-    pub const NV_CHANGE_AUTH: u32 = 0x13B;
-    /// `TPM_CC_NV_Write`.
-    pub const NV_WRITE: u32 = 0x137;
-    /// `TPM_CC_PolicySecret`.
-    pub const POLICY_SECRET: u32 = 0x151;
-    /// `TPM_CC_NV_ReadPublic`.
-    pub const NV_READ_PUBLIC: u32 = 0x169;
-    /// `TPM2_CreatePrimary`.
-    pub const CREATE_PRIMARY: u32 = 0x131;
-    /// `TPM2_Startup`.
-    pub const STARTUP: u32 = 0x144;
-    /// `TPM2_ObjectChangeAuth`.
-    pub const OBJECT_CHANGE_AUTH: u32 = 0x150;
-    /// `TPM2_Create`.
-    pub const CREATE: u32 = 0x153;
-    /// `TPM2_Load`.
-    pub const LOAD: u32 = 0x157;
-    /// `TPM2_RSA_Decrypt`.
-    pub const RSA_DECRYPT: u32 = 0x159;
-    /// `TPM2_FlushContext`.
-    pub const FLUSH_CONTEXT: u32 = 0x165;
-    /// `TPM2_PolicyAuthValue`.
-    pub const POLICY_AUTH_VALUE: u32 = 0x16B;
-    /// `TPM2_PolicyCommandCode`.
-    pub const POLICY_COMMAND_CODE: u32 = 0x16C;
-    /// `TPM2_PolicyOR`.
-    pub const POLICY_OR: u32 = 0x171;
-    /// `TPM2_ReadPublic`.
-    pub const READ_PUBLIC: u32 = 0x173;
-    /// `TPM2_StartAuthSession`.
-    pub const START_AUTH_SESSION: u32 = 0x176;
-    /// `TPM2_GetCapability`.
-    pub const GET_CAPABILITY: u32 = 0x17A;
-    /// `TPM2_GetRandom`.
-    pub const GET_RANDOM: u32 = 0x17B;
-    /// `TPM2_PCR_Read`.
-    pub const PCR_READ: u32 = 0x17E;
-    /// `TPM2_PolicyPCR`.
-    pub const POLICY_PCR: u32 = 0x17F;
-    /// `TPM2_PolicyRestart`.
-    pub const POLICY_RESTART: u32 = 0x180;
-    /// `TPM2_PCR_Extend`.
-    pub const PCR_EXTEND: u32 = 0x182;
-    /// `TPM2_PolicyGetDigest`.
-    pub const POLICY_GET_DIGEST: u32 = 0x189;
-}
+/// Structure tags (`TPM_ST`) and command codes (`TPM_CC`): declared once, in [`super::wire`].
+pub use super::wire::{cc, st};
 
 /// Algorithm identifiers (`TPM_ALG_ID`).
 pub mod alg {
