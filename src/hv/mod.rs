@@ -153,6 +153,7 @@ use crate::papr::{
     HStatus, H_FUNCTION, H_P2, H_P3, H_P4, H_P5, H_PARAMETER, H_RESOURCE, H_SUCCESS, H_TPM_COMM,
     TPM_COMM_MAX_IN, TPM_COMM_MIN_OUT, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
 };
+use crate::tpm::attrs::SessionAttributes;
 use crate::tpm::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
 use crate::tpm::wire::{self as tpm_wire, cc, RC_SUCCESS};
 use slots::SlotIndex;
@@ -727,7 +728,9 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
             // The TPM flushes a session used with continueSession clear when the command
             // succeeds.
             for sess in &parsed.sessions {
-                if rm::is_session(sess.handle) && sess.attrs & rm::CONTINUE_SESSION == 0 {
+                if rm::is_session(sess.handle)
+                    && !sess.attrs.contains(SessionAttributes::CONTINUE_SESSION)
+                {
                     st.slots.forget_everywhere(sess.handle);
                     live.retain(|l| !space::same_session(*l, sess.handle));
                 }

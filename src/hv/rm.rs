@@ -63,7 +63,7 @@
 //! three) is [`RM_AUTHSIZE`]. Parsing never panics: every read is checked.
 #![forbid(unsafe_code)]
 
-use crate::tpm::consts::sa;
+use crate::tpm::attrs::SessionAttributes;
 use crate::tpm::wire::{
     header, rc_response, st, u16_at, u32_at, CommandCode as CC, Header, HEADER_LEN,
 };
@@ -387,11 +387,8 @@ pub struct AuthSession {
     /// `sessionHandle`.
     pub handle: u32,
     /// `sessionAttributes`.
-    pub attrs: u8,
+    pub attrs: SessionAttributes,
 }
-
-/// `continueSession` in `sessionAttributes`.
-pub const CONTINUE_SESSION: u8 = sa::CONTINUE_SESSION;
 
 /// A command as the resource manager sees it.
 #[derive(Debug, Clone)]
@@ -462,7 +459,7 @@ pub fn parse(cmd: &[u8]) -> Result<Parsed, Refusal> {
         while p < end {
             let handle = u32_at(cmd, p).ok_or(Refusal::AuthSize)?;
             p = skip_tpm2b(cmd, p.checked_add(4).ok_or(Refusal::AuthSize)?)?;
-            let attrs = *cmd.get(p).ok_or(Refusal::AuthSize)?;
+            let attrs = SessionAttributes::from_bits_retain(*cmd.get(p).ok_or(Refusal::AuthSize)?);
             p = skip_tpm2b(cmd, p.checked_add(1).ok_or(Refusal::AuthSize)?)?;
             if p > end {
                 return Err(Refusal::AuthSize);
@@ -626,7 +623,9 @@ mod tests {
         assert_eq!(p.info.name, "PolicySecret");
         let named: Vec<u32> = p.named().collect();
         assert_eq!(named, [0x4000_0001, 0x0300_0001, 0x4000_0009, 0x0200_0004]);
-        assert_eq!(p.sessions[1].attrs & CONTINUE_SESSION, 0);
+        assert!(!p.sessions[1]
+            .attrs
+            .contains(SessionAttributes::CONTINUE_SESSION));
         assert_eq!(p.new_kind(), None);
 
         // FlushContext names its parameter; ContextLoad a session's savedHandle.

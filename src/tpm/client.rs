@@ -671,7 +671,7 @@ impl<T: Transport> Tpm<T> {
                             session: (i + 1) as u8,
                         });
                     }
-                    let mask = sa::CONTINUE_SESSION | sa::DECRYPT | sa::ENCRYPT;
+                    let mask = super::session::SUPPORTED.bits();
                     if attrs & mask != session.attributes & mask {
                         return Err(ParseError::BadValue.into());
                     }

@@ -83,68 +83,74 @@ pub mod rh {
     pub const PCR_FIRST: u32 = 0x0000_0000;
 }
 
-/// Object attributes (`TPMA_OBJECT`).
+/// Object attributes (`TPMA_OBJECT`) as plain `u32`s: the bits of [`super::attrs::ObjectAttributes`].
 pub mod attr {
+    use super::super::attrs::ObjectAttributes;
+
     /// `fixedTPM`.
-    pub const FIXED_TPM: u32 = 1 << 1;
+    pub const FIXED_TPM: u32 = ObjectAttributes::FIXED_TPM.bits();
     /// `stClear`.
-    pub const ST_CLEAR: u32 = 1 << 2;
+    pub const ST_CLEAR: u32 = ObjectAttributes::ST_CLEAR.bits();
     /// `fixedParent`.
-    pub const FIXED_PARENT: u32 = 1 << 4;
+    pub const FIXED_PARENT: u32 = ObjectAttributes::FIXED_PARENT.bits();
     /// `sensitiveDataOrigin`.
-    pub const SENSITIVE_DATA_ORIGIN: u32 = 1 << 5;
+    pub const SENSITIVE_DATA_ORIGIN: u32 = ObjectAttributes::SENSITIVE_DATA_ORIGIN.bits();
     /// `userWithAuth`.
-    pub const USER_WITH_AUTH: u32 = 1 << 6;
+    pub const USER_WITH_AUTH: u32 = ObjectAttributes::USER_WITH_AUTH.bits();
     /// `adminWithPolicy`.
-    pub const ADMIN_WITH_POLICY: u32 = 1 << 7;
+    pub const ADMIN_WITH_POLICY: u32 = ObjectAttributes::ADMIN_WITH_POLICY.bits();
     /// `noDA`.
-    pub const NO_DA: u32 = 1 << 10;
+    pub const NO_DA: u32 = ObjectAttributes::NO_DA.bits();
     /// `encryptedDuplication`.
-    pub const ENCRYPTED_DUPLICATION: u32 = 1 << 11;
+    pub const ENCRYPTED_DUPLICATION: u32 = ObjectAttributes::ENCRYPTED_DUPLICATION.bits();
     /// `restricted`.
-    pub const RESTRICTED: u32 = 1 << 16;
+    pub const RESTRICTED: u32 = ObjectAttributes::RESTRICTED.bits();
     /// `decrypt`.
-    pub const DECRYPT: u32 = 1 << 17;
+    pub const DECRYPT: u32 = ObjectAttributes::DECRYPT.bits();
     /// `sign` / `encrypt`.
-    pub const SIGN: u32 = 1 << 18;
+    pub const SIGN: u32 = ObjectAttributes::SIGN.bits();
 }
 
-/// Session attributes (`TPMA_SESSION`).
+/// Session attributes (`TPMA_SESSION`) as plain `u8`s: the bits of [`super::attrs::SessionAttributes`].
 pub mod sa {
+    use super::super::attrs::SessionAttributes;
+
     /// `continueSession`: keep the session open after the command.
-    pub const CONTINUE_SESSION: u8 = 0x01;
+    pub const CONTINUE_SESSION: u8 = SessionAttributes::CONTINUE_SESSION.bits();
     /// `auditExclusive`.
-    pub const AUDIT_EXCLUSIVE: u8 = 0x02;
+    pub const AUDIT_EXCLUSIVE: u8 = SessionAttributes::AUDIT_EXCLUSIVE.bits();
     /// `auditReset`.
-    pub const AUDIT_RESET: u8 = 0x04;
+    pub const AUDIT_RESET: u8 = SessionAttributes::AUDIT_RESET.bits();
     /// `decrypt`: the first command parameter is encrypted.
-    pub const DECRYPT: u8 = 0x20;
+    pub const DECRYPT: u8 = SessionAttributes::DECRYPT.bits();
     /// `encrypt`: the first response parameter is encrypted.
-    pub const ENCRYPT: u8 = 0x40;
+    pub const ENCRYPT: u8 = SessionAttributes::ENCRYPT.bits();
     /// `audit`.
-    pub const AUDIT: u8 = 0x80;
+    pub const AUDIT: u8 = SessionAttributes::AUDIT.bits();
 }
 
-/// NV index attributes (`TPMA_NV`).
+/// NV index attributes (`TPMA_NV`) as plain `u32`s: the bits of [`super::attrs::NvAttributes`].
 pub mod nv {
+    use super::super::attrs::NvAttributes;
+
     /// `TPMA_NV_PPWRITE`.
-    pub const PPWRITE: u32 = 1 << 0;
+    pub const PPWRITE: u32 = NvAttributes::PPWRITE.bits();
     /// `TPMA_NV_AUTHWRITE`.
-    pub const AUTHWRITE: u32 = 1 << 2;
+    pub const AUTHWRITE: u32 = NvAttributes::AUTHWRITE.bits();
     /// `TPMA_NV_POLICYWRITE`.
-    pub const POLICYWRITE: u32 = 1 << 3;
+    pub const POLICYWRITE: u32 = NvAttributes::POLICYWRITE.bits();
     /// `TPMA_NV_POLICY_DELETE`.
-    pub const POLICY_DELETE: u32 = 1 << 10;
+    pub const POLICY_DELETE: u32 = NvAttributes::POLICY_DELETE.bits();
     /// `TPMA_NV_PPREAD`.
-    pub const PPREAD: u32 = 1 << 16;
+    pub const PPREAD: u32 = NvAttributes::PPREAD.bits();
     /// `TPMA_NV_AUTHREAD`.
-    pub const AUTHREAD: u32 = 1 << 18;
+    pub const AUTHREAD: u32 = NvAttributes::AUTHREAD.bits();
     /// `TPMA_NV_NO_DA`.
-    pub const NO_DA: u32 = 1 << 25;
+    pub const NO_DA: u32 = NvAttributes::NO_DA.bits();
     /// `TPMA_NV_WRITTEN`.
-    pub const WRITTEN: u32 = 1 << 29;
+    pub const WRITTEN: u32 = NvAttributes::WRITTEN.bits();
     /// `TPMA_NV_PLATFORMCREATE`.
-    pub const PLATFORMCREATE: u32 = 1 << 30;
+    pub const PLATFORMCREATE: u32 = NvAttributes::PLATFORMCREATE.bits();
 }
 
 /// Session types (`TPM_SE`).

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod attrs;
 pub mod client;
 pub mod consts;
 pub mod crypto;
