@@ -203,7 +203,7 @@ fn deliberate_trap() -> TestResult {
 
 // ---- H_TPM_COMM through real `sc 1` to the TPM behind the link ----
 
-const GET_RANDOM_16: [u8; 12] = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, 16];
+const GET_RANDOM_16: [u8; 12] = crate::tpm::wire::get_random(16);
 /// GetCapability(TPM_CAP_TPM_PROPERTIES, TPM_PT_MANUFACTURER, 1).
 const GET_CAP_MANUFACTURER: [u8; 22] = [
     0x80, 0x01, 0, 0, 0, 22, 0, 0, 0x01, 0x7a, 0, 0, 0, 6, 0, 0, 0x01, 0x05, 0, 0, 0, 1,

@@ -311,6 +311,16 @@ pub fn shutdown(su: u16) -> [u8; HEADER_LEN + 2] {
     c
 }
 
+/// The 12-byte `TPM2_GetRandom(bytesRequested)` command (no sessions); `const` so a
+/// self-test's fixed command is a constant.
+pub const fn get_random(bytes_requested: u16) -> [u8; HEADER_LEN + 2] {
+    let [t0, t1] = st::NO_SESSIONS.to_be_bytes();
+    let [s0, s1, s2, s3] = ((HEADER_LEN + 2) as u32).to_be_bytes();
+    let [c0, c1, c2, c3] = cc::GET_RANDOM.to_be_bytes();
+    let [n0, n1] = bytes_requested.to_be_bytes();
+    [t0, t1, s0, s1, s2, s3, c0, c1, c2, c3, n0, n1]
+}
+
 /// The 14-byte `TPM2_FlushContext(handle)` command (no sessions).
 pub fn flush_context(handle: u32) -> [u8; HEADER_LEN + 4] {
     with_u32(st::NO_SESSIONS, cc::FLUSH_CONTEXT, handle)
@@ -394,6 +404,10 @@ mod tests {
         assert_eq!(
             rc_response(0x000B_0143),
             [0x80, 0x01, 0, 0, 0, 10, 0, 0x0B, 0x01, 0x43]
+        );
+        assert_eq!(
+            get_random(16),
+            [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, 16]
         );
         let mut buf = [0u8; 16];
         let c = context_load_into(&mut buf, &[1, 2, 3]).unwrap();

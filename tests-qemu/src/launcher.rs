@@ -1411,9 +1411,7 @@ mod tests {
 
     /// TPM2_GetRandom(bytes) with no sessions.
     fn get_random(bytes: u16) -> Vec<u8> {
-        let mut c = vec![0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b];
-        c.extend_from_slice(&bytes.to_be_bytes());
-        c
+        pefbox::tpm::wire::get_random(bytes).to_vec()
     }
 
     /// Sends `command` one byte per write, as a UART does, and reads the whole response
