@@ -385,17 +385,14 @@ mod image {
     /// without it the next TPM startup is not orderly (and a TPM counts that against its
     /// dictionary-attack protection).
     fn shutdown_tpm() {
-        use pefbox::tpm::Transport;
-        const SHUTDOWN_CLEAR: [u8; 12] = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x45, 0, 0];
+        use pefbox::tpm::{consts::su, wire, Transport};
         let mut rsp = [0u8; 64];
-        let r = hv::target::HV.with_link(|l| l.transact(&SHUTDOWN_CLEAR, &mut rsp));
+        let r = hv::target::HV.with_link(|l| l.transact(&wire::shutdown(su::CLEAR), &mut rsp));
+        let rc = wire::code(&rsp).unwrap_or(u32::MAX);
         match r {
             None => {}
-            Some(Ok(10)) if rsp[6..10] == [0, 0, 0, 0] => println!("hv: TPM2_Shutdown(CLEAR) done"),
-            Some(Ok(_)) => println!(
-                "hv: TPM2_Shutdown(CLEAR) refused: rc {:#x}",
-                u32::from_be_bytes([rsp[6], rsp[7], rsp[8], rsp[9]])
-            ),
+            Some(Ok(10)) if rc == wire::RC_SUCCESS => println!("hv: TPM2_Shutdown(CLEAR) done"),
+            Some(Ok(_)) => println!("hv: TPM2_Shutdown(CLEAR) refused: rc {rc:#x}"),
             Some(Err(e)) => println!("hv: TPM2_Shutdown(CLEAR) failed: {e}"),
         }
     }

@@ -37,6 +37,7 @@ use super::{
     wrapping_policy, UvSecrets, DOOR_PCR, NV_AUTH_LEN, NV_HANDLE, PARENT_HANDLE, RSA2048_BYTES,
     WRAPPING_ATTRIBUTES, WRAPPING_HANDLE,
 };
+use crate::tpm::attrs::StartupClear;
 use crate::tpm::client::Blob;
 use crate::tpm::consts::{alg, cap, cc, rh, sa, SHA256_SIZE};
 use crate::tpm::public::{Public, PublicDetail};
@@ -384,12 +385,15 @@ pub fn fail_closed<T: Transport>(tpm: &mut Tpm<T>) -> Closed {
     closed
 }
 
-/// True if TPM_PT_STARTUP_CLEAR reads phEnable (bit 0) and phEnableNV (bit 3) clear.
+/// True if TPM_PT_STARTUP_CLEAR reads phEnable and phEnableNV clear.
 pub fn platform_disabled<T: Transport>(tpm: &mut Tpm<T>) -> Result<bool, Error> {
     let mut props = [(0u32, 0u32); 1];
     let (n, _) = tpm.get_capability_properties(cap::PT_STARTUP_CLEAR, &mut props)?;
     match props.get(..n) {
-        Some([(p, v)]) if *p == cap::PT_STARTUP_CLEAR => Ok(v & 1 == 0 && v & (1 << 3) == 0),
+        Some([(p, v)]) if *p == cap::PT_STARTUP_CLEAR => {
+            let platform = StartupClear::PH_ENABLE | StartupClear::PH_ENABLE_NV;
+            Ok(!StartupClear::from_bits_retain(*v).intersects(platform))
+        }
         _ => Err(Error::Parse(crate::tpm::marshal::ParseError::BadValue)),
     }
 }

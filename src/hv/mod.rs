@@ -158,7 +158,9 @@ use crate::papr::{
     HcallResult, PaprError, H_TPM_COMM, TPM_COMM_MAX_IN, TPM_COMM_MIN_OUT,
     TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
 };
+use crate::tpm::attrs::SessionAttributes;
 use crate::tpm::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
+use crate::tpm::wire::{self as tpm_wire, cc, RC_SUCCESS};
 use slots::SlotIndex;
 
 /// H_TPM_COMM's arguments, r4..r8.
@@ -484,7 +486,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                 if let Some(sp) = st.slots.space_mut(slot) {
                     sp.remove(vh);
                 }
-                return Ok(self.answer_rc(&out_range, wire::TPM_RC_SUCCESS));
+                return Ok(self.answer_rc(&out_range, RC_SUCCESS));
             }
         }
 
@@ -634,7 +636,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         st.observer.snoop(caller, Direction::Response, rsp);
 
         // Row 17 and handle bookkeeping, from the real response.
-        let rc = wire::u32_at(rsp, 6).unwrap_or(u32::MAX);
+        let rc = wire::code(rsp).unwrap_or(u32::MAX);
         let mut new_object = None;
         if parsed.info.effect == rm::Effect::Flush && wire::flush_says_gone(rc) {
             // The TPM has no such session (it was reset, or flushed it): not the caller's
@@ -643,7 +645,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                 st.slots.forget_everywhere(h);
             }
         }
-        if rc == wire::TPM_RC_SUCCESS {
+        if rc == RC_SUCCESS {
             if creates_session || creates_object {
                 let Some(h) = wire::u32_at(rsp, wire::HEADER_LEN) else {
                     unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
@@ -679,7 +681,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                 }
             }
             // The caller saved one of its sessions: it holds the context now.
-            if parsed.info.code == wire::TPM_CC_CONTEXT_SAVE {
+            if parsed.info.code == cc::CONTEXT_SAVE {
                 if let Some(&h) = parsed.handles.first().filter(|h| rm::is_session(**h)) {
                     live.retain(|l| !space::same_session(*l, h));
                     if let Some(seq) = rsp.get(wire::HEADER_LEN..).and_then(space::sequence) {
@@ -707,7 +709,9 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
             // The TPM flushes a session used with continueSession clear when the command
             // succeeds.
             for sess in &parsed.sessions {
-                if rm::is_session(sess.handle) && sess.attrs & rm::CONTINUE_SESSION == 0 {
+                if rm::is_session(sess.handle)
+                    && !sess.attrs.contains(SessionAttributes::CONTINUE_SESSION)
+                {
                     st.slots.forget_everywhere(sess.handle);
                     live.retain(|l| !space::same_session(*l, sess.handle));
                 }
@@ -888,7 +892,7 @@ fn relay_own<L: Transport>(
 ) -> Result<usize, TpmCommError> {
     let mut n = relay(link, cmd, rsp)?;
     for _ in 1..OWN_COMMAND_TRIES {
-        if !wire::u32_at(rsp, 6).is_some_and(says_retry) {
+        if !wire::code(rsp).is_some_and(says_retry) {
             break;
         }
         n = relay(link, cmd, rsp)?;
@@ -904,12 +908,12 @@ fn flush_one<L: Transport, O: RelayObserver>(
     rsp: &mut [u8; MAX_TPM_MESSAGE],
     handle: u32,
 ) -> Result<u32, TpmCommError> {
-    let cmd = wire::flush_context_command(handle);
+    let cmd = tpm_wire::flush_context(handle);
     observer.snoop(caller, Direction::Command, &cmd);
     let n = relay_own(link, &cmd, rsp)?;
     let got = rsp.get(..n).unwrap_or(&[]);
     observer.snoop(caller, Direction::Response, got);
-    wire::u32_at(got, 6).ok_or(TpmCommError::BadResponse(ResponseError::TooShort))
+    wire::code(got).ok_or(TpmCommError::BadResponse(ResponseError::TooShort))
 }
 
 /// ContextLoads `ctx`; returns the TPM's handle for it.
@@ -921,27 +925,14 @@ fn load_context<L: Transport, O: RelayObserver>(
     rsp: &mut [u8; MAX_TPM_MESSAGE],
     ctx: &[u8],
 ) -> Result<u32, TpmCommError> {
-    let len = wire::HEADER_LEN + ctx.len();
-    let Some(cmd) = aux.get_mut(..len) else {
+    let Some(cmd) = tpm_wire::context_load_into(aux, ctx) else {
         return Err(TpmCommError::Swap { handle: 0, rc: 0 });
     };
-    let size = u32::try_from(len).unwrap_or(0);
-    cmd.iter_mut()
-        .zip(
-            wire::TPM_ST_NO_SESSIONS
-                .to_be_bytes()
-                .into_iter()
-                .chain(size.to_be_bytes())
-                .chain(wire::TPM_CC_CONTEXT_LOAD.to_be_bytes())
-                .chain(ctx.iter().copied()),
-        )
-        .for_each(|(d, s)| *d = s);
-    let cmd: &[u8] = cmd;
     observer.snoop(caller, Direction::Command, cmd);
     let n = relay_own(link, cmd, rsp)?;
     let got = rsp.get(..n).unwrap_or(&[]);
     observer.snoop(caller, Direction::Response, got);
-    match (wire::u32_at(got, 6), wire::u32_at(got, wire::HEADER_LEN)) {
+    match (wire::code(got), wire::u32_at(got, wire::HEADER_LEN)) {
         (Some(0), Some(h)) => Ok(h),
         (rc, _) => Err(TpmCommError::Swap {
             handle: 0,
@@ -963,12 +954,12 @@ fn save_context<L: Transport, O: RelayObserver>(
     vh: u32,
     p: u32,
 ) -> Result<(), TpmCommError> {
-    let cmd = wire::context_save_command(p);
+    let cmd = tpm_wire::context_save(p);
     observer.snoop(caller, Direction::Command, &cmd);
     let saved = relay_own(link, &cmd, rsp).and_then(|n| {
         let got = rsp.get(..n).unwrap_or(&[]);
         observer.snoop(caller, Direction::Response, got);
-        let rc = wire::u32_at(got, 6).unwrap_or(u32::MAX);
+        let rc = wire::code(got).unwrap_or(u32::MAX);
         let stored = rc == 0
             && got
                 .get(wire::HEADER_LEN..)
@@ -1060,14 +1051,14 @@ fn save_session<L: Transport, O: RelayObserver>(
     h: u32,
     counter: &mut u64,
 ) -> Result<(), TpmCommError> {
-    let cmd = wire::context_save_command(h);
+    let cmd = tpm_wire::context_save(h);
     observer.snoop(caller, Direction::Command, &cmd);
     let n = relay_own(link, &cmd, rsp)?;
     let got = rsp.get(..n).unwrap_or(&[]);
     observer.snoop(caller, Direction::Response, got);
-    let rc = wire::u32_at(got, 6).unwrap_or(u32::MAX);
+    let rc = wire::code(got).unwrap_or(u32::MAX);
     let ctx = got.get(wire::HEADER_LEN..).unwrap_or(&[]);
-    if rc == wire::TPM_RC_SUCCESS
+    if rc == RC_SUCCESS
         && slots
             .space_mut(slot)
             .is_some_and(|sp| sp.store_session_context(h, ctx))
@@ -1121,7 +1112,7 @@ fn close<L: Transport, O: RelayObserver>(
     // A saved session is flushed by its handle like a loaded one (measured on swtpm 0.7.1).
     while let Some(&h) = slots.sessions(slot).last() {
         let rc = flush_one(caller, link, observer, rsp, h)?;
-        if rc == wire::TPM_RC_SUCCESS || wire::flush_says_gone(rc) {
+        if rc == RC_SUCCESS || wire::flush_says_gone(rc) {
             slots.forget_everywhere(h);
         } else {
             return Err(TpmCommError::FlushRefused { handle: h, rc });

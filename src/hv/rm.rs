@@ -63,12 +63,13 @@
 //! three) is [`RM_AUTHSIZE`]. Parsing never panics: every read is checked.
 #![forbid(unsafe_code)]
 
-use super::wire::{u16_at, u32_at, HEADER_LEN, TPM_ST_NO_SESSIONS};
+use crate::tpm::attrs::SessionAttributes;
+use crate::tpm::wire::{
+    header, rc_response, st, u16_at, u32_at, CommandCode as CC, Header, HEADER_LEN,
+};
 
 /// The resource-manager response-code layer (TSS2_RESMGR_TPM_RC_LAYER, 11 << 16).
 pub const RM_LAYER: u32 = 0x000B_0000;
-/// `TPM_ST_SESSIONS`.
-pub const TPM_ST_SESSIONS: u16 = 0x8002;
 
 /// A command not on the allowlist: `TPM_RC_COMMAND_CODE` in the RM layer.
 pub const RM_COMMAND_CODE: u32 = RM_LAYER | 0x143;
@@ -136,17 +137,21 @@ pub struct CommandInfo {
     pub why: &'static str,
 }
 
+/// An allowlist row: the code's name comes from the one command-code table
+/// ([`CC::name`]); a code missing there fails the build.
 const fn c(
-    code: u32,
-    name: &'static str,
+    code: CC,
     handles: u8,
     auths: u8,
     rsp_handles: u8,
     effect: Effect,
     why: &'static str,
 ) -> CommandInfo {
+    let Some(name) = code.name() else {
+        panic!("allowlist code not in the TPM_CC table")
+    };
     CommandInfo {
-        code,
+        code: code.0,
         name,
         handles,
         auths,
@@ -166,47 +171,37 @@ const OBJ: &str = "object creation and loading under the caller's quota";
 
 /// Every command the hypervisor relays, in command-code order.
 pub const ALLOWLIST: [CommandInfo; 65] = [
-    c(0x131, "CreatePrimary", 1, 1, 1, Creates(Object), OBJ),
-    c(0x13E, "SequenceComplete", 1, 1, 0, EndsSequence(0), SEQ),
-    c(0x146, "StirRandom", 0, 0, 0, No, "entropy"),
-    c(0x147, "ActivateCredential", 2, 2, 0, No, "attestation"),
-    c(0x148, "Certify", 2, 2, 0, No, "attestation"),
-    c(0x149, "PolicyNV", 3, 1, 0, No, POLICY),
-    c(0x14B, "Duplicate", 2, 1, 0, No, "key backup/migration"),
+    c(CC::CREATE_PRIMARY, 1, 1, 1, Creates(Object), OBJ),
+    c(CC::SEQUENCE_COMPLETE, 1, 1, 0, EndsSequence(0), SEQ),
+    c(CC::STIR_RANDOM, 0, 0, 0, No, "entropy"),
+    c(CC::ACTIVATE_CREDENTIAL, 2, 2, 0, No, "attestation"),
+    c(CC::CERTIFY, 2, 2, 0, No, "attestation"),
+    c(CC::POLICY_NV, 3, 1, 0, No, POLICY),
+    c(CC::DUPLICATE, 2, 1, 0, No, "key backup/migration"),
+    c(CC::NV_READ, 2, 1, 0, No, "reading NV (provisioned data)"),
+    c(CC::OBJECT_CHANGE_AUTH, 2, 1, 0, No, KEYS),
+    c(CC::POLICY_SECRET, 2, 1, 0, No, POLICY),
+    c(CC::CREATE, 1, 1, 0, No, OBJ),
+    c(CC::ECDH_ZGEN, 1, 1, 0, No, KEYS),
+    c(CC::HMAC, 1, 1, 0, No, KEYS),
+    c(CC::IMPORT, 1, 1, 0, No, OBJ),
+    c(CC::LOAD, 1, 1, 1, Creates(Object), OBJ),
+    c(CC::QUOTE, 1, 1, 0, No, "attestation"),
     c(
-        0x14E,
-        "NV_Read",
-        2,
-        1,
-        0,
-        No,
-        "reading NV (provisioned data)",
-    ),
-    c(0x150, "ObjectChangeAuth", 2, 1, 0, No, KEYS),
-    c(0x151, "PolicySecret", 2, 1, 0, No, POLICY),
-    c(0x153, "Create", 1, 1, 0, No, OBJ),
-    c(0x154, "ECDH_ZGen", 1, 1, 0, No, KEYS),
-    c(0x155, "HMAC", 1, 1, 0, No, KEYS),
-    c(0x156, "Import", 1, 1, 0, No, OBJ),
-    c(0x157, "Load", 1, 1, 1, Creates(Object), OBJ),
-    c(0x158, "Quote", 1, 1, 0, No, "attestation"),
-    c(
-        0x159,
-        "RSA_Decrypt",
+        CC::RSA_DECRYPT,
         1,
         1,
         0,
         No,
         "the ultravisor's unwrap; key use",
     ),
-    c(0x15B, "HMAC_Start", 1, 1, 1, Creates(Sequence), SEQ),
-    c(0x15C, "SequenceUpdate", 1, 1, 0, No, SEQ),
-    c(0x15D, "Sign", 1, 1, 0, No, KEYS),
-    c(0x15E, "Unseal", 1, 1, 0, No, "sealed data"),
-    c(0x160, "PolicySigned", 2, 0, 0, No, POLICY),
+    c(CC::HMAC_START, 1, 1, 1, Creates(Sequence), SEQ),
+    c(CC::SEQUENCE_UPDATE, 1, 1, 0, No, SEQ),
+    c(CC::SIGN, 1, 1, 0, No, KEYS),
+    c(CC::UNSEAL, 1, 1, 0, No, "sealed data"),
+    c(CC::POLICY_SIGNED, 2, 0, 0, No, POLICY),
     c(
-        0x161,
-        "ContextLoad",
+        CC::CONTEXT_LOAD,
         0,
         0,
         1,
@@ -214,69 +209,63 @@ pub const ALLOWLIST: [CommandInfo; 65] = [
         "a caller's own saved contexts",
     ),
     c(
-        0x162,
-        "ContextSave",
+        CC::CONTEXT_SAVE,
         1,
         0,
         0,
         No,
         "a caller's own saved contexts",
     ),
-    c(0x163, "ECDH_KeyGen", 1, 0, 0, No, KEYS),
-    c(0x164, "EncryptDecrypt", 1, 1, 0, No, KEYS),
+    c(CC::ECDH_KEY_GEN, 1, 0, 0, No, KEYS),
+    c(CC::ENCRYPT_DECRYPT, 1, 1, 0, No, KEYS),
     c(
-        0x165,
-        "FlushContext",
+        CC::FLUSH_CONTEXT,
         0,
         0,
         0,
         Flush,
         "a caller frees its own handles",
     ),
-    c(0x167, "LoadExternal", 0, 0, 1, Creates(Object), OBJ),
-    c(0x168, "MakeCredential", 1, 0, 0, No, "attestation"),
+    c(CC::LOAD_EXTERNAL, 0, 0, 1, Creates(Object), OBJ),
+    c(CC::MAKE_CREDENTIAL, 1, 0, 0, No, "attestation"),
     c(
-        0x169,
-        "NV_ReadPublic",
+        CC::NV_READ_PUBLIC,
         1,
         0,
         0,
         No,
         "reading NV (provisioned data)",
     ),
-    c(0x16A, "PolicyAuthorize", 1, 0, 0, No, POLICY),
-    c(0x16B, "PolicyAuthValue", 1, 0, 0, No, POLICY),
-    c(0x16C, "PolicyCommandCode", 1, 0, 0, No, POLICY),
-    c(0x16D, "PolicyCounterTimer", 1, 0, 0, No, POLICY),
-    c(0x16E, "PolicyCpHash", 1, 0, 0, No, POLICY),
-    c(0x16F, "PolicyLocality", 1, 0, 0, No, POLICY),
-    c(0x170, "PolicyNameHash", 1, 0, 0, No, POLICY),
-    c(0x171, "PolicyOR", 1, 0, 0, No, POLICY),
-    c(0x172, "PolicyTicket", 1, 0, 0, No, POLICY),
+    c(CC::POLICY_AUTHORIZE, 1, 0, 0, No, POLICY),
+    c(CC::POLICY_AUTH_VALUE, 1, 0, 0, No, POLICY),
+    c(CC::POLICY_COMMAND_CODE, 1, 0, 0, No, POLICY),
+    c(CC::POLICY_COUNTER_TIMER, 1, 0, 0, No, POLICY),
+    c(CC::POLICY_CP_HASH, 1, 0, 0, No, POLICY),
+    c(CC::POLICY_LOCALITY, 1, 0, 0, No, POLICY),
+    c(CC::POLICY_NAME_HASH, 1, 0, 0, No, POLICY),
+    c(CC::POLICY_OR, 1, 0, 0, No, POLICY),
+    c(CC::POLICY_TICKET, 1, 0, 0, No, POLICY),
     c(
-        0x173,
-        "ReadPublic",
+        CC::READ_PUBLIC,
         1,
         0,
         0,
         No,
         "the ultravisor's Name check; key use",
     ),
-    c(0x174, "RSA_Encrypt", 1, 0, 0, No, KEYS),
+    c(CC::RSA_ENCRYPT, 1, 0, 0, No, KEYS),
     c(
-        0x176,
-        "StartAuthSession",
+        CC::START_AUTH_SESSION,
         2,
         0,
         1,
         Creates(Session),
         "sessions under the caller's quota",
     ),
-    c(0x177, "VerifySignature", 1, 0, 0, No, KEYS),
-    c(0x178, "ECC_Parameters", 0, 0, 0, No, "capability query"),
+    c(CC::VERIFY_SIGNATURE, 1, 0, 0, No, KEYS),
+    c(CC::ECC_PARAMETERS, 0, 0, 0, No, "capability query"),
     c(
-        0x17A,
-        "GetCapability",
+        CC::GET_CAPABILITY,
         0,
         0,
         0,
@@ -284,49 +273,32 @@ pub const ALLOWLIST: [CommandInfo; 65] = [
         "capability query (handles filtered)",
     ),
     c(
-        0x17B,
-        "GetRandom",
+        CC::GET_RANDOM,
         0,
         0,
         0,
         No,
         "entropy (every client seeds from it)",
     ),
-    c(0x17C, "GetTestResult", 0, 0, 0, No, "capability query"),
-    c(0x17D, "Hash", 0, 0, 0, No, SEQ),
-    c(0x17E, "PCR_Read", 0, 0, 0, No, "measurements"),
-    c(0x17F, "PolicyPCR", 1, 0, 0, No, POLICY),
-    c(0x180, "PolicyRestart", 1, 0, 0, No, POLICY),
-    c(0x181, "ReadClock", 0, 0, 0, No, "capability query"),
-    c(
-        0x182,
-        "PCR_Extend",
-        1,
-        1,
-        0,
-        No,
-        "measurements (extend only)",
-    ),
-    c(
-        0x185,
-        "EventSequenceComplete",
-        2,
-        2,
-        0,
-        EndsSequence(1),
-        SEQ,
-    ),
-    c(0x186, "HashSequenceStart", 0, 0, 1, Creates(Sequence), SEQ),
-    c(0x187, "PolicyPhysicalPresence", 1, 0, 0, No, POLICY),
-    c(0x188, "PolicyDuplicationSelect", 1, 0, 0, No, POLICY),
-    c(0x189, "PolicyGetDigest", 1, 0, 0, No, POLICY),
-    c(0x18A, "TestParms", 0, 0, 0, No, "capability query"),
-    c(0x18C, "PolicyPassword", 1, 0, 0, No, POLICY),
-    c(0x18F, "PolicyNvWritten", 1, 0, 0, No, POLICY),
-    c(0x190, "PolicyTemplate", 1, 0, 0, No, POLICY),
-    c(0x191, "CreateLoaded", 1, 1, 1, Creates(Object), OBJ),
-    c(0x192, "PolicyAuthorizeNV", 3, 1, 0, No, POLICY),
-    c(0x193, "EncryptDecrypt2", 1, 1, 0, No, KEYS),
+    c(CC::GET_TEST_RESULT, 0, 0, 0, No, "capability query"),
+    c(CC::HASH, 0, 0, 0, No, SEQ),
+    c(CC::PCR_READ, 0, 0, 0, No, "measurements"),
+    c(CC::POLICY_PCR, 1, 0, 0, No, POLICY),
+    c(CC::POLICY_RESTART, 1, 0, 0, No, POLICY),
+    c(CC::READ_CLOCK, 0, 0, 0, No, "capability query"),
+    c(CC::PCR_EXTEND, 1, 1, 0, No, "measurements (extend only)"),
+    c(CC::EVENT_SEQUENCE_COMPLETE, 2, 2, 0, EndsSequence(1), SEQ),
+    c(CC::HASH_SEQUENCE_START, 0, 0, 1, Creates(Sequence), SEQ),
+    c(CC::POLICY_PHYSICAL_PRESENCE, 1, 0, 0, No, POLICY),
+    c(CC::POLICY_DUPLICATION_SELECT, 1, 0, 0, No, POLICY),
+    c(CC::POLICY_GET_DIGEST, 1, 0, 0, No, POLICY),
+    c(CC::TEST_PARMS, 0, 0, 0, No, "capability query"),
+    c(CC::POLICY_PASSWORD, 1, 0, 0, No, POLICY),
+    c(CC::POLICY_NV_WRITTEN, 1, 0, 0, No, POLICY),
+    c(CC::POLICY_TEMPLATE, 1, 0, 0, No, POLICY),
+    c(CC::CREATE_LOADED, 1, 1, 1, Creates(Object), OBJ),
+    c(CC::POLICY_AUTHORIZE_NV, 3, 1, 0, No, POLICY),
+    c(CC::ENCRYPT_DECRYPT_2, 1, 1, 0, No, KEYS),
 ];
 
 /// The allowlist entry of `code`, if it is relayed.
@@ -406,9 +378,7 @@ impl Refusal {
 
 /// The 10-byte TPM response carrying `rc` (tag `TPM_ST_NO_SESSIONS`).
 pub fn refusal_response(rc: u32) -> [u8; 10] {
-    let [t0, t1] = TPM_ST_NO_SESSIONS.to_be_bytes();
-    let [c0, c1, c2, c3] = rc.to_be_bytes();
-    [t0, t1, 0, 0, 0, 10, c0, c1, c2, c3]
+    rc_response(rc)
 }
 
 /// One session of the authorization area.
@@ -417,11 +387,8 @@ pub struct AuthSession {
     /// `sessionHandle`.
     pub handle: u32,
     /// `sessionAttributes`.
-    pub attrs: u8,
+    pub attrs: SessionAttributes,
 }
-
-/// `continueSession` in `sessionAttributes`.
-pub const CONTINUE_SESSION: u8 = 0x01;
 
 /// A command as the resource manager sees it.
 #[derive(Debug, Clone)]
@@ -467,10 +434,9 @@ impl Parsed {
 /// Parses a command (a whole one: the header's size was checked against in_size) as far as
 /// the resource manager needs; `Err` is the refusal this layer answers with.
 pub fn parse(cmd: &[u8]) -> Result<Parsed, Refusal> {
-    let tag = u16_at(cmd, 0).ok_or(Refusal::CommandSize)?;
-    let code = u32_at(cmd, 6).ok_or(Refusal::CommandSize)?;
+    let Header { tag, code, .. } = header(cmd).ok_or(Refusal::CommandSize)?;
     let info = lookup(code).ok_or(Refusal::CommandCode)?;
-    if tag != TPM_ST_NO_SESSIONS && tag != TPM_ST_SESSIONS {
+    if tag != st::NO_SESSIONS && tag != st::SESSIONS {
         return Err(Refusal::BadTag);
     }
     let mut handles = heapless::Vec::new();
@@ -481,7 +447,7 @@ pub fn parse(cmd: &[u8]) -> Result<Parsed, Refusal> {
         off = off.checked_add(4).ok_or(Refusal::CommandSize)?;
     }
     let mut sessions = heapless::Vec::new();
-    if tag == TPM_ST_SESSIONS {
+    if tag == st::SESSIONS {
         let size = u32_at(cmd, off).ok_or(Refusal::AuthSize)?;
         let start = off.checked_add(4).ok_or(Refusal::AuthSize)?;
         let end = usize::try_from(size)
@@ -493,7 +459,7 @@ pub fn parse(cmd: &[u8]) -> Result<Parsed, Refusal> {
         while p < end {
             let handle = u32_at(cmd, p).ok_or(Refusal::AuthSize)?;
             p = skip_tpm2b(cmd, p.checked_add(4).ok_or(Refusal::AuthSize)?)?;
-            let attrs = *cmd.get(p).ok_or(Refusal::AuthSize)?;
+            let attrs = SessionAttributes::from_bits_retain(*cmd.get(p).ok_or(Refusal::AuthSize)?);
             p = skip_tpm2b(cmd, p.checked_add(1).ok_or(Refusal::AuthSize)?)?;
             if p > end {
                 return Err(Refusal::AuthSize);
@@ -532,7 +498,7 @@ pub fn parse(cmd: &[u8]) -> Result<Parsed, Refusal> {
                 let count = off.checked_add(8).and_then(|o| u32_at(cmd, o));
                 cap_range = (p, count.unwrap_or(0));
             }
-            if filter_handles && tag == TPM_ST_SESSIONS {
+            if filter_handles && tag == st::SESSIONS {
                 // The response is rewritten: an audit HMAC over it could not be kept.
                 return Err(Refusal::BadTag);
             }
@@ -577,7 +543,7 @@ pub fn handle_list_response(rsp: &mut [u8], handles: &[u32], more: bool) -> usiz
         }
     };
     if let Some(d) = r.get_mut(0..2) {
-        d.copy_from_slice(&TPM_ST_NO_SESSIONS.to_be_bytes());
+        d.copy_from_slice(&st::NO_SESSIONS.to_be_bytes());
     }
     put(r, 2, len as u32);
     if let Some(d) = r.get_mut(HEADER_LEN) {
@@ -657,7 +623,9 @@ mod tests {
         assert_eq!(p.info.name, "PolicySecret");
         let named: Vec<u32> = p.named().collect();
         assert_eq!(named, [0x4000_0001, 0x0300_0001, 0x4000_0009, 0x0200_0004]);
-        assert_eq!(p.sessions[1].attrs & CONTINUE_SESSION, 0);
+        assert!(!p.sessions[1]
+            .attrs
+            .contains(SessionAttributes::CONTINUE_SESSION));
         assert_eq!(p.new_kind(), None);
 
         // FlushContext names its parameter; ContextLoad a session's savedHandle.

@@ -77,7 +77,7 @@ impl FakeTpm {
         let s = self.0.lock().unwrap();
         s.commands[n..]
             .iter()
-            .map(|c| wire::u32_at(c, 6).unwrap())
+            .map(|c| wire::code(c).unwrap())
             .collect()
     }
     fn last_command(&self) -> Vec<u8> {
@@ -130,8 +130,8 @@ impl Transport for FakeTpm {
                 return Ok(claim);
             }
             FakeMode::Normal { extra } => {
-                let code = wire::u32_at(command, 6).unwrap();
-                let saved = wire::u32_at(command, 18).filter(|_| code == wire::TPM_CC_CONTEXT_LOAD);
+                let code = wire::code(command).unwrap();
+                let saved = wire::u32_at(command, 18).filter(|_| code == cc::CONTEXT_LOAD);
                 if let (true, Some(_)) = (s.retry_loads > 0, saved) {
                     s.retry_loads -= 1;
                     response(0x922, &[])
@@ -141,7 +141,7 @@ impl Transport for FakeTpm {
                     // A session's context loads under its own handle.
                     response(0, &h.to_be_bytes())
                 } else if wire::creates_handle(code) {
-                    let h = if code == wire::TPM_CC_START_AUTH_SESSION {
+                    let h = if code == cc::START_AUTH_SESSION {
                         s.next_session += 1;
                         s.next_session - 1
                     } else {
@@ -150,7 +150,7 @@ impl Transport for FakeTpm {
                     };
                     s.live.push(h);
                     response(0, &h.to_be_bytes())
-                } else if code == wire::TPM_CC_CONTEXT_SAVE {
+                } else if code == cc::CONTEXT_SAVE {
                     // A TPMS_CONTEXT naming the object in its blob (a session: its handle as
                     // savedHandle too), with a growing sequence.
                     let h = wire::u32_at(command, 10).unwrap();
@@ -162,7 +162,7 @@ impl Transport for FakeTpm {
                     ctx.extend_from_slice(&[0, 4]);
                     ctx.extend_from_slice(&h.to_be_bytes());
                     response(0, &ctx)
-                } else if code == wire::TPM_CC_FLUSH_CONTEXT {
+                } else if code == cc::FLUSH_CONTEXT {
                     let h = wire::u32_at(command, 10).unwrap();
                     if let Some(rc) = s.refuse_flush_rc {
                         response(rc, &[])
@@ -576,9 +576,9 @@ fn objects_are_swapped_out_between_hcalls_under_virtual_handles() {
     // ContextLoad(primary), Load, ContextSave+Flush of both.
     assert_eq!(tpm.commands(), cmds + 6);
     let sent: Vec<Vec<u8>> = tpm.0.lock().unwrap().commands[cmds..].to_vec();
-    assert_eq!(wire::u32_at(&sent[0], 6), Some(wire::TPM_CC_CONTEXT_LOAD));
+    assert_eq!(wire::code(&sent[0]), Some(cc::CONTEXT_LOAD));
     let physical = wire::u32_at(&sent[1], 10).unwrap();
-    assert_eq!(wire::u32_at(&sent[1], 6), Some(0x157));
+    assert_eq!(wire::code(&sent[1]), Some(0x157));
     assert_eq!(physical >> 24, 0x80);
     assert_ne!(physical, primary);
     assert!(tpm.live().is_empty());
@@ -603,11 +603,7 @@ fn objects_are_swapped_out_between_hcalls_under_virtual_handles() {
     );
     // Flushing an object is the resource manager's alone: nothing sent.
     let cmds = tpm.commands();
-    let r = exec(
-        &hv,
-        A,
-        &command(wire::TPM_CC_FLUSH_CONTEXT, &loaded.to_be_bytes()),
-    );
+    let r = exec(&hv, A, &command(cc::FLUSH_CONTEXT, &loaded.to_be_bytes()));
     assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
     assert_eq!(peek(&hv, OUT, 10), response(0, &[]));
     assert_eq!(tpm.commands(), cmds);
@@ -839,9 +835,9 @@ fn read_public_with_session(s: u32) -> Vec<u8> {
     c
 }
 
-const CC_START_AUTH_SESSION: u32 = wire::TPM_CC_START_AUTH_SESSION;
-const CC_CONTEXT_LOAD: u32 = wire::TPM_CC_CONTEXT_LOAD;
-const CC_CONTEXT_SAVE: u32 = wire::TPM_CC_CONTEXT_SAVE;
+const CC_START_AUTH_SESSION: u32 = cc::START_AUTH_SESSION;
+const CC_CONTEXT_LOAD: u32 = cc::CONTEXT_LOAD;
+const CC_CONTEXT_SAVE: u32 = cc::CONTEXT_SAVE;
 
 #[test]
 fn sessions_are_saved_between_hcalls_and_loaded_for_the_command_that_uses_them() {
@@ -1068,7 +1064,7 @@ fn a_caller_may_not_name_another_callers_handles() {
     let h = created_handle(&hv, &exec(&hv, A, &command(0x131, &[0x40, 0, 0, 1])));
     let sent = tpm.commands();
     for c in [
-        command(wire::TPM_CC_FLUSH_CONTEXT, &h.to_be_bytes()),
+        command(cc::FLUSH_CONTEXT, &h.to_be_bytes()),
         command(CC_READ_PUBLIC, &h.to_be_bytes()),
         command(0x157, &h.to_be_bytes()),
     ] {
@@ -1134,9 +1130,9 @@ fn observer_snoops_every_relayed_byte_including_close_flushes() {
         vec![
             (who.0, true, c),
             (who.0, false, response(0, &h.to_be_bytes())),
-            (who.0, true, wire::context_save_command(h).to_vec()),
+            (who.0, true, tpm_wire::context_save(h).to_vec()),
             (who.0, false, response(0, &session_context(h, seq))),
-            (who.0, true, wire::flush_context_command(h).to_vec()),
+            (who.0, true, tpm_wire::flush_context(h).to_vec()),
             (who.0, false, response(0, &[])),
         ]
     );

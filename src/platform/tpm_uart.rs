@@ -25,6 +25,7 @@ pub static LINK_TICKS: AtomicU64 = AtomicU64::new(0);
 #[cfg(feature = "selftest")]
 pub static LINK_CALLS: AtomicU64 = AtomicU64::new(0);
 use crate::tpm::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
+use crate::tpm::wire::{self, cc};
 
 /// Bound for an ordinary command's whole round trip.
 pub const DEFAULT_TIMEOUT_MS: u64 = 2_000;
@@ -32,10 +33,6 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 2_000;
 pub const LONG_TIMEOUT_MS: u64 = 30_000;
 /// How long the line must stay quiet before a command is sent (drain of late bytes).
 const DRAIN_QUIET_MS: u64 = 2;
-
-const TPM_CC_CREATE_PRIMARY: u32 = 0x131;
-const TPM_CC_CREATE: u32 = 0x153;
-const TPM_CC_CREATE_LOADED: u32 = 0x191;
 
 /// A TPM reached over a 16550.
 pub struct UartTpmLink {
@@ -115,11 +112,8 @@ impl UartTpmLink {
         if command.len() > MAX_TPM_MESSAGE {
             return Err(TransportError::CommandTooLarge);
         }
-        let cc = command
-            .get(6..10)
-            .map_or(0, |c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-        let ms = match cc {
-            TPM_CC_CREATE_PRIMARY | TPM_CC_CREATE | TPM_CC_CREATE_LOADED => LONG_TIMEOUT_MS,
+        let ms = match wire::code(command).unwrap_or(0) {
+            cc::CREATE_PRIMARY | cc::CREATE | cc::CREATE_LOADED => LONG_TIMEOUT_MS,
             _ => DEFAULT_TIMEOUT_MS,
         };
         let deadline = arch::timebase() + self.ticks(ms);
@@ -136,7 +130,7 @@ impl UartTpmLink {
         }
         let mut header = [0u8; 10];
         self.recv_exact(&mut header, deadline)?;
-        let size = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as usize;
+        let size = wire::header(&header).map_or(0, |h| h.size as usize);
         if size < header.len() {
             return Err(TransportError::Framing);
         }

@@ -203,7 +203,7 @@ fn deliberate_trap() -> TestResult {
 
 // ---- H_TPM_COMM through real `sc 1` to the TPM behind the link ----
 
-const GET_RANDOM_16: [u8; 12] = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, 16];
+const GET_RANDOM_16: [u8; 12] = crate::tpm::wire::get_random(16);
 /// GetCapability(TPM_CAP_TPM_PROPERTIES, TPM_PT_MANUFACTURER, 1).
 const GET_CAP_MANUFACTURER: [u8; 22] = [
     0x80, 0x01, 0, 0, 0, 22, 0, 0, 0x01, 0x7a, 0, 0, 0, 6, 0, 0, 0x01, 0x05, 0, 0, 0, 1,
@@ -235,11 +235,11 @@ fn execute(cmd: &[u8]) -> (i64, u64, [u8; 64]) {
 }
 
 fn rsp_size(r: &[u8]) -> u64 {
-    u32::from_be_bytes([r[2], r[3], r[4], r[5]]) as u64
+    crate::tpm::wire::header(r).map_or(0, |h| u64::from(h.size))
 }
 
 fn rsp_code(r: &[u8]) -> u32 {
-    u32::from_be_bytes([r[6], r[7], r[8], r[9]])
+    crate::tpm::wire::code(r).unwrap_or(u32::MAX)
 }
 
 fn close() -> i64 {
@@ -569,7 +569,7 @@ pub fn run_probes(value: &str) -> Result<(), String> {
             for b in &rsp[..n] {
                 line.push_str(&format!("{b:02x}"));
             }
-            let rc = u32::from_be_bytes([rsp[6], rsp[7], rsp[8], rsp[9]]);
+            let rc = crate::tpm::wire::code(&rsp).unwrap_or(u32::MAX);
             line.push_str(&format!(" rc={rc:#x} ({})", RcName(rc)));
         }
         crate::println!("{line}");
@@ -604,7 +604,7 @@ fn record(_caller: CallerId, dir: Direction, bytes: &[u8]) {
     let mut r = RECORDING.lock();
     if dir == Direction::Command {
         r.commands += 1;
-        if bytes.get(6..10) == Some(&cc::RSA_DECRYPT.to_be_bytes()[..]) {
+        if crate::tpm::wire::code(bytes) == Some(cc::RSA_DECRYPT) {
             r.saw_rsa_decrypt = true;
         }
     }

@@ -241,8 +241,8 @@ fn cfb_auth<'a>(i: usize, spec: &CommandSpec, auth: &Auth<'a>) -> &'a [u8] {
     }
 }
 
-/// `TPM_CC_HierarchyChangeAuth` (TPM 2.0 Part 2, table 12).
-pub const CC_HIERARCHY_CHANGE_AUTH: u32 = 0x129;
+/// `TPM_CC_HierarchyChangeAuth` (TPM 2.0 Part 2, table 12), from the one table.
+pub const CC_HIERARCHY_CHANGE_AUTH: u32 = cc::HIERARCHY_CHANGE_AUTH;
 
 /// `TPM_RC_RETRY`: the TPM could not start the command; send it again.
 const RC_RETRY: u32 = 0x922;
@@ -585,10 +585,7 @@ impl<T: Transport> Tpm<T> {
         self.executed = self.executed.saturating_add(1);
         for attempt in 0..=NOT_STARTED_RETRIES {
             n = self.transport.transact(command, &mut self.rsp)?;
-            let rc = self
-                .rsp
-                .get(6..10)
-                .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+            let rc = super::wire::code(&self.rsp);
             if !matches!(rc, Some(RC_RETRY | RC_YIELDED | RC_TESTING)) {
                 break;
             }
@@ -674,7 +671,7 @@ impl<T: Transport> Tpm<T> {
                             session: (i + 1) as u8,
                         });
                     }
-                    let mask = sa::CONTINUE_SESSION | sa::DECRYPT | sa::ENCRYPT;
+                    let mask = super::session::SUPPORTED.bits();
                     if attrs & mask != session.attributes & mask {
                         return Err(ParseError::BadValue.into());
                     }

@@ -1,77 +1,8 @@
 //! TPM 2.0 constants used by this client (TPM 2.0 Library, Part 2: Structures).
 #![forbid(unsafe_code)]
 
-/// Structure tags (`TPM_ST`).
-pub mod st {
-    /// `TPM_ST_RSP_COMMAND`: TPM 1.2-style tag of a response to a malformed command.
-    pub const RSP_COMMAND: u16 = 0x00C4;
-    /// `TPM_ST_NO_SESSIONS`.
-    pub const NO_SESSIONS: u16 = 0x8001;
-    /// `TPM_ST_SESSIONS`.
-    pub const SESSIONS: u16 = 0x8002;
-    /// `TPM_ST_CREATION`.
-    pub const CREATION: u16 = 0x8021;
-}
-
-/// Command codes (`TPM_CC`).
-pub mod cc {
-    /// `TPM2_EvictControl`.
-    pub const EVICT_CONTROL: u32 = 0x120;
-    /// `TPM_CC_HierarchyControl`.
-    pub const HIERARCHY_CONTROL: u32 = 0x121;
-    /// `TPM_CC_NV_UndefineSpace`.
-    pub const NV_UNDEFINE_SPACE: u32 = 0x122;
-    /// `TPM_CC_NV_DefineSpace`.
-    pub const NV_DEFINE_SPACE: u32 = 0x12A;
-    /// `TPM_CC_PCR_Allocate`.
-    pub const PCR_ALLOCATE: u32 = 0x12B;
-    /// `TPM_CC_NV_ChangeAuth`.
-    pub const NV_CHANGE_AUTH: u32 = 0x13B;
-    /// `TPM_CC_NV_Write`.
-    pub const NV_WRITE: u32 = 0x137;
-    /// `TPM_CC_PolicySecret`.
-    pub const POLICY_SECRET: u32 = 0x151;
-    /// `TPM_CC_NV_ReadPublic`.
-    pub const NV_READ_PUBLIC: u32 = 0x169;
-    /// `TPM2_CreatePrimary`.
-    pub const CREATE_PRIMARY: u32 = 0x131;
-    /// `TPM2_Startup`.
-    pub const STARTUP: u32 = 0x144;
-    /// `TPM2_ObjectChangeAuth`.
-    pub const OBJECT_CHANGE_AUTH: u32 = 0x150;
-    /// `TPM2_Create`.
-    pub const CREATE: u32 = 0x153;
-    /// `TPM2_Load`.
-    pub const LOAD: u32 = 0x157;
-    /// `TPM2_RSA_Decrypt`.
-    pub const RSA_DECRYPT: u32 = 0x159;
-    /// `TPM2_FlushContext`.
-    pub const FLUSH_CONTEXT: u32 = 0x165;
-    /// `TPM2_PolicyAuthValue`.
-    pub const POLICY_AUTH_VALUE: u32 = 0x16B;
-    /// `TPM2_PolicyCommandCode`.
-    pub const POLICY_COMMAND_CODE: u32 = 0x16C;
-    /// `TPM2_PolicyOR`.
-    pub const POLICY_OR: u32 = 0x171;
-    /// `TPM2_ReadPublic`.
-    pub const READ_PUBLIC: u32 = 0x173;
-    /// `TPM2_StartAuthSession`.
-    pub const START_AUTH_SESSION: u32 = 0x176;
-    /// `TPM2_GetCapability`.
-    pub const GET_CAPABILITY: u32 = 0x17A;
-    /// `TPM2_GetRandom`.
-    pub const GET_RANDOM: u32 = 0x17B;
-    /// `TPM2_PCR_Read`.
-    pub const PCR_READ: u32 = 0x17E;
-    /// `TPM2_PolicyPCR`.
-    pub const POLICY_PCR: u32 = 0x17F;
-    /// `TPM2_PolicyRestart`.
-    pub const POLICY_RESTART: u32 = 0x180;
-    /// `TPM2_PCR_Extend`.
-    pub const PCR_EXTEND: u32 = 0x182;
-    /// `TPM2_PolicyGetDigest`.
-    pub const POLICY_GET_DIGEST: u32 = 0x189;
-}
+/// Structure tags (`TPM_ST`) and command codes (`TPM_CC`): declared once, in [`super::wire`].
+pub use super::wire::{cc, st};
 
 /// Algorithm identifiers (`TPM_ALG_ID`).
 pub mod alg {
@@ -152,68 +83,74 @@ pub mod rh {
     pub const PCR_FIRST: u32 = 0x0000_0000;
 }
 
-/// Object attributes (`TPMA_OBJECT`).
+/// Object attributes (`TPMA_OBJECT`) as plain `u32`s: the bits of [`super::attrs::ObjectAttributes`].
 pub mod attr {
+    use super::super::attrs::ObjectAttributes;
+
     /// `fixedTPM`.
-    pub const FIXED_TPM: u32 = 1 << 1;
+    pub const FIXED_TPM: u32 = ObjectAttributes::FIXED_TPM.bits();
     /// `stClear`.
-    pub const ST_CLEAR: u32 = 1 << 2;
+    pub const ST_CLEAR: u32 = ObjectAttributes::ST_CLEAR.bits();
     /// `fixedParent`.
-    pub const FIXED_PARENT: u32 = 1 << 4;
+    pub const FIXED_PARENT: u32 = ObjectAttributes::FIXED_PARENT.bits();
     /// `sensitiveDataOrigin`.
-    pub const SENSITIVE_DATA_ORIGIN: u32 = 1 << 5;
+    pub const SENSITIVE_DATA_ORIGIN: u32 = ObjectAttributes::SENSITIVE_DATA_ORIGIN.bits();
     /// `userWithAuth`.
-    pub const USER_WITH_AUTH: u32 = 1 << 6;
+    pub const USER_WITH_AUTH: u32 = ObjectAttributes::USER_WITH_AUTH.bits();
     /// `adminWithPolicy`.
-    pub const ADMIN_WITH_POLICY: u32 = 1 << 7;
+    pub const ADMIN_WITH_POLICY: u32 = ObjectAttributes::ADMIN_WITH_POLICY.bits();
     /// `noDA`.
-    pub const NO_DA: u32 = 1 << 10;
+    pub const NO_DA: u32 = ObjectAttributes::NO_DA.bits();
     /// `encryptedDuplication`.
-    pub const ENCRYPTED_DUPLICATION: u32 = 1 << 11;
+    pub const ENCRYPTED_DUPLICATION: u32 = ObjectAttributes::ENCRYPTED_DUPLICATION.bits();
     /// `restricted`.
-    pub const RESTRICTED: u32 = 1 << 16;
+    pub const RESTRICTED: u32 = ObjectAttributes::RESTRICTED.bits();
     /// `decrypt`.
-    pub const DECRYPT: u32 = 1 << 17;
+    pub const DECRYPT: u32 = ObjectAttributes::DECRYPT.bits();
     /// `sign` / `encrypt`.
-    pub const SIGN: u32 = 1 << 18;
+    pub const SIGN: u32 = ObjectAttributes::SIGN.bits();
 }
 
-/// Session attributes (`TPMA_SESSION`).
+/// Session attributes (`TPMA_SESSION`) as plain `u8`s: the bits of [`super::attrs::SessionAttributes`].
 pub mod sa {
+    use super::super::attrs::SessionAttributes;
+
     /// `continueSession`: keep the session open after the command.
-    pub const CONTINUE_SESSION: u8 = 0x01;
+    pub const CONTINUE_SESSION: u8 = SessionAttributes::CONTINUE_SESSION.bits();
     /// `auditExclusive`.
-    pub const AUDIT_EXCLUSIVE: u8 = 0x02;
+    pub const AUDIT_EXCLUSIVE: u8 = SessionAttributes::AUDIT_EXCLUSIVE.bits();
     /// `auditReset`.
-    pub const AUDIT_RESET: u8 = 0x04;
+    pub const AUDIT_RESET: u8 = SessionAttributes::AUDIT_RESET.bits();
     /// `decrypt`: the first command parameter is encrypted.
-    pub const DECRYPT: u8 = 0x20;
+    pub const DECRYPT: u8 = SessionAttributes::DECRYPT.bits();
     /// `encrypt`: the first response parameter is encrypted.
-    pub const ENCRYPT: u8 = 0x40;
+    pub const ENCRYPT: u8 = SessionAttributes::ENCRYPT.bits();
     /// `audit`.
-    pub const AUDIT: u8 = 0x80;
+    pub const AUDIT: u8 = SessionAttributes::AUDIT.bits();
 }
 
-/// NV index attributes (`TPMA_NV`).
+/// NV index attributes (`TPMA_NV`) as plain `u32`s: the bits of [`super::attrs::NvAttributes`].
 pub mod nv {
+    use super::super::attrs::NvAttributes;
+
     /// `TPMA_NV_PPWRITE`.
-    pub const PPWRITE: u32 = 1 << 0;
+    pub const PPWRITE: u32 = NvAttributes::PPWRITE.bits();
     /// `TPMA_NV_AUTHWRITE`.
-    pub const AUTHWRITE: u32 = 1 << 2;
+    pub const AUTHWRITE: u32 = NvAttributes::AUTHWRITE.bits();
     /// `TPMA_NV_POLICYWRITE`.
-    pub const POLICYWRITE: u32 = 1 << 3;
+    pub const POLICYWRITE: u32 = NvAttributes::POLICYWRITE.bits();
     /// `TPMA_NV_POLICY_DELETE`.
-    pub const POLICY_DELETE: u32 = 1 << 10;
+    pub const POLICY_DELETE: u32 = NvAttributes::POLICY_DELETE.bits();
     /// `TPMA_NV_PPREAD`.
-    pub const PPREAD: u32 = 1 << 16;
+    pub const PPREAD: u32 = NvAttributes::PPREAD.bits();
     /// `TPMA_NV_AUTHREAD`.
-    pub const AUTHREAD: u32 = 1 << 18;
+    pub const AUTHREAD: u32 = NvAttributes::AUTHREAD.bits();
     /// `TPMA_NV_NO_DA`.
-    pub const NO_DA: u32 = 1 << 25;
+    pub const NO_DA: u32 = NvAttributes::NO_DA.bits();
     /// `TPMA_NV_WRITTEN`.
-    pub const WRITTEN: u32 = 1 << 29;
+    pub const WRITTEN: u32 = NvAttributes::WRITTEN.bits();
     /// `TPMA_NV_PLATFORMCREATE`.
-    pub const PLATFORMCREATE: u32 = 1 << 30;
+    pub const PLATFORMCREATE: u32 = NvAttributes::PLATFORMCREATE.bits();
 }
 
 /// Session types (`TPM_SE`).

@@ -4,13 +4,15 @@
 //! [`transport::Transport`]: the ultravisor's implementation is H_TPM_COMM, the
 //! hypervisor's is its link to the TPM, host tests use swtpm's socket.
 //!
-//! Layers, bottom up: [`marshal`] (panic-free big-endian reader/writer), [`consts`],
+//! Layers, bottom up: [`wire`] (the header, command codes and fixed commands), [`marshal`]
+//! (panic-free big-endian reader/writer for variable bodies), [`consts`],
 //! [`rc`] (response codes), [`public`] (public areas, Names, templates, PCR
 //! selections), [`crypto`] (session arithmetic), [`entropy`] (the nonce/salt mixer),
 //! [`session`] and [`policy`], and [`client`] (the [`Tpm`] with one method per command).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod attrs;
 pub mod client;
 pub mod consts;
 pub mod crypto;
@@ -21,6 +23,7 @@ pub mod public;
 pub mod rc;
 pub mod session;
 pub mod transport;
+pub mod wire;
 
 #[cfg(test)]
 mod fuzz;

@@ -15,7 +15,8 @@
 //!   response HMAC verified.
 #![forbid(unsafe_code)]
 
-use super::consts::{sa, SHA256_SIZE};
+use super::attrs::SessionAttributes;
+use super::consts::SHA256_SIZE;
 use super::crypto;
 use super::public::Object;
 
@@ -29,6 +30,12 @@ pub enum SessionKind {
     /// `TPM_SE_TRIAL`: computes a policy digest; cannot authorize anything.
     Trial,
 }
+
+/// The `TPMA_SESSION` bits this client sends and checks in responses (audit is not
+/// supported).
+pub(super) const SUPPORTED: SessionAttributes = SessionAttributes::CONTINUE_SESSION
+    .union(SessionAttributes::DECRYPT)
+    .union(SessionAttributes::ENCRYPT);
 
 /// An open TPM authorization session (SHA-256, AES-128-CFB).
 pub struct Session {
@@ -95,10 +102,10 @@ impl Session {
         self.attributes
     }
 
-    /// Sets the `TPMA_SESSION` bits sent with the next commands (see [`sa`]); audit
+    /// Sets the `TPMA_SESSION` bits sent with the next commands (see [`SessionAttributes`]); audit
     /// bits are not supported and are cleared.
     pub fn set_attributes(&mut self, attributes: u8) {
-        self.attributes = attributes & (sa::CONTINUE_SESSION | sa::DECRYPT | sa::ENCRYPT);
+        self.attributes = attributes & SUPPORTED.bits();
     }
 
     /// True if PolicyAuthValue was asserted since the policy was last reset.

@@ -6,6 +6,8 @@
 //! as `Ok(len)` for the protocol layer to decode.
 #![forbid(unsafe_code)]
 
+use super::wire::{self, cc};
+
 /// Largest TPM command or response any transport in this project carries
 /// (the H_TPM_COMM limit, and what most TPMs and the Linux resource manager support).
 pub const MAX_TPM_MESSAGE: usize = 4096;
@@ -113,16 +115,20 @@ impl<T> Counted<T> {
 }
 
 /// The command codes [`Counted`] counts as NV writes.
-pub const NV_WRITING_COMMANDS: [u32; 5] = [0x120, 0x12A, 0x122, 0x13B, 0x137];
+pub const NV_WRITING_COMMANDS: [u32; 5] = [
+    cc::EVICT_CONTROL,
+    cc::NV_DEFINE_SPACE,
+    cc::NV_UNDEFINE_SPACE,
+    cc::NV_CHANGE_AUTH,
+    cc::NV_WRITE,
+];
 
 impl<T: Transport> Transport for Counted<T> {
     fn transact(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError> {
         self.commands = self.commands.saturating_add(1);
         let n = self.inner.transact(command, response)?;
-        let code = command
-            .get(6..10)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-        if NV_WRITING_COMMANDS.contains(&code) && response.get(6..10) == Some(&[0, 0, 0, 0]) {
+        let code = wire::code(command).unwrap_or(0);
+        if NV_WRITING_COMMANDS.contains(&code) && wire::code(response) == Some(wire::RC_SUCCESS) {
             self.nv_writes = self.nv_writes.saturating_add(1);
         }
         Ok(n)

@@ -15,9 +15,53 @@
 #![forbid(unsafe_code)]
 
 use core::fmt;
+use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
+
+/// A newc header as it lies in the archive: 6 magic bytes and 13 fields of eight ASCII hex
+/// digits each (cpio(5), "New ASCII Format").
+#[derive(FromBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct NewcHeader {
+    magic: [u8; 6],
+    ino: [u8; 8],
+    mode: [u8; 8],
+    uid: [u8; 8],
+    gid: [u8; 8],
+    nlink: [u8; 8],
+    mtime: [u8; 8],
+    filesize: [u8; 8],
+    devmajor: [u8; 8],
+    devminor: [u8; 8],
+    rdevmajor: [u8; 8],
+    rdevminor: [u8; 8],
+    namesize: [u8; 8],
+    check: [u8; 8],
+}
+
+impl NewcHeader {
+    /// The 13 hex fields, in order.
+    fn fields(&self) -> [&[u8; 8]; 13] {
+        [
+            &self.ino,
+            &self.mode,
+            &self.uid,
+            &self.gid,
+            &self.nlink,
+            &self.mtime,
+            &self.filesize,
+            &self.devmajor,
+            &self.devminor,
+            &self.rdevmajor,
+            &self.rdevminor,
+            &self.namesize,
+            &self.check,
+        ]
+    }
+}
 
 /// Size of a newc header: 6 magic bytes and 13 eight-digit hex fields.
-pub const NEWC_HEADER_SIZE: usize = 110;
+pub const NEWC_HEADER_SIZE: usize = core::mem::size_of::<NewcHeader>();
+const _: () = assert!(NEWC_HEADER_SIZE == 110);
 /// newc magic ("new ASCII" format, no checksum), what `cpio --format=newc` writes.
 pub const NEWC_MAGIC: &[u8; 6] = b"070701";
 /// newc magic with checksum (`--format=crc`); accepted, checksum not verified.
@@ -100,23 +144,17 @@ pub fn member_at(archive: &[u8], off: usize) -> Result<Member<'_>, CpioError> {
     let hdr_end = off
         .checked_add(NEWC_HEADER_SIZE)
         .ok_or(CpioError::Truncated)?;
-    let hdr = archive.get(off..hdr_end).ok_or(CpioError::Truncated)?;
-    let magic = hdr.get(..6).ok_or(CpioError::Truncated)?;
-    if magic != NEWC_MAGIC && magic != NEWC_CRC_MAGIC {
+    let bytes = archive.get(off..hdr_end).ok_or(CpioError::Truncated)?;
+    let hdr = NewcHeader::ref_from_bytes(bytes).map_err(|_| CpioError::Truncated)?;
+    if &hdr.magic != NEWC_MAGIC && &hdr.magic != NEWC_CRC_MAGIC {
         return Err(CpioError::BadHeader);
     }
-    // Fields after the magic, each 8 hex digits: ino, mode, uid, gid, nlink, mtime,
-    // filesize, devmajor, devminor, rdevmajor, rdevminor, namesize, check.
-    let field = |i: usize| -> Result<usize, CpioError> {
-        let start = 6 + i * 8;
-        hex8(hdr.get(start..start + 8).ok_or(CpioError::Truncated)?)
-    };
-    for i in 0..13 {
-        field(i)?;
+    for f in hdr.fields() {
+        hex8(f)?;
     }
-    let mode = field(1)? as u32;
-    let filesize = field(6)?;
-    let namesize = field(11)?;
+    let mode = hex8(&hdr.mode)? as u32;
+    let filesize = hex8(&hdr.filesize)?;
+    let namesize = hex8(&hdr.namesize)?;
     let name_end = hdr_end.checked_add(namesize).ok_or(CpioError::Truncated)?;
     let name_nul = archive.get(hdr_end..name_end).ok_or(CpioError::Truncated)?;
     let (last, name) = name_nul.split_last().ok_or(CpioError::BadHeader)?;

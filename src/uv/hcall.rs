@@ -114,7 +114,7 @@ impl<H: Hypercall, P: SharedPage> Transport for HcallTransport<H, P> {
             .get_mut(..n)
             .ok_or(TransportError::ResponseTooLarge)?;
         self.page.load(rsp);
-        let size = u32::from_be_bytes([rsp[2], rsp[3], rsp[4], rsp[5]]) as u64;
+        let size = crate::tpm::wire::header(rsp).map_or(0, |h| u64::from(h.size));
         if size != r4 {
             return Err(TransportError::Framing);
         }

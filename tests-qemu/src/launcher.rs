@@ -771,20 +771,15 @@ pub fn run(cfg: &RunConfig) -> Result<RunReport, LaunchError> {
 /// puts the TPM in lockout (TPM_RC_LOCKOUT, measured here). `Err` carries the text of a
 /// carrier failure or of a TPM error code.
 pub fn orderly_shutdown(swtpm: &Swtpm) -> Result<(), String> {
-    use pefbox::tpm::Transport;
-    // tag NO_SESSIONS, size 12, TPM_CC_Shutdown (0x145), TPM_SU_CLEAR.
-    const SHUTDOWN_CLEAR: [u8; 12] = [0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x45, 0, 0];
+    use pefbox::tpm::{consts::su, wire, Transport};
     let mut conn = swtpm.connect().map_err(|e| format!("connect: {e}"))?;
     let mut rsp = [0u8; 64];
     let n = conn
-        .transact(&SHUTDOWN_CLEAR, &mut rsp)
+        .transact(&wire::shutdown(su::CLEAR), &mut rsp)
         .map_err(|e| format!("{e:?}"))?;
-    match rsp.get(6..10) {
-        Some(&[0, 0, 0, 0]) if n == 10 => Ok(()),
-        Some(c) => Err(format!(
-            "TPM answered 0x{:x}",
-            u32::from_be_bytes([c[0], c[1], c[2], c[3]])
-        )),
+    match wire::code(&rsp) {
+        Some(wire::RC_SUCCESS) if n == 10 => Ok(()),
+        Some(c) => Err(format!("TPM answered 0x{c:x}")),
         None => Err("short response".into()),
     }
 }
@@ -1230,43 +1225,6 @@ pub fn summary_table(reports: &[RunReport]) -> String {
     out
 }
 
-/// The TPM 2.0 name of a command code (those the project uses), or `""`.
-pub fn command_name(code: u32) -> &'static str {
-    use pefbox::tpm::consts::cc;
-    match code {
-        cc::EVICT_CONTROL => "EvictControl",
-        cc::CREATE_PRIMARY => "CreatePrimary",
-        cc::STARTUP => "Startup",
-        cc::OBJECT_CHANGE_AUTH => "ObjectChangeAuth",
-        cc::CREATE => "Create",
-        cc::LOAD => "Load",
-        cc::RSA_DECRYPT => "RSA_Decrypt",
-        cc::FLUSH_CONTEXT => "FlushContext",
-        cc::POLICY_AUTH_VALUE => "PolicyAuthValue",
-        cc::POLICY_COMMAND_CODE => "PolicyCommandCode",
-        cc::POLICY_OR => "PolicyOR",
-        cc::READ_PUBLIC => "ReadPublic",
-        cc::START_AUTH_SESSION => "StartAuthSession",
-        cc::GET_CAPABILITY => "GetCapability",
-        cc::GET_RANDOM => "GetRandom",
-        cc::PCR_READ => "PCR_Read",
-        cc::POLICY_PCR => "PolicyPCR",
-        cc::POLICY_RESTART => "PolicyRestart",
-        cc::PCR_EXTEND => "PCR_Extend",
-        cc::POLICY_GET_DIGEST => "PolicyGetDigest",
-        0x129 => "HierarchyChangeAuth",
-        0x145 => "Shutdown",
-        cc::HIERARCHY_CONTROL => "HierarchyControl",
-        cc::NV_DEFINE_SPACE => "NV_DefineSpace",
-        cc::NV_UNDEFINE_SPACE => "NV_UndefineSpace",
-        cc::NV_CHANGE_AUTH => "NV_ChangeAuth",
-        cc::NV_READ_PUBLIC => "NV_ReadPublic",
-        cc::POLICY_SECRET => "PolicySecret",
-        cc::PCR_ALLOCATE => "PCR_Allocate",
-        _ => "",
-    }
-}
-
 /// Relay timings of one TPM command code over many boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CommandTimes {
@@ -1540,9 +1498,7 @@ mod tests {
 
     /// TPM2_GetRandom(bytes) with no sessions.
     fn get_random(bytes: u16) -> Vec<u8> {
-        let mut c = vec![0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b];
-        c.extend_from_slice(&bytes.to_be_bytes());
-        c
+        pefbox::tpm::wire::get_random(bytes).to_vec()
     }
 
     /// Sends `command` one byte per write, as a UART does, and reads the whole response
@@ -1560,7 +1516,7 @@ mod tests {
         if q.read_exact(&mut head).is_err() {
             return None;
         }
-        let size = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
+        let size = pefbox::tpm::wire::header(&head).unwrap().size as usize;
         let mut rest = vec![0u8; size - 10];
         q.read_exact(&mut rest).unwrap();
         let mut all = head.to_vec();
@@ -1569,7 +1525,7 @@ mod tests {
     }
 
     fn rc(response: &[u8]) -> u32 {
-        u32::from_be_bytes([response[6], response[7], response[8], response[9]])
+        pefbox::tpm::wire::code(response).unwrap()
     }
 
     #[test]

@@ -839,7 +839,7 @@ fn bench_table(img: &std::path::Path, reports: &[RunReport]) -> String {
         for (code, t) in per {
             out.push_str(&format!(
                 "0x{code:08x}   {:<18} {:>6} {:>10} {:>10} {:>10}\n",
-                launcher::command_name(code),
+                pefbox::tpm::wire::CommandCode(code).name().unwrap_or(""),
                 t.count,
                 t.median_swtpm.as_micros(),
                 t.max_swtpm.as_micros(),

@@ -135,10 +135,7 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
     shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn be32(bytes: &[u8], at: usize) -> Option<u32> {
-    let b = bytes.get(at..at.checked_add(4)?)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-}
+use pefbox::tpm::wire::u32_at as be32;
 
 /// What the front of a byte stream holds, framed by the TPM header.
 #[derive(Debug, PartialEq, Eq)]

@@ -642,7 +642,7 @@ impl SwtpmConn {
         self.stream
             .read_exact(&mut header)
             .map_err(io_to_transport)?;
-        let size = u32::from_be_bytes([header[2], header[3], header[4], header[5]]) as usize;
+        let size = pefbox::tpm::wire::header(&header).map_or(0, |h| h.size as usize);
         if size < header.len() {
             return Err(TransportError::Framing);
         }

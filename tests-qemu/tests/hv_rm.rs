@@ -24,6 +24,7 @@ use pefbox::hv::{wire, CallerId, Direction, GuestRange, Hypervisor, Meddle, Medd
 use pefbox::papr::{
     to_regs, H_P2, H_SUCCESS, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
 };
+use pefbox::tpm::attrs::CommandAttributes;
 use pefbox::tpm::Transport;
 use tests_qemu::swtpm::Swtpm;
 
@@ -432,7 +433,9 @@ fn allowlist_layouts_match_the_tpms_own_command_attributes() {
             ));
             continue;
         };
-        let (handles, rhandle) = ((a >> 25) & 7, (a >> 28) & 1);
+        let a = CommandAttributes::from_bits_retain(a);
+        let handles = a.c_handles();
+        let rhandle = u32::from(a.contains(CommandAttributes::R_HANDLE));
         if handles != u32::from(info.handles) || rhandle != u32::from(info.rsp_handles > 0) {
             wrong.push(format!(
                 "{} {:#x}: allowlist {} handles, {} in the response; swtpm {handles}, {rhandle}",

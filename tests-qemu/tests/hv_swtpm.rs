@@ -13,6 +13,7 @@ use pefbox::hv::{wire, CallerId, GuestRange, Hypervisor, Meddle, Meddler, Region
 use pefbox::papr::{
     to_regs, HcallReturn, H_SUCCESS, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
 };
+use pefbox::tpm::wire::cc;
 use tests_qemu::swtpm::Swtpm;
 
 const EXEC: u64 = TPM_COMM_OP_EXECUTE;
@@ -59,7 +60,7 @@ fn create_primary() -> Vec<u8> {
     b.extend_from_slice(&p);
     b.extend_from_slice(&[0, 0]); // outsideInfo
     b.extend_from_slice(&[0, 0, 0, 0]); // creationPCR: none
-    let mut c = command(wire::TPM_CC_CREATE_PRIMARY, &b);
+    let mut c = command(cc::CREATE_PRIMARY, &b);
     c[..2].copy_from_slice(&0x8002u16.to_be_bytes());
     c
 }
@@ -75,7 +76,7 @@ fn start_auth_session() -> Vec<u8> {
     b.push(0x00); // TPM_SE_HMAC
     b.extend_from_slice(&[0x00, 0x10]); // symmetric NULL
     b.extend_from_slice(&[0x00, 0x0B]); // SHA-256
-    command(wire::TPM_CC_START_AUTH_SESSION, &b)
+    command(cc::START_AUTH_SESSION, &b)
 }
 
 /// The handles of type `ht` (0x80 transient, 0x02 loaded session) the TPM holds, asked over
@@ -88,7 +89,7 @@ fn handles(hv: &Hv, mem: &Memory, who: CallerId, ht: u32) -> Vec<u32> {
     b.extend_from_slice(&64u32.to_be_bytes());
     let c = command(0x17A, &b);
     let list = |rsp: &[u8]| -> Vec<u32> {
-        assert_eq!(wire::u32_at(rsp, 6), Some(0), "GetCapability failed");
+        assert_eq!(wire::code(rsp), Some(0), "GetCapability failed");
         // moreData(1) capability(4) count(4) handles...
         let n = wire::u32_at(rsp, 15).unwrap() as usize;
         (0..n)
@@ -135,15 +136,10 @@ fn close_leaves_no_transient_objects_or_sessions_in_a_real_tpm() {
         assert_eq!(r.status, H_SUCCESS);
         let mut rsp = vec![0u8; r.out[0] as usize];
         assert!(mem.peek(OUT, &mut rsp));
-        assert_eq!(
-            wire::u32_at(&rsp, 6),
-            Some(0),
-            "TPM refused {:02x?}",
-            &c[6..10]
-        );
+        assert_eq!(wire::code(&rsp), Some(0), "TPM refused {:02x?}", &c[6..10]);
         made.push(wire::u32_at(&rsp, 10).unwrap());
     }
-    let c = command(wire::TPM_CC_FLUSH_CONTEXT, &made[0].to_be_bytes());
+    let c = command(cc::FLUSH_CONTEXT, &made[0].to_be_bytes());
     assert!(mem.poke(IN, &c));
     assert_eq!(call(&hv, A, EXEC, IN, 14, OUT, 4096).status, H_SUCCESS);
     assert_eq!(hv.tracked_handles(A), 2);

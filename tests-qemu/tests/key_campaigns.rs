@@ -27,6 +27,7 @@ use pefbox::tpm::client::Blob;
 use pefbox::tpm::client::CommandSpec;
 use pefbox::tpm::consts::{cc, rh, sa};
 use pefbox::tpm::entropy::FromRng;
+use pefbox::tpm::wire;
 use pefbox::tpm::TransportError;
 use pefbox::tpm::{Auth, KeyBlob, Object, SaltKey, SessionKind, Tpm, Transport};
 use rand::rngs::OsRng;
@@ -158,16 +159,9 @@ fn boot(
 fn nv_writes(log: &Log) -> usize {
     log.iter()
         .filter(|(c, r)| {
-            let code = u32::from_be_bytes([c[6], c[7], c[8], c[9]]);
-            [
-                cc::EVICT_CONTROL,
-                cc::NV_DEFINE_SPACE,
-                cc::NV_UNDEFINE_SPACE,
-                cc::NV_CHANGE_AUTH,
-                cc::NV_WRITE,
-            ]
-            .contains(&code)
-                && r.get(6..10) == Some(&[0, 0, 0, 0])
+            let code = wire::code(c).unwrap_or(0);
+            pefbox::tpm::transport::NV_WRITING_COMMANDS.contains(&code)
+                && wire::code(r) == Some(wire::RC_SUCCESS)
         })
         .count()
 }
@@ -328,9 +322,9 @@ fn seal(p: &Provisioned) -> ([u8; 256], [u8; 32]) {
 fn recorded_privates(log: &Log) -> Vec<Blob> {
     let mut out = Vec::new();
     for (c, r) in log {
-        let code = u32::from_be_bytes([c[6], c[7], c[8], c[9]]);
+        let code = wire::code(c).unwrap_or(0);
         if (code == cc::CREATE || code == cc::OBJECT_CHANGE_AUTH)
-            && r.get(6..10) == Some(&[0, 0, 0, 0])
+            && wire::code(r) == Some(wire::RC_SUCCESS)
             && r.len() > 16
         {
             let n = u16::from_be_bytes([r[14], r[15]]) as usize;
@@ -817,9 +811,9 @@ fn replay_campaign() {
     let mut rsp = vec![0u8; 4096];
     for (c, _) in &log1 {
         tried += 1;
-        let code = u32::from_be_bytes([c[6], c[7], c[8], c[9]]);
+        let code = wire::code(c).unwrap_or(0);
         let n = raw.transact(c, &mut rsp).unwrap_or(0);
-        let ok = n >= 10 && rsp[6..10] == [0, 0, 0, 0];
+        let ok = n >= 10 && wire::code(&rsp) == Some(wire::RC_SUCCESS);
         if ok
             && [
                 cc::RSA_DECRYPT,

@@ -738,7 +738,7 @@ fn authenticated_bits(command: &[u8], response: &[u8]) -> Option<(usize, std::op
     if response[0..2] != [0x80, 0x02] {
         return None;
     }
-    let code = u32::from_be_bytes(command[6..10].try_into().unwrap());
+    let code = pefbox::tpm::wire::code(command).unwrap();
     let handles = match code {
         cc::CREATE_PRIMARY | cc::LOAD | cc::START_AUTH_SESSION => 1,
         _ => 0,
@@ -790,7 +790,7 @@ fn tamper_every_bit_of_every_authenticated_response_is_rejected() {
         let Some((handle_bytes, bits)) = authenticated_bits(c, r) else {
             continue;
         };
-        covered.push(u32::from_be_bytes(c[6..10].try_into().unwrap()));
+        covered.push(pefbox::tpm::wire::code(c).unwrap());
         for bit in bits {
             // Response handle bits (bytes 10..10+4*handles) are not covered by rpHash.
             if bit / 8 >= 10 && bit / 8 < 10 + handle_bytes {

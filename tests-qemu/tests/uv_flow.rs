@@ -55,10 +55,7 @@ struct Recorder<T> {
 }
 
 fn command_code(command: &[u8]) -> u32 {
-    command
-        .get(6..10)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        .unwrap_or(0)
+    pefbox::tpm::wire::code(command).unwrap_or(0)
 }
 
 impl<T: Transport> Transport for Recorder<T> {
