@@ -88,7 +88,7 @@ mod image {
             let uart = unsafe { Uart16550::new(u.mmio) };
             UartTpmLink::new(uart, tb_hz)
         });
-        let mut flow = Flow::default();
+        let mut flow = BootFlow::default();
         let t0 = arch::timebase();
         let (link, handoff) = provision(link, &mut flow);
         flow.provision_ms = ms(arch::timebase() - t0, tb_hz);
@@ -170,7 +170,7 @@ mod image {
     /// What the firmware and ultravisor steps measured, and how many of their checks
     /// (provisioning, the ultravisor session) passed and failed.
     #[derive(Default)]
-    struct Flow {
+    struct BootFlow {
         /// Checks that passed; counted only in the image to flash (see [`check_passed`]).
         passed: u32,
         failures: u32,
@@ -185,7 +185,7 @@ mod image {
     /// count line counts these: `PASS provisioning`, `PASS uv-session`, then `2 passed, 0
     /// failed`. The self-test image's count line counts its self-tests as passed, as it always
     /// has. A failed check prints `FAIL <name>: <reason>` and is counted in both images.
-    fn check_passed(flow: &mut Flow, name: &str) {
+    fn check_passed(flow: &mut BootFlow, name: &str) {
         if !cfg!(feature = "selftest") {
             flow.passed += 1;
             println!("PASS {name}");
@@ -200,7 +200,7 @@ mod image {
     /// before the hypervisor exists), then hand the link on.
     fn provision(
         link: Option<UartTpmLink>,
-        flow: &mut Flow,
+        flow: &mut BootFlow,
     ) -> (Option<UartTpmLink>, Option<fw::provision::Provisioned>) {
         let Some(link) = link else {
             println!("fw: no TPM link: nothing provisioned");
@@ -268,7 +268,7 @@ mod image {
         handoff: Option<fw::provision::Provisioned>,
         ram_top: u64,
         tb_hz: u64,
-        flow: &mut Flow,
+        flow: &mut BootFlow,
     ) {
         let input = uv::image::svm_input(info, ram_top);
         let fingerprint = handoff

@@ -88,14 +88,14 @@ impl crate::uv::hcall::SharedPage for WindowPage {
     }
 }
 
-/// Issues hypercalls with the real `sc 1` instruction, as partition `lpid` (0 = the host;
+/// The real hypercall: issues the `sc 1` instruction as partition `lpid` (0 = the host;
 /// see `arch::hcall_as`).
-pub struct Sc1 {
+pub struct RealHypercall {
     /// The partition the calls come from.
     pub lpid: u32,
 }
 
-impl crate::uv::hcall::Hypercall for Sc1 {
+impl crate::uv::hcall::Hypercall for RealHypercall {
     fn hcall(&mut self, nr: u64, args: [u64; 9]) -> crate::papr::HcallResult {
         let (r3, out) = crate::arch::hcall_as(self.lpid, nr, args);
         crate::papr::from_regs(r3, out)

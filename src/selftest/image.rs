@@ -7,7 +7,7 @@ use crate::papr::{
     H_FUNCTION, H_P2, H_P3, H_P4, H_P5, H_PARAMETER, H_RESOURCE, H_SUCCESS, H_TPM_COMM,
     TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
 };
-use crate::platform::layout::{guest_window, pages, Sc1, WindowPage};
+use crate::platform::layout::{guest_window, pages, RealHypercall, WindowPage};
 use crate::tpm::consts::{rh, sa};
 use crate::tpm::{Auth, Object, SaltKey, SessionKind, Template, Tpm};
 use crate::uv::hcall::HcallTransport;
@@ -416,8 +416,11 @@ fn tpm_close() -> TestResult {
 }
 
 /// A TPM client over H_TPM_COMM, using the self-test page (not the ultravisor's).
-fn client() -> Result<Tpm<HcallTransport<Sc1, WindowPage>>, String> {
-    let mut tpm = Tpm::new(HcallTransport::new(Sc1 { lpid: 0 }, page(pages::TEST_IN)));
+fn client() -> Result<Tpm<HcallTransport<RealHypercall, WindowPage>>, String> {
+    let mut tpm = Tpm::new(HcallTransport::new(
+        RealHypercall { lpid: 0 },
+        page(pages::TEST_IN),
+    ));
     tpm.seed_entropy(&mut arch::Darn)
         .map_err(|e| format!("seeding entropy: {e:?}"))?;
     Ok(tpm)
@@ -425,7 +428,7 @@ fn client() -> Result<Tpm<HcallTransport<Sc1, WindowPage>>, String> {
 
 /// Transient objects and loaded sessions the TPM holds now.
 fn tpm_handles(
-    tpm: &mut Tpm<HcallTransport<Sc1, WindowPage>>,
+    tpm: &mut Tpm<HcallTransport<RealHypercall, WindowPage>>,
 ) -> Result<(heapless::Vec<u32, 32>, heapless::Vec<u32, 32>), String> {
     let mut list = |first| -> Result<heapless::Vec<u32, 32>, String> {
         let mut h = [0u32; 32];

@@ -13,7 +13,7 @@ use super::unwrap::{UnwrapError, UvSession};
 use crate::bootargs::bootarg;
 use crate::fw::UvSecrets;
 use crate::platform::bootinfo::BootInfo;
-use crate::platform::layout::{self, pages, Sc1, WindowPage};
+use crate::platform::layout::{self, pages, RealHypercall, WindowPage};
 use crate::tpm::Tpm;
 use alloc::format;
 use alloc::string::String;
@@ -23,7 +23,7 @@ use alloc::string::String;
 pub const SVM_LPID: u32 = 1;
 
 /// The ultravisor's TPM client: commands travel through H_TPM_COMM.
-pub type UvTpm = Tpm<HcallTransport<Sc1, WindowPage>>;
+pub type UvTpm = Tpm<HcallTransport<RealHypercall, WindowPage>>;
 
 /// The running ultravisor.
 pub struct Uv {
@@ -45,7 +45,7 @@ pub static UV: spin::Mutex<Option<Uv>> = spin::Mutex::new(None);
 /// entropy.
 pub fn client() -> Result<UvTpm, String> {
     let page = WindowPage::new(pages::UV_SHARED).ok_or("caller window too small")?;
-    let mut tpm = Tpm::new(HcallTransport::new(Sc1 { lpid: SVM_LPID }, page));
+    let mut tpm = Tpm::new(HcallTransport::new(RealHypercall { lpid: SVM_LPID }, page));
     tpm.set_delay(crate::arch::delay_ms);
     tpm.seed_entropy(&mut crate::arch::Darn)
         .map_err(|e| format!("seeding entropy: {e}"))?;
