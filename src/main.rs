@@ -15,7 +15,7 @@ fn main() {
 extern crate alloc;
 
 #[cfg(target_arch = "powerpc64")]
-mod image {
+mod target {
     use core::sync::atomic::{AtomicBool, Ordering};
     use pefbox::bootargs;
     use pefbox::dtb::Dtb;
@@ -25,7 +25,7 @@ mod image {
     use pefbox::platform::{tpm_uart::UartTpmLink, uart::Uart16550};
     use pefbox::report::Tally;
     #[cfg(feature = "selftest")]
-    use pefbox::selftest::{self, image::H_PEFBOX_ECHO};
+    use pefbox::selftest::{self, target::H_PEFBOX_ECHO};
     use pefbox::tpm::Tpm;
     use pefbox::{arch, fw, hv, print, println, uv};
 
@@ -270,7 +270,7 @@ mod image {
         tb_hz: u64,
         flow: &mut BootFlow,
     ) {
-        let input = uv::image::svm_input(info, ram_top);
+        let input = uv::target::svm_input(info, ram_top);
         let fingerprint = handoff
             .as_ref()
             .and_then(fw::provision::Provisioned::wrapping_fingerprint);
@@ -282,7 +282,7 @@ mod image {
                 let t0 = arch::timebase();
                 let modulus: heapless::Vec<u8, 512> =
                     heapless::Vec::from_slice(p.wrapping_modulus()).unwrap_or_default();
-                let r = uv::image::start(p.secrets, &modulus);
+                let r = uv::target::start(p.secrets, &modulus);
                 flow.session_ms = ms(arch::timebase() - t0, tb_hz);
                 r
             }
@@ -303,18 +303,18 @@ mod image {
             }
         }
         let verdict = match input {
-            Ok(uv::image::SvmInput::None) => {
+            Ok(uv::target::SvmInput::None) => {
                 println!("svm: none");
                 return;
             }
             Err(r) => Err(r),
-            Ok(uv::image::SvmInput::Some { .. }) if started.is_err() => {
+            Ok(uv::target::SvmInput::Some { .. }) if started.is_err() => {
                 Err(uv::svm::Rejection::Unwrap("no ultravisor session".into()))
             }
-            Ok(uv::image::SvmInput::Some { .. }) if fingerprint.is_none() => Err(
+            Ok(uv::target::SvmInput::Some { .. }) if fingerprint.is_none() => Err(
                 uv::svm::Rejection::Unwrap("the wrapping key's public area is unusable".into()),
             ),
-            Ok(uv::image::SvmInput::Some {
+            Ok(uv::target::SvmInput::Some {
                 blob,
                 initrd,
                 payload,
@@ -322,7 +322,7 @@ mod image {
                 let t0 = arch::timebase();
                 let fp = fingerprint.unwrap_or_default();
                 uv::svm::open(blob, initrd, &payload, &fp, |ek| {
-                    let r = uv::image::unwrap(ek);
+                    let r = uv::target::unwrap(ek);
                     flow.unwrap_ms = ms(arch::timebase() - t0, tb_hz);
                     r
                 })
@@ -338,7 +338,7 @@ mod image {
     fn run_selftests_after_probes(bootargs: &str, selection: Option<&str>) -> Tally {
         let mut probe_failures = 0;
         if let Some(v) = pefbox::bootargs::bootarg(bootargs, "hcall-probe") {
-            if let Err(e) = selftest::image::run_probes(v) {
+            if let Err(e) = selftest::target::run_probes(v) {
                 println!("FAIL hcall-probe: {e}");
                 probe_failures = 1;
             }
@@ -350,7 +350,7 @@ mod image {
 
     #[cfg(feature = "selftest")]
     fn run_selftests(selection: Option<&str>) -> Tally {
-        let tests = selftest::image::TESTS;
+        let tests = selftest::target::TESTS;
         for name in selftest::unknown_names(selection, tests) {
             println!("selftest: no test named {name:?}");
         }

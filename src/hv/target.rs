@@ -67,7 +67,7 @@ pub fn configure(link: Option<UartTpmLink>, ram_top: u64) -> Result<(), super::R
     ];
     let table = RegionTable::new(&caller, &reserved)?;
     HV.configure(table, link);
-    HV.reserve_for(CallerId::of(crate::uv::image::SVM_LPID, 0));
+    HV.reserve_for(CallerId::of(crate::uv::target::SVM_LPID, 0));
     Ok(())
 }
 

@@ -11,7 +11,7 @@
 pub use crate::report::Tally;
 
 #[cfg(target_arch = "powerpc64")]
-pub mod image;
+pub mod target;
 
 /// What a failing test reports: one line of text.
 pub type TestResult = Result<(), alloc::string::String>;

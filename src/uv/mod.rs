@@ -7,8 +7,8 @@
 pub mod cpio;
 pub mod esm;
 pub mod hcall;
-#[cfg(target_arch = "powerpc64")]
-pub mod image;
 pub mod pem;
 pub mod svm;
+#[cfg(target_arch = "powerpc64")]
+pub mod target;
 pub mod unwrap;

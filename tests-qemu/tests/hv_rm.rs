@@ -28,7 +28,7 @@ use pefbox::tpm::attrs::CommandAttributes;
 use pefbox::tpm::Transport;
 use tests_qemu::swtpm::Swtpm;
 
-/// The ultravisor's partition (as in the image: `uv::image::SVM_LPID`).
+/// The ultravisor's partition (as in the image: `uv::target::SVM_LPID`).
 const UV: CallerId = CallerId::of(1, 0);
 /// Guests: partitions 2, 3, 4 (thread 0).
 const G: CallerId = CallerId::of(2, 0);
