@@ -26,12 +26,12 @@
 
 extern crate alloc;
 
-pub mod base64;
+pub use base64;
 pub mod bootargs;
 pub mod dtb;
 pub mod fw;
 pub mod hv;
-pub mod papr;
+pub use papr;
 pub mod report;
 #[cfg(any(test, feature = "selftest"))]
 pub mod selftest;

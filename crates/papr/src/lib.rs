@@ -6,6 +6,7 @@
 //! into the other. [`HcallResult`] is the typed return both sides exchange: the
 //! hypervisor produces one, the `sc 1` entry turns it into registers ([`to_regs`]), and the
 //! caller turns the registers back into one ([`from_regs`]).
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
