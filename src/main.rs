@@ -23,7 +23,7 @@ mod target {
     use pefbox::platform::bootinfo::BootInfo;
     use pefbox::platform::{console, opal};
     use pefbox::platform::{tpm_uart::UartTpmLink, uart::Uart16550};
-    use pefbox::report::Tally;
+    use pefbox::report::{self, Tally};
     #[cfg(feature = "selftest")]
     use pefbox::selftest::{self, target::H_PEFBOX_ECHO};
     use pefbox::tpm::Tpm;
@@ -188,7 +188,7 @@ mod target {
     fn check_passed(flow: &mut BootFlow, name: &str) {
         if !cfg!(feature = "selftest") {
             flow.passed += 1;
-            println!("PASS {name}");
+            println!("{}", report::Pass(name));
         }
     }
 
@@ -245,7 +245,7 @@ mod target {
                 (Some(link), Some(p))
             }
             Err(e) => {
-                println!("FAIL provisioning: {e}");
+                println!("{}", report::Fail("provisioning", e));
                 flow.failures += 1;
                 (Some(link), None)
             }
@@ -298,13 +298,13 @@ mod target {
                 check_passed(flow, "uv-session");
             }
             Err(e) => {
-                println!("FAIL uv-session: {e}");
+                println!("{}", report::Fail("uv-session", e));
                 flow.failures += 1;
             }
         }
         let verdict = match input {
             Ok(uv::target::SvmInput::None) => {
-                println!("svm: none");
+                println!("{}{}", report::SVM, report::SVM_NONE);
                 return;
             }
             Err(r) => Err(r),
@@ -329,8 +329,8 @@ mod target {
             }
         };
         match verdict {
-            Ok(()) => println!("svm: accepted"),
-            Err(r) => println!("svm: rejected: {r}"),
+            Ok(()) => println!("{}{}", report::SVM, report::SVM_ACCEPTED),
+            Err(r) => println!("{}{}: {r}", report::SVM, report::SVM_REJECTED),
         }
     }
 
@@ -339,7 +339,7 @@ mod target {
         let mut probe_failures = 0;
         if let Some(v) = pefbox::bootargs::bootarg(bootargs, "hcall-probe") {
             if let Err(e) = selftest::target::run_probes(v) {
-                println!("FAIL hcall-probe: {e}");
+                println!("{}", report::Fail("hcall-probe", e));
                 probe_failures = 1;
             }
         }
@@ -364,11 +364,11 @@ mod target {
             match (t.run)() {
                 Ok(()) => {
                     tally.passed += 1;
-                    println!("PASS {}", t.name);
+                    println!("{}", report::Pass(t.name));
                 }
                 Err(why) => {
                     tally.failed += 1;
-                    println!("FAIL {}: {why}", t.name);
+                    println!("{}", report::Fail(t.name, why));
                 }
             }
         }
@@ -377,7 +377,7 @@ mod target {
 
     fn power_off(verdict: &str) -> ! {
         shutdown_tpm();
-        println!("pefbox: power-off ({verdict})");
+        println!("{}", report::PowerOff(verdict));
         opal::power_off()
     }
 
@@ -477,7 +477,7 @@ mod target {
         if vector == 0xE00 {
             console::print_unlocked(format_args!("  HDAR {hdar:#018x}\n"));
         }
-        console::print_unlocked(format_args!("pefbox: power-off (fatal)\n"));
+        console::print_unlocked(format_args!("{}\n", report::PowerOff("fatal")));
         opal::power_off()
     }
 
@@ -495,7 +495,7 @@ mod target {
             )),
             None => console::print_unlocked(format_args!("\npanicked: {}\n", info.message())),
         }
-        console::print_unlocked(format_args!("pefbox: power-off (panic)\n"));
+        console::print_unlocked(format_args!("{}\n", report::PowerOff("panic")));
         opal::power_off()
     }
 

@@ -1,5 +1,12 @@
-//! The line every image ends its console with before powering off, read by the launcher's
-//! verdict (`tests-qemu/src/verdict.rs`): exactly `N passed, M failed`.
+//! The console protocol, declared once: what the image prints and the launcher's verdict
+//! (`tests-qemu/src/verdict.rs`) reads. Each line starts at column 0:
+//! - `PASS <name>` ([`Pass`]) and `FAIL <name>: <reason>` ([`Fail`]) for each check;
+//! - `svm: accepted`, `svm: none` or `svm: rejected: <why>` ([`SVM`]);
+//! - the count line, exactly `N passed, M failed` ([`Tally`], read back by
+//!   [`parse_count_line`]);
+//! - `pefbox: power-off (<verdict>)` ([`PowerOff`]) last.
+//!
+//! The count line is the one every image ends its console with before powering off.
 //!
 //! What it counts: in the self-test image, N is the self-tests that passed and M every
 //! failure (self-tests, `hcall-probe`, and the flow's own checks: provisioning and the
@@ -7,6 +14,65 @@
 //! self-tests, so its count line counts the flow's checks that ran, each printed as
 //! `PASS <name>` or `FAIL <name>: <reason>` (`2 passed, 0 failed` on a good boot).
 #![forbid(unsafe_code)]
+
+/// Prefix of a passed check's line.
+pub const PASS: &str = "PASS ";
+/// Prefix of a failed check's line.
+pub const FAIL: &str = "FAIL ";
+/// Prefix of the SVM verdict line; what follows is [`SVM_ACCEPTED`], [`SVM_NONE`] or
+/// [`SVM_REJECTED`] then `: <why>`.
+pub const SVM: &str = "svm: ";
+/// The SVM's ESM blob opened and its kernel and bootargs matched.
+pub const SVM_ACCEPTED: &str = "accepted";
+/// No SVM was given.
+pub const SVM_NONE: &str = "none";
+/// The SVM was refused.
+pub const SVM_REJECTED: &str = "rejected";
+/// Prefix of the last line; the verdict and `)` follow.
+pub const POWER_OFF: &str = "pefbox: power-off (";
+
+/// `PASS <name>`.
+pub struct Pass<'a>(pub &'a str);
+
+impl core::fmt::Display for Pass<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{PASS}{}", self.0)
+    }
+}
+
+/// `FAIL <name>: <reason>`.
+pub struct Fail<'a, R>(pub &'a str, pub R);
+
+impl<R: core::fmt::Display> core::fmt::Display for Fail<'_, R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{FAIL}{}: {}", self.0, self.1)
+    }
+}
+
+/// `pefbox: power-off (<verdict>)`.
+pub struct PowerOff<'a>(pub &'a str);
+
+impl core::fmt::Display for PowerOff<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{POWER_OFF}{})", self.0)
+    }
+}
+
+/// Reads a count line `<N> passed, <M> failed` back (surrounding whitespace allowed).
+pub fn parse_count_line(line: &str) -> Option<(u32, u32)> {
+    let rest = line.trim();
+    let (n, rest) = rest.split_once(' ')?;
+    let rest = rest.strip_prefix("passed, ")?;
+    let (m, rest) = rest.split_once(' ')?;
+    if rest != "failed" {
+        return None;
+    }
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(n) || !digits(m) {
+        return None;
+    }
+    Some((n.parse().ok()?, m.parse().ok()?))
+}
 
 /// Pass/fail counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +105,23 @@ mod tests {
                 }
             ),
             "3 passed, 0 failed"
+        );
+    }
+
+    #[test]
+    fn every_line_reads_back() {
+        let t = Tally {
+            passed: 12,
+            failed: 1,
+        };
+        assert_eq!(parse_count_line(&std::format!("{t}\r")), Some((12, 1)));
+        assert_eq!(parse_count_line("12 passed, 1 failed, really"), None);
+        assert_eq!(parse_count_line("x passed, 1 failed"), None);
+        assert_eq!(std::format!("{}", Pass("tpm")), "PASS tpm");
+        assert_eq!(std::format!("{}", Fail("uv", "gone")), "FAIL uv: gone");
+        assert_eq!(
+            std::format!("{}", PowerOff("pass")),
+            "pefbox: power-off (pass)"
         );
     }
 }

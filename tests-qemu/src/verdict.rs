@@ -15,6 +15,7 @@
 //! (`dt-dump: ...`, base64 has no spaces) carry no marker [`judge`] looks at.
 #![forbid(unsafe_code)]
 
+use pefbox::report;
 use std::fmt;
 
 /// How the QEMU process ended, as the launcher observed it.
@@ -258,21 +259,7 @@ pub fn is_firmware_crash(line: &str) -> bool {
     FIRMWARE_CRASH.iter().any(|m| line.contains(m))
 }
 
-/// Parses a count line `<N> passed, <M> failed` (surrounding whitespace allowed).
-pub fn parse_count_line(line: &str) -> Option<(u32, u32)> {
-    let rest = line.trim();
-    let (n, rest) = rest.split_once(' ')?;
-    let rest = rest.strip_prefix("passed, ")?;
-    let (m, rest) = rest.split_once(' ')?;
-    if rest != "failed" {
-        return None;
-    }
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !digits(n) || !digits(m) {
-        return None;
-    }
-    Some((n.parse().ok()?, m.parse().ok()?))
-}
+pub use pefbox::report::parse_count_line;
 
 /// Reads the console protocol out of the text, without judging it.
 pub fn summarize(console: &str) -> ConsoleSummary {
@@ -286,29 +273,29 @@ pub fn summarize(console: &str) -> ConsoleSummary {
             s.counts = Some(c);
             s.count_lines += 1;
         }
-        if let Some(name) = line.strip_prefix("PASS ") {
+        if let Some(name) = line.strip_prefix(report::PASS) {
             s.passed_names.push(name.trim().to_string());
         }
-        if let Some(fail) = line.strip_prefix("FAIL ") {
+        if let Some(fail) = line.strip_prefix(report::FAIL) {
             s.failures.push(fail.to_string());
         }
-        if let Some(v) = line.strip_prefix("svm: ") {
+        if let Some(v) = line.strip_prefix(report::SVM) {
             let v = v.trim();
-            if v == "accepted" {
+            if v == report::SVM_ACCEPTED {
                 s.svm.push(SvmResult::Accepted);
-            } else if v == "none" {
+            } else if v == report::SVM_NONE {
                 s.svm.push(SvmResult::None);
-            } else if let Some(r) = v.strip_prefix("rejected") {
+            } else if let Some(r) = v.strip_prefix(report::SVM_REJECTED) {
                 let r = r.strip_prefix(':').unwrap_or(r).trim();
                 s.svm.push(SvmResult::Rejected(r.to_string()));
             }
         }
-        if let Some(rest) = line.strip_prefix("pefbox: power-off (") {
+        if let Some(rest) = line.strip_prefix(report::POWER_OFF) {
             s.power_off = Some(rest.strip_suffix(')').unwrap_or(rest).to_string());
         }
         if FORBIDDEN_ANYWHERE.iter().any(|m| line.contains(m))
             || is_firmware_crash(line)
-            || line.starts_with("FAIL ")
+            || line.starts_with(report::FAIL)
         {
             s.forbidden.push(line.to_string());
         }

@@ -69,7 +69,13 @@ const HOST_ONLY_SYMBOLS: &[&str] = &["FakeGuestMemory"];
 
 /// What both images must have: the product (hcall entry and dispatcher, the verdict lines).
 const PRODUCT_SYMBOLS: &[&str] = &["pefbox_hcall_entry", "pefbox_hcall_dispatch", "rust_entry"];
-const PRODUCT_STRINGS: &[&str] = &["svm: accepted", "svm: rejected: ", "pefbox: power-off ("];
+/// (The console protocol's pieces, as `pefbox::report` declares them once.)
+const PRODUCT_STRINGS: &[&str] = &[
+    pefbox::report::SVM,
+    pefbox::report::SVM_ACCEPTED,
+    pefbox::report::SVM_REJECTED,
+    pefbox::report::POWER_OFF,
+];
 
 #[test]
 fn the_flash_image_has_no_test_hooks_and_the_selftest_image_has_them_all() {
