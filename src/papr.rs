@@ -7,7 +7,6 @@
 //! hypervisor produces one, the `sc 1` entry turns it into registers ([`to_regs`]), and the
 //! caller turns the registers back into one ([`from_regs`]).
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 /// H_TPM_COMM: send a request to a TPM and receive a response (spec: "H_TPM_COMM (0xef10)").
 pub const H_TPM_COMM: u64 = 0xEF10;
