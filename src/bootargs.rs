@@ -2,7 +2,6 @@
 //! line skiboot passes, and the number syntax bootargs use (decimal or `0x` hex). Used by the
 //! ultravisor (`svm-kernel=`, `svm-bootargs=`), `dump-dt`, and the self-test options.
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 /// The value of option `key` in a bootargs string of whitespace-separated
 /// `key=value` tokens; the last occurrence wins (as on Linux). A bare `key`

@@ -17,6 +17,10 @@
 //! for mem in dtb.nodes_named("memory") { for (base, size) in mem.reg()? { .. } }
 //! ```
 #![forbid(unsafe_code)]
+// Parses skiboot's tree and hostile ESM blobs: no panics, no silent wrap or truncation.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::panic, clippy::arithmetic_side_effects)]
+#![deny(clippy::cast_possible_truncation)]
 
 use core::fmt;
 
@@ -84,8 +88,8 @@ impl fmt::Display for DtbError {
 /// Reads a big-endian u32 at `off`, or `None` when it does not fit.
 fn be32(bytes: &[u8], off: usize) -> Option<u32> {
     let end = off.checked_add(4)?;
-    let b = bytes.get(off..end)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    let b: [u8; 4] = bytes.get(off..end)?.try_into().ok()?;
+    Some(u32::from_be_bytes(b))
 }
 
 /// Reads a big-endian u64 at `off`, or `None` when it does not fit.
@@ -248,7 +252,11 @@ impl<'a> Dtb<'a> {
     pub fn new(bytes: &'a [u8]) -> Result<Dtb<'a>, DtbError> {
         let total = Self::total_size(bytes)?;
         let bytes = bytes.get(..total).ok_or(DtbError::Truncated)?;
-        let field = |i: usize| be32(bytes, i * 4).ok_or(DtbError::Truncated);
+        let field = |i: usize| {
+            i.checked_mul(4)
+                .and_then(|off| be32(bytes, off))
+                .ok_or(DtbError::Truncated)
+        };
         let off_struct = field(2)? as usize;
         let off_strings = field(3)? as usize;
         let off_rsvmap = field(4)? as usize;
@@ -663,13 +671,10 @@ impl<'a> Iterator for Properties<'a> {
                     Some(d) => self.depth = d,
                     None => self.done = true,
                 },
-                Token::End => {
-                    if self.depth == 0 {
-                        self.done = true;
-                    } else {
-                        self.depth -= 1;
-                    }
-                }
+                Token::End => match self.depth.checked_sub(1) {
+                    Some(d) => self.depth = d,
+                    None => self.done = true,
+                },
                 Token::Finish => self.done = true,
                 Token::Nop => {}
                 Token::Prop { name_off, value } => {
@@ -758,15 +763,17 @@ impl<'a> Iterator for Walk<'a> {
                         Some(i) => self.stack.get(i).and_then(|&off| self.blocks.node_at(off)),
                         None => None,
                     };
-                    let (Some(node), Some(slot)) =
-                        (self.blocks.node_at(here), self.stack.get_mut(self.depth))
-                    else {
+                    let (Some(node), Some(slot), Some(deeper)) = (
+                        self.blocks.node_at(here),
+                        self.stack.get_mut(self.depth),
+                        self.depth.checked_add(1),
+                    ) else {
                         self.done = true;
                         return None;
                     };
                     *slot = here;
                     let depth = self.depth;
-                    self.depth += 1;
+                    self.depth = deeper;
                     return Some(WalkEntry {
                         node,
                         depth,
@@ -837,10 +844,14 @@ pub struct RegIter<'a> {
 
 impl<'a> RegIter<'a> {
     fn new(data: &'a [u8], address_cells: u32, size_cells: u32) -> Result<Self, DtbError> {
-        if address_cells > 2 || size_cells > 2 || address_cells + size_cells == 0 {
+        if address_cells > 2 || size_cells > 2 {
             return Err(DtbError::BadPropertyValue);
         }
-        let entry = (address_cells + size_cells) as usize * 4;
+        let entry = address_cells
+            .checked_add(size_cells)
+            .filter(|&cells| cells != 0)
+            .and_then(|cells| cells.checked_mul(4))
+            .ok_or(DtbError::BadPropertyValue)? as usize;
         if !data.len().is_multiple_of(entry) {
             return Err(DtbError::BadPropertyValue);
         }
@@ -895,6 +906,7 @@ impl Iterator for Reservations<'_> {
 /// A minimal FDT writer for unit tests of this crate (the host tool's full writer lives in
 /// `tests-qemu/src/fdt_writer.rs`; this crate cannot depend on it).
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, clippy::arithmetic_side_effects)] // test fixtures
 pub(crate) mod test_builder {
     use alloc::vec::Vec;
 
@@ -1019,6 +1031,7 @@ pub(crate) mod test_builder {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, clippy::arithmetic_side_effects)] // test fixtures
 mod tests {
     use super::test_builder::FdtBuilder;
     use super::*;

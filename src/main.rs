@@ -2,8 +2,6 @@
 //! and OPAL's addresses; the vectors call [`pefbox_unexpected_exception`] and
 //! [`pefbox_hcall_dispatch`]. On any other target this is a stub that points at the launcher.
 #![cfg_attr(target_arch = "powerpc64", no_std, no_main)]
-#![deny(unsafe_op_in_unsafe_fn)]
-#![deny(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(not(target_arch = "powerpc64"))]
 fn main() {

@@ -302,10 +302,10 @@ impl<const N: usize> GuestMemory for FakeGuestMemory<N> {
         let n = usize::try_from(src.len()).map_or(dst.len(), |l| l.min(dst.len()));
         let span = self.span(src.start().0, n);
         let mut g = self.inner.lock();
-        g.reads += 1;
+        g.reads = g.reads.saturating_add(1);
         match (span.and_then(|s| g.bytes.get(s)), dst.get_mut(..n)) {
             (Some(s), Some(d)) => d.copy_from_slice(s),
-            _ => g.out_of_bounds += 1,
+            _ => g.out_of_bounds = g.out_of_bounds.saturating_add(1),
         }
     }
 
@@ -313,8 +313,8 @@ impl<const N: usize> GuestMemory for FakeGuestMemory<N> {
         let n = usize::try_from(dst.len()).map_or(src.len(), |l| l.min(src.len()));
         let span = self.span(dst.start().0, n);
         let mut g = self.inner.lock();
-        g.writes += 1;
-        g.bytes_written += n as u64;
+        g.writes = g.writes.saturating_add(1);
+        g.bytes_written = g.bytes_written.saturating_add(n as u64);
         let copied = match (span, src.get(..n)) {
             (Some(sp), Some(s)) => match g.bytes.get_mut(sp) {
                 Some(d) => {
@@ -326,7 +326,7 @@ impl<const N: usize> GuestMemory for FakeGuestMemory<N> {
             _ => false,
         };
         if !copied {
-            g.out_of_bounds += 1;
+            g.out_of_bounds = g.out_of_bounds.saturating_add(1);
         }
     }
 }

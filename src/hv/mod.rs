@@ -127,7 +127,11 @@
 //! Every submodule is `#![forbid(unsafe_code)]` except `target` (powerpc64 only), which
 //! holds the one guest-memory copy and opts in explicitly.
 #![deny(unsafe_code)]
-#![deny(missing_docs)]
+// All of hv parses caller registers, caller memory and TPM responses: no panics, no
+// silent wrap or truncation.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::panic, clippy::arithmetic_side_effects)]
+#![deny(clippy::cast_possible_truncation)]
 
 pub mod guest;
 pub mod observer;
@@ -139,6 +143,7 @@ pub mod target;
 pub mod wire;
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, clippy::arithmetic_side_effects)] // test fixtures
 mod tests;
 
 #[cfg(any(test, feature = "test-util"))]
@@ -362,7 +367,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         let s = self.state.lock();
         s.slots.find(caller).map_or(0, |i| {
             let (objects, sessions) = s.slots.counts(i);
-            objects + sessions
+            objects.saturating_add(sessions)
         })
     }
 
@@ -606,9 +611,11 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                     }
                 }
             };
-            let off = wire::HEADER_LEN + 4 * k;
-            if let Some(dst) = st.cmd.get_mut(off..off + 4) {
-                dst.copy_from_slice(&p.to_be_bytes());
+            if let Some(off) = k
+                .checked_mul(4)
+                .and_then(|o| o.checked_add(wire::HEADER_LEN))
+            {
+                wire::put_u32_at(&mut st.cmd, off, p);
             }
         }
 

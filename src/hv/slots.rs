@@ -238,7 +238,10 @@ impl SessionSlots {
     /// Objects and sessions all slots own.
     pub fn total_counts(&self) -> (usize, usize) {
         self.slots.iter().flatten().fold((0, 0), |(o, s), slot| {
-            (o + slot.space.len(), s + slot.space.session_count())
+            (
+                o.saturating_add(slot.space.len()),
+                s.saturating_add(slot.space.session_count()),
+            )
         })
     }
 
@@ -268,6 +271,7 @@ impl SessionSlots {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, clippy::arithmetic_side_effects)] // test fixtures
 mod tests {
     use super::*;
     use crate::hv::rm::Kind;

@@ -265,6 +265,7 @@ impl Space {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, clippy::arithmetic_side_effects)] // test fixtures
 mod tests {
     use super::*;
     use std::vec::Vec;

@@ -21,7 +21,7 @@ pub struct RealGuestMemory;
 
 impl GuestMemory for RealGuestMemory {
     fn copy_from_guest(&self, src: &CheckedRange, dst: &mut [u8]) {
-        let n = (src.len() as usize).min(dst.len());
+        let n = usize::try_from(src.len()).map_or(dst.len(), |l| l.min(dst.len()));
         // SAFETY: `src` was produced by RegionTable::check, so [start, start+len) lies inside
         // the caller window, which is plain RAM owned by neither the hypervisor's data nor
         // its stack; `dst` is the hypervisor's private buffer, so the two cannot overlap.
@@ -29,7 +29,7 @@ impl GuestMemory for RealGuestMemory {
     }
 
     fn copy_to_guest(&self, dst: &CheckedRange, src: &[u8]) {
-        let n = (dst.len() as usize).min(src.len());
+        let n = usize::try_from(dst.len()).map_or(src.len(), |l| l.min(src.len()));
         // SAFETY: as above, with the roles swapped: `dst` is checked caller memory, `src`
         // the hypervisor's private response buffer.
         unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst.start().0 as *mut u8, n) };
@@ -55,15 +55,21 @@ pub static HV: Hypervisor<UartTpmLink, RealGuestMemory, Observer> =
     Hypervisor::new(RealGuestMemory, OBSERVER);
 
 /// Configures [`HV`]: the caller window as the only caller region, and the link (None when
-/// the device tree shows no TPM UART: then H_TPM_COMM answers H_FUNCTION).
+/// the device tree shows no TPM UART: then H_TPM_COMM answers H_FUNCTION). A bound given
+/// in reverse (an end below its start) is refused as [`super::RegionError::Wraps`].
 pub fn configure(link: Option<UartTpmLink>, ram_top: u64) -> Result<(), super::RegionError> {
     let (gs, ge) = crate::platform::layout::guest_window();
-    let caller = [GuestRange::new(gs, ge - gs)];
+    let span = |start: u64, end: u64| {
+        end.checked_sub(start)
+            .map(|len| GuestRange::new(start, len))
+            .ok_or(super::RegionError::Wraps)
+    };
+    let caller = [span(gs, ge)?];
     let reserved = [
         GuestRange::new(0, 0x1_0000),
-        GuestRange::new(IMAGE_BASE, gs - IMAGE_BASE),
+        span(IMAGE_BASE, gs)?,
         GuestRange::new(SKIBOOT_BASE, SKIBOOT_SIZE),
-        GuestRange::new(ram_top, u64::MAX - ram_top),
+        span(ram_top, u64::MAX)?,
     ];
     let table = RegionTable::new(&caller, &reserved)?;
     HV.configure(table, link);

@@ -5,7 +5,7 @@
 //! resource manager's, [`super::rm`].
 #![forbid(unsafe_code)]
 
-pub use crate::tpm::wire::{code, header, u16_at, u32_at, Header, HEADER_LEN};
+pub use crate::tpm::wire::{code, header, put_u32_at, u16_at, u32_at, Header, HEADER_LEN};
 
 /// Whether a successful response to command `code` carries a new handle (a transient
 /// object, sequence or session) that the hypervisor must track, at the start of the

@@ -9,7 +9,6 @@
 //! dt-dump: end
 //! ```
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 use core::fmt;
 

@@ -23,7 +23,6 @@
 //! validated hex text ([`Probe::cmd`]) and decoded into the probe buffer by
 //! [`decode_hex`] when it runs, so the parsed list stays small.
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 use crate::bootargs::{number, NumError};
 

@@ -4,6 +4,10 @@
 //! bounds-checked and returns [`ParseError`] instead of panicking. [`Writer`] fills a
 //! caller-provided buffer and reports [`WriteError::Overflow`] when it is full.
 #![forbid(unsafe_code)]
+// Parses TPM response bodies: no panics, no silent wrap or truncation.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::panic, clippy::arithmetic_side_effects)]
+#![deny(clippy::cast_possible_truncation)]
 
 /// Why bytes received from the TPM could not be parsed. Every variant is a
 /// property of the (possibly hostile) input, never of this code.

@@ -8,6 +8,10 @@
 //! returns `Option` (never panics on short input). Variable bodies (TPM2B, lists) are
 //! [`super::marshal`]'s.
 #![forbid(unsafe_code)]
+// Parses TPM command and response headers: no panics, no silent wrap or truncation.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::panic, clippy::arithmetic_side_effects)]
+#![deny(clippy::cast_possible_truncation)]
 
 use zerocopy::byteorder::{BigEndian, U16, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -28,6 +32,9 @@ pub struct WireHeader {
 /// Size of a TPM command or response header: tag (u16), size (u32), code (u32).
 pub const HEADER_LEN: usize = core::mem::size_of::<WireHeader>();
 const _: () = assert!(HEADER_LEN == 10);
+/// [`HEADER_LEN`] in the type of the header's own `size` field.
+const HEADER_SIZE: u32 = 10;
+const _: () = assert!(HEADER_SIZE as usize == HEADER_LEN);
 
 /// A TPM command or response header, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +99,17 @@ pub fn u32_at(bytes: &[u8], off: usize) -> Option<u32> {
     let end = off.checked_add(4)?;
     let b: [u8; 4] = bytes.get(off..end)?.try_into().ok()?;
     Some(u32::from_be_bytes(b))
+}
+
+/// Writes `v` big-endian at `off`; false (nothing written) if `bytes` is too short.
+pub fn put_u32_at(bytes: &mut [u8], off: usize, v: u32) -> bool {
+    match off.checked_add(4).and_then(|end| bytes.get_mut(off..end)) {
+        Some(d) => {
+            d.copy_from_slice(&v.to_be_bytes());
+            true
+        }
+        None => false,
+    }
 }
 
 /// Structure tags (`TPM_ST`, TPM 2.0 Library Part 2 §6.9).
@@ -286,7 +304,7 @@ fn with_u32(tag: u16, code: u32, arg: u32) -> [u8; HEADER_LEN + 4] {
     h.copy_from_slice(
         &Header {
             tag,
-            size: (HEADER_LEN + 4) as u32,
+            size: HEADER_SIZE + 4,
             code,
         }
         .to_bytes(),
@@ -302,7 +320,7 @@ pub fn shutdown(su: u16) -> [u8; HEADER_LEN + 2] {
     h.copy_from_slice(
         &Header {
             tag: st::NO_SESSIONS,
-            size: (HEADER_LEN + 2) as u32,
+            size: HEADER_SIZE + 2,
             code: cc::SHUTDOWN,
         }
         .to_bytes(),
@@ -315,7 +333,7 @@ pub fn shutdown(su: u16) -> [u8; HEADER_LEN + 2] {
 /// self-test's fixed command is a constant.
 pub const fn get_random(bytes_requested: u16) -> [u8; HEADER_LEN + 2] {
     let [t0, t1] = st::NO_SESSIONS.to_be_bytes();
-    let [s0, s1, s2, s3] = ((HEADER_LEN + 2) as u32).to_be_bytes();
+    let [s0, s1, s2, s3] = (HEADER_SIZE + 2).to_be_bytes();
     let [c0, c1, c2, c3] = cc::GET_RANDOM.to_be_bytes();
     let [n0, n1] = bytes_requested.to_be_bytes();
     [t0, t1, s0, s1, s2, s3, c0, c1, c2, c3, n0, n1]
@@ -356,7 +374,7 @@ pub fn context_load_into<'a>(buf: &'a mut [u8], ctx: &[u8]) -> Option<&'a [u8]> 
 pub fn rc_response(rc: u32) -> [u8; HEADER_LEN] {
     Header {
         tag: st::NO_SESSIONS,
-        size: HEADER_LEN as u32,
+        size: HEADER_SIZE,
         code: rc,
     }
     .to_bytes()

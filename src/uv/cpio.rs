@@ -13,6 +13,10 @@
 //! the member for the FDT magic) the blob must begin the member, which is what svm-tools
 //! writes.
 #![forbid(unsafe_code)]
+// Parses the initrd of an SVM: no panics, no silent wrap or truncation.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::panic, clippy::arithmetic_side_effects)]
+#![deny(clippy::cast_possible_truncation)]
 
 use core::fmt;
 use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
@@ -104,21 +108,17 @@ impl fmt::Display for CpioError {
 }
 
 /// Parses one eight-digit hex field (exactly 8 bytes, all hex digits).
-fn hex8(field: &[u8]) -> Result<usize, CpioError> {
+fn hex8(field: &[u8]) -> Result<u32, CpioError> {
     if field.len() != 8 {
         return Err(CpioError::BadHeader);
     }
     let mut v: u32 = 0;
     for &c in field {
-        let d = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return Err(CpioError::BadHeader),
-        };
-        v = (v << 4) | u32::from(d);
+        // 0-9, a-f, A-F.
+        let d = char::from(c).to_digit(16).ok_or(CpioError::BadHeader)?;
+        v = (v << 4) | d;
     }
-    Ok(v as usize)
+    Ok(v)
 }
 
 fn align(v: usize, to: usize) -> Option<usize> {
@@ -152,9 +152,9 @@ pub fn member_at(archive: &[u8], off: usize) -> Result<Member<'_>, CpioError> {
     for f in hdr.fields() {
         hex8(f)?;
     }
-    let mode = hex8(&hdr.mode)? as u32;
-    let filesize = hex8(&hdr.filesize)?;
-    let namesize = hex8(&hdr.namesize)?;
+    let mode = hex8(&hdr.mode)?;
+    let filesize = hex8(&hdr.filesize)? as usize;
+    let namesize = hex8(&hdr.namesize)? as usize;
     let name_end = hdr_end.checked_add(namesize).ok_or(CpioError::Truncated)?;
     let name_nul = archive.get(hdr_end..name_end).ok_or(CpioError::Truncated)?;
     let (last, name) = name_nul.split_last().ok_or(CpioError::BadHeader)?;
@@ -218,6 +218,7 @@ pub fn split_esm_initrd(initrd: &[u8]) -> Result<(&[u8], &[u8]), CpioError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, clippy::arithmetic_side_effects)] // test fixtures
 mod tests {
     use super::*;
     use alloc::vec::Vec;

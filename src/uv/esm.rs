@@ -55,6 +55,10 @@
 //!   each lockbox's, so a user can tell which key the blob was made for; the TPM is never
 //!   asked to decrypt a lockbox that was not made for it.
 #![forbid(unsafe_code)]
+// Parses the ESM blob of an SVM: no panics, no silent wrap or truncation.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::panic, clippy::arithmetic_side_effects)]
+#![deny(clippy::cast_possible_truncation)]
 
 use core::fmt;
 
@@ -286,8 +290,8 @@ impl fmt::Display for LockboxMiss {
                 None => f.write_str("malformed fingerprint")?,
             }
         }
-        if self.count > self.listed {
-            write!(f, ", and {} more", self.count - self.listed)?;
+        if let Some(more) = self.count.checked_sub(self.listed).filter(|&m| m > 0) {
+            write!(f, ", and {more} more")?;
         }
         f.write_str(")")
     }
@@ -412,13 +416,13 @@ impl<'a> EsmBlob<'a> {
                 });
             }
             if fp.is_none() {
-                miss.malformed += 1;
+                miss.malformed = miss.malformed.saturating_add(1);
             }
             if let Some(slot) = miss.seen.get_mut(miss.count) {
                 *slot = fp.and_then(|h| h.first_chunk::<FINGERPRINT_SHOWN>().copied());
-                miss.listed += 1;
+                miss.listed = miss.listed.saturating_add(1);
             }
-            miss.count += 1;
+            miss.count = miss.count.saturating_add(1);
         }
         if miss.count == 0 {
             return Err(EsmError::MissingLockbox);
@@ -587,6 +591,7 @@ impl Digests {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, clippy::arithmetic_side_effects)] // test fixtures
 mod tests {
     use super::*;
     use crate::dtb::test_builder::FdtBuilder;

@@ -20,6 +20,10 @@
 //! The TPM layer knows nothing of PAPR: a refusal reaches it as
 //! [`TransportError::Refused`] carrying r3 as an opaque [`CarrierCode`] ([`refused`]).
 #![forbid(unsafe_code)]
+// Parses the hypervisor's registers and response page: no panics, no silent wrap or truncation.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::panic, clippy::arithmetic_side_effects)]
+#![deny(clippy::cast_possible_truncation)]
 
 use crate::papr::{
     HcallResult, PaprError, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
@@ -103,10 +107,10 @@ impl<H: Hypercall, P: SharedPage> Transport for HcallTransport<H, P> {
         let r = self.hc.hcall(H_TPM_COMM, args);
         self.last = Some(r);
         let [r4, ..] = r.map_err(refused)?;
-        if r4 > MAX_TPM_MESSAGE as u64 || r4 > response.len() as u64 {
-            return Err(TransportError::ResponseTooLarge);
-        }
-        let n = r4 as usize;
+        let n = usize::try_from(r4)
+            .ok()
+            .filter(|&n| n <= MAX_TPM_MESSAGE && n <= response.len())
+            .ok_or(TransportError::ResponseTooLarge)?;
         if n < 10 {
             return Err(TransportError::Framing);
         }

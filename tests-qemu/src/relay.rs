@@ -220,12 +220,12 @@ impl Relay {
         lock(&self.shared).log.clone()
     }
 
-    /// Stops the relay thread, closes its sockets and returns what it recorded.
     /// True once a [`RelayFault::CutAfter`] took effect (nothing is forwarded any more).
     pub fn power_cut(&self) -> bool {
         lock(&self.shared).cut
     }
 
+    /// Stops the relay thread, closes its sockets and returns what it recorded.
     pub fn stop(mut self) -> RelayStats {
         self.halt();
         let mut s = lock(&self.shared);

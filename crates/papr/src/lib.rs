@@ -8,7 +8,6 @@
 //! caller turns the registers back into one ([`from_regs`]).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
-#![deny(missing_docs)]
 
 /// H_TPM_COMM: send a request to a TPM and receive a response (spec: "H_TPM_COMM (0xef10)").
 pub const H_TPM_COMM: u64 = 0xEF10;
