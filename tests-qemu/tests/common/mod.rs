@@ -3,6 +3,7 @@
 
 pub mod hv;
 pub mod key;
+pub mod tpm;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
