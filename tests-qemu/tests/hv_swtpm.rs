@@ -11,7 +11,7 @@ use pefbox::hv::{wire, CallerId};
 use pefbox::papr::{
     to_regs, HcallReturn, H_SUCCESS, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
 };
-use pefbox::tpm::wire::cc;
+use pefbox::tpm::wire::{cc, st, Header, HEADER_LEN};
 
 const EXEC: u64 = TPM_COMM_OP_EXECUTE;
 const CLOSE: u64 = TPM_COMM_OP_CLOSE_SESSION;
@@ -20,10 +20,14 @@ const B: CallerId = CallerId(2);
 
 /// A TPM command with a correct header: tag NO_SESSIONS, `code`, `body`.
 fn command(code: u32, body: &[u8]) -> Vec<u8> {
-    let mut c = Vec::new();
-    c.extend_from_slice(&0x8001u16.to_be_bytes());
-    c.extend_from_slice(&((10 + body.len()) as u32).to_be_bytes());
-    c.extend_from_slice(&code.to_be_bytes());
+    let size = (HEADER_LEN + body.len()) as u32;
+    let mut c = Header {
+        tag: st::NO_SESSIONS,
+        size,
+        code,
+    }
+    .to_bytes()
+    .to_vec();
     c.extend_from_slice(body);
     c
 }
