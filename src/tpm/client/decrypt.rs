@@ -8,6 +8,18 @@ use crate::tpm::public::Object;
 use crate::tpm::session::Auth;
 use crate::tpm::transport::Transport;
 
+impl CommandSpec {
+    /// TPM2_RSA_Decrypt: one authorized handle (the key), no response handle, the
+    /// ciphertext and the plaintext both encrypted when a session has decrypt/encrypt.
+    pub const RSA_DECRYPT: CommandSpec = CommandSpec {
+        cc: cc::RSA_DECRYPT,
+        auth_handles: 1,
+        response_handles: 0,
+        encrypt_command: true,
+        encrypt_response: true,
+    };
+}
+
 impl<T: Transport> Tpm<T> {
     /// `TPM2_RSA_Decrypt` with OAEP-SHA256 and `label` (empty, or ending in a NUL);
     /// writes the message into `out` and returns its length.
@@ -19,14 +31,7 @@ impl<T: Transport> Tpm<T> {
         label: &[u8],
         out: &mut [u8],
     ) -> Result<usize, Error> {
-        let spec = CommandSpec {
-            cc: cc::RSA_DECRYPT,
-            auth_handles: 1,
-            response_handles: 0,
-            encrypt_command: true,
-            encrypt_response: true,
-        };
-        let reply = self.execute(&spec, &[key], sessions, |w| {
+        let reply = self.execute(&CommandSpec::RSA_DECRYPT, &[key], sessions, |w| {
             w.tpm2b(ciphertext)?;
             w.u16(alg::OAEP)?;
             w.u16(alg::SHA256)?;
