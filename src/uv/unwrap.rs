@@ -290,13 +290,7 @@ impl UvSession {
         ciphertext: &[u8; RSA2048_BYTES],
     ) -> Result<[u8; SYMKEY_LEN], UnwrapError> {
         let e = classify(Phase::Decrypt);
-        let spec = CommandSpec {
-            cc: cc::RSA_DECRYPT,
-            auth_handles: 1,
-            response_handles: 0,
-            encrypt_command: true,
-            encrypt_response: true,
-        };
+        let spec = CommandSpec::RSA_DECRYPT;
         // The response must come back encrypted: refuse to send otherwise.
         if self.session.attributes() & sa::ENCRYPT == 0 {
             return Err(UnwrapError::Client(Error::BadSessions));

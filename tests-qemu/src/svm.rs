@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use pefbox::fw::{door_open_pcr_digest, door_selection, NV_HANDLE};
 use pefbox::fw::{DOOR_PCR, WRAPPING_HANDLE};
+use pefbox::tpm::client::Blob;
 use pefbox::tpm::consts::{attr, cc, rh, sa};
 use pefbox::tpm::entropy::FromRng;
 use pefbox::tpm::public::{PcrSelection, Public, PublicDetail};
@@ -389,14 +390,9 @@ pub fn digests_ciphertext_offset(blob: &[u8]) -> Result<usize, String> {
     Ok(start + ct.len() / 2)
 }
 
-/// The public PEM of an RSA-2048 OAEP decryption key created in a throw-away swtpm: a key
-/// that is not in the TPM under test (for [`Scenario::OtherKey`]).
-pub fn foreign_key_pem() -> Result<String, String> {
-    let sw = Swtpm::start().map_err(|e| format!("swtpm: {e}"))?;
-    let conn = sw.connect().map_err(|e| format!("swtpm: {e}"))?;
-    let mut tpm = Tpm::new(conn);
-    tpm.seed_entropy(&mut FromRng(OsRng))
-        .map_err(|e| format!("seeding: {e}"))?;
+/// CreatePrimary under the owner hierarchy (empty auth) of an RSA-2048 OAEP decryption key
+/// with an empty authValue and no policy: a key the host can use freely.
+pub fn owner_decrypt_primary<T: Transport>(tpm: &mut Tpm<T>) -> Result<(Object, Blob), Error> {
     let template = Template::rsa_oaep(
         attr::FIXED_TPM
             | attr::FIXED_PARENT
@@ -405,14 +401,23 @@ pub fn foreign_key_pem() -> Result<String, String> {
             | attr::DECRYPT,
         &[],
     );
-    let (_, blob) = tpm
-        .create_primary(
-            &Object::permanent(rh::OWNER),
-            &mut [Auth::Password(b"")],
-            &template,
-            b"",
-        )
-        .map_err(|e| format!("CreatePrimary: {e}"))?;
+    tpm.create_primary(
+        &Object::permanent(rh::OWNER),
+        &mut [Auth::Password(b"")],
+        &template,
+        b"",
+    )
+}
+
+/// The public PEM of an RSA-2048 OAEP decryption key created in a throw-away swtpm: a key
+/// that is not in the TPM under test (for [`Scenario::OtherKey`]).
+pub fn foreign_key_pem() -> Result<String, String> {
+    let sw = Swtpm::start().map_err(|e| format!("swtpm: {e}"))?;
+    let conn = sw.connect().map_err(|e| format!("swtpm: {e}"))?;
+    let mut tpm = Tpm::new(conn);
+    tpm.seed_entropy(&mut FromRng(OsRng))
+        .map_err(|e| format!("seeding: {e}"))?;
+    let (_, blob) = owner_decrypt_primary(&mut tpm).map_err(|e| format!("CreatePrimary: {e}"))?;
     let public = Public::parse(&blob).map_err(|e| format!("public area: {e}"))?;
     Ok(rsa_public_pem(&public)?.1)
 }

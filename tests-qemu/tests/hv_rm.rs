@@ -20,7 +20,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Instant;
 
-use pefbox::hv::{wire, CallerId, Direction, GuestRange, Hypervisor, Meddle, Meddler, RegionTable};
+use pefbox::hv::{wire, CallerId, Direction};
 use pefbox::papr::{
     to_regs, H_P2, H_SUCCESS, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
 };
@@ -98,16 +98,7 @@ impl std::fmt::Display for Out {
 
 impl Rig {
     fn new() -> Rig {
-        let sw = Swtpm::start().expect("swtpm must start");
-        let link = sw.connect().expect("connect to swtpm");
-        let mem = Arc::new(Memory::new(RAM_BASE));
-        let hv = Box::new(Hypervisor::new(
-            SharedMemory(Arc::clone(&mem)),
-            Meddler::new(Meddle::Off),
-        ));
-        let regions =
-            RegionTable::new(&[GuestRange::new(RAM_BASE, RAM_LEN as u64)], &[HV_MEM]).unwrap();
-        hv.configure(regions, Some(link));
+        let (sw, mem, hv) = hv_over_swtpm();
         hv.reserve_for(UV);
         hv.with_observer(|o| o.snoop_fn = Some(count_sent));
         Rig { _sw: sw, mem, hv }

@@ -7,14 +7,11 @@ mod common;
 
 use common::hv::*;
 
-use std::sync::Arc;
-
-use pefbox::hv::{wire, CallerId, GuestRange, Hypervisor, Meddle, Meddler, RegionTable};
+use pefbox::hv::{wire, CallerId};
 use pefbox::papr::{
     to_regs, HcallReturn, H_SUCCESS, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
 };
-use pefbox::tpm::wire::cc;
-use tests_qemu::swtpm::Swtpm;
+use pefbox::tpm::wire::{cc, st, Header, HEADER_LEN};
 
 const EXEC: u64 = TPM_COMM_OP_EXECUTE;
 const CLOSE: u64 = TPM_COMM_OP_CLOSE_SESSION;
@@ -23,10 +20,14 @@ const B: CallerId = CallerId(2);
 
 /// A TPM command with a correct header: tag NO_SESSIONS, `code`, `body`.
 fn command(code: u32, body: &[u8]) -> Vec<u8> {
-    let mut c = Vec::new();
-    c.extend_from_slice(&0x8001u16.to_be_bytes());
-    c.extend_from_slice(&((10 + body.len()) as u32).to_be_bytes());
-    c.extend_from_slice(&code.to_be_bytes());
+    let size = (HEADER_LEN + body.len()) as u32;
+    let mut c = Header {
+        tag: st::NO_SESSIONS,
+        size,
+        code,
+    }
+    .to_bytes()
+    .to_vec();
     c.extend_from_slice(body);
     c
 }
@@ -115,17 +116,8 @@ fn handles(hv: &Hv, mem: &Memory, who: CallerId, ht: u32) -> Vec<u32> {
 #[test]
 fn close_leaves_no_transient_objects_or_sessions_in_a_real_tpm() {
     // The TPM link is a TCP connection to a real swtpm (`Swtpm::start` installs swtpm when
-    // it is missing, see tools::ensure); `sw` keeps the process alive for the whole test.
-    let sw = Swtpm::start().expect("swtpm must start");
-    let link = sw.connect().expect("connect to swtpm");
-    let mem = Arc::new(Memory::new(RAM_BASE));
-    let hv = Box::new(Hypervisor::new(
-        SharedMemory(Arc::clone(&mem)),
-        Meddler::new(Meddle::Off),
-    ));
-    let regions =
-        RegionTable::new(&[GuestRange::new(RAM_BASE, RAM_LEN as u64)], &[HV_MEM]).unwrap();
-    hv.configure(regions, Some(link));
+    // it is missing, see tools::ensure); `_sw` keeps the process alive for the whole test.
+    let (_sw, mem, hv) = hv_over_swtpm();
     let observer = CallerId(9);
 
     // Caller A: two primaries (one flushed by A itself) and a session.

@@ -43,16 +43,6 @@ fn scratch(tag: &str) -> PathBuf {
     d
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 fn bench_value(r: &RunReport, key: &str) -> Option<u64> {
     r.console
         .lines()
@@ -104,7 +94,7 @@ fn boot_level_power_cut_campaign() {
     let mut open = 0usize;
     for k in 1..=n {
         let state = work.join(format!("cut-{k}"));
-        copy_dir(&tpl, &state);
+        common::copy_dir(&tpl, &state);
         let mut cut = accepted.derive(format!("cut-after-{k}"));
         cut.tpm_state = Some(state.clone());
         cut.relay_fault = RelayFault::CutAfter { after: k };
@@ -189,7 +179,7 @@ fn boot_level_fail_closed_campaign() {
     let (mut attempts, mut succeeded) = (0usize, 0usize);
     for k in 0..n {
         let state = work.join(format!("fail-{k}"));
-        copy_dir(&tpl, &state);
+        common::copy_dir(&tpl, &state);
         let mut cfg = accepted.derive(format!("testing-at-{k}"));
         cfg.tpm_state = Some(state.clone());
         cfg.relay_fault = RelayFault::Testing { at: k, times: 20 };

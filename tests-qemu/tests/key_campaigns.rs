@@ -33,7 +33,7 @@ use pefbox::tpm::{Auth, KeyBlob, Object, SaltKey, SessionKind, Tpm, Transport};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use rsa::{BigUint, Oaep, RsaPublicKey};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tests_qemu::swtpm::{Swtpm, SwtpmConn};
 
 type Log = Vec<(Vec<u8>, Vec<u8>)>;
@@ -276,16 +276,6 @@ fn apply(sw: &Swtpm, setup: Setup) {
                 common::key::pcr_allocate(&mut t).unwrap(),
                 "PCR_Allocate(SHA-1 only)"
             );
-        }
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
 }
@@ -584,7 +574,7 @@ fn fail_closed_campaign() {
     for (what, fault, entropy_fails, setup, provisioned) in &faults {
         let dir = scratch("fault");
         if *provisioned {
-            copy_dir(&tpl, &dir);
+            common::copy_dir(&tpl, &dir);
         }
         let mut sw = Swtpm::start_in(&dir).unwrap();
         apply(&sw, *setup);
@@ -616,7 +606,7 @@ fn fail_closed_campaign() {
     // platform open): the door, PCR_Allocate, EvictControl and HierarchyChangeAuth must get
     // through, so that "0 succeeded" above is the firmware's doing.
     let dir = scratch("control");
-    copy_dir(&tpl, &dir);
+    common::copy_dir(&tpl, &dir);
     let sw = Swtpm::start_in(&dir).unwrap();
     let control = host_attempts(&sw, &e);
     for t in &control {
@@ -648,7 +638,7 @@ fn power_cut_campaign() {
     // Cut right after the k-th command (1-based) of a provisioning boot, k = 1..=n.
     for k in 1..=n {
         let dir = scratch("cut");
-        copy_dir(&tpl, &dir);
+        common::copy_dir(&tpl, &dir);
         let mut sw = Swtpm::start_in(&dir).unwrap();
         let (r, _, _) = boot(&sw, Fault::CutAfter(k), false);
         sw.power_cut();

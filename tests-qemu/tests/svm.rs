@@ -24,11 +24,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use pefbox::tpm::consts::{attr, rh};
 use pefbox::tpm::entropy::FromRng;
 use pefbox::tpm::public::Public;
 use pefbox::tpm::rc;
-use pefbox::tpm::{Auth, Object, Template, Tpm};
+use pefbox::tpm::{Auth, Tpm};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use rsa::sha2::Sha256;
@@ -259,22 +258,7 @@ fn pem_export_encrypts_to_the_tpm_key() {
     let sw = Swtpm::start().expect("swtpm");
     let mut tpm = Tpm::new(sw.connect().unwrap());
     tpm.seed_entropy(&mut FromRng(OsRng)).unwrap();
-    let template = Template::rsa_oaep(
-        attr::FIXED_TPM
-            | attr::FIXED_PARENT
-            | attr::SENSITIVE_DATA_ORIGIN
-            | attr::USER_WITH_AUTH
-            | attr::DECRYPT,
-        &[],
-    );
-    let (obj, blob) = tpm
-        .create_primary(
-            &Object::permanent(rh::OWNER),
-            &mut [Auth::Password(b"")],
-            &template,
-            b"",
-        )
-        .unwrap();
+    let (obj, blob) = svm::owner_decrypt_primary(&mut tpm).unwrap();
     let (public, pem) = svm::rsa_public_pem(&Public::parse(&blob).unwrap()).unwrap();
     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
     assert_eq!(

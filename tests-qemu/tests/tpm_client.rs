@@ -8,6 +8,9 @@
 //! PCR_Extend/PCR_Read; GetCapability; response codes; the pinned-Name check; and a
 //! bit-flip tamper test over every response that carries a response HMAC.
 
+mod common;
+
+use common::tpm::handles_in;
 use pefbox::tpm::consts::{attr, cap, cc, rh, sa, su};
 use pefbox::tpm::crypto;
 use pefbox::tpm::entropy::{EntropyError, EntropySource, FromRng, Mixer};
@@ -78,16 +81,6 @@ fn oaep_encrypt(public: &[u8], msg: &[u8], rng: &mut (impl rand::CryptoRng + Rng
     let e = if exponent == 0 { 65537 } else { exponent };
     let key = RsaPublicKey::new(BigUint::from_bytes_be(modulus), BigUint::from(e)).unwrap();
     key.encrypt(rng, Oaep::new::<sha2::Sha256>(), msg).unwrap()
-}
-
-fn handles_in<T: Transport>(tpm: &mut Tpm<T>, first: u32) -> Vec<u32> {
-    let mut out = [0u32; 32];
-    let (n, _) = tpm.get_capability_handles(first, &mut out).unwrap();
-    out[..n]
-        .iter()
-        .copied()
-        .filter(|h| h >> 24 == first >> 24)
-        .collect()
 }
 
 fn expect_tpm_error<T: std::fmt::Debug>(r: Result<T, Error>) -> rc::ResponseCode {

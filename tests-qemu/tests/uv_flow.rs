@@ -20,6 +20,9 @@
 //! 7. After an unwrap (successful or not), the key is in neither of the client's
 //!    buffers; without the wipe it would be.
 
+mod common;
+
+use common::tpm::handles_in;
 use pefbox::fw::{self, provision, ProvisionError, Provisioned, PARENT_HANDLE, WRAPPING_HANDLE};
 use pefbox::tpm::client::CommandSpec;
 use pefbox::tpm::consts::{cc, rh, sa};
@@ -105,16 +108,6 @@ fn count_ok(log: &[(Vec<u8>, Vec<u8>)], code: u32) -> usize {
 fn ok_commands(log: &[(Vec<u8>, Vec<u8>)], code: u32) -> impl Iterator<Item = &(Vec<u8>, Vec<u8>)> {
     log.iter()
         .filter(move |(c, r)| command_code(c) == code && r.get(6..10) == Some(&[0, 0, 0, 0]))
-}
-
-fn handles_in<T: Transport>(tpm: &mut Tpm<T>, first: u32) -> Vec<u32> {
-    let mut out = [0u32; 64];
-    let (n, _) = tpm.get_capability_handles(first, &mut out).unwrap();
-    out[..n]
-        .iter()
-        .copied()
-        .filter(|h| h >> 24 == first >> 24)
-        .collect()
 }
 
 fn pcr_value<T: Transport>(tpm: &mut Tpm<T>, index: u32) -> [u8; 32] {

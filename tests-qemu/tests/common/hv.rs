@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
-use pefbox::hv::{CheckedRange, FakeGuestMemory, GuestMemory, GuestRange, Hypervisor, Meddler};
-use tests_qemu::swtpm::SwtpmConn;
+use pefbox::hv::{
+    CheckedRange, FakeGuestMemory, GuestMemory, GuestRange, Hypervisor, Meddle, Meddler,
+    RegionTable,
+};
+use tests_qemu::swtpm::{Swtpm, SwtpmConn};
 
 /// Where the fake caller memory starts.
 pub const RAM_BASE: u64 = 0x1000_0000;
@@ -39,3 +42,21 @@ impl GuestMemory for SharedMemory {
 
 /// The hypervisor under test.
 pub type Hv = Hypervisor<SwtpmConn, SharedMemory, Meddler>;
+
+/// A hypervisor over a real swtpm (started here; `Swtpm::start` installs swtpm when it is
+/// missing, see tools::ensure), with fresh fake caller memory at [`RAM_BASE`] and [`HV_MEM`]
+/// reserved, nothing tampered with. The returned [`Swtpm`] keeps the process alive: hold it for
+/// the whole test.
+pub fn hv_over_swtpm() -> (Swtpm, Arc<Memory>, Box<Hv>) {
+    let sw = Swtpm::start().expect("swtpm must start");
+    let link = sw.connect().expect("connect to swtpm");
+    let mem = Arc::new(Memory::new(RAM_BASE));
+    let hv = Box::new(Hypervisor::new(
+        SharedMemory(Arc::clone(&mem)),
+        Meddler::new(Meddle::Off),
+    ));
+    let regions =
+        RegionTable::new(&[GuestRange::new(RAM_BASE, RAM_LEN as u64)], &[HV_MEM]).unwrap();
+    hv.configure(regions, Some(link));
+    (sw, mem, hv)
+}

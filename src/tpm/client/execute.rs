@@ -1,0 +1,451 @@
+//! The one execution path every command takes: authorization areas (password, HMAC and
+//! policy sessions), parameter encryption (CFB), the hostile-response checks including each
+//! response HMAC, and the bounded re-send of commands the TPM did not start.
+
+use super::{CommandSpec, Error, Reply, Tpm, MAX_AUTH, MAX_SESSIONS};
+use crate::tpm::consts::rh;
+use crate::tpm::consts::sa;
+use crate::tpm::consts::st;
+use crate::tpm::consts::SHA256_SIZE;
+use crate::tpm::crypto;
+use crate::tpm::marshal::{ParseError, Reader, WriteError, Writer};
+use crate::tpm::public::Object;
+use crate::tpm::rc::ResponseCode;
+use crate::tpm::session::{Auth, SessionKind};
+use crate::tpm::transport::{Transport, TransportError};
+
+fn entry_len(nonce: usize, hmac: usize) -> usize {
+    4 + 2 + nonce + 1 + 2 + hmac
+}
+
+/// Encrypts or decrypts (in place) the contents of the TPM2B at the start of `area`.
+fn crypt_first_tpm2b(
+    area: &mut [u8],
+    key: &[u8; 16],
+    iv: &[u8; 16],
+    encrypt: bool,
+) -> Result<(), ParseError> {
+    let size = {
+        let mut r = Reader::new(area);
+        usize::from(r.u16()?)
+    };
+    let end = size.checked_add(2).ok_or(ParseError::TooLarge)?;
+    let data = area.get_mut(2..end).ok_or(ParseError::Truncated)?;
+    if encrypt {
+        crypto::aes128_cfb_encrypt(key, iv, data);
+    } else {
+        crypto::aes128_cfb_decrypt(key, iv, data);
+    }
+    Ok(())
+}
+
+/// The authValue that enters slot `i`'s HMAC key (empty if none does): the
+/// authorized entity's, unless the session is bound to that entity (HMAC session)
+/// or PolicyAuthValue was not asserted (policy session); never for slots past the
+/// authorized handles.
+fn hmac_auth<'a>(i: usize, spec: &CommandSpec, handles: &[&Object], auth: &Auth<'a>) -> &'a [u8] {
+    match auth {
+        Auth::Password(_) => &[],
+        Auth::Session {
+            session,
+            auth_value,
+        } => {
+            if i >= spec.auth_handles {
+                return &[];
+            }
+            match handles.get(i) {
+                Some(entity) if session.auth_value_needed(entity, auth_value) => auth_value,
+                _ => &[],
+            }
+        }
+    }
+}
+
+/// The authValue that enters slot `i`'s parameter-encryption key: the authorized
+/// entity's whenever the slot authorizes a handle, bound or not, policy or not (as
+/// the reference TPM does: "no matter if the handle is the session bound entity").
+fn cfb_auth<'a>(i: usize, spec: &CommandSpec, auth: &Auth<'a>) -> &'a [u8] {
+    match auth {
+        Auth::Session { auth_value, .. } if i < spec.auth_handles => auth_value,
+        _ => &[],
+    }
+}
+
+/// `TPM_RC_RETRY`: the TPM could not start the command; send it again.
+pub(super) const RC_RETRY: u32 = 0x922;
+/// `TPM_RC_YIELDED`: the TPM suspended the command; send it again.
+pub(super) const RC_YIELDED: u32 = 0x908;
+/// `TPM_RC_TESTING`: the TPM is self-testing; send it again.
+pub(super) const RC_TESTING: u32 = 0x90A;
+/// The waits before each re-send of a command the TPM did not start (TPM_RC_RETRY,
+/// TPM_RC_YIELDED, TPM_RC_TESTING), in milliseconds: growing, bounded, 13 re-sends and
+/// [`RETRY_BUDGET_MS`] in all; then the warning is returned as the command's error. A
+/// TPM still self-testing after that is treated as failed (provisioning fails closed).
+pub const RETRY_DELAYS_MS: [u32; 13] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 1000, 1000];
+/// The most one command waits in re-sends (the sum of [`RETRY_DELAYS_MS`]): 4.023 s.
+pub const RETRY_BUDGET_MS: u32 = {
+    let mut sum = 0;
+    let mut i = 0;
+    while i < RETRY_DELAYS_MS.len() {
+        sum += RETRY_DELAYS_MS[i];
+        i += 1;
+    }
+    sum
+};
+/// How many times a not-started command is re-sent before its warning is returned.
+pub(super) const NOT_STARTED_RETRIES: usize = RETRY_DELAYS_MS.len();
+
+/// A wait of the given milliseconds, supplied by the platform ([`Tpm::set_delay`]): the
+/// image backs it with the timebase, host tests with `std::thread::sleep` or a fake.
+pub type Delay = fn(u32);
+
+/// The default [`Delay`]: returns at once (a client without a clock re-sends at once).
+pub fn no_delay(_ms: u32) {}
+
+impl<T: Transport> Tpm<T> {
+    /// Runs one command. `handles` are the command's handles in order (the first
+    /// `spec.auth_handles` are authorized by the first sessions); `sessions` fills
+    /// the authorization area; `params` marshals the parameter area.
+    pub fn execute(
+        &mut self,
+        spec: &CommandSpec,
+        handles: &[&Object],
+        sessions: &mut [Auth<'_>],
+        params: impl FnOnce(&mut Writer<'_>) -> Result<(), WriteError>,
+    ) -> Result<Reply, Error> {
+        if sessions.len() < spec.auth_handles
+            || sessions.len() > MAX_SESSIONS
+            || handles.len() < spec.auth_handles
+            || handles.len() > 3
+        {
+            return Err(Error::BadSessions);
+        }
+        let mut decrypt_at = None;
+        let mut encrypt_at = None;
+        let mut auth_len = 0usize;
+        for (i, s) in sessions.iter_mut().enumerate() {
+            match s {
+                Auth::Password(pw) => {
+                    if pw.len() > MAX_AUTH || i >= spec.auth_handles {
+                        return Err(Error::BadSessions);
+                    }
+                    auth_len += entry_len(0, pw.len());
+                }
+                Auth::Session { session, .. } => {
+                    if !session.open
+                        || (session.kind == SessionKind::Trial && i < spec.auth_handles)
+                    {
+                        return Err(Error::BadSessions);
+                    }
+                    if session.attributes & sa::DECRYPT != 0 {
+                        if decrypt_at.is_some() || !spec.encrypt_command {
+                            return Err(Error::BadSessions);
+                        }
+                        decrypt_at = Some(i);
+                    }
+                    if session.attributes & sa::ENCRYPT != 0 {
+                        if encrypt_at.is_some() || !spec.encrypt_response {
+                            return Err(Error::BadSessions);
+                        }
+                        encrypt_at = Some(i);
+                    }
+                    let rng = self.rng.as_mut().ok_or(Error::NoEntropy)?;
+                    rng.generate(&mut session.nonce_caller);
+                    auth_len += entry_len(SHA256_SIZE, SHA256_SIZE);
+                }
+            }
+        }
+
+        // Parameters first, at their final offset.
+        let handles_end = 10 + 4 * handles.len();
+        let param_off = if sessions.is_empty() {
+            handles_end
+        } else {
+            handles_end + 4 + auth_len
+        };
+        let param_len = {
+            let area = self.cmd.get_mut(param_off..).ok_or(WriteError::Overflow)?;
+            let mut w = Writer::new(area);
+            params(&mut w)?;
+            w.len()
+        };
+        let total = param_off
+            .checked_add(param_len)
+            .ok_or(WriteError::Overflow)?;
+        if let Some(i) = decrypt_at {
+            if let Some(Auth::Session { session, .. }) = sessions.get(i) {
+                let av = sessions.get(i).map_or(&[][..], |a| cfb_auth(i, spec, a));
+                let (k, iv) = crypto::cfb_key_iv(
+                    session.key(),
+                    av,
+                    &session.nonce_caller,
+                    &session.nonce_tpm,
+                );
+                #[cfg(feature = "observe-secrets")]
+                {
+                    let first = self.cmd.get(param_off..total).unwrap_or(&[]);
+                    let n = first
+                        .get(..2)
+                        .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+                    self.observe(first.get(2..2 + n).unwrap_or(&[]));
+                    self.observe(session.key());
+                }
+                let area = self
+                    .cmd
+                    .get_mut(param_off..total)
+                    .ok_or(WriteError::Overflow)?;
+                crypt_first_tpm2b(area, &k, &iv, true).map_err(|_| Error::BadSessions)?;
+            }
+        }
+
+        // Header, handles, authorization area.
+        let mut names: [&[u8]; 3] = [&[]; 3];
+        for (n, h) in names.iter_mut().zip(handles.iter()) {
+            *n = h.name.as_bytes();
+        }
+        let params_bytes = self.cmd.get(param_off..total).ok_or(WriteError::Overflow)?;
+        let cp = crypto::cp_hash(
+            spec.cc,
+            names.get(..handles.len()).unwrap_or(&[]),
+            params_bytes,
+        );
+        let mut head = [0u8; 10 + 12 + 4 + MAX_SESSIONS * (4 + 2 + SHA256_SIZE + 1 + 2 + MAX_AUTH)];
+        let mut w = Writer::new(&mut head);
+        w.u16(if sessions.is_empty() {
+            st::NO_SESSIONS
+        } else {
+            st::SESSIONS
+        })?;
+        w.u32(u32::try_from(total).map_err(|_| WriteError::Overflow)?)?;
+        w.u32(spec.cc)?;
+        for h in handles {
+            w.u32(h.handle)?;
+        }
+        if !sessions.is_empty() {
+            w.u32(u32::try_from(auth_len).map_err(|_| WriteError::Overflow)?)?;
+        }
+        // nonceTPM of a separate decrypt / encrypt session, for the first session's HMAC.
+        let mut extra: [[u8; SHA256_SIZE]; 2] = [[0u8; SHA256_SIZE]; 2];
+        let mut extra_n = 0usize;
+        if spec.auth_handles > 0 {
+            for (at, other) in [(decrypt_at, None), (encrypt_at, decrypt_at)] {
+                if let Some(j) = at {
+                    if j != 0 && Some(j) != other {
+                        if let (Some(Auth::Session { session, .. }), Some(slot)) =
+                            (sessions.get(j), extra.get_mut(extra_n))
+                        {
+                            *slot = session.nonce_tpm;
+                            extra_n += 1;
+                        }
+                    }
+                }
+            }
+        }
+        for (i, s) in sessions.iter().enumerate() {
+            match s {
+                Auth::Password(pw) => {
+                    w.u32(rh::PW)?;
+                    w.tpm2b(&[])?;
+                    w.u8(sa::CONTINUE_SESSION)?;
+                    w.tpm2b(pw)?;
+                }
+                Auth::Session { session, .. } => {
+                    let av = crypto::auth_value_trimmed(hmac_auth(i, spec, handles, s));
+                    self.observe(av);
+                    self.observe(session.key());
+                    let attrs = [session.attributes];
+                    let e0 = extra.first().map_or(&[][..], |e| e.as_slice());
+                    let e1 = extra.get(1).map_or(&[][..], |e| e.as_slice());
+                    let mut parts: [&[u8]; 6] = [
+                        &cp,
+                        &session.nonce_caller,
+                        &session.nonce_tpm,
+                        &[],
+                        &[],
+                        &attrs,
+                    ];
+                    if i == 0 && extra_n >= 1 {
+                        parts[3] = e0;
+                    }
+                    if i == 0 && extra_n >= 2 {
+                        parts[4] = e1;
+                    }
+                    let mac = crypto::hmac_sha256_split_key(&[session.key(), av], &parts);
+                    w.u32(session.handle)?;
+                    w.tpm2b(&session.nonce_caller)?;
+                    w.u8(session.attributes)?;
+                    w.tpm2b(&mac)?;
+                }
+            }
+        }
+        if w.len() != param_off {
+            return Err(Error::Marshal(WriteError::Overflow));
+        }
+        self.cmd
+            .get_mut(..param_off)
+            .ok_or(WriteError::Overflow)?
+            .copy_from_slice(w.written());
+
+        // Round trip. TPM_RC_RETRY, TPM_RC_YIELDED and TPM_RC_TESTING are warnings that the
+        // command was not started (sessions untouched): the same bytes are sent again after
+        // a growing wait, a bounded number of times (RETRY_DELAYS_MS; libtpms answers the
+        // first RSA_Decrypt after a reset with TPM_RC_RETRY).
+        let command = self.cmd.get(..total).ok_or(WriteError::Overflow)?;
+        let mut n = 0;
+        self.executed = self.executed.saturating_add(1);
+        for attempt in 0..=NOT_STARTED_RETRIES {
+            n = self.transport.transact(command, &mut self.rsp)?;
+            let rc = crate::tpm::wire::code(&self.rsp);
+            if !matches!(rc, Some(RC_RETRY | RC_YIELDED | RC_TESTING)) {
+                break;
+            }
+            if let Some(&ms) = RETRY_DELAYS_MS.get(attempt) {
+                (self.delay)(ms);
+                self.waited_ms = self.waited_ms.saturating_add(u64::from(ms));
+            }
+        }
+        let response = self.rsp.get(..n).ok_or(TransportError::ResponseTooLarge)?;
+
+        // Parse, as hostile input.
+        let mut r = Reader::new(response);
+        let tag = r.u16()?;
+        let size = r.u32()?;
+        let rc = r.u32()?;
+        if usize::try_from(size).ok() != Some(n) {
+            return Err(ParseError::SizeMismatch {
+                header: size,
+                received: n,
+            }
+            .into());
+        }
+        if rc != 0 {
+            if tag != st::NO_SESSIONS && tag != st::RSP_COMMAND {
+                return Err(ParseError::BadTag(tag).into());
+            }
+            r.finish()?;
+            return Err(Error::Tpm(ResponseCode(rc)));
+        }
+        let want_tag = if sessions.is_empty() {
+            st::NO_SESSIONS
+        } else {
+            st::SESSIONS
+        };
+        if tag != want_tag {
+            return Err(ParseError::BadTag(tag).into());
+        }
+        let handle = if spec.response_handles == 1 {
+            r.u32()?
+        } else {
+            0
+        };
+        let (params_rsp, params_start) = if sessions.is_empty() {
+            let start = n.saturating_sub(r.remaining());
+            (r.take(r.remaining())?, start)
+        } else {
+            let psize = usize::try_from(r.u32()?).map_err(|_| ParseError::TooLarge)?;
+            let start = n.saturating_sub(r.remaining());
+            (r.take(psize)?, start)
+        };
+        let mut entries: [(&[u8], u8, &[u8]); MAX_SESSIONS] = [(&[], 0, &[]); MAX_SESSIONS];
+        for e in entries.iter_mut().take(sessions.len()) {
+            let nonce = r.tpm2b(SHA256_SIZE)?;
+            let attrs = r.u8()?;
+            let mac = r.tpm2b(MAX_AUTH)?;
+            *e = (nonce, attrs, mac);
+        }
+        if r.remaining() != 0 {
+            return Err(ParseError::SessionCount.into());
+        }
+
+        // Verify every response HMAC before anything is used.
+        let rp = crypto::rp_hash(0, spec.cc, params_rsp);
+        for (i, (s, (nonce, attrs, mac))) in sessions.iter().zip(entries.iter()).enumerate() {
+            match s {
+                Auth::Password(_) => {
+                    if !nonce.is_empty() || !mac.is_empty() || *attrs != sa::CONTINUE_SESSION {
+                        return Err(ParseError::BadValue.into());
+                    }
+                }
+                Auth::Session { session, .. } => {
+                    let av = hmac_auth(i, spec, handles, s);
+                    let expect = crypto::session_hmac(
+                        session.key(),
+                        av,
+                        &rp,
+                        nonce,
+                        &session.nonce_caller,
+                        *attrs,
+                    );
+                    if nonce.len() != SHA256_SIZE || !crypto::ct_eq(&expect, mac) {
+                        return Err(Error::ResponseHmac {
+                            session: (i + 1) as u8,
+                        });
+                    }
+                    let mask = crate::tpm::session::SUPPORTED.bits();
+                    if attrs & mask != session.attributes & mask {
+                        return Err(ParseError::BadValue.into());
+                    }
+                }
+            }
+        }
+        let params_end = params_start.saturating_add(params_rsp.len());
+        let mut new_nonces = [[0u8; SHA256_SIZE]; MAX_SESSIONS];
+        for (dst, (nonce, _, _)) in new_nonces.iter_mut().zip(entries.iter()) {
+            if nonce.len() == SHA256_SIZE {
+                dst.copy_from_slice(nonce);
+            }
+        }
+
+        // Verified: roll nonces, close ended sessions, reset used policy sessions.
+        let mut rsp_key = None;
+        for (i, s) in sessions.iter_mut().enumerate() {
+            let av = cfb_auth(i, spec, s);
+            if let Auth::Session { session, .. } = s {
+                if let Some(nonce) = new_nonces.get(i) {
+                    session.nonce_tpm = *nonce;
+                }
+                if Some(i) == encrypt_at {
+                    rsp_key = Some(crypto::cfb_key_iv(
+                        session.key(),
+                        av,
+                        &session.nonce_tpm,
+                        &session.nonce_caller,
+                    ));
+                }
+                if session.attributes & sa::CONTINUE_SESSION == 0 {
+                    session.open = false;
+                }
+                if session.kind == SessionKind::Policy {
+                    session.policy_auth_value = false;
+                }
+            }
+        }
+        if let Some((k, iv)) = rsp_key {
+            let area = self
+                .rsp
+                .get_mut(params_start..params_end)
+                .ok_or(ParseError::Truncated)?;
+            crypt_first_tpm2b(area, &k, &iv, false)?;
+        }
+        Ok(Reply {
+            handle,
+            params: params_start..params_end,
+        })
+    }
+
+    pub(super) fn simple(
+        &mut self,
+        cc: u32,
+        handles: &[&Object],
+        params: impl FnOnce(&mut Writer<'_>) -> Result<(), WriteError>,
+    ) -> Result<Reply, Error> {
+        let spec = CommandSpec {
+            cc,
+            auth_handles: 0,
+            response_handles: 0,
+            encrypt_command: false,
+            encrypt_response: false,
+        };
+        self.execute(&spec, handles, &mut [], params)
+    }
+}

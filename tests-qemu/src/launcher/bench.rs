@@ -1,0 +1,261 @@
+//! Tables over many boots: the summary, per-command relay timings and TPM phases.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::RunReport;
+
+/// The median of a list (the lower middle for an even count); `None` if empty.
+pub fn median<T: Ord + Copy>(values: &[T]) -> Option<T> {
+    let mut v = values.to_vec();
+    v.sort_unstable();
+    v.get(v.len().checked_sub(1)? / 2).copied()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+/// The end-of-run summary table, one row per boot.
+pub fn summary_table(reports: &[RunReport]) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "{:<20} {:<18} {:>7} {:>6} {:>6} {:<12} {:>9} {:>9} {:>8} {:>10}\n",
+        "scenario",
+        "qemu/machine",
+        "verdict",
+        "passed",
+        "failed",
+        "svm",
+        "banner_ms",
+        "boot_ms",
+        "tpm_cmds",
+        "swtpm_ms"
+    ));
+    for r in reports {
+        let (p, f) = r
+            .verdict
+            .summary
+            .counts
+            .map(|(p, f)| (p.to_string(), f.to_string()))
+            .unwrap_or_else(|| ("-".into(), "-".into()));
+        let svm = r
+            .verdict
+            .summary
+            .svm
+            .first()
+            .map(|s| match s {
+                crate::verdict::SvmResult::Accepted => "accepted".to_string(),
+                crate::verdict::SvmResult::Rejected(_) => "rejected".to_string(),
+                crate::verdict::SvmResult::None => "none".to_string(),
+            })
+            .unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{:<20} {:<18} {:>7} {:>6} {:>6} {:<12} {:>9} {:>9} {:>8} {:>10}\n",
+            r.scenario,
+            format!("{}/{}", r.qemu.version, r.machine),
+            if r.passed() { "PASS" } else { "FAIL" },
+            p,
+            f,
+            svm,
+            r.to_banner.map(ms).unwrap_or_else(|| "-".into()),
+            ms(r.wall),
+            r.relay.records.len(),
+            format!("{:.2}", r.swtpm_time().as_secs_f64() * 1000.0),
+        ));
+    }
+    for r in reports.iter().filter(|r| !r.passed()) {
+        out.push_str(&format!("{}: FAIL\n", r.scenario));
+        for p in &r.verdict.problems {
+            out.push_str(&format!("  - {p}\n"));
+        }
+        if let Some(log) = &r.console_log {
+            out.push_str(&format!(
+                "  whole console (skiboot included): {}\n",
+                log.display()
+            ));
+        }
+    }
+    out
+}
+
+/// Relay timings of one TPM command code over many boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommandTimes {
+    /// Answered commands.
+    pub count: usize,
+    /// Median swtpm-side time.
+    pub median_swtpm: Duration,
+    /// Largest swtpm-side time.
+    pub max_swtpm: Duration,
+    /// Median time for the command's bytes to cross the TPM link into the relay.
+    pub median_receive: Duration,
+}
+
+/// Relay timings aggregated per TPM command code.
+pub fn per_command(reports: &[RunReport]) -> BTreeMap<u32, CommandTimes> {
+    let mut by: BTreeMap<u32, (Vec<Duration>, Vec<Duration>)> = BTreeMap::new();
+    for r in reports {
+        for rec in &r.relay.records {
+            if let Some(resp) = rec.response {
+                let e = by.entry(rec.command_code).or_default();
+                e.0.push(resp.swtpm_time);
+                e.1.push(rec.receive_time);
+            }
+        }
+    }
+    by.into_iter()
+        .map(|(code, (t, rx))| {
+            let times = CommandTimes {
+                count: t.len(),
+                median_swtpm: median(&t).unwrap_or_default(),
+                max_swtpm: t.iter().copied().max().unwrap_or_default(),
+                median_receive: median(&rx).unwrap_or_default(),
+            };
+            (code, times)
+        })
+        .collect()
+}
+
+/// swtpm-side time of the image's TPM work, split by phase (see [`tpm_phases`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PhaseTimes {
+    /// Provisioning: every command before the ultravisor's session (count, swtpm time).
+    pub provision: (usize, Duration),
+    /// The ultravisor's session: ReadPublic/NV_ReadPublic of the pinned keys +
+    /// StartAuthSession.
+    pub session: (usize, Duration),
+    /// The unwrap: from its PolicyCommandCode to RSA_Decrypt.
+    pub unwrap: (usize, Duration),
+}
+
+/// Splits a boot's relay records by phase, by the command sequence the image contract fixes:
+/// the unwrap is the first `RSA_Decrypt` and what the ultravisor sends right before it for
+/// it (walking back to its `PolicyCommandCode`, at most six commands: the policy commands,
+/// the one-shot HMAC session's salt-key `ReadPublic` and `StartAuthSession`,
+/// `PolicySecret`); the session is the
+/// `StartAuthSession` and the `ReadPublic`/`NV_ReadPublic` of the pinned keys right before
+/// those; every earlier command is provisioning. `None` if the boot issued no `RSA_Decrypt`.
+pub fn tpm_phases(records: &[crate::relay::RelayRecord]) -> Option<PhaseTimes> {
+    use pefbox::tpm::consts::cc;
+    let decrypt = records
+        .iter()
+        .position(|r| r.command_code == cc::RSA_DECRYPT)?;
+    let unwrap_cmds = [
+        cc::POLICY_COMMAND_CODE,
+        cc::POLICY_AUTH_VALUE,
+        cc::POLICY_OR,
+        cc::POLICY_SECRET,
+        cc::START_AUTH_SESSION,
+        cc::READ_PUBLIC,
+    ];
+    let code = |i: usize| records.get(i).map(|r| r.command_code);
+    // Back to the PolicyCommandCode that opens the unwrap, if it is within reach.
+    let mut unwrap_start = decrypt;
+    for back in 1..=6 {
+        let Some(i) = decrypt.checked_sub(back) else {
+            break;
+        };
+        match code(i) {
+            Some(c) if c == cc::POLICY_COMMAND_CODE => {
+                unwrap_start = i;
+                break;
+            }
+            Some(c) if unwrap_cmds.contains(&c) => {}
+            _ => break,
+        }
+    }
+    let mut session_start = unwrap_start;
+    if session_start > 0 && code(session_start - 1) == Some(cc::START_AUTH_SESSION) {
+        session_start -= 1;
+        while session_start > 0
+            && matches!(code(session_start - 1), Some(c) if c == cc::READ_PUBLIC || c == cc::NV_READ_PUBLIC)
+        {
+            session_start -= 1;
+        }
+    }
+    let sum = |rs: &[crate::relay::RelayRecord]| {
+        (
+            rs.len(),
+            rs.iter()
+                .filter_map(|r| r.response.map(|x| x.swtpm_time))
+                .sum(),
+        )
+    };
+    Some(PhaseTimes {
+        provision: sum(records.get(..session_start).unwrap_or_default()),
+        session: sum(records.get(session_start..unwrap_start).unwrap_or_default()),
+        unwrap: sum(records.get(unwrap_start..=decrypt).unwrap_or_default()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(code: u32, us: u64) -> crate::relay::RelayRecord {
+        crate::relay::RelayRecord {
+            command_code: code,
+            command_size: 10,
+            receive_time: Duration::ZERO,
+            response: Some(crate::relay::ResponseInfo {
+                size: 10,
+                code: 0,
+                swtpm_time: Duration::from_micros(us),
+            }),
+        }
+    }
+
+    #[test]
+    fn tpm_phases_split_provisioning_session_and_unwrap() {
+        use pefbox::tpm::consts::cc;
+        let records = vec![
+            rec(cc::PCR_READ, 1),
+            rec(cc::READ_PUBLIC, 2),
+            rec(cc::POLICY_COMMAND_CODE, 4),
+            rec(cc::POLICY_OR, 8),
+            rec(cc::PCR_EXTEND, 16),
+            rec(cc::READ_PUBLIC, 32),
+            rec(cc::START_AUTH_SESSION, 64),
+            rec(cc::POLICY_COMMAND_CODE, 128),
+            rec(cc::POLICY_AUTH_VALUE, 256),
+            rec(cc::POLICY_OR, 512),
+            rec(cc::RSA_DECRYPT, 1024),
+            rec(cc::GET_RANDOM, 2048),
+        ];
+        let p = tpm_phases(&records).unwrap();
+        assert_eq!(p.provision, (5, Duration::from_micros(31)));
+        assert_eq!(p.session, (2, Duration::from_micros(96)));
+        assert_eq!(p.unwrap, (4, Duration::from_micros(1920)));
+        assert_eq!(tpm_phases(&records[..5]), None);
+        // RSA_Decrypt first: no session, no provisioning.
+        let p = tpm_phases(&records[10..]).unwrap();
+        assert_eq!((p.provision.0, p.session.0, p.unwrap.0), (0, 0, 1));
+        // Today's sequence: the pinned keys read, the boot session, then an unwrap with a
+        // one-shot HMAC session for PolicySecret (its StartAuthSession is the unwrap's).
+        let records = vec![
+            rec(cc::PCR_EXTEND, 1),
+            rec(cc::READ_PUBLIC, 2),
+            rec(cc::READ_PUBLIC, 4),
+            rec(cc::NV_READ_PUBLIC, 8),
+            rec(cc::START_AUTH_SESSION, 16),
+            rec(cc::POLICY_COMMAND_CODE, 32),
+            rec(cc::READ_PUBLIC, 64),
+            rec(cc::START_AUTH_SESSION, 128),
+            rec(cc::POLICY_SECRET, 256),
+            rec(cc::RSA_DECRYPT, 512),
+        ];
+        let p = tpm_phases(&records).unwrap();
+        assert_eq!(p.provision, (1, Duration::from_micros(1)));
+        assert_eq!(p.session, (4, Duration::from_micros(30)));
+        assert_eq!(p.unwrap, (5, Duration::from_micros(992)));
+    }
+
+    #[test]
+    fn median_is_the_lower_middle() {
+        assert_eq!(median::<u32>(&[]), None);
+        assert_eq!(median(&[5]), Some(5));
+        assert_eq!(median(&[9, 1, 5]), Some(5));
+        assert_eq!(median(&[4, 1, 3, 2]), Some(2));
+    }
+}
