@@ -33,7 +33,7 @@ pub use papr;
 pub mod report;
 #[cfg(any(test, feature = "selftest"))]
 pub mod selftest;
-pub mod tpm;
+pub use tpm;
 pub mod uv;
 
 #[cfg(target_arch = "powerpc64")]

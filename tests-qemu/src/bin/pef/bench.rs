@@ -146,15 +146,15 @@ fn size_table(img: &std::path::Path) -> String {
         _ => return "\ncode size by module: `nm` (binutils) not available\n".into(),
     };
     let groups: [(&str, &[&str]); 12] = [
-        ("pefbox::tpm (TPM client)", &["pefbox::tpm::"]),
+        ("tpm (TPM client crate)", &["tpm::"]),
         ("pefbox::hv (hypervisor)", &["pefbox::hv::"]),
         ("pefbox::uv (ultravisor)", &["pefbox::uv::"]),
         ("pefbox::fw (provisioning)", &["pefbox::fw::"]),
         ("pefbox::selftest", &["pefbox::selftest::"]),
         ("pefbox::dtb", &["pefbox::dtb"]),
         (
-            "pefbox (arch, platform, main)",
-            &["pefbox", "rust_entry", "pefbox_"],
+            "pefbox (arch, platform, main), papr, base64",
+            &["pefbox", "rust_entry", "pefbox_", "papr::", "base64::"],
         ),
         (
             "sha2, hmac, aes, cfb-mode",

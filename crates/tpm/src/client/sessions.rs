@@ -2,17 +2,17 @@
 //! commands.
 
 use super::{CommandSpec, Error, Reply, SaltKey, Tpm};
-use crate::tpm::consts::alg;
-use crate::tpm::consts::cc;
-use crate::tpm::consts::rh;
-use crate::tpm::consts::se;
-use crate::tpm::consts::SHA256_SIZE;
-use crate::tpm::crypto;
-use crate::tpm::marshal::{ParseError, Reader, WriteError, Writer};
-use crate::tpm::policy::PolicyDigest;
-use crate::tpm::public::{Name, Object, PcrSelection, Public, PublicDetail};
-use crate::tpm::session::{bind_id, Auth, Session, SessionKind};
-use crate::tpm::transport::{Transport, MAX_TPM_MESSAGE};
+use crate::consts::alg;
+use crate::consts::cc;
+use crate::consts::rh;
+use crate::consts::se;
+use crate::consts::SHA256_SIZE;
+use crate::crypto;
+use crate::marshal::{ParseError, Reader, WriteError, Writer};
+use crate::policy::PolicyDigest;
+use crate::public::{Name, Object, PcrSelection, Public, PublicDetail};
+use crate::session::{bind_id, Auth, Session, SessionKind};
+use crate::transport::{Transport, MAX_TPM_MESSAGE};
 
 impl<T: Transport> Tpm<T> {
     /// Flushes a session and marks it closed (a closed session is not sent again).
@@ -56,7 +56,7 @@ impl<T: Transport> Tpm<T> {
             } => {
                 let blob = self.read_pinned_public(handle, pinned_name)?;
                 let public = Public::parse(&blob)?;
-                if public.attributes & crate::tpm::consts::attr::DECRYPT == 0
+                if public.attributes & crate::consts::attr::DECRYPT == 0
                     || public.name_alg != alg::SHA256
                 {
                     return Err(Error::WrongKey);
@@ -80,7 +80,7 @@ impl<T: Transport> Tpm<T> {
                         )?;
                     }
                     (SaltKey::Ecc { .. }, PublicDetail::Ecc { curve, x, y, .. }) => {
-                        if curve != crate::tpm::consts::ECC_NIST_P256 {
+                        if curve != crate::consts::ECC_NIST_P256 {
                             return Err(Error::WrongKey);
                         }
                         let tx = <[u8; 32]>::try_from(x).map_err(|_| Error::WrongKey)?;
@@ -124,7 +124,7 @@ impl<T: Transport> Tpm<T> {
             w.tpm2b(&nonce_caller)?;
             w.tpm2b(encrypted_salt)?;
             w.u8(se_type)?;
-            crate::tpm::public::SymDef::AES_128_CFB.marshal(w)?;
+            crate::public::SymDef::AES_128_CFB.marshal(w)?;
             w.u16(alg::SHA256)
         })?;
         let mut r = Reader::new(self.reply_params(&reply));
@@ -219,7 +219,7 @@ impl<T: Transport> Tpm<T> {
         session: &mut Session,
         branches: &[PolicyDigest],
     ) -> Result<(), Error> {
-        if branches.len() < 2 || branches.len() > crate::tpm::policy::MAX_OR_BRANCHES {
+        if branches.len() < 2 || branches.len() > crate::policy::MAX_OR_BRANCHES {
             return Err(Error::BadArgument);
         }
         let count = branches.len() as u32;

@@ -1,12 +1,12 @@
 //! RSA_Decrypt with the wrapping key.
 
 use super::{CommandSpec, Error, Tpm};
-use crate::tpm::consts::alg;
-use crate::tpm::consts::cc;
-use crate::tpm::marshal::Reader;
-use crate::tpm::public::Object;
-use crate::tpm::session::Auth;
-use crate::tpm::transport::Transport;
+use crate::consts::alg;
+use crate::consts::cc;
+use crate::marshal::Reader;
+use crate::public::Object;
+use crate::session::Auth;
+use crate::transport::Transport;
 
 impl CommandSpec {
     /// TPM2_RSA_Decrypt: one authorized handle (the key), no response handle, the
@@ -38,7 +38,7 @@ impl<T: Transport> Tpm<T> {
             w.tpm2b(label)
         })?;
         let mut r = Reader::new(self.reply_params(&reply));
-        let message = r.tpm2b(crate::tpm::public::MAX_RSA_BYTES)?;
+        let message = r.tpm2b(crate::public::MAX_RSA_BYTES)?;
         r.finish()?;
         out.get_mut(..message.len())
             .ok_or(Error::BufferTooSmall)?

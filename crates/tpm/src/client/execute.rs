@@ -3,16 +3,16 @@
 //! response HMAC, and the bounded re-send of commands the TPM did not start.
 
 use super::{CommandSpec, Error, Reply, Tpm, MAX_AUTH, MAX_SESSIONS};
-use crate::tpm::consts::rh;
-use crate::tpm::consts::sa;
-use crate::tpm::consts::st;
-use crate::tpm::consts::SHA256_SIZE;
-use crate::tpm::crypto;
-use crate::tpm::marshal::{ParseError, Reader, WriteError, Writer};
-use crate::tpm::public::Object;
-use crate::tpm::rc::ResponseCode;
-use crate::tpm::session::{Auth, SessionKind};
-use crate::tpm::transport::{Transport, TransportError};
+use crate::consts::rh;
+use crate::consts::sa;
+use crate::consts::st;
+use crate::consts::SHA256_SIZE;
+use crate::crypto;
+use crate::marshal::{ParseError, Reader, WriteError, Writer};
+use crate::public::Object;
+use crate::rc::ResponseCode;
+use crate::session::{Auth, SessionKind};
+use crate::transport::{Transport, TransportError};
 
 fn entry_len(nonce: usize, hmac: usize) -> usize {
     4 + 2 + nonce + 1 + 2 + hmac
@@ -295,7 +295,7 @@ impl<T: Transport> Tpm<T> {
         self.executed = self.executed.saturating_add(1);
         for attempt in 0..=NOT_STARTED_RETRIES {
             n = self.transport.transact(command, &mut self.rsp)?;
-            let rc = crate::tpm::wire::code(&self.rsp);
+            let rc = crate::wire::code(&self.rsp);
             if !matches!(rc, Some(RC_RETRY | RC_YIELDED | RC_TESTING)) {
                 break;
             }
@@ -381,7 +381,7 @@ impl<T: Transport> Tpm<T> {
                             session: (i + 1) as u8,
                         });
                     }
-                    let mask = crate::tpm::session::SUPPORTED.bits();
+                    let mask = crate::session::SUPPORTED.bits();
                     if attrs & mask != session.attributes & mask {
                         return Err(ParseError::BadValue.into());
                     }

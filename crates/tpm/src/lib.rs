@@ -9,6 +9,7 @@
 //! [`rc`] (response codes), [`public`] (public areas, Names, templates, PCR
 //! selections), [`crypto`] (session arithmetic), [`entropy`] (the nonce/salt mixer),
 //! [`session`] and [`policy`], and [`client`] (the [`Tpm`] with one method per command).
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 pub mod attrs;

@@ -6,7 +6,7 @@
 //! response code, split handles / parameters / authorization area (each entry
 //! bounds-checked), verify every response HMAC over rpHash, and only then roll the
 //! nonces and decrypt the first response parameter. Command methods parse the
-//! parameters after that, again with the panic-free [`Reader`](crate::tpm::marshal::Reader).
+//! parameters after that, again with the panic-free [`Reader`](crate::marshal::Reader).
 #![forbid(unsafe_code)]
 
 mod decrypt;
@@ -15,11 +15,11 @@ mod hierarchy;
 mod objects;
 mod sessions;
 
-use crate::tpm::crypto::CryptoError;
-use crate::tpm::entropy::{EntropyError, EntropySource, Mixer};
-use crate::tpm::marshal::{ParseError, WriteError};
-use crate::tpm::rc::ResponseCode;
-use crate::tpm::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
+use crate::crypto::CryptoError;
+use crate::entropy::{EntropyError, EntropySource, Mixer};
+use crate::marshal::{ParseError, WriteError};
+use crate::rc::ResponseCode;
+use crate::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
 
 pub use execute::{no_delay, Delay, RETRY_BUDGET_MS, RETRY_DELAYS_MS};
 pub use hierarchy::CC_HIERARCHY_CHANGE_AUTH;

@@ -1,21 +1,21 @@
 //! Start-up, random bytes and capabilities; hierarchies, NV indices and PCRs.
 
 use super::{Blob, CommandSpec, Error, Reply, Tpm, MAX_AUTH};
-use crate::tpm::consts::alg;
-use crate::tpm::consts::cap;
-use crate::tpm::consts::cc;
-use crate::tpm::consts::SHA256_SIZE;
-use crate::tpm::crypto;
-use crate::tpm::marshal::{ParseError, Reader};
-use crate::tpm::public::{NvPublic, Object, PcrSelection};
-use crate::tpm::session::Auth;
-use crate::tpm::transport::Transport;
+use crate::consts::alg;
+use crate::consts::cap;
+use crate::consts::cc;
+use crate::consts::SHA256_SIZE;
+use crate::crypto;
+use crate::marshal::{ParseError, Reader};
+use crate::public::{NvPublic, Object, PcrSelection};
+use crate::session::Auth;
+use crate::transport::Transport;
 
 /// `TPM_CC_HierarchyChangeAuth` (TPM 2.0 Part 2, table 12), from the one table.
 pub const CC_HIERARCHY_CHANGE_AUTH: u32 = cc::HIERARCHY_CHANGE_AUTH;
 
 impl<T: Transport> Tpm<T> {
-    /// `TPM2_Startup(startupType)` (see [`su`](crate::tpm::consts::su)).
+    /// `TPM2_Startup(startupType)` (see [`su`](crate::consts::su)).
     pub fn startup(&mut self, startup_type: u16) -> Result<(), Error> {
         self.simple(cc::STARTUP, &[], |w| w.u16(startup_type))?;
         Ok(())
@@ -201,8 +201,8 @@ impl<T: Transport> Tpm<T> {
         let obj = Object::permanent(index);
         let reply = self.simple(cc::NV_READ_PUBLIC, &[&obj], |_| Ok(()))?;
         let mut r = Reader::new(self.reply_params(&reply));
-        let raw = r.tpm2b(crate::tpm::public::MAX_NV_PUBLIC)?;
-        let claimed = r.tpm2b(crate::tpm::public::MAX_NAME)?;
+        let raw = r.tpm2b(crate::public::MAX_NV_PUBLIC)?;
+        let claimed = r.tpm2b(crate::public::MAX_NAME)?;
         r.finish()?;
         let parsed = NvPublic::parse(raw)?;
         if parsed.index != index {

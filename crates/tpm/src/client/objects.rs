@@ -2,14 +2,14 @@
 //! changing their authValue.
 
 use super::{Blob, CommandSpec, Error, KeyBlob, Tpm, MAX_BLOB};
-use crate::tpm::consts::cc;
-use crate::tpm::consts::rh;
-use crate::tpm::consts::st;
-use crate::tpm::crypto;
-use crate::tpm::marshal::{ParseError, Reader, WriteError, Writer};
-use crate::tpm::public::{Object, Public, Template};
-use crate::tpm::session::Auth;
-use crate::tpm::transport::{Transport, MAX_TPM_MESSAGE};
+use crate::consts::cc;
+use crate::consts::rh;
+use crate::consts::st;
+use crate::crypto;
+use crate::marshal::{ParseError, Reader, WriteError, Writer};
+use crate::public::{Object, Public, Template};
+use crate::session::Auth;
+use crate::transport::{Transport, MAX_TPM_MESSAGE};
 
 impl<T: Transport> Tpm<T> {
     /// `TPM2_ReadPublic`: the object's public area, and the object with the Name
@@ -20,8 +20,8 @@ impl<T: Transport> Tpm<T> {
         let reply = self.simple(cc::READ_PUBLIC, &[&obj], |_| Ok(()))?;
         let mut r = Reader::new(self.reply_params(&reply));
         let raw = r.tpm2b(MAX_BLOB)?;
-        let claimed = r.tpm2b(crate::tpm::public::MAX_NAME)?;
-        let _qualified = r.tpm2b(crate::tpm::public::MAX_NAME)?;
+        let claimed = r.tpm2b(crate::public::MAX_NAME)?;
+        let _qualified = r.tpm2b(crate::public::MAX_NAME)?;
         r.finish()?;
         let name = Public::parse(raw)?.name()?;
         if !crypto::ct_eq(name.as_bytes(), claimed) {
@@ -82,7 +82,7 @@ impl<T: Transport> Tpm<T> {
         let mut r = Reader::new(self.reply_params(&reply));
         let raw = r.tpm2b(MAX_BLOB)?;
         Self::skip_creation(&mut r)?;
-        let claimed = r.tpm2b(crate::tpm::public::MAX_NAME)?;
+        let claimed = r.tpm2b(crate::public::MAX_NAME)?;
         r.finish()?;
         if reply.handle >> 24 != rh::TRANSIENT_FIRST >> 24 {
             return Err(ParseError::UnexpectedHandle(reply.handle).into());
@@ -152,7 +152,7 @@ impl<T: Transport> Tpm<T> {
             w.tpm2b(&blob.public)
         })?;
         let mut r = Reader::new(self.reply_params(&reply));
-        let claimed = r.tpm2b(crate::tpm::public::MAX_NAME)?;
+        let claimed = r.tpm2b(crate::public::MAX_NAME)?;
         r.finish()?;
         if reply.handle >> 24 != rh::TRANSIENT_FIRST >> 24 {
             return Err(ParseError::UnexpectedHandle(reply.handle).into());

@@ -3,9 +3,9 @@
 
 use super::execute::{NOT_STARTED_RETRIES, RC_RETRY, RC_TESTING, RC_YIELDED};
 use super::*;
-use crate::tpm::consts::{cc, rh};
-use crate::tpm::public::Object;
-use crate::tpm::session::Auth;
+use crate::consts::{cc, rh};
+use crate::public::Object;
+use crate::session::Auth;
 
 /// FAKE TPM: answers the first `warnings` commands with `warning`, then a GetRandom
 /// response of 4 bytes; counts the commands it saw.
