@@ -149,10 +149,13 @@ pub fn tpm_phases(records: &[crate::relay::RelayRecord]) -> Option<PhaseTimes> {
         cc::START_AUTH_SESSION,
         cc::READ_PUBLIC,
     ];
+    // The hypervisor's own swap commands around each session-using command belong to the
+    // phase they sit in.
+    let swap = |c: u32| matches!(c, cc::CONTEXT_LOAD | cc::CONTEXT_SAVE | cc::FLUSH_CONTEXT);
     let code = |i: usize| records.get(i).map(|r| r.command_code);
     // Back to the PolicyCommandCode that opens the unwrap, if it is within reach.
     let mut unwrap_start = decrypt;
-    for back in 1..=6 {
+    for back in 1..=24 {
         let Some(i) = decrypt.checked_sub(back) else {
             break;
         };
@@ -161,11 +164,19 @@ pub fn tpm_phases(records: &[crate::relay::RelayRecord]) -> Option<PhaseTimes> {
                 unwrap_start = i;
                 break;
             }
-            Some(c) if unwrap_cmds.contains(&c) => {}
+            Some(c) if unwrap_cmds.contains(&c) || swap(c) => {}
             _ => break,
         }
     }
+    // The session that opens the unwrap's first command (the ultravisor's boot session) is
+    // loaded just before it.
+    while unwrap_start > 0 && code(unwrap_start - 1) == Some(cc::CONTEXT_LOAD) {
+        unwrap_start -= 1;
+    }
     let mut session_start = unwrap_start;
+    while session_start > 0 && code(session_start - 1).is_some_and(swap) {
+        session_start -= 1;
+    }
     if session_start > 0 && code(session_start - 1) == Some(cc::START_AUTH_SESSION) {
         session_start -= 1;
         while session_start > 0
@@ -173,6 +184,8 @@ pub fn tpm_phases(records: &[crate::relay::RelayRecord]) -> Option<PhaseTimes> {
         {
             session_start -= 1;
         }
+    } else {
+        session_start = unwrap_start;
     }
     let sum = |rs: &[crate::relay::RelayRecord]| {
         (
@@ -249,6 +262,33 @@ mod tests {
         assert_eq!(p.provision, (1, Duration::from_micros(1)));
         assert_eq!(p.session, (4, Duration::from_micros(30)));
         assert_eq!(p.unwrap, (5, Duration::from_micros(992)));
+        // With the resource manager swapping sessions: each session-using command is wrapped
+        // in the hypervisor's ContextLoad and ContextSave, each new session followed by one.
+        let (ld, sv) = (cc::CONTEXT_LOAD, cc::CONTEXT_SAVE);
+        let records = vec![
+            rec(cc::PCR_EXTEND, 1),
+            rec(cc::READ_PUBLIC, 2),
+            rec(cc::READ_PUBLIC, 4),
+            rec(cc::NV_READ_PUBLIC, 8),
+            rec(cc::START_AUTH_SESSION, 16),
+            rec(sv, 32),
+            rec(ld, 64),
+            rec(cc::POLICY_COMMAND_CODE, 128),
+            rec(sv, 256),
+            rec(cc::READ_PUBLIC, 512),
+            rec(cc::START_AUTH_SESSION, 1024),
+            rec(sv, 2048),
+            rec(ld, 4096),
+            rec(ld, 8192),
+            rec(cc::POLICY_SECRET, 16384),
+            rec(sv, 32768),
+            rec(ld, 65536),
+            rec(cc::RSA_DECRYPT, 131072),
+        ];
+        let p = tpm_phases(&records).unwrap();
+        assert_eq!(p.provision, (1, Duration::from_micros(1)));
+        assert_eq!(p.session, (5, Duration::from_micros(62)));
+        assert_eq!(p.unwrap, (12, Duration::from_micros(262080)));
     }
 
     #[test]
