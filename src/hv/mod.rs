@@ -543,13 +543,14 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                     st.slots.forget_everywhere(h);
                 }
                 Err(e) => {
-                    let _ = save_sessions(
+                    abandon(
                         caller,
                         link,
                         &mut st.observer,
                         &mut st.rsp,
                         &mut st.slots,
                         slot,
+                        &[],
                         &live,
                         &mut st.counter,
                     );
@@ -588,14 +589,14 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                             p
                         }
                         Err(e) => {
-                            unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
-                            let _ = save_sessions(
+                            abandon(
                                 caller,
                                 link,
                                 &mut st.observer,
                                 &mut st.rsp,
                                 &mut st.slots,
                                 slot,
+                                &loaded,
                                 &live,
                                 &mut st.counter,
                             );
@@ -625,14 +626,14 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         let mut n = match relay(link, cmd, &mut st.rsp) {
             Ok(n) => n,
             Err(e) => {
-                unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
-                let _ = save_sessions(
+                abandon(
                     caller,
                     link,
                     &mut st.observer,
                     &mut st.rsp,
                     &mut st.slots,
                     slot,
+                    &loaded,
                     &live,
                     &mut st.counter,
                 );
@@ -655,7 +656,17 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         if rc == RC_SUCCESS {
             if creates_session || creates_object {
                 let Some(h) = wire::u32_at(rsp, wire::HEADER_LEN) else {
-                    unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
+                    abandon(
+                        caller,
+                        link,
+                        &mut st.observer,
+                        &mut st.rsp,
+                        &mut st.slots,
+                        slot,
+                        &loaded,
+                        &live,
+                        &mut st.counter,
+                    );
                     return Err(TpmCommError::BadResponse(ResponseError::MissingHandle));
                 };
                 if creates_object {
@@ -665,14 +676,14 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                 } else {
                     // Unreachable by row 14; never lose track: flush it back out.
                     let _ = flush_one(caller, link, &mut st.observer, &mut st.rsp, h);
-                    unload(caller, link, &mut st.observer, &mut st.rsp, &loaded);
-                    let _ = save_sessions(
+                    abandon(
                         caller,
                         link,
                         &mut st.observer,
                         &mut st.rsp,
                         &mut st.slots,
                         slot,
+                        &loaded,
                         &live,
                         &mut st.counter,
                     );
@@ -998,6 +1009,24 @@ fn unload<L: Transport, O: RelayObserver>(
     for &(_, p) in loaded {
         let _ = flush_one(caller, link, observer, rsp, p);
     }
+}
+
+/// Puts back what a command that did not complete had swapped in: flushes the TPM's copies
+/// of its objects (their saved contexts are still kept) and saves its sessions.
+#[allow(clippy::too_many_arguments)]
+fn abandon<L: Transport, O: RelayObserver>(
+    caller: CallerId,
+    link: &mut L,
+    observer: &mut O,
+    rsp: &mut [u8; MAX_TPM_MESSAGE],
+    slots: &mut SessionSlots,
+    slot: SlotIndex,
+    loaded: &[(u32, u32)],
+    live: &[u32],
+    counter: &mut u64,
+) {
+    unload(caller, link, observer, rsp, loaded);
+    let _ = save_sessions(caller, link, observer, rsp, slots, slot, live, counter);
 }
 
 /// A session context older than this (in context-counter steps behind the newest seen) is
