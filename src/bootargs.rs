@@ -88,3 +88,30 @@ mod tests {
         assert_eq!(bootarg("k=a=b", "k"), Some("a=b"));
     }
 }
+
+/// Parses an `ADDR,LEN` bootarg value (each decimal or `0x` hex) such as
+/// `svm-kernel=0x10000000,262144`.
+pub fn parse_range(v: &str) -> Result<(u64, u64), &'static str> {
+    let (a, l) = v.split_once(',').ok_or("expected ADDR,LEN")?;
+    match (parse_number(a), parse_number(l)) {
+        (Some(a), Some(l)) => Ok((a, l)),
+        (None, _) => Err("ADDR is not a decimal or 0x-hex 64-bit number"),
+        (_, None) => Err("LEN is not a decimal or 0x-hex 64-bit number"),
+    }
+}
+
+#[cfg(test)]
+mod parse_range_tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("0x10000000,262144"), Ok((0x1000_0000, 262_144)));
+        assert_eq!(parse_range("16,0x10"), Ok((16, 16)));
+        assert!(parse_range("0x10000000").is_err());
+        assert!(parse_range("0x,1").is_err());
+        assert!(parse_range("1,-1").is_err());
+        assert!(parse_range("1,99999999999999999999999").is_err());
+        assert!(parse_range(",1").is_err());
+    }
+}

@@ -25,7 +25,7 @@ mod target {
     #[cfg(feature = "selftest")]
     use pefbox::selftest::{self, target::H_PEFBOX_ECHO};
     use pefbox::tpm::Tpm;
-    use pefbox::{arch, fw, hv, print, println, uv};
+    use pefbox::{arch, fw, print, println, uv};
 
     #[global_allocator]
     static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
@@ -252,7 +252,7 @@ mod target {
 
     fn configure_hypervisor(link: Option<UartTpmLink>, ram_top: u64) {
         let has_link = link.is_some();
-        match hv::target::configure(link, ram_top) {
+        match pefbox::target::hv::configure(link, ram_top) {
             Ok(()) if has_link => println!("hv: H_TPM_COMM over the TPM link"),
             Ok(()) => println!("hv: no TPM link; H_TPM_COMM answers H_FUNCTION"),
             Err(e) => println!("hv: caller memory refused ({e:?}); H_TPM_COMM disabled"),
@@ -268,7 +268,7 @@ mod target {
         tb_hz: u64,
         flow: &mut BootFlow,
     ) {
-        let input = uv::target::svm_input(info, ram_top);
+        let input = pefbox::target::uv::svm_input(info, ram_top);
         let fingerprint = handoff
             .as_ref()
             .and_then(fw::provision::Provisioned::wrapping_fingerprint);
@@ -280,7 +280,7 @@ mod target {
                 let t0 = arch::timebase();
                 let modulus: heapless::Vec<u8, 512> =
                     heapless::Vec::from_slice(p.wrapping_modulus()).unwrap_or_default();
-                let r = uv::target::start(p.secrets, &modulus);
+                let r = pefbox::target::uv::start(p.secrets, &modulus);
                 flow.session_ms = ms(arch::timebase() - t0, tb_hz);
                 r
             }
@@ -291,7 +291,7 @@ mod target {
                     "uv: salted policy session {h:#x} to {:#x} (Name pinned) in {} ms; wrapping key fingerprint {}",
                     fw::PARENT_HANDLE,
                     flow.session_ms,
-                    fingerprint.as_ref().map_or(alloc::string::String::from("unknown"), |f| alloc::format!("{}", uv::pem::HexPrefix(f)))
+                    fingerprint.as_ref().map_or(alloc::string::String::from("unknown"), |f| alloc::format!("{}", fw::pem::HexPrefix(f)))
                 );
                 check_passed(flow, "uv-session");
             }
@@ -301,18 +301,18 @@ mod target {
             }
         }
         let verdict = match input {
-            Ok(uv::target::SvmInput::None) => {
+            Ok(pefbox::target::uv::SvmInput::None) => {
                 println!("{}{}", report::SVM, report::SVM_NONE);
                 return;
             }
             Err(r) => Err(r),
-            Ok(uv::target::SvmInput::Some { .. }) if started.is_err() => {
+            Ok(pefbox::target::uv::SvmInput::Some { .. }) if started.is_err() => {
                 Err(uv::svm::Rejection::Unwrap("no ultravisor session".into()))
             }
-            Ok(uv::target::SvmInput::Some { .. }) if fingerprint.is_none() => Err(
+            Ok(pefbox::target::uv::SvmInput::Some { .. }) if fingerprint.is_none() => Err(
                 uv::svm::Rejection::Unwrap("the wrapping key's public area is unusable".into()),
             ),
-            Ok(uv::target::SvmInput::Some {
+            Ok(pefbox::target::uv::SvmInput::Some {
                 blob,
                 initrd,
                 payload,
@@ -320,7 +320,7 @@ mod target {
                 let t0 = arch::timebase();
                 let fp = fingerprint.unwrap_or_default();
                 uv::svm::open(blob, initrd, &payload, &fp, |ek| {
-                    let r = uv::target::unwrap(ek);
+                    let r = pefbox::target::uv::unwrap(ek);
                     flow.unwrap_ms = ms(arch::timebase() - t0, tb_hz);
                     r
                 })
@@ -385,7 +385,8 @@ mod target {
     fn shutdown_tpm() {
         use pefbox::tpm::{consts::su, wire, Transport};
         let mut rsp = [0u8; 64];
-        let r = hv::target::HV.with_link(|l| l.transact(&wire::shutdown(su::CLEAR), &mut rsp));
+        let r =
+            pefbox::target::hv::HV.with_link(|l| l.transact(&wire::shutdown(su::CLEAR), &mut rsp));
         let rc = wire::code(&rsp).unwrap_or(u32::MAX);
         match r {
             None => {}
@@ -439,7 +440,7 @@ mod target {
 
     /// H_TPM_COMM, from the calling partition and thread.
     fn tpm_comm(args: &[u64; 9]) -> papr::HcallResult {
-        hv::target::HV.hcall(hv::target::caller(), papr::H_TPM_COMM, args)
+        pefbox::target::hv::HV.hcall(pefbox::target::hv::caller(), papr::H_TPM_COMM, args)
     }
 
     #[cfg(feature = "selftest")]

@@ -1,5 +1,5 @@
 //! What the image learns from the device tree skiboot hands it (portable, host-tested
-//! against a dump of QEMU's powernv9 tree in `src/testdata/`).
+//! against a dump of QEMU's powernv9 tree in `crates/dtb/testdata/`).
 //!
 //! - memory ranges (`/memory@*` `reg`),
 //! - the LPC 16550 UARTs, their I/O ports translated through every `ranges` up to a CPU
@@ -165,7 +165,7 @@ fn translate(dtb: &Dtb<'_>, bus: &Node<'_>, mut addr: u128, mut acells: u32) -> 
 mod tests {
     use super::*;
 
-    const QEMU_DTB: &[u8] = include_bytes!("../testdata/qemu-powernv9.dtb");
+    const QEMU_DTB: &[u8] = include_bytes!("../../crates/dtb/testdata/qemu-powernv9.dtb");
 
     #[test]
     fn reads_qemu_powernv9_tree() {

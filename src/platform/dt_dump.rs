@@ -75,7 +75,7 @@ mod tests {
 
     #[test]
     fn dumps_the_qemu_tree_in_48_byte_lines_that_decode_back() {
-        let fdt = include_bytes!("../testdata/qemu-powernv9.dtb");
+        let fdt = include_bytes!("../../crates/dtb/testdata/qemu-powernv9.dtb");
         let text: Vec<String> = lines(fdt).map(|l| l.to_string()).collect();
         assert_eq!(text.len(), 2 + fdt.len().div_ceil(48));
         let digest: String = Sha256::digest(fdt)

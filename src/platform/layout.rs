@@ -7,7 +7,7 @@ extern "C" {
 
 /// The caller memory window `[start, end)`: RAM the image hands to its hcall caller (the
 /// ultravisor side and the self-tests). Both sides learn it from here; the hypervisor checks
-/// every address against it (`hv::target::configure`).
+/// every address against it (`target::hv::configure`).
 pub fn guest_window() -> (u64, u64) {
     (
         core::ptr::addr_of!(__guest_start) as u64,

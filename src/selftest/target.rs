@@ -629,7 +629,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// encrypted to the wrapping key's public part, exactly as svm-tools makes lockbox-1.
 fn synthetic_lockbox() -> Result<([u8; 32], [u8; 256]), String> {
     let modulus = {
-        let g = crate::uv::target::UV.lock();
+        let g = crate::target::uv::UV.lock();
         let uv = g.as_ref().ok_or("the ultravisor did not start")?;
         uv.modulus.clone()
     };
@@ -647,9 +647,9 @@ fn uv_snoop() -> TestResult {
     let (key, ek) = synthetic_lockbox()?;
     // The ultravisor, under its lock (UvSecrets is not Clone: no copy to wipe). The flow
     // below reaches the TPM through the hypervisor, which never takes this lock.
-    let mut guard = crate::uv::target::UV.lock();
+    let mut guard = crate::target::uv::UV.lock();
     let uv = guard.as_mut().ok_or("the ultravisor did not start")?;
-    let crate::uv::target::Uv {
+    let crate::target::uv::Uv {
         tpm: uv_tpm,
         session: boot_session,
         secrets,
@@ -670,9 +670,9 @@ fn uv_snoop() -> TestResult {
     boot_session
         .flush(uv_tpm)
         .map_err(|e| format!("flushing the boot session: {e}"))?;
-    crate::hv::target::HV.with_observer(|m| m.snoop_fn = Some(record));
+    crate::target::hv::HV.with_observer(|m| m.snoop_fn = Some(record));
     let flow = (|| -> Result<[u8; 32], String> {
-        let mut tpm = crate::uv::target::client()?;
+        let mut tpm = crate::target::uv::client()?;
         let mut s = crate::uv::unwrap::UvSession::establish(&mut tpm, secrets)
             .map_err(|e| format!("establish: {e}"))?;
         let k = s
@@ -682,7 +682,7 @@ fn uv_snoop() -> TestResult {
         *uv_tpm = tpm;
         Ok(k)
     })();
-    crate::hv::target::HV.with_observer(|m| m.snoop_fn = None);
+    crate::target::hv::HV.with_observer(|m| m.snoop_fn = None);
     let got = flow?;
     if got != key {
         return Err("the unwrapped key differs from the one sealed".into());
@@ -711,9 +711,9 @@ fn uv_snoop() -> TestResult {
 
 fn uv_tamper() -> TestResult {
     let (key, ek) = synthetic_lockbox()?;
-    let arm = |mode, cc| crate::hv::target::HV.with_observer(|m| m.arm(mode, cc));
+    let arm = |mode, cc| crate::target::hv::HV.with_observer(|m| m.arm(mode, cc));
     // An honest unwrap first: it also gives the response length to aim at.
-    let honest = crate::uv::target::unwrap(&ek).map_err(|e| format!("honest unwrap: {e}"))?;
+    let honest = crate::target::uv::unwrap(&ek).map_err(|e| format!("honest unwrap: {e}"))?;
     if honest != key {
         return Err("honest unwrap returned a wrong key".into());
     }
@@ -740,7 +740,7 @@ fn uv_tamper() -> TestResult {
     let mut errs = String::new();
     for (mode, what) in cases.iter() {
         arm(*mode, Some(cc::RSA_DECRYPT));
-        match crate::uv::target::unwrap(&ek) {
+        match crate::target::uv::unwrap(&ek) {
             Err(_) => rejected += 1,
             Ok(k) if k == key => errs += &format!("{what} {mode:?}: accepted unchanged key; "),
             Ok(_) => {
@@ -751,8 +751,8 @@ fn uv_tamper() -> TestResult {
     }
     // Replay: the hypervisor answers a new RSA_Decrypt with the previous one's response.
     arm(Meddle::ReplayPrevious, Some(cc::RSA_DECRYPT));
-    let first = crate::uv::target::unwrap(&ek);
-    let replayed = crate::uv::target::unwrap(&ek);
+    let first = crate::target::uv::unwrap(&ek);
+    let replayed = crate::target::uv::unwrap(&ek);
     let total = cases.len() as u32 + 1;
     match (first, replayed) {
         (Ok(k), Err(_)) if k == key => rejected += 1,
@@ -760,7 +760,7 @@ fn uv_tamper() -> TestResult {
     }
     arm(Meddle::Off, None);
     // The ultravisor recovers once the hypervisor behaves.
-    let after = crate::uv::target::unwrap(&ek).map_err(|e| format!("recovery: {e}"))?;
+    let after = crate::target::uv::unwrap(&ek).map_err(|e| format!("recovery: {e}"))?;
     crate::println!("  uv-tamper: {total} cases, {rejected} rejected, {wrong} wrong keys accepted");
     if after != key {
         errs += "recovery unwrap returned a wrong key; ";

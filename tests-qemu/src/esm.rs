@@ -43,7 +43,7 @@ use rsa::traits::PublicKeyParts;
 use rsa::{Oaep, RsaPublicKey};
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::fdt_writer::FdtWriter;
+use dtb::writer::FdtWriter;
 
 /// The blob's file name inside `opt/ibm/pef/` (the name svm-tools' documentation uses).
 pub const ESM_BLOB_NAME: &str = "test_esmb.dtb";
@@ -196,7 +196,7 @@ pub fn build_esm_blob_multi<R: RngCore + CryptoRng>(
 
     // Node and property order: libfdt (which svm-tools drives) inserts a new subnode or
     // property *first* in its parent, so the packed tree lists them in the reverse of
-    // svm-tools' call order. Measured with python3-libfdt 1.6.1 (src/testdata/
+    // svm-tools' call order. Measured with python3-libfdt 1.6.1 (crates/uv/testdata/
     // make_esm_fixture.py); readers must look things up by name regardless.
     let mut w = FdtWriter::new();
     w.begin_node("").property_str("compatible", "ibm,esm");
@@ -388,7 +388,7 @@ mod tests {
         assert_eq!(unwrapped, symkey);
         // The image's recomputation from the modulus finds the same lockbox.
         let n = key().0.to_public_key().n().to_bytes_be();
-        assert_eq!(pefbox::uv::pem::pem_fingerprint(&n, 65537), Some(fp));
+        assert_eq!(pefbox::fw::pem::pem_fingerprint(&n, 65537), Some(fp));
         let d = esm.decrypt_digests(&symkey).unwrap();
         assert_eq!(d.kernel_size as usize, s.kernel.len());
         let mut args = s.bootargs.clone().into_bytes();
@@ -617,11 +617,11 @@ mod tests {
         );
     }
     /// Blob, cpio'd initrd, symkey and TEST-ONLY RSA key made by
-    /// src/testdata/make_esm_fixture.py with PyCryptodome + libfdt + GNU cpio.
-    const FIX_BLOB: &[u8] = include_bytes!("../../src/testdata/esm-pycryptodome.dtb");
-    const FIX_INITRD: &[u8] = include_bytes!("../../src/testdata/esm-pycryptodome.initrd");
-    const FIX_KEY: &str = include_str!("../../src/testdata/esm-pycryptodome.key");
-    const FIX_RSA: &str = include_str!("../../src/testdata/esm-test-rsa.pem");
+    /// crates/uv/testdata/make_esm_fixture.py with PyCryptodome + libfdt + GNU cpio.
+    const FIX_BLOB: &[u8] = include_bytes!("../../crates/uv/testdata/esm-pycryptodome.dtb");
+    const FIX_INITRD: &[u8] = include_bytes!("../../crates/uv/testdata/esm-pycryptodome.initrd");
+    const FIX_KEY: &str = include_str!("../../crates/uv/testdata/esm-pycryptodome.key");
+    const FIX_RSA: &str = include_str!("../../crates/uv/testdata/esm-test-rsa.pem");
 
     fn fixture_symkey() -> [u8; 32] {
         let hex = FIX_KEY.trim();

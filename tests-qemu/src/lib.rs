@@ -3,7 +3,6 @@
 
 pub mod cli;
 pub mod esm;
-pub mod fdt_writer;
 pub mod launcher;
 pub mod relay;
 pub mod report;

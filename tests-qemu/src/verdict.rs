@@ -458,7 +458,7 @@ pub fn extract_dt_dump(console: &str) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
 
-    const FDT: &[u8] = include_bytes!("../../src/testdata/qemu-powernv9.dtb");
+    const FDT: &[u8] = include_bytes!("../../crates/dtb/testdata/qemu-powernv9.dtb");
 
     /// A console with the image's own dump lines of `fdt` after the banner.
     fn with_dump(fdt: &[u8]) -> String {

@@ -2,7 +2,7 @@
 //! allocation-free and panic-free (portable, host-tested against the `base64ct` crate).
 //!
 //! Two users: the PEM text whose SHA-256 is an ESM lockbox's fingerprint
-//! (`pefbox::uv::pem`, 64-character lines = 48 input bytes each) and the `dump-dt`
+//! (`fw::pem`, 64-character lines = 48 input bytes each) and the `dump-dt`
 //! console lines (48 bytes of the device tree per line).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]

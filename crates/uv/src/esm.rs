@@ -22,7 +22,7 @@
 //!   empty label); 256 bytes for the 2048-bit wrapping key.
 //! - `pubkey-fingerprint/hash`: SHA-256 of the recipient's public-key PEM file as given to
 //!   svm-tools; for the TPM's wrapping key the ultravisor recomputes it from the key's
-//!   modulus ([`crate::uv::pem::pem_fingerprint`]: the SPKI PEM `tpm2_readpublic -f pem`
+//!   modulus ([`fw::pem::pem_fingerprint`]: the SPKI PEM `tpm2_readpublic -f pem`
 //!   and `cargo pef run --export-wrapping-key` write).
 //! - The GCM entries use a 16-byte IV (PyCryptodome's default nonce), no AAD, 16-byte tag.
 //! - The digests plaintext is an FDT with `/digests { algorithm = "SHA512"; rtas; kernel;
@@ -69,7 +69,7 @@ use aes_gcm::aes::Aes256;
 use aes_gcm::{AesGcm, KeyInit};
 use sha2::{Digest, Sha512};
 
-use crate::dtb::{Dtb, DtbError, Node};
+use dtb::{Dtb, DtbError, Node};
 
 /// The RTAS image the SVM gets by default: `mr r4,r3; lis r3,0; ori r3,r3,0xf000; sc 1; blr`
 /// (the H_RTAS trampoline whose SHA-512 svm-tools stores as the `rtas` digest).
@@ -273,8 +273,8 @@ pub struct LockboxMiss {
 
 impl fmt::Display for LockboxMiss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn short(fp: &[u8]) -> crate::uv::pem::HexPrefix<'_> {
-            crate::uv::pem::HexPrefix(fp.get(..FINGERPRINT_SHOWN).unwrap_or(fp))
+        fn short(fp: &[u8]) -> fw::pem::HexPrefix<'_> {
+            fw::pem::HexPrefix(fp.get(..FINGERPRINT_SHOWN).unwrap_or(fp))
         }
         write!(
             f,
@@ -392,7 +392,7 @@ impl<'a> EsmBlob<'a> {
     }
 
     /// The lockbox sealed to the key with this fingerprint (for the TPM's wrapping key,
-    /// [`crate::uv::pem::pem_fingerprint`] of its modulus): the first in tree order whose
+    /// [`fw::pem::pem_fingerprint`] of its modulus): the first in tree order whose
     /// well-formed fingerprint equals `fingerprint`, with its `encrypted-symkey` checked.
     /// The module docs give the rules for duplicates, malformed fingerprints and no match.
     pub fn lockbox_for(&self, fingerprint: &[u8; 32]) -> Result<TpmLockbox<'a>, EsmError> {
@@ -497,7 +497,7 @@ fn chosen_range(svm_fdt: &Dtb<'_>, start: &str, end: &str) -> Option<ChosenRange
 /// The ESM blob's range when a boot wrapper placed it separately: `/chosen`
 /// `linux,esm-blob-start` / `linux,esm-blob-end` (one or two cells each). `None` when
 /// either is absent or the range is inverted; then look in the initrd
-/// ([`crate::uv::cpio::split_esm_initrd`]).
+/// ([`crate::cpio::split_esm_initrd`]).
 pub fn esm_blob_range(svm_fdt: &Dtb<'_>) -> Option<ChosenRange> {
     chosen_range(svm_fdt, "linux,esm-blob-start", "linux,esm-blob-end")
 }
@@ -594,8 +594,8 @@ impl Digests {
 #[allow(clippy::cast_possible_truncation, clippy::arithmetic_side_effects)] // test fixtures
 mod tests {
     use super::*;
-    use crate::dtb::test_builder::FdtBuilder;
     use alloc::vec::Vec;
+    use dtb::writer::FdtWriter;
 
     const KEY: [u8; 32] = [0x42; 32];
 
@@ -622,66 +622,68 @@ mod tests {
     }
 
     fn digests_fdt(p: &Parts, kernel_size: u32) -> Vec<u8> {
-        let mut b = FdtBuilder::new();
-        b.begin("")
-            .prop_str("compatible", "ibm,esm")
-            .begin("digests");
-        b.prop_str("algorithm", "SHA512")
-            .prop("rtas", &sha512(&DEFAULT_RTAS))
-            .prop("kernel", &sha512(&p.kernel[..kernel_size as usize]))
-            .prop_u32("kernel-size", kernel_size)
-            .prop("initrd", &sha512(&p.initrd))
-            .prop("bootargs", &sha512(p.bootargs.as_bytes()));
-        b.end().end();
-        b.finish()
+        let mut b = FdtWriter::new();
+        b.begin_node("")
+            .property_str("compatible", "ibm,esm")
+            .begin_node("digests");
+        b.property_str("algorithm", "SHA512")
+            .property("rtas", &sha512(&DEFAULT_RTAS))
+            .property("kernel", &sha512(&p.kernel[..kernel_size as usize]))
+            .property_u32("kernel-size", kernel_size)
+            .property("initrd", &sha512(&p.initrd))
+            .property("bootargs", &sha512(p.bootargs.as_bytes()));
+        b.end_node().end_node();
+        b.finish().unwrap()
     }
 
-    fn entry(b: &mut FdtBuilder, name: &str, ct: &[u8], iv: &[u8], mac: &[u8]) {
-        b.begin(name)
-            .prop_str("untrusted-comment", "")
-            .prop("iv", iv)
-            .prop("mac", mac)
-            .prop("ciphertext", ct)
-            .prop_str("algorithm", "AES256-GCM")
-            .end();
+    fn entry(b: &mut FdtWriter, name: &str, ct: &[u8], iv: &[u8], mac: &[u8]) {
+        b.begin_node(name)
+            .property_str("untrusted-comment", "")
+            .property("iv", iv)
+            .property("mac", mac)
+            .property("ciphertext", ct)
+            .property_str("algorithm", "AES256-GCM")
+            .end_node();
     }
 
     fn blob_with(p: &Parts, symkey_len: usize, files: &[(&str, &[u8])]) -> Vec<u8> {
         let (ct, mac) = seal(&KEY, &[9; 16], &digests_fdt(p, 4096));
-        let mut f = FdtBuilder::new();
-        f.begin("")
-            .prop_str("compatible", "ibm,esm-file")
-            .begin("files");
+        let mut f = FdtWriter::new();
+        f.begin_node("")
+            .property_str("compatible", "ibm,esm-file")
+            .begin_node("files");
         for (i, (name, data)) in files.iter().enumerate() {
             let iv = [i as u8; 16];
             let (fct, fmac) = seal(&KEY, &iv, data);
             entry(&mut f, name, &fct, &iv, &fmac);
         }
-        f.end().end();
-        let files_fdt = f.finish();
-        let mut b = FdtBuilder::new();
-        b.begin("").prop_str("compatible", "ibm,esm");
+        f.end_node().end_node();
+        let files_fdt = f.finish().unwrap();
+        let mut b = FdtWriter::new();
+        b.begin_node("").property_str("compatible", "ibm,esm");
         // svm-tools adds "file" and "digest" before "lockboxes": order must not matter.
-        b.begin("file").prop("files-fdt", &files_fdt).end();
-        b.begin("digest");
+        b.begin_node("file")
+            .property("files-fdt", &files_fdt)
+            .end_node();
+        b.begin_node("digest");
         entry(&mut b, "digests-fdt", &ct, &[9; 16], &mac);
-        b.end();
-        b.begin("lockboxes");
+        b.end_node();
+        b.begin_node("lockboxes");
         for name in ["origin-lockbox", "lockbox-1"] {
-            b.begin(name)
-                .prop_str("untrusted-comment", name)
-                .prop(
+            b.begin_node(name)
+                .property_str("untrusted-comment", name)
+                .property(
                     "encrypted-symkey",
                     &alloc::vec![name.len() as u8; symkey_len],
                 )
-                .begin("pubkey-fingerprint")
-                .prop_str("algorithm", "SHA256")
-                .prop("hash", &[name.len() as u8; 32])
-                .end()
-                .end();
+                .begin_node("pubkey-fingerprint")
+                .property_str("algorithm", "SHA256")
+                .property("hash", &[name.len() as u8; 32])
+                .end_node()
+                .end_node();
         }
-        b.end().end();
-        b.finish()
+        b.end_node().end_node();
+        b.finish().unwrap()
     }
 
     #[test]
@@ -800,38 +802,45 @@ mod tests {
             Err(EsmError::Dtb(_))
         ));
         // Not ibm,esm.
-        let mut b = FdtBuilder::new();
-        b.begin("").prop_str("compatible", "ibm,esm-file").end();
-        assert_eq!(EsmBlob::parse(&b.finish()).err(), Some(EsmError::NotEsm));
-        // No /lockboxes, and an empty one.
-        let mut b = FdtBuilder::new();
-        b.begin("").prop_str("compatible", "ibm,esm").end();
+        let mut b = FdtWriter::new();
+        b.begin_node("")
+            .property_str("compatible", "ibm,esm-file")
+            .end_node();
         assert_eq!(
-            EsmBlob::parse(&b.finish()).err(),
+            EsmBlob::parse(&b.finish().unwrap()).err(),
+            Some(EsmError::NotEsm)
+        );
+        // No /lockboxes, and an empty one.
+        let mut b = FdtWriter::new();
+        b.begin_node("")
+            .property_str("compatible", "ibm,esm")
+            .end_node();
+        assert_eq!(
+            EsmBlob::parse(&b.finish().unwrap()).err(),
             Some(EsmError::MissingLockbox)
         );
-        let mut b = FdtBuilder::new();
-        b.begin("").prop_str("compatible", "ibm,esm");
-        b.begin("lockboxes").end().end();
+        let mut b = FdtWriter::new();
+        b.begin_node("").property_str("compatible", "ibm,esm");
+        b.begin_node("lockboxes").end_node().end_node();
         assert_eq!(
-            EsmBlob::parse(&b.finish()).err(),
+            EsmBlob::parse(&b.finish().unwrap()).err(),
             Some(EsmError::MissingLockbox)
         );
         // A lockbox but no digests.
-        let mut b = FdtBuilder::new();
-        b.begin("").prop_str("compatible", "ibm,esm");
-        b.begin("lockboxes")
-            .begin("lockbox-1")
-            .prop("encrypted-symkey", &[0; 256]);
-        b.begin("pubkey-fingerprint")
-            .prop_str("algorithm", "SHA256")
-            .prop("hash", &[0; 32])
-            .end();
-        b.end().end();
+        let mut b = FdtWriter::new();
+        b.begin_node("").property_str("compatible", "ibm,esm");
+        b.begin_node("lockboxes")
+            .begin_node("lockbox-1")
+            .property("encrypted-symkey", &[0; 256]);
+        b.begin_node("pubkey-fingerprint")
+            .property_str("algorithm", "SHA256")
+            .property("hash", &[0; 32])
+            .end_node();
+        b.end_node().end_node();
         let mut nodig = b.clone();
-        nodig.end();
+        nodig.end_node();
         assert_eq!(
-            EsmBlob::parse(&nodig.finish()).err(),
+            EsmBlob::parse(&nodig.finish().unwrap()).err(),
             Some(EsmError::MissingDigests)
         );
         for (iv_len, mac_len, alg, want) in [
@@ -840,26 +849,26 @@ mod tests {
             (16, 16, "AES128-GCM", EsmError::UnsupportedAlgorithm),
         ] {
             let mut c = b.clone();
-            c.begin("digest")
-                .begin("digests-fdt")
-                .prop_str("algorithm", alg)
-                .prop("iv", &alloc::vec![0; iv_len])
-                .prop("mac", &alloc::vec![0; mac_len])
-                .prop("ciphertext", &[1, 2, 3])
-                .end()
-                .end()
-                .end();
-            assert_eq!(EsmBlob::parse(&c.finish()).err(), Some(want));
+            c.begin_node("digest")
+                .begin_node("digests-fdt")
+                .property_str("algorithm", alg)
+                .property("iv", &alloc::vec![0; iv_len])
+                .property("mac", &alloc::vec![0; mac_len])
+                .property("ciphertext", &[1, 2, 3])
+                .end_node()
+                .end_node()
+                .end_node();
+            assert_eq!(EsmBlob::parse(&c.finish().unwrap()).err(), Some(want));
         }
         let mut c = b.clone();
-        c.begin("digest")
-            .begin("digests-fdt")
-            .prop_str("algorithm", "AES256-GCM");
-        c.prop("iv", &[0; 16]).prop("mac", &[0; 16]);
-        c.prop("ciphertext", &alloc::vec![0; MAX_DIGESTS_FDT + 1]);
-        c.end().end().end();
+        c.begin_node("digest")
+            .begin_node("digests-fdt")
+            .property_str("algorithm", "AES256-GCM");
+        c.property("iv", &[0; 16]).property("mac", &[0; 16]);
+        c.property("ciphertext", &alloc::vec![0; MAX_DIGESTS_FDT + 1]);
+        c.end_node().end_node().end_node();
         assert_eq!(
-            EsmBlob::parse(&c.finish()).err(),
+            EsmBlob::parse(&c.finish().unwrap()).err(),
             Some(EsmError::DigestsTooLarge)
         );
     }
@@ -869,26 +878,38 @@ mod tests {
         let p = parts();
         let good = digests_fdt(&p, 100);
         assert!(Digests::parse(&good).is_ok());
-        let mut b = FdtBuilder::new();
-        b.begin("").begin("digests").prop_str("algorithm", "SHA512");
-        b.prop("rtas", &[0; 64]).prop("kernel", &[0; 64]);
-        b.prop("kernel-size", &[0, 0, 1]); // 3 bytes: wrong
-        b.prop("initrd", &[0; 64])
-            .prop("bootargs", &[0; 64])
-            .end()
-            .end();
-        assert_eq!(Digests::parse(&b.finish()), Err(EsmError::BadDigests));
-        let mut b = FdtBuilder::new();
-        b.begin("").begin("digests").prop_str("algorithm", "SHA384");
-        b.end().end();
+        let mut b = FdtWriter::new();
+        b.begin_node("")
+            .begin_node("digests")
+            .property_str("algorithm", "SHA512");
+        b.property("rtas", &[0; 64]).property("kernel", &[0; 64]);
+        b.property("kernel-size", &[0, 0, 1]); // 3 bytes: wrong
+        b.property("initrd", &[0; 64])
+            .property("bootargs", &[0; 64])
+            .end_node()
+            .end_node();
         assert_eq!(
-            Digests::parse(&b.finish()),
+            Digests::parse(&b.finish().unwrap()),
+            Err(EsmError::BadDigests)
+        );
+        let mut b = FdtWriter::new();
+        b.begin_node("")
+            .begin_node("digests")
+            .property_str("algorithm", "SHA384");
+        b.end_node().end_node();
+        assert_eq!(
+            Digests::parse(&b.finish().unwrap()),
             Err(EsmError::UnsupportedAlgorithm)
         );
-        let mut b = FdtBuilder::new();
-        b.begin("").begin("digests").prop_str("algorithm", "SHA512");
-        b.prop("rtas", &[0; 63]).end().end();
-        assert_eq!(Digests::parse(&b.finish()), Err(EsmError::BadDigests));
+        let mut b = FdtWriter::new();
+        b.begin_node("")
+            .begin_node("digests")
+            .property_str("algorithm", "SHA512");
+        b.property("rtas", &[0; 63]).end_node().end_node();
+        assert_eq!(
+            Digests::parse(&b.finish().unwrap()),
+            Err(EsmError::BadDigests)
+        );
     }
 
     /// Mutated blobs never panic the parser or the decryptor.
@@ -923,7 +944,7 @@ mod tests {
         assert!(parsed > 0);
     }
     /// A blob made independently with PyCryptodome + libfdt and put in an initrd with GNU
-    /// cpio, as svm-tools does (src/testdata/make_esm_fixture.py).
+    /// cpio, as svm-tools does (testdata/make_esm_fixture.py).
     #[test]
     fn pycryptodome_libfdt_gnu_cpio_fixture() {
         let initrd = include_bytes!("../testdata/esm-pycryptodome.initrd");
@@ -937,7 +958,7 @@ mod tests {
         let svm_initrd = b"pefbox svm initrd\n".repeat(50);
         let bootargs = b"console=hvc0 root=/dev/ram0 svm=on\0";
 
-        let (blob, rest) = crate::uv::cpio::split_esm_initrd(initrd).unwrap();
+        let (blob, rest) = crate::cpio::split_esm_initrd(initrd).unwrap();
         assert_eq!(
             blob,
             &include_bytes!("../testdata/esm-pycryptodome.dtb")[..]
@@ -992,42 +1013,43 @@ mod tests {
     /// this tree order.
     fn blob_lockboxes(lbs: &[Lb]) -> Vec<u8> {
         let (ct, mac) = seal(&KEY, &[9; 16], &digests_fdt(&parts(), 4096));
-        let mut b = FdtBuilder::new();
-        b.begin("").prop_str("compatible", "ibm,esm");
-        b.begin("lockboxes");
+        let mut b = FdtWriter::new();
+        b.begin_node("").property_str("compatible", "ibm,esm");
+        b.begin_node("lockboxes");
         for l in lbs {
-            b.begin(l.name).prop_str("untrusted-comment", l.name);
+            b.begin_node(l.name)
+                .property_str("untrusted-comment", l.name);
             if let Some(k) = &l.symkey {
-                b.prop("encrypted-symkey", k);
+                b.property("encrypted-symkey", k);
             }
             match &l.fp {
                 Fp::Sha256(h) => {
-                    b.begin("pubkey-fingerprint")
-                        .prop_str("algorithm", "SHA256")
-                        .prop("hash", h)
-                        .end();
+                    b.begin_node("pubkey-fingerprint")
+                        .property_str("algorithm", "SHA256")
+                        .property("hash", h)
+                        .end_node();
                 }
                 Fp::Algorithm(a) => {
-                    b.begin("pubkey-fingerprint")
-                        .prop_str("algorithm", a)
-                        .prop("hash", &[0xee; 32])
-                        .end();
+                    b.begin_node("pubkey-fingerprint")
+                        .property_str("algorithm", a)
+                        .property("hash", &[0xee; 32])
+                        .end_node();
                 }
                 Fp::HashLen(n) => {
-                    b.begin("pubkey-fingerprint")
-                        .prop_str("algorithm", "SHA256")
-                        .prop("hash", &alloc::vec![0xee; *n])
-                        .end();
+                    b.begin_node("pubkey-fingerprint")
+                        .property_str("algorithm", "SHA256")
+                        .property("hash", &alloc::vec![0xee; *n])
+                        .end_node();
                 }
                 Fp::Missing => {}
             }
-            b.end();
+            b.end_node();
         }
-        b.end();
-        b.begin("digest");
+        b.end_node();
+        b.begin_node("digest");
         entry(&mut b, "digests-fdt", &ct, &[9; 16], &mac);
-        b.end().end();
-        b.finish()
+        b.end_node().end_node();
+        b.finish().unwrap()
     }
 
     const OURS: [u8; 32] = [0x1a; 32];
@@ -1111,7 +1133,7 @@ mod tests {
              (fingerprint 1a1a1a1a...; blob has 2 lockboxes: 9f8e9f9f..., 7a7a7a7a...)"
         );
         // The same text through the SVM verdict's Rejection.
-        assert!(alloc::format!("{}", crate::uv::svm::Rejection::Esm(err))
+        assert!(alloc::format!("{}", crate::svm::Rejection::Esm(err))
             .starts_with("sealed to another TPM key: "));
         // One lockbox: singular; many: the first eight listed, the rest counted.
         let one = alloc::format!("{}", open_ours(&[lb("lockbox-1", 0x05, 1)]).unwrap_err());
@@ -1185,14 +1207,14 @@ mod tests {
 
     #[test]
     fn chosen_ranges() {
-        let mut b = FdtBuilder::new();
-        b.begin("").begin("chosen");
-        b.prop_u64("linux,esm-blob-start", 0x3000_0000)
-            .prop_u32("linux,esm-blob-end", 0x3000_1000)
-            .prop_u32("linux,initrd-start", 0x2800_0000)
-            .prop_u32("linux,initrd-end", 0x27ff_0000);
-        b.end().end();
-        let blob = b.finish();
+        let mut b = FdtWriter::new();
+        b.begin_node("").begin_node("chosen");
+        b.property_u64("linux,esm-blob-start", 0x3000_0000)
+            .property_u32("linux,esm-blob-end", 0x3000_1000)
+            .property_u32("linux,initrd-start", 0x2800_0000)
+            .property_u32("linux,initrd-end", 0x27ff_0000);
+        b.end_node().end_node();
+        let blob = b.finish().unwrap();
         let dtb = Dtb::new(&blob).unwrap();
         assert_eq!(
             esm_blob_range(&dtb),
@@ -1202,7 +1224,7 @@ mod tests {
             })
         );
         assert_eq!(initrd_range(&dtb), None, "inverted range refused");
-        let dtb2 = Dtb::new(include_bytes!("../testdata/qemu-powernv9.dtb")).unwrap();
+        let dtb2 = Dtb::new(include_bytes!("../../dtb/testdata/qemu-powernv9.dtb")).unwrap();
         assert_eq!(esm_blob_range(&dtb2), None);
         assert_eq!(
             initrd_range(&dtb2),

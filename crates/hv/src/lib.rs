@@ -6,7 +6,7 @@
 //! the unsafe guest-memory copy) holds one `static` [`Hypervisor`], calls
 //! [`Hypervisor::configure`] once at boot, and [`Hypervisor::hcall`] from the
 //! vector with r3 and r4..r12; it writes the [`HcallResult`] back into r3..r12
-//! ([`crate::papr::to_regs`]: on failure r4..r12 are zero).
+//! ([`papr::to_regs`]: on failure r4..r12 are zero).
 //!
 //! # H_TPM_COMM: the checks, in the order they are made
 //!
@@ -124,9 +124,10 @@
 //!
 //! # Unsafe
 //!
-//! Every submodule is `#![forbid(unsafe_code)]` except `target` (powerpc64 only), which
-//! holds the one guest-memory copy and opts in explicitly.
-#![deny(unsafe_code)]
+//! None: the crate is `#![forbid(unsafe_code)]`. The one guest-memory copy is the image's
+//! (`src/target/hv.rs`), behind the [`GuestMemory`] trait.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 // All of hv parses caller registers, caller memory and TPM responses: no panics, no
 // silent wrap or truncation.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
@@ -138,8 +139,6 @@ pub mod observer;
 pub mod rm;
 pub mod slots;
 pub mod space;
-#[cfg(target_arch = "powerpc64")]
-pub mod target;
 pub mod wire;
 
 #[cfg(test)]
@@ -159,14 +158,14 @@ pub use slots::{
     OBJECT_CAPACITY, SESSIONS_PER_CALLER, SESSION_CAPACITY, SESSION_SLOTS,
 };
 
-use crate::papr::{
+use papr::{
     HcallResult, PaprError, H_TPM_COMM, TPM_COMM_MAX_IN, TPM_COMM_MIN_OUT,
     TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
 };
-use crate::tpm::attrs::SessionAttributes;
-use crate::tpm::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
-use crate::tpm::wire::{self as tpm_wire, cc, RC_SUCCESS};
 use slots::SlotIndex;
+use tpm::attrs::SessionAttributes;
+use tpm::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
+use tpm::wire::{self as tpm_wire, cc, RC_SUCCESS};
 
 /// H_TPM_COMM's arguments, r4..r8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,10 +8,8 @@
 //! image, stacks and heap, skiboot (`SKIBOOT_BASE..+SKIBOOT_SIZE`), low memory holding the
 //! vectors, and everything above RAM (MMIO) are refused by the region table.
 
-#![allow(unsafe_code)]
-
-use super::{CallerId, CheckedRange, GuestMemory, GuestRange, Hypervisor, RegionTable};
 use crate::platform::tpm_uart::UartTpmLink;
+use ::hv::{CallerId, CheckedRange, GuestMemory, GuestRange, Hypervisor, RegionTable};
 
 use crate::platform::layout::{IMAGE_BASE, SKIBOOT_BASE, SKIBOOT_SIZE};
 
@@ -39,16 +37,16 @@ impl GuestMemory for RealGuestMemory {
 /// The relay observer of [`HV`] in the self-test image: the tampering `Meddler`, inactive
 /// unless a self-test arms it.
 #[cfg(feature = "selftest")]
-pub type Observer = super::Meddler;
-/// The relay observer of [`HV`]: in the image to flash the [`super::Quiet`] one, which sees
+pub type Observer = ::hv::Meddler;
+/// The relay observer of [`HV`]: in the image to flash the [`::hv::Quiet`] one, which sees
 /// and changes nothing (the self-test image has the tampering `Meddler` here).
 #[cfg(not(feature = "selftest"))]
-pub type Observer = super::Quiet;
+pub type Observer = ::hv::Quiet;
 
 #[cfg(feature = "selftest")]
-const OBSERVER: Observer = super::Meddler::new(super::Meddle::Off);
+const OBSERVER: Observer = ::hv::Meddler::new(::hv::Meddle::Off);
 #[cfg(not(feature = "selftest"))]
-const OBSERVER: Observer = super::Quiet;
+const OBSERVER: Observer = ::hv::Quiet;
 
 /// The machine's hypervisor: H_TPM_COMM over the UART link, relaying past [`Observer`].
 pub static HV: Hypervisor<UartTpmLink, RealGuestMemory, Observer> =
@@ -56,13 +54,13 @@ pub static HV: Hypervisor<UartTpmLink, RealGuestMemory, Observer> =
 
 /// Configures [`HV`]: the caller window as the only caller region, and the link (None when
 /// the device tree shows no TPM UART: then H_TPM_COMM answers H_FUNCTION). A bound given
-/// in reverse (an end below its start) is refused as [`super::RegionError::Wraps`].
-pub fn configure(link: Option<UartTpmLink>, ram_top: u64) -> Result<(), super::RegionError> {
+/// in reverse (an end below its start) is refused as [`::hv::RegionError::Wraps`].
+pub fn configure(link: Option<UartTpmLink>, ram_top: u64) -> Result<(), ::hv::RegionError> {
     let (gs, ge) = crate::platform::layout::guest_window();
     let span = |start: u64, end: u64| {
         end.checked_sub(start)
             .map(|len| GuestRange::new(start, len))
-            .ok_or(super::RegionError::Wraps)
+            .ok_or(::hv::RegionError::Wraps)
     };
     let caller = [span(gs, ge)?];
     let reserved = [
@@ -73,7 +71,7 @@ pub fn configure(link: Option<UartTpmLink>, ram_top: u64) -> Result<(), super::R
     ];
     let table = RegionTable::new(&caller, &reserved)?;
     HV.configure(table, link);
-    HV.reserve_for(CallerId::of(crate::uv::target::SVM_LPID, 0));
+    HV.reserve_for(CallerId::of(super::uv::SVM_LPID, 0));
     Ok(())
 }
 

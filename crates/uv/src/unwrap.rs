@@ -27,13 +27,13 @@
 //! here. None of these yields a key.
 #![forbid(unsafe_code)]
 
-use crate::fw::WRAPPING_HANDLE;
-use crate::fw::{UvSecrets, NV_HANDLE, PARENT_HANDLE, RSA2048_BYTES, SYMKEY_LEN};
-use crate::tpm::client::CommandSpec;
-use crate::tpm::consts::{alg, cc, sa};
-use crate::tpm::crypto;
-use crate::tpm::marshal::Reader;
-use crate::tpm::{
+use fw::WRAPPING_HANDLE;
+use fw::{UvSecrets, NV_HANDLE, PARENT_HANDLE, RSA2048_BYTES, SYMKEY_LEN};
+use tpm::client::CommandSpec;
+use tpm::consts::{alg, cc, sa};
+use tpm::crypto;
+use tpm::marshal::Reader;
+use tpm::{
     Auth, Error, Name, Object, ResponseCode, SaltKey, Session, SessionKind, Tpm, Transport,
     TransportError,
 };
@@ -128,7 +128,7 @@ const ATTRIBUTES: u8 = sa::CONTINUE_SESSION | sa::ENCRYPT;
 /// The ultravisor's salted sessions to the wrapping key, kept for the boot.
 pub struct UvSession {
     session: Session,
-    auth: crate::fw::NvAuth,
+    auth: fw::NvAuth,
     key: Object,
     nv: Object,
     parent_name: Name,
@@ -195,7 +195,7 @@ impl UvSession {
         )?;
         Ok(UvSession {
             session,
-            auth: crate::fw::nv_auth_from(&secrets.nv_auth),
+            auth: fw::nv_auth_from(&secrets.nv_auth),
             key: Object {
                 handle: WRAPPING_HANDLE,
                 name: secrets.wrapping_name.clone(),

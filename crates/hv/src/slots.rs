@@ -274,11 +274,11 @@ impl SessionSlots {
 #[allow(clippy::cast_possible_truncation, clippy::arithmetic_side_effects)] // test fixtures
 mod tests {
     use super::*;
-    use crate::hv::rm::Kind;
+    use crate::rm::Kind;
 
     #[test]
     fn quotas_are_per_caller() {
-        use crate::hv::space::VIRTUAL_FIRST;
+        use crate::space::VIRTUAL_FIRST;
         let uv = CallerId(1);
         let mut s = SessionSlots::new();
         let g = s.open(CallerId(2), Some(uv)).unwrap();

@@ -25,13 +25,11 @@
 #![deny(clippy::panic, clippy::arithmetic_side_effects)]
 #![deny(clippy::cast_possible_truncation)]
 
-use crate::papr::{
-    HcallResult, PaprError, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
-};
-use crate::tpm::transport::{CarrierCode, Transport, TransportError, MAX_TPM_MESSAGE};
+use papr::{HcallResult, PaprError, H_TPM_COMM, TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE};
+use tpm::transport::{CarrierCode, Transport, TransportError, MAX_TPM_MESSAGE};
 
 /// Issues one hypercall: r3 = `nr`, r4..r12 = `args`; returns `Ok(r4..r12)` when r3 is
-/// H_SUCCESS, the status otherwise ([`crate::papr::from_regs`]).
+/// H_SUCCESS, the status otherwise ([`papr::from_regs`]).
 pub trait Hypercall {
     /// Makes the call.
     fn hcall(&mut self, nr: u64, args: [u64; 9]) -> HcallResult;
@@ -118,7 +116,7 @@ impl<H: Hypercall, P: SharedPage> Transport for HcallTransport<H, P> {
             .get_mut(..n)
             .ok_or(TransportError::ResponseTooLarge)?;
         self.page.load(rsp);
-        let size = crate::tpm::wire::header(rsp).map_or(0, |h| u64::from(h.size));
+        let size = tpm::wire::header(rsp).map_or(0, |h| u64::from(h.size));
         if size != r4 {
             return Err(TransportError::Framing);
         }
@@ -129,7 +127,7 @@ impl<H: Hypercall, P: SharedPage> Transport for HcallTransport<H, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::papr::{from_regs, H_FUNCTION, H_P2, H_RESOURCE, H_SUCCESS};
+    use papr::{from_regs, H_FUNCTION, H_P2, H_RESOURCE, H_SUCCESS};
 
     /// FAKE hypervisor: answers every EXECUTE with a scripted (r3, r4, page bytes).
     struct FakeHv {

@@ -63,8 +63,8 @@
 //! three) is [`RM_AUTHSIZE`]. Parsing never panics: every read is checked.
 #![forbid(unsafe_code)]
 
-use crate::tpm::attrs::SessionAttributes;
-use crate::tpm::wire::{
+use tpm::attrs::SessionAttributes;
+use tpm::wire::{
     header, put_u32_at, rc_response, st, u16_at, u32_at, CommandCode as CC, Header, HEADER_LEN,
 };
 

@@ -207,7 +207,7 @@ pub fn split_esm_initrd(initrd: &[u8]) -> Result<(&[u8], &[u8]), CpioError> {
             if !under_pef(m.name) {
                 return Err(CpioError::NotEsmCpio);
             }
-            if m.data.get(..4) != Some(&crate::dtb::FDT_MAGIC.to_be_bytes()[..]) {
+            if m.data.get(..4) != Some(&dtb::FDT_MAGIC.to_be_bytes()[..]) {
                 return Err(CpioError::NotFdt);
             }
             blob = Some(m.data);
@@ -259,7 +259,7 @@ mod tests {
     }
 
     fn fake_blob() -> Vec<u8> {
-        let mut b = Vec::from(crate::dtb::FDT_MAGIC.to_be_bytes());
+        let mut b = Vec::from(dtb::FDT_MAGIC.to_be_bytes());
         b.extend_from_slice(&[0xab; 37]);
         b
     }

@@ -102,14 +102,18 @@
 //! only by re-persisting) is refused as [`provision::ProvisionError::OldShapeKey`] with a
 //! console line naming the fix; it is never silently replaced. A newly created wrapping
 //! key is announced loudly (`fw: WARNING: created a NEW wrapping key ...`).
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+extern crate alloc;
+
+pub mod pem;
 pub mod provision;
 
-use crate::tpm::consts::{attr, cc, nv, SHA256_SIZE};
-use crate::tpm::crypto;
-use crate::tpm::policy::{self, PolicyDigest};
-use crate::tpm::public::{Name, NvPublic, PcrSelection};
+use tpm::consts::{attr, cc, nv, SHA256_SIZE};
+use tpm::crypto;
+use tpm::policy::{self, PolicyDigest};
+use tpm::public::{Name, NvPublic, PcrSelection};
 use zeroize::Zeroize;
 
 pub use provision::{close_door, provision, ProvisionError, Provisioned};

@@ -15,7 +15,7 @@
 #![forbid(unsafe_code)]
 
 use super::slots::CallerId;
-use crate::tpm::transport::MAX_TPM_MESSAGE;
+use tpm::transport::MAX_TPM_MESSAGE;
 
 /// Which way relayed bytes travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -37,13 +37,13 @@ use super::{
     wrapping_policy, UvSecrets, DOOR_PCR, NV_AUTH_LEN, NV_HANDLE, PARENT_HANDLE, RSA2048_BYTES,
     WRAPPING_ATTRIBUTES, WRAPPING_HANDLE,
 };
-use crate::tpm::attrs::StartupClear;
-use crate::tpm::client::Blob;
-use crate::tpm::consts::{alg, cap, cc, rh, sa, SHA256_SIZE};
-use crate::tpm::public::{Public, PublicDetail};
-use crate::tpm::rc;
-use crate::tpm::{Auth, EntropySource, Error, Name, Object, SaltKey, SessionKind, Template, Tpm};
-use crate::tpm::{Session, Transport};
+use tpm::attrs::StartupClear;
+use tpm::client::Blob;
+use tpm::consts::{alg, cap, cc, rh, sa, SHA256_SIZE};
+use tpm::public::{Public, PublicDetail};
+use tpm::rc;
+use tpm::{Auth, EntropySource, Error, Name, Object, SaltKey, SessionKind, Template, Tpm};
+use tpm::{Session, Transport};
 use zeroize::Zeroize;
 
 /// Length of the random platformAuth set at the end of a successful provisioning
@@ -232,7 +232,7 @@ impl Provisioned {
     /// public area does not parse as RSA.
     pub fn wrapping_exponent(&self) -> u32 {
         match Public::parse(&self.wrapping_public).map(|p| p.detail) {
-            Ok(PublicDetail::Rsa { exponent: 0, .. }) => crate::uv::pem::TPM_DEFAULT_EXPONENT,
+            Ok(PublicDetail::Rsa { exponent: 0, .. }) => crate::pem::TPM_DEFAULT_EXPONENT,
             Ok(PublicDetail::Rsa { exponent, .. }) => exponent,
             _ => 0,
         }
@@ -241,7 +241,7 @@ impl Provisioned {
     /// The ESM lockbox fingerprint of the wrapping key (SHA-256 of its SPKI PEM, as
     /// exported), or `None` if the public area holds no usable RSA key.
     pub fn wrapping_fingerprint(&self) -> Option<[u8; 32]> {
-        crate::uv::pem::pem_fingerprint(self.wrapping_modulus(), self.wrapping_exponent())
+        crate::pem::pem_fingerprint(self.wrapping_modulus(), self.wrapping_exponent())
     }
 }
 
@@ -265,8 +265,8 @@ fn platform() -> Object {
 /// True if `public` is what `template` creates (every field but the unique field).
 fn matches_template(public: &Public<'_>, template: &Template<'_>) -> bool {
     let (sym, scheme) = match template.shape {
-        crate::tpm::public::KeyShape::Rsa2048 { symmetric, scheme } => (symmetric, scheme),
-        crate::tpm::public::KeyShape::EccP256 { .. } => return false,
+        tpm::public::KeyShape::Rsa2048 { symmetric, scheme } => (symmetric, scheme),
+        tpm::public::KeyShape::EccP256 { .. } => return false,
     };
     let shape_ok = match public.detail {
         PublicDetail::Rsa {
@@ -394,7 +394,7 @@ pub fn platform_disabled<T: Transport>(tpm: &mut Tpm<T>) -> Result<bool, Error> 
             let platform = StartupClear::PH_ENABLE | StartupClear::PH_ENABLE_NV;
             Ok(!StartupClear::from_bits_retain(*v).intersects(platform))
         }
-        _ => Err(Error::Parse(crate::tpm::marshal::ParseError::BadValue)),
+        _ => Err(Error::Parse(tpm::marshal::ParseError::BadValue)),
     }
 }
 
@@ -402,7 +402,7 @@ fn door_value<T: Transport>(tpm: &mut Tpm<T>) -> Result<[u8; SHA256_SIZE], Error
     let mut pcr = [[0u8; SHA256_SIZE]; 1];
     let (_, read, n) = tpm.pcr_read(&door_selection(), &mut pcr)?;
     if n != 1 || read != Some(door_selection()) {
-        return Err(Error::Parse(crate::tpm::marshal::ParseError::BadValue));
+        return Err(Error::Parse(tpm::marshal::ParseError::BadValue));
     }
     Ok(pcr[0])
 }
@@ -513,7 +513,7 @@ fn provision_with<T: Transport>(
     let expected = nv_public(&nvp);
     let (nv, nv_defined) = match tpm.nv_read_public(NV_HANDLE) {
         Ok((obj, raw)) => {
-            let ok = crate::tpm::public::NvPublic::parse(&raw).ok() == Some(expected);
+            let ok = tpm::public::NvPublic::parse(&raw).ok() == Some(expected);
             if !ok {
                 return Err(ProvisionError::ForeignNvIndex);
             }
@@ -669,8 +669,8 @@ pub fn wrapping_name_of(public: &[u8]) -> Option<Name> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tpm::marshal::Writer;
-    use crate::tpm::public::{Scheme, SymDef};
+    use tpm::marshal::Writer;
+    use tpm::public::{Scheme, SymDef};
 
     fn marshal(t: &Template<'_>, modulus_len: usize) -> std::vec::Vec<u8> {
         // A template with a filled unique field, as the TPM returns it.
@@ -693,7 +693,7 @@ mod tests {
         let other_policy = [0u8; 32];
         assert!(wrapping_name_of(&marshal(&wrapping_template(&other_policy), 256)).is_none());
         let lax = Template::rsa_oaep(
-            WRAPPING_ATTRIBUTES | crate::tpm::consts::attr::USER_WITH_AUTH,
+            WRAPPING_ATTRIBUTES | tpm::consts::attr::USER_WITH_AUTH,
             &policy,
         );
         assert!(wrapping_name_of(&marshal(&lax, 256)).is_none());
@@ -722,7 +722,7 @@ mod tests {
     fn errors_name_their_step() {
         let e = ProvisionError::Tpm {
             step: Step::ChangeAuth,
-            error: Error::Tpm(crate::tpm::ResponseCode(0x99d)),
+            error: Error::Tpm(tpm::ResponseCode(0x99d)),
         };
         let text = format!("{e}");
         assert!(text.starts_with("NV_ChangeAuth: TPM error"), "{text}");

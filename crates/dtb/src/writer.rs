@@ -1,11 +1,12 @@
 //! A small flattened-device-tree writer (DTSpec v0.4 chapter 5, version 17, big-endian),
-//! used to build ESM blobs and test device trees on the host.
+//! the one FDT builder of the project: the host tools build ESM blobs with it, and the
+//! tests build their device trees with it (feature `writer`; the image has no use for it).
 //!
 //! Layout, as libfdt's `fdt_pack` leaves it: header, memory reservation block, structure
 //! block, strings block, no gaps. Property names are deduplicated in the strings block.
 //!
 //! ```
-//! use tests_qemu::fdt_writer::FdtWriter;
+//! use dtb::writer::FdtWriter;
 //! let mut w = FdtWriter::new();
 //! w.begin_node("");
 //! w.property_str("compatible", "ibm,esm");
@@ -16,7 +17,12 @@
 //! assert_eq!(&dtb[..4], &[0xd0, 0x0d, 0xfe, 0xed]);
 //! ```
 
-const FDT_MAGIC: u32 = 0xd00d_feed;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::FDT_MAGIC;
+
 const FDT_BEGIN_NODE: u32 = 1;
 const FDT_END_NODE: u32 = 2;
 const FDT_PROP: u32 = 3;
@@ -65,7 +71,7 @@ impl FdtWriter {
     /// Opens a node (`""` for the root, then names such as `memory@0`).
     pub fn begin_node(&mut self, name: &str) -> &mut Self {
         if self.depth == 0 {
-            self.roots += 1;
+            self.roots = self.roots.saturating_add(1);
             if !name.is_empty() {
                 self.fail(format!("root node must be named \"\", got {name:?}"));
             }
@@ -76,7 +82,7 @@ impl FdtWriter {
         self.structure.extend_from_slice(name.as_bytes());
         self.structure.push(0);
         self.pad();
-        self.depth += 1;
+        self.depth = self.depth.saturating_add(1);
         self
     }
 
@@ -85,24 +91,26 @@ impl FdtWriter {
         if self.depth == 0 {
             self.fail("end_node with no open node".into());
         } else {
-            self.depth -= 1;
+            self.depth = self.depth.saturating_sub(1);
         }
         self.word(FDT_END_NODE);
         self
     }
 
-    fn name_offset(&mut self, name: &str) -> u32 {
+    /// The offset of `name` in the strings block, added if it is not there yet; `None`
+    /// once the block outgrows 32-bit offsets.
+    fn name_offset(&mut self, name: &str) -> Option<u32> {
         let mut start = 0usize;
         for s in self.strings.split(|&b| b == 0) {
             if s == name.as_bytes() && start < self.strings.len() {
-                return start as u32;
+                return u32::try_from(start).ok();
             }
-            start += s.len() + 1;
+            start = start.checked_add(s.len())?.checked_add(1)?;
         }
-        let off = self.strings.len() as u32;
+        let off = u32::try_from(self.strings.len()).ok()?;
         self.strings.extend_from_slice(name.as_bytes());
         self.strings.push(0);
-        off
+        Some(off)
     }
 
     /// Adds a property with a raw value to the open node.
@@ -117,7 +125,10 @@ impl FdtWriter {
             self.fail(format!("property {name:?} too large"));
             return self;
         };
-        let off = self.name_offset(name);
+        let Some(off) = self.name_offset(name) else {
+            self.fail("strings block too large".into());
+            return self;
+        };
         self.word(FDT_PROP);
         self.word(len);
         self.word(off);
@@ -175,29 +186,48 @@ impl FdtWriter {
         if self.roots != 1 {
             return Err(format!("{} root nodes", self.roots));
         }
+        self.finish_unchecked()
+    }
+
+    /// Lays out what was written without the well-formedness checks of [`Self::finish`]
+    /// (open nodes, several roots, bad names are kept as written), for tests of readers
+    /// that must refuse such trees. Fails only if the tree outgrows 32-bit offsets.
+    pub fn finish_unchecked(&self) -> Result<Vec<u8>, String> {
         let mut structure = self.structure.clone();
         structure.extend_from_slice(&FDT_END.to_be_bytes());
+        let too_large = || "device tree too large".to_string();
+        let rsv_len = self
+            .reservations
+            .len()
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(16));
         let off_rsvmap = HEADER_SIZE;
-        let off_struct = off_rsvmap + (self.reservations.len() + 1) * 16;
-        let off_strings = off_struct + structure.len();
-        let total = off_strings + self.strings.len();
-        let total32 = u32::try_from(total).map_err(|_| "device tree too large".to_string())?;
+        let off_struct = rsv_len
+            .and_then(|l| l.checked_add(off_rsvmap))
+            .ok_or_else(too_large)?;
+        let off_strings = off_struct
+            .checked_add(structure.len())
+            .ok_or_else(too_large)?;
+        let total = off_strings
+            .checked_add(self.strings.len())
+            .ok_or_else(too_large)?;
+        let word = |v: usize| u32::try_from(v).map_err(|_| too_large());
         let mut out = Vec::with_capacity(total);
         for v in [
             FDT_MAGIC,
-            total32,
-            off_struct as u32,
-            off_strings as u32,
-            off_rsvmap as u32,
+            word(total)?,
+            word(off_struct)?,
+            word(off_strings)?,
+            word(off_rsvmap)?,
             17, // version
             16, // last_comp_version
             0,  // boot_cpuid_phys
-            self.strings.len() as u32,
-            structure.len() as u32,
+            word(self.strings.len())?,
+            word(structure.len())?,
         ] {
             out.extend_from_slice(&v.to_be_bytes());
         }
-        for &(a, s) in self.reservations.iter().chain(std::iter::once(&(0, 0))) {
+        for &(a, s) in self.reservations.iter().chain(core::iter::once(&(0, 0))) {
             out.extend_from_slice(&a.to_be_bytes());
             out.extend_from_slice(&s.to_be_bytes());
         }
@@ -208,9 +238,14 @@ impl FdtWriter {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects
+)]
 mod tests {
     use super::*;
-    use pefbox::dtb::Dtb;
+    use crate::Dtb;
 
     #[test]
     fn round_trips_through_the_reader() {

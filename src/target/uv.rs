@@ -7,14 +7,14 @@
 //! refuses to any hcall); only the shared page (`platform::layout::pages::UV_SHARED`) is ever
 //! named to the hypervisor.
 
-use super::hcall::HcallTransport;
-use super::svm::{self, Rejection, SvmPayload};
-use super::unwrap::{UnwrapError, UvSession};
 use crate::bootargs::bootarg;
 use crate::fw::UvSecrets;
 use crate::platform::bootinfo::BootInfo;
 use crate::platform::layout::{self, pages, RealHypercall, WindowPage};
 use crate::tpm::Tpm;
+use ::uv::hcall::HcallTransport;
+use ::uv::svm::{self, Rejection, SvmPayload};
+use ::uv::unwrap::{UnwrapError, UvSession};
 use alloc::format;
 use alloc::string::String;
 
@@ -95,7 +95,7 @@ fn region(info: &BootInfo<'_>, key: &str, ram_top: u64) -> Result<&'static [u8],
         return Ok(&[]);
     };
     let bad = |why: String| Rejection::Unwrap(format!("bootarg {key}={v}: {why}"));
-    let (a, l) = svm::parse_range(v).map_err(|e| bad(e.into()))?;
+    let (a, l) = crate::bootargs::parse_range(v).map_err(|e| bad(e.into()))?;
     layout::payload(a, l, ram_top).map_err(|e| bad(format!("{e}")))
 }
 
@@ -124,7 +124,7 @@ pub fn svm_input(info: &BootInfo<'_>, ram_top: u64) -> Result<SvmInput, Rejectio
         payload: SvmPayload {
             kernel,
             bootargs,
-            rtas: &super::esm::DEFAULT_RTAS,
+            rtas: &::uv::esm::DEFAULT_RTAS,
         },
     })
 }

@@ -3,7 +3,7 @@
 //! boundaries, the session slots and the flush on close.
 
 use super::*;
-use crate::papr::{
+use papr::{
     to_regs, HcallReturn, H_FUNCTION, H_P2, H_P3, H_P4, H_P5, H_PARAMETER, H_RESOURCE, H_SUCCESS,
 };
 use std::sync::{Arc, Mutex};

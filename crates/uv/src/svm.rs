@@ -65,7 +65,7 @@ pub fn locate<'a>(
 }
 
 /// Opens the SVM: parse, pick the lockbox whose fingerprint is `tpm_fingerprint` (the
-/// wrapping key's, [`crate::uv::pem::pem_fingerprint`]), unwrap it through `unwrap`,
+/// wrapping key's, [`fw::pem::pem_fingerprint`]), unwrap it through `unwrap`,
 /// decrypt, verify. `Ok` means every check passed.
 pub fn open<E: fmt::Display>(
     blob: &[u8],
@@ -90,7 +90,7 @@ pub fn open<E: fmt::Display>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::uv::esm::DEFAULT_RTAS;
+    use crate::esm::DEFAULT_RTAS;
 
     const INITRD: &[u8] = include_bytes!("../testdata/esm-pycryptodome.initrd");
 
@@ -110,7 +110,7 @@ mod tests {
         use rsa::traits::PublicKeyParts;
         let k = rsa::RsaPrivateKey::from_pkcs1_pem(include_str!("../testdata/esm-test-rsa.pem"))
             .unwrap();
-        crate::uv::pem::pem_fingerprint(&k.n().to_bytes_be(), 65537).unwrap()
+        fw::pem::pem_fingerprint(&k.n().to_bytes_be(), 65537).unwrap()
     }
 
     fn kernel() -> std::vec::Vec<u8> {
@@ -229,7 +229,7 @@ mod tests {
             "{text}"
         );
         // The fixture has origin-lockbox and lockbox-1, both sealed to the fixture key.
-        let fp = crate::uv::pem::HexPrefix(&fixture_fp()[..4]).to_string();
+        let fp = fw::pem::HexPrefix(&fixture_fp()[..4]).to_string();
         assert!(
             text.ends_with(&std::format!("blob has 2 lockboxes: {fp}..., {fp}...)")),
             "{text}"
@@ -245,33 +245,5 @@ mod tests {
         );
         let (b, i) = locate(Some(b"blob"), Some(b"initrd")).unwrap();
         assert_eq!((b, i), (&b"blob"[..], &b"initrd"[..]));
-    }
-}
-
-/// Parses an `ADDR,LEN` bootarg value (each decimal or `0x` hex) such as
-/// `svm-kernel=0x10000000,262144`.
-pub fn parse_range(v: &str) -> Result<(u64, u64), &'static str> {
-    use crate::bootargs::parse_number;
-    let (a, l) = v.split_once(',').ok_or("expected ADDR,LEN")?;
-    match (parse_number(a), parse_number(l)) {
-        (Some(a), Some(l)) => Ok((a, l)),
-        (None, _) => Err("ADDR is not a decimal or 0x-hex 64-bit number"),
-        (_, None) => Err("LEN is not a decimal or 0x-hex 64-bit number"),
-    }
-}
-
-#[cfg(test)]
-mod parse_range_tests {
-    use super::parse_range;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range("0x10000000,262144"), Ok((0x1000_0000, 262_144)));
-        assert_eq!(parse_range("16,0x10"), Ok((16, 16)));
-        assert!(parse_range("0x10000000").is_err());
-        assert!(parse_range("0x,1").is_err());
-        assert!(parse_range("1,-1").is_err());
-        assert!(parse_range("1,99999999999999999999999").is_err());
-        assert!(parse_range(",1").is_err());
     }
 }

@@ -3,10 +3,10 @@
 (PyCryptodome as `Cryptodome`, libfdt's Python binding) plus GNU cpio, so the Rust parser
 (`pefbox::uv`) and builder (`tests_qemu::esm`) are checked against another implementation
 of the format rather than only against each other. Written for pefbox from the format's
-description (see src/uv/esm.rs); it does not use svm-tools code.
+description (see crates/uv/src/esm.rs); it does not use svm-tools code.
 
 Debian: apt-get install python3-pycryptodome python3-libfdt cpio
-Run from src/testdata/ (pyenv pythons need PYTHONPATH=/usr/lib/python3/dist-packages):
+Run from crates/uv/testdata/ (pyenv pythons need PYTHONPATH=/usr/lib/python3/dist-packages):
     python3 make_esm_fixture.py
 Writes: esm-pycryptodome.dtb (the blob), esm-pycryptodome.initrd (GNU cpio of
 opt/ibm/pef/test_esmb.dtb + the SVM initrd), esm-pycryptodome.key (the symmetric key,

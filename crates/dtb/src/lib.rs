@@ -16,11 +16,18 @@
 //! let args = chosen.property_str("bootargs");
 //! for mem in dtb.nodes_named("memory") { for (base, size) in mem.reg()? { .. } }
 //! ```
+#![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 // Parses skiboot's tree and hostile ESM blobs: no panics, no silent wrap or truncation.
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 #![deny(clippy::panic, clippy::arithmetic_side_effects)]
 #![deny(clippy::cast_possible_truncation)]
+
+#[cfg(any(test, feature = "writer"))]
+extern crate alloc;
+
+#[cfg(any(test, feature = "writer"))]
+pub mod writer;
 
 use core::fmt;
 
@@ -903,171 +910,46 @@ impl Iterator for Reservations<'_> {
     }
 }
 
-/// A minimal FDT writer for unit tests of this crate (the host tool's full writer lives in
-/// `tests-qemu/src/fdt_writer.rs`; this crate cannot depend on it).
-#[cfg(test)]
-#[allow(clippy::cast_possible_truncation, clippy::arithmetic_side_effects)] // test fixtures
-pub(crate) mod test_builder {
-    use alloc::vec::Vec;
-
-    /// Builds a version-17 FDT token by token.
-    #[derive(Clone)]
-    pub(crate) struct FdtBuilder {
-        structure: Vec<u8>,
-        strings: Vec<u8>,
-        reservations: Vec<(u64, u64)>,
-    }
-
-    impl FdtBuilder {
-        pub(crate) fn new() -> Self {
-            FdtBuilder {
-                structure: Vec::new(),
-                strings: Vec::new(),
-                reservations: Vec::new(),
-            }
-        }
-
-        fn pad(&mut self) {
-            while !self.structure.len().is_multiple_of(4) {
-                self.structure.push(0);
-            }
-        }
-
-        pub(crate) fn reserve(&mut self, addr: u64, size: u64) -> &mut Self {
-            self.reservations.push((addr, size));
-            self
-        }
-
-        pub(crate) fn begin(&mut self, name: &str) -> &mut Self {
-            self.structure.extend_from_slice(&1u32.to_be_bytes());
-            self.structure.extend_from_slice(name.as_bytes());
-            self.structure.push(0);
-            self.pad();
-            self
-        }
-
-        pub(crate) fn end(&mut self) -> &mut Self {
-            self.structure.extend_from_slice(&2u32.to_be_bytes());
-            self
-        }
-
-        pub(crate) fn prop(&mut self, name: &str, value: &[u8]) -> &mut Self {
-            let mut off = None;
-            let mut start = 0;
-            for s in self.strings.split(|&b| b == 0) {
-                if s == name.as_bytes() {
-                    off = Some(start);
-                    break;
-                }
-                start += s.len() + 1;
-            }
-            let off = off.unwrap_or_else(|| {
-                let o = self.strings.len();
-                self.strings.extend_from_slice(name.as_bytes());
-                self.strings.push(0);
-                o
-            });
-            self.structure.extend_from_slice(&3u32.to_be_bytes());
-            self.structure
-                .extend_from_slice(&(value.len() as u32).to_be_bytes());
-            self.structure
-                .extend_from_slice(&(off as u32).to_be_bytes());
-            self.structure.extend_from_slice(value);
-            self.pad();
-            self
-        }
-
-        pub(crate) fn prop_u32(&mut self, name: &str, v: u32) -> &mut Self {
-            self.prop(name, &v.to_be_bytes())
-        }
-
-        pub(crate) fn prop_u64(&mut self, name: &str, v: u64) -> &mut Self {
-            self.prop(name, &v.to_be_bytes())
-        }
-
-        pub(crate) fn prop_str(&mut self, name: &str, v: &str) -> &mut Self {
-            let mut b = Vec::from(v.as_bytes());
-            b.push(0);
-            self.prop(name, &b)
-        }
-
-        pub(crate) fn prop_cells(&mut self, name: &str, cells: &[u32]) -> &mut Self {
-            let b: Vec<u8> = cells.iter().flat_map(|c| c.to_be_bytes()).collect();
-            self.prop(name, &b)
-        }
-
-        pub(crate) fn finish(&mut self) -> Vec<u8> {
-            let mut structure = self.structure.clone();
-            structure.extend_from_slice(&9u32.to_be_bytes());
-            let off_rsv = 40usize;
-            let rsv_len = (self.reservations.len() + 1) * 16;
-            let off_struct = off_rsv + rsv_len;
-            let off_strings = off_struct + structure.len();
-            let total = off_strings + self.strings.len();
-            let mut out = Vec::with_capacity(total);
-            for v in [
-                0xd00d_feed,
-                total as u32,
-                off_struct as u32,
-                off_strings as u32,
-                off_rsv as u32,
-                17,
-                16,
-                0,
-                self.strings.len() as u32,
-                structure.len() as u32,
-            ] {
-                out.extend_from_slice(&u32::to_be_bytes(v));
-            }
-            for (a, s) in self.reservations.iter().chain([(0, 0)].iter()) {
-                out.extend_from_slice(&a.to_be_bytes());
-                out.extend_from_slice(&s.to_be_bytes());
-            }
-            out.extend_from_slice(&structure);
-            out.extend_from_slice(&self.strings);
-            out
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation, clippy::arithmetic_side_effects)] // test fixtures
 mod tests {
-    use super::test_builder::FdtBuilder;
+    use super::writer::FdtWriter;
     use super::*;
     use alloc::vec::Vec;
 
-    const QEMU_DTB: &[u8] = include_bytes!("testdata/qemu-powernv9.dtb");
+    const QEMU_DTB: &[u8] = include_bytes!("../testdata/qemu-powernv9.dtb");
 
     fn sample() -> Vec<u8> {
-        let mut b = FdtBuilder::new();
+        let mut b = FdtWriter::new();
         b.reserve(0x3000_0000, 0x1000_0000).reserve(0x1000, 0x20);
-        b.begin("")
-            .prop_str("compatible", "ibm,esm")
-            .prop_u32("#address-cells", 2)
-            .prop_u32("#size-cells", 2);
-        b.begin("chosen")
-            .prop_str("bootargs", "console=hvc0 x=1")
-            .prop_u64("linux,initrd-start", 0x2800_0000)
-            .prop_u32("linux,initrd-end", 0x2800_1000)
-            .end();
-        b.begin("memory@0")
-            .prop_cells("reg", &[0, 0, 0, 0x4000_0000])
-            .end();
-        b.begin("memory@40000000")
-            .prop_cells("reg", &[0, 0x4000_0000, 0, 0x1000_0000, 1, 0, 0, 0x100])
-            .end();
-        b.begin("lockboxes")
-            .begin("lockbox-1")
-            .prop("encrypted-symkey", &[7u8; 256])
-            .end()
-            .begin("lockbox-2")
-            .prop("encrypted-symkey", &[8u8; 256])
-            .end()
-            .end();
-        b.begin("memory-controller").prop("x", &[]).end();
-        b.end();
-        b.finish()
+        b.begin_node("")
+            .property_str("compatible", "ibm,esm")
+            .property_u32("#address-cells", 2)
+            .property_u32("#size-cells", 2);
+        b.begin_node("chosen")
+            .property_str("bootargs", "console=hvc0 x=1")
+            .property_u64("linux,initrd-start", 0x2800_0000)
+            .property_u32("linux,initrd-end", 0x2800_1000)
+            .end_node();
+        b.begin_node("memory@0")
+            .property_cells("reg", &[0, 0, 0, 0x4000_0000])
+            .end_node();
+        b.begin_node("memory@40000000")
+            .property_cells("reg", &[0, 0x4000_0000, 0, 0x1000_0000, 1, 0, 0, 0x100])
+            .end_node();
+        b.begin_node("lockboxes")
+            .begin_node("lockbox-1")
+            .property("encrypted-symkey", &[7u8; 256])
+            .end_node()
+            .begin_node("lockbox-2")
+            .property("encrypted-symkey", &[8u8; 256])
+            .end_node()
+            .end_node();
+        b.begin_node("memory-controller")
+            .property("x", &[])
+            .end_node();
+        b.end_node();
+        b.finish().unwrap()
     }
 
     #[test]
@@ -1097,14 +979,20 @@ mod tests {
     #[test]
     fn structure_errors() {
         // Unbalanced: a node left open before FDT_END.
-        let mut b = FdtBuilder::new();
-        b.begin("").begin("a");
-        b.end();
-        assert_eq!(Dtb::new(&b.finish()).err(), Some(DtbError::BadStructure));
+        let mut b = FdtWriter::new();
+        b.begin_node("").begin_node("a");
+        b.end_node();
+        assert_eq!(
+            Dtb::new(&b.finish_unchecked().unwrap()).err(),
+            Some(DtbError::BadStructure)
+        );
         // Two roots.
-        let mut b = FdtBuilder::new();
-        b.begin("").end().begin("").end();
-        assert_eq!(Dtb::new(&b.finish()).err(), Some(DtbError::BadStructure));
+        let mut b = FdtWriter::new();
+        b.begin_node("").end_node().begin_node("").end_node();
+        assert_eq!(
+            Dtb::new(&b.finish_unchecked().unwrap()).err(),
+            Some(DtbError::BadStructure)
+        );
         // Property string offset out of range.
         let mut blob = sample();
         let dtb = Dtb::new(&blob).unwrap();
@@ -1115,34 +1003,37 @@ mod tests {
         blob[nameoff_at..nameoff_at + 4].copy_from_slice(&size_strings.to_be_bytes());
         assert_eq!(Dtb::new(&blob).err(), Some(DtbError::BadPropertyName));
         // Too deep.
-        let mut b = FdtBuilder::new();
+        let mut b = FdtWriter::new();
         for _ in 0..=MAX_DEPTH {
-            b.begin("");
+            b.begin_node("");
         }
         for _ in 0..=MAX_DEPTH {
-            b.end();
+            b.end_node();
         }
-        assert!(Dtb::new(&b.finish()).is_err());
-        let mut b = FdtBuilder::new();
-        b.begin("");
+        assert!(Dtb::new(&b.finish_unchecked().unwrap()).is_err());
+        let mut b = FdtWriter::new();
+        b.begin_node("");
         for _ in 1..MAX_DEPTH {
-            b.begin("n");
+            b.begin_node("n");
         }
         for _ in 0..MAX_DEPTH {
-            b.end();
+            b.end_node();
         }
-        let deep = b.finish();
+        let deep = b.finish().unwrap();
         let dtb = Dtb::new(&deep).unwrap();
         assert_eq!(dtb.walk().last().unwrap().depth, MAX_DEPTH - 1);
-        let mut b = FdtBuilder::new();
-        b.begin("");
+        let mut b = FdtWriter::new();
+        b.begin_node("");
         for _ in 0..MAX_DEPTH {
-            b.begin("n");
+            b.begin_node("n");
         }
         for _ in 0..=MAX_DEPTH {
-            b.end();
+            b.end_node();
         }
-        assert_eq!(Dtb::new(&b.finish()).err(), Some(DtbError::TooDeep));
+        assert_eq!(
+            Dtb::new(&b.finish_unchecked().unwrap()).err(),
+            Some(DtbError::TooDeep)
+        );
     }
 
     #[test]

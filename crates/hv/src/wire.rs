@@ -1,11 +1,11 @@
 //! What of the TPM 2.0 wire format is the hypervisor's own: which responses carry a new
 //! handle to track, and which FlushContext answers mean "already gone". The header, the
-//! command codes and the fixed commands it sends are [`crate::tpm::wire`]'s (re-exported
+//! command codes and the fixed commands it sends are [`tpm::wire`]'s (re-exported
 //! here for the readers); command layouts (handle and authorization areas) are the
 //! resource manager's, [`super::rm`].
 #![forbid(unsafe_code)]
 
-pub use crate::tpm::wire::{code, header, put_u32_at, u16_at, u32_at, Header, HEADER_LEN};
+pub use tpm::wire::{code, header, put_u32_at, u16_at, u32_at, Header, HEADER_LEN};
 
 /// Whether a successful response to command `code` carries a new handle (a transient
 /// object, sequence or session) that the hypervisor must track, at the start of the
@@ -30,7 +30,7 @@ pub fn flush_says_gone(rc: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tpm::wire::cc;
+    use tpm::wire::cc;
 
     #[test]
     fn creating_commands_and_gone_codes() {

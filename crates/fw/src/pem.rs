@@ -20,7 +20,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::base64;
+use base64;
 
 /// Largest modulus accepted (RSA-4096).
 pub const MAX_MODULUS: usize = 512;
@@ -240,15 +240,16 @@ mod tests {
         assert_eq!(seen.len(), 3, "distinct keys, distinct fingerprints");
     }
 
-    /// The PyCryptodome fixture's lockbox fingerprint (src/testdata/make_esm_fixture.py)
+    /// The PyCryptodome fixture's lockbox fingerprint (crates/uv/testdata/make_esm_fixture.py)
     /// is recomputed from the key's modulus alone.
     #[test]
     fn matches_the_pycryptodome_fixture() {
         use rsa::pkcs1::DecodeRsaPrivateKey;
-        let k = rsa::RsaPrivateKey::from_pkcs1_pem(include_str!("../testdata/esm-test-rsa.pem"))
-            .unwrap();
-        let blob = include_bytes!("../testdata/esm-pycryptodome.dtb");
-        let dtb = crate::dtb::Dtb::new(blob).unwrap();
+        let k =
+            rsa::RsaPrivateKey::from_pkcs1_pem(include_str!("../../uv/testdata/esm-test-rsa.pem"))
+                .unwrap();
+        let blob = include_bytes!("../../uv/testdata/esm-pycryptodome.dtb");
+        let dtb = dtb::Dtb::new(blob).unwrap();
         let hash = dtb
             .find_node("/lockboxes/lockbox-1/pubkey-fingerprint")
             .and_then(|n| n.property("hash"))
