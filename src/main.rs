@@ -133,7 +133,7 @@ mod target {
 
     fn banner(info: &BootInfo<'_>, dt_ok: bool) {
         let ram: u64 = info.memory.iter().map(|r| r.1).sum();
-        print!("pefbox {VERSION} powernv: {}", info.model);
+        print!("{}{VERSION} powernv: {}", report::BANNER, info.model);
         for (i, c) in info.compatible.iter().enumerate() {
             print!("{}{c}", if i == 0 { " [" } else { ", " });
         }

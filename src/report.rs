@@ -6,6 +6,11 @@
 //!   [`parse_count_line`]);
 //! - `pefbox: power-off (<verdict>)` ([`PowerOff`]) last.
 //!
+//! The banner, the first line the image prints, starts with [`BANNER`]. The self-test
+//! image can also ask the host launcher to act ([`HostRequest`], `@@host <verb>`); the
+//! launcher answers on the console's input with `@@ack <verb>` ([`Ack`]) once done or
+//! `@@nak <verb>` ([`Nak`]) if it cannot.
+//!
 //! The count line is the one every image ends its console with before powering off.
 //!
 //! What it counts: in the self-test image, N is the self-tests that passed and M every
@@ -30,6 +35,40 @@ pub const SVM_NONE: &str = "none";
 pub const SVM_REJECTED: &str = "rejected";
 /// Prefix of the last line; the verdict and `)` follow.
 pub const POWER_OFF: &str = "pefbox: power-off (";
+
+/// The banner's first word: `pefbox <version> powernv: <model>...`.
+pub const BANNER: &str = "pefbox ";
+/// Prefix of a request to the host launcher; the verb follows.
+pub const HOST: &str = "@@host ";
+/// Prefix of the launcher's answer that the request was carried out.
+pub const ACK: &str = "@@ack ";
+/// Prefix of the launcher's answer that the request could not be carried out.
+pub const NAK: &str = "@@nak ";
+
+/// `@@host <verb>`.
+pub struct HostRequest<'a>(pub &'a str);
+/// `@@ack <verb>`.
+pub struct Ack<'a>(pub &'a str);
+/// `@@nak <verb>`.
+pub struct Nak<'a>(pub &'a str);
+
+impl core::fmt::Display for HostRequest<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{HOST}{}", self.0)
+    }
+}
+
+impl core::fmt::Display for Ack<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{ACK}{}", self.0)
+    }
+}
+
+impl core::fmt::Display for Nak<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{NAK}{}", self.0)
+    }
+}
 
 /// `PASS <name>`.
 pub struct Pass<'a>(pub &'a str);

@@ -483,11 +483,13 @@ fn tpm_leak() -> TestResult {
     Ok(())
 }
 
-/// Asks the host launcher to act (console protocol `@@host <verb>` / `@@ack <verb>`).
+/// Asks the host launcher to act (console protocol: [`report::HostRequest`], answered by
+/// [`report::Ack`]).
 fn host_request(verb: &str) -> Result<(), String> {
-    crate::println!("@@host {verb}");
+    use crate::report;
+    crate::println!("{}", report::HostRequest(verb));
     let mut buf = [0u8; 64];
-    let want = format!("@@ack {verb}");
+    let want = format!("{}", report::Ack(verb));
     for _ in 0..4 {
         match crate::platform::console::read_line(&mut buf, 400_000_000) {
             Some(l) if l == want => return Ok(()),

@@ -159,7 +159,7 @@ pub fn check_qemu(id: &QemuId, machine: &str) -> Result<(), LaunchError> {
 }
 
 /// The first word of the image's banner line (the console protocol).
-pub const BANNER: &str = "pefbox ";
+pub use pefbox::report::BANNER;
 
 /// The QEMU program and its version, asked once per program and process.
 pub fn qemu_id(program: &Path) -> QemuId {

@@ -18,6 +18,7 @@ use super::{
 use crate::relay::{Relay, RelayFault, RelayOptions, RelayStats};
 use crate::swtpm::Swtpm;
 use crate::verdict::{is_firmware_crash, judge, ExitInfo, Expect, Verdict};
+use pefbox::report as protocol;
 
 /// One boot to run.
 #[derive(Debug, Clone)]
@@ -291,18 +292,21 @@ struct TpmSide<'a> {
 }
 
 impl TpmSide<'_> {
-    /// Acts on one `@@host` verb; returns the answer line to send, and a log entry.
+    /// Acts on one [`protocol::HostRequest`] verb; returns the answer line to send, and a log entry.
     fn directive(&mut self, verb: &str) -> (String, String) {
         match verb {
             "tpm-stop" => {
                 // The relay then fails each command by not answering it.
                 self.swtpm.stop();
-                (format!("@@ack {verb}\n"), "tpm-stop: swtpm stopped".into())
+                (
+                    format!("{}\n", protocol::Ack(verb)),
+                    "tpm-stop: swtpm stopped".into(),
+                )
             }
             "tpm-start" => {
                 if self.swtpm.is_running() {
                     return (
-                        format!("@@ack {verb}\n"),
+                        format!("{}\n", protocol::Ack(verb)),
                         "tpm-start: already running".into(),
                     );
                 }
@@ -312,16 +316,16 @@ impl TpmSide<'_> {
                         self.relay.set_upstream(Some(self.swtpm.addr()));
                         let log =
                             format!("tpm-start: swtpm restarted on port {}", self.swtpm.port());
-                        (format!("@@ack {verb}\n"), log)
+                        (format!("{}\n", protocol::Ack(verb)), log)
                     }
                     Err(e) => (
-                        format!("@@nak {verb}\n"),
+                        format!("{}\n", protocol::Nak(verb)),
                         format!("tpm-start: restart failed: {e}"),
                     ),
                 }
             }
             _ => (
-                format!("@@nak {verb}\n"),
+                format!("{}\n", protocol::Nak(verb)),
                 format!("{verb}: unknown directive"),
             ),
         }
@@ -489,7 +493,7 @@ pub fn run_keeping_tpm(cfg: &RunConfig) -> Result<(RunReport, Swtpm), LaunchErro
                 if to_banner.is_none() && line.starts_with(BANNER) {
                     to_banner = Some(at.duration_since(start));
                 }
-                if let Some(verb) = line.strip_prefix("@@host ") {
+                if let Some(verb) = line.strip_prefix(protocol::HOST) {
                     let verb = verb.trim();
                     let (answer, log) = tpm.directive(verb);
                     if cfg.echo == Echo::All {
