@@ -645,13 +645,6 @@ impl<T: Transport> Tpm<T> {
         handles: &[&Object],
         params: impl FnOnce(&mut Writer<'_>) -> Result<(), WriteError>,
     ) -> Result<Reply, Error> {
-        let spec = CommandSpec {
-            cc,
-            auth_handles: 0,
-            response_handles: 0,
-            encrypt_command: false,
-            encrypt_response: false,
-        };
-        self.execute(&spec, handles, &mut [], params)
+        self.execute(&CommandSpec::new(cc, 0), handles, &mut [], params)
     }
 }

@@ -18,6 +18,7 @@ mod sessions;
 use crate::crypto::CryptoError;
 use crate::entropy::{EntropyError, EntropySource, Mixer};
 use crate::marshal::{ParseError, WriteError};
+use crate::public::Name;
 use crate::rc::ResponseCode;
 use crate::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
 
@@ -167,6 +168,44 @@ pub struct CommandSpec {
     pub encrypt_response: bool,
 }
 
+impl CommandSpec {
+    /// Command `cc` whose first `auth_handles` handles are authorized, with no response
+    /// handle and neither parameter encrypted (the `with_*` methods add those).
+    pub const fn new(cc: u32, auth_handles: usize) -> Self {
+        CommandSpec {
+            cc,
+            auth_handles,
+            response_handles: 0,
+            encrypt_command: false,
+            encrypt_response: false,
+        }
+    }
+
+    /// The same command, whose response carries one handle.
+    pub const fn with_response_handle(self) -> Self {
+        CommandSpec {
+            response_handles: 1,
+            ..self
+        }
+    }
+
+    /// The same command, whose first command parameter is a TPM2B that may be encrypted.
+    pub const fn with_command_encryption(self) -> Self {
+        CommandSpec {
+            encrypt_command: true,
+            ..self
+        }
+    }
+
+    /// The same command, whose first response parameter is a TPM2B that may be encrypted.
+    pub const fn with_response_encryption(self) -> Self {
+        CommandSpec {
+            encrypt_response: true,
+            ..self
+        }
+    }
+}
+
 /// Where a successful response's pieces are in the client's response buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -174,6 +213,19 @@ pub struct Reply {
     pub handle: u32,
     /// Offset range of the (decrypted) parameter area.
     pub params: core::ops::Range<usize>,
+}
+
+/// Refuses a Name that is not `expected` (constant-time comparison).
+fn expect_name(name: &Name, expected: &[u8]) -> Result<(), Error> {
+    if !crate::crypto::ct_eq(name.as_bytes(), expected) {
+        return Err(Error::NameMismatch);
+    }
+    Ok(())
+}
+
+/// Keeps a marshalled structure read from a response (refused if larger than [`MAX_BLOB`]).
+fn blob(bytes: &[u8]) -> Result<Blob, ParseError> {
+    Blob::from_slice(bytes).map_err(|_| ParseError::TooLarge)
 }
 
 /// A TPM 2.0 client over a transport, with fixed command and response buffers.

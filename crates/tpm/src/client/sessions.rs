@@ -112,13 +112,7 @@ impl<T: Transport> Tpm<T> {
             SessionKind::Policy => se::POLICY,
             SessionKind::Trial => se::TRIAL,
         };
-        let spec = CommandSpec {
-            cc: cc::START_AUTH_SESSION,
-            auth_handles: 0,
-            response_handles: 1,
-            encrypt_command: false,
-            encrypt_response: false,
-        };
+        let spec = CommandSpec::new(cc::START_AUTH_SESSION, 0).with_response_handle();
         let encrypted_salt = secret.get(..secret_len).unwrap_or(&[]);
         let reply = self.execute(&spec, &[&tpm_key, &bind_obj], &mut [], |w| {
             w.tpm2b(&nonce_caller)?;
@@ -263,13 +257,7 @@ impl<T: Transport> Tpm<T> {
         if !policy.open || policy.kind == SessionKind::Hmac {
             return Err(Error::BadSessions);
         }
-        let spec = CommandSpec {
-            cc: cc::POLICY_SECRET,
-            auth_handles: 1,
-            response_handles: 0,
-            encrypt_command: false,
-            encrypt_response: false,
-        };
+        let spec = CommandSpec::new(cc::POLICY_SECRET, 1);
         let ps = Object::permanent(policy.handle);
         let reply = self.execute(&spec, &[auth_entity, &ps], sessions, |w| {
             w.tpm2b(&[])?; // nonceTPM
