@@ -14,6 +14,14 @@ use crate::public::{Name, Object, PcrSelection, Public, PublicDetail};
 use crate::session::{bind_id, Auth, Session, SessionKind};
 use crate::transport::{Transport, MAX_TPM_MESSAGE};
 
+/// Refuses a session that is closed or not a policy (or trial) session.
+fn policy_session_open(session: &Session) -> Result<(), Error> {
+    if !session.open || session.kind == SessionKind::Hmac {
+        return Err(Error::BadSessions);
+    }
+    Ok(())
+}
+
 impl<T: Transport> Tpm<T> {
     /// Flushes a session and marks it closed (a closed session is not sent again).
     pub fn flush_session(&mut self, session: &mut Session) -> Result<(), Error> {
@@ -168,25 +176,32 @@ impl<T: Transport> Tpm<T> {
         code: u32,
         params: impl FnOnce(&mut Writer<'_>) -> Result<(), WriteError>,
     ) -> Result<Reply, Error> {
-        if !session.open || session.kind == SessionKind::Hmac {
-            return Err(Error::BadSessions);
-        }
+        policy_session_open(session)?;
         let obj = Object::permanent(session.handle);
         self.simple(code, &[&obj], params)
     }
 
-    /// `TPM2_PolicyCommandCode`.
-    pub fn policy_command_code(&mut self, session: &mut Session, code: u32) -> Result<(), Error> {
-        let reply = self.policy_cmd(session, cc::POLICY_COMMAND_CODE, |w| w.u32(code))?;
+    /// A policy command whose response has no parameters.
+    fn policy_cmd_no_reply(
+        &mut self,
+        session: &mut Session,
+        code: u32,
+        params: impl FnOnce(&mut Writer<'_>) -> Result<(), WriteError>,
+    ) -> Result<(), Error> {
+        let reply = self.policy_cmd(session, code, params)?;
         Reader::new(self.reply_params(&reply)).finish()?;
         Ok(())
+    }
+
+    /// `TPM2_PolicyCommandCode`.
+    pub fn policy_command_code(&mut self, session: &mut Session, code: u32) -> Result<(), Error> {
+        self.policy_cmd_no_reply(session, cc::POLICY_COMMAND_CODE, |w| w.u32(code))
     }
 
     /// `TPM2_PolicyAuthValue`: later authorizations with this session include the
     /// entity's authValue in the HMAC key.
     pub fn policy_auth_value(&mut self, session: &mut Session) -> Result<(), Error> {
-        let reply = self.policy_cmd(session, cc::POLICY_AUTH_VALUE, |_| Ok(()))?;
-        Reader::new(self.reply_params(&reply)).finish()?;
+        self.policy_cmd_no_reply(session, cc::POLICY_AUTH_VALUE, |_| Ok(()))?;
         session.policy_auth_value = true;
         Ok(())
     }
@@ -199,12 +214,10 @@ impl<T: Transport> Tpm<T> {
         pcr_digest: &[u8],
         selection: &PcrSelection,
     ) -> Result<(), Error> {
-        let reply = self.policy_cmd(session, cc::POLICY_PCR, |w| {
+        self.policy_cmd_no_reply(session, cc::POLICY_PCR, |w| {
             w.tpm2b(pcr_digest)?;
             selection.marshal_list(w)
-        })?;
-        Reader::new(self.reply_params(&reply)).finish()?;
-        Ok(())
+        })
     }
 
     /// `TPM2_PolicyOR` over 2..=8 branch digests.
@@ -217,15 +230,13 @@ impl<T: Transport> Tpm<T> {
             return Err(Error::BadArgument);
         }
         let count = branches.len() as u32;
-        let reply = self.policy_cmd(session, cc::POLICY_OR, |w| {
+        self.policy_cmd_no_reply(session, cc::POLICY_OR, |w| {
             w.u32(count)?;
             for b in branches {
                 w.tpm2b(b)?;
             }
             Ok(())
-        })?;
-        Reader::new(self.reply_params(&reply)).finish()?;
-        Ok(())
+        })
     }
 
     /// `TPM2_PolicyGetDigest`.
@@ -239,8 +250,7 @@ impl<T: Transport> Tpm<T> {
 
     /// `TPM2_PolicyRestart`: back to the initial digest.
     pub fn policy_restart(&mut self, session: &mut Session) -> Result<(), Error> {
-        let reply = self.policy_cmd(session, cc::POLICY_RESTART, |_| Ok(()))?;
-        Reader::new(self.reply_params(&reply)).finish()?;
+        self.policy_cmd_no_reply(session, cc::POLICY_RESTART, |_| Ok(()))?;
         session.policy_auth_value = false;
         Ok(())
     }
@@ -254,9 +264,7 @@ impl<T: Transport> Tpm<T> {
         policy: &mut Session,
         sessions: &mut [Auth<'_>],
     ) -> Result<(), Error> {
-        if !policy.open || policy.kind == SessionKind::Hmac {
-            return Err(Error::BadSessions);
-        }
+        policy_session_open(policy)?;
         let spec = CommandSpec::new(cc::POLICY_SECRET, 1);
         let ps = Object::permanent(policy.handle);
         let reply = self.execute(&spec, &[auth_entity, &ps], sessions, |w| {
