@@ -74,30 +74,23 @@ pub enum Error {
     BufferTooSmall,
 }
 
-impl From<TransportError> for Error {
-    fn from(e: TransportError) -> Self {
-        Error::Transport(e)
-    }
+/// `impl From<E> for Error` wrapping `E` in its variant, for each `E => Variant`.
+macro_rules! error_from {
+    ($($source:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$source> for Error {
+            fn from(e: $source) -> Self {
+                Error::$variant(e)
+            }
+        })*
+    };
 }
-impl From<ParseError> for Error {
-    fn from(e: ParseError) -> Self {
-        Error::Parse(e)
-    }
-}
-impl From<WriteError> for Error {
-    fn from(e: WriteError) -> Self {
-        Error::Marshal(e)
-    }
-}
-impl From<CryptoError> for Error {
-    fn from(e: CryptoError) -> Self {
-        Error::Crypto(e)
-    }
-}
-impl From<EntropyError> for Error {
-    fn from(e: EntropyError) -> Self {
-        Error::Entropy(e)
-    }
+
+error_from! {
+    TransportError => Transport,
+    ParseError => Parse,
+    WriteError => Marshal,
+    CryptoError => Crypto,
+    EntropyError => Entropy,
 }
 
 impl core::fmt::Display for Error {
