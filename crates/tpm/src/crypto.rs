@@ -135,6 +135,18 @@ fn hmac_finish(mac: Hmac<Sha256>) -> [u8; SHA256_LEN] {
     mac.finalize().into_bytes().into()
 }
 
+/// Fills `out` with `block(1) || block(2) || ...` (the last block cut to fit), wiping each
+/// block once copied: the counter mode of KDFa and KDFe.
+fn fill_counter_mode(out: &mut [u8], mut block: impl FnMut(u32) -> [u8; SHA256_LEN]) {
+    let mut counter: u32 = 0;
+    for chunk in out.chunks_mut(SHA256_LEN) {
+        counter = counter.wrapping_add(1);
+        let mut b = block(counter);
+        chunk.iter_mut().zip(b.iter()).for_each(|(o, x)| *o = *x);
+        wipe(&mut b);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hashes and KDFs
 // ---------------------------------------------------------------------------------------------
@@ -174,9 +186,7 @@ pub fn kdfa_sha256_split_key(
 ) {
     let keyed = hmac_keyed(key_parts);
     let nul = label_needs_nul(label);
-    let mut counter: u32 = 0;
-    for chunk in out.chunks_mut(SHA256_LEN) {
-        counter = counter.wrapping_add(1);
+    fill_counter_mode(out, |counter| {
         let mut mac = keyed.clone();
         mac.update(&counter.to_be_bytes());
         mac.update(label);
@@ -186,13 +196,8 @@ pub fn kdfa_sha256_split_key(
         mac.update(context_u);
         mac.update(context_v);
         mac.update(&bits.to_be_bytes());
-        let mut block = hmac_finish(mac);
-        chunk
-            .iter_mut()
-            .zip(block.iter())
-            .for_each(|(o, b)| *o = *b);
-        wipe(&mut block);
-    }
+        hmac_finish(mac)
+    });
 }
 
 /// KDFa (TPM 2.0 Part 1, 11.4.10.2), SHA-256 HMAC, counter mode. Fills `out` with the first
@@ -226,9 +231,7 @@ pub fn kdfe_sha256(
     out: &mut [u8],
 ) {
     let nul = label_needs_nul(label);
-    let mut counter: u32 = 0;
-    for chunk in out.chunks_mut(SHA256_LEN) {
-        counter = counter.wrapping_add(1);
+    fill_counter_mode(out, |counter| {
         let mut h = Sha256::new();
         h.update(counter.to_be_bytes());
         h.update(z);
@@ -238,13 +241,8 @@ pub fn kdfe_sha256(
         }
         h.update(party_u);
         h.update(party_v);
-        let mut block: [u8; SHA256_LEN] = h.finalize().into();
-        chunk
-            .iter_mut()
-            .zip(block.iter())
-            .for_each(|(o, b)| *o = *b);
-        wipe(&mut block);
-    }
+        h.finalize().into()
+    });
     let rem = bits % 8;
     if rem != 0 {
         if let Some(first) = out.first_mut() {
