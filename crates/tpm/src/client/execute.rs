@@ -639,6 +639,19 @@ impl<T: Transport> Tpm<T> {
         Ok(n)
     }
 
+    /// [`Tpm::execute`] of a command whose response has no parameters.
+    pub(super) fn execute_no_reply(
+        &mut self,
+        spec: &CommandSpec,
+        handles: &[&Object],
+        sessions: &mut [Auth<'_>],
+        params: impl FnOnce(&mut Writer<'_>) -> Result<(), WriteError>,
+    ) -> Result<(), Error> {
+        let reply = self.execute(spec, handles, sessions, params)?;
+        Reader::new(self.reply_params(&reply)).finish()?;
+        Ok(())
+    }
+
     pub(super) fn simple(
         &mut self,
         cc: u32,

@@ -128,10 +128,24 @@ impl<T: Transport> Tpm<T> {
         if !matches!(sessions.first(), Some(Auth::Password(_))) {
             return Err(Error::BadSessions);
         }
-        let spec = CommandSpec::new(CC_HIERARCHY_CHANGE_AUTH, 1).with_command_encryption();
-        let reply = self.execute(&spec, &[hierarchy], sessions, |w| w.tpm2b(new_auth))?;
-        Reader::new(self.reply_params(&reply)).finish()?;
-        Ok(())
+        self.change_auth(CC_HIERARCHY_CHANGE_AUTH, hierarchy, sessions, new_auth)
+    }
+
+    /// Sets the authValue of `entity` with `code` (HierarchyChangeAuth, NV_ChangeAuth),
+    /// whose only parameter is `newAuth` (at most [`MAX_AUTH`]; encrypted under a
+    /// `decrypt` session) and whose response has none.
+    fn change_auth(
+        &mut self,
+        code: u32,
+        entity: &Object,
+        sessions: &mut [Auth<'_>],
+        new_auth: &[u8],
+    ) -> Result<(), Error> {
+        if new_auth.len() > MAX_AUTH {
+            return Err(Error::BadArgument);
+        }
+        let spec = CommandSpec::new(code, 1).with_command_encryption();
+        self.execute_no_reply(&spec, &[entity], sessions, |w| w.tpm2b(new_auth))
     }
 
     /// `TPM2_HierarchyControl(authHandle, enable, state)`: with `state` false, disables
@@ -145,12 +159,10 @@ impl<T: Transport> Tpm<T> {
         state: bool,
     ) -> Result<(), Error> {
         let spec = CommandSpec::new(cc::HIERARCHY_CONTROL, 1);
-        let reply = self.execute(&spec, &[auth], sessions, |w| {
+        self.execute_no_reply(&spec, &[auth], sessions, |w| {
             w.u32(enable)?;
             w.u8(u8::from(state))
-        })?;
-        Reader::new(self.reply_params(&reply)).finish()?;
-        Ok(())
+        })
     }
 
     /// `TPM2_NV_DefineSpace(authHandle, auth, publicInfo)`. `auth` is the first
@@ -166,13 +178,12 @@ impl<T: Transport> Tpm<T> {
             return Err(Error::BadArgument);
         }
         let spec = CommandSpec::new(cc::NV_DEFINE_SPACE, 1).with_command_encryption();
-        let reply = self.execute(&spec, &[hierarchy], sessions, |w| {
+        self.execute_no_reply(&spec, &[hierarchy], sessions, |w| {
             w.tpm2b(auth)?;
             let m = w.begin_sized()?;
             public.marshal(w)?;
             w.end_sized(m)
         })?;
-        Reader::new(self.reply_params(&reply)).finish()?;
         Ok(Object {
             handle: public.index,
             name: public.name()?,
@@ -214,13 +225,7 @@ impl<T: Transport> Tpm<T> {
         sessions: &mut [Auth<'_>],
         new_auth: &[u8],
     ) -> Result<(), Error> {
-        if new_auth.len() > MAX_AUTH {
-            return Err(Error::BadArgument);
-        }
-        let spec = CommandSpec::new(cc::NV_CHANGE_AUTH, 1).with_command_encryption();
-        let reply = self.execute(&spec, &[index], sessions, |w| w.tpm2b(new_auth))?;
-        Reader::new(self.reply_params(&reply)).finish()?;
-        Ok(())
+        self.change_auth(cc::NV_CHANGE_AUTH, index, sessions, new_auth)
     }
 
     /// `TPM2_PCR_Read` of one SHA-256 selection: returns (pcrUpdateCounter, the
@@ -255,12 +260,10 @@ impl<T: Transport> Tpm<T> {
     ) -> Result<(), Error> {
         let spec = CommandSpec::new(cc::PCR_EXTEND, 1);
         let pcr = Object::pcr(index);
-        let reply = self.execute(&spec, &[&pcr], sessions, |w| {
+        self.execute_no_reply(&spec, &[&pcr], sessions, |w| {
             w.u32(1)?;
             w.u16(alg::SHA256)?;
             w.bytes(digest)
-        })?;
-        Reader::new(self.reply_params(&reply)).finish()?;
-        Ok(())
+        })
     }
 }

@@ -38,16 +38,17 @@ impl<T: Transport> Tpm<T> {
 
     /// Runs `TPM2_Create` or `TPM2_CreatePrimary` (`spec`) under `parent`: both take
     /// the same parameters (inSensitive with `user_auth`, inPublic from `template`, empty
-    /// outsideInfo and creationPCR).
+    /// outsideInfo and creationPCR) and may encrypt the first of them and of the response.
     fn execute_create(
         &mut self,
-        spec: &CommandSpec,
+        spec: CommandSpec,
         parent: &Object,
         sessions: &mut [Auth<'_>],
         template: &Template<'_>,
         user_auth: &[u8],
     ) -> Result<Reply, Error> {
-        self.execute(spec, &[parent], sessions, |w| {
+        let spec = spec.with_command_encryption().with_response_encryption();
+        self.execute(&spec, &[parent], sessions, |w| {
             let m = w.begin_sized()?;
             w.tpm2b(user_auth)?;
             w.tpm2b(&[])?;
@@ -82,11 +83,8 @@ impl<T: Transport> Tpm<T> {
         template: &Template<'_>,
         user_auth: &[u8],
     ) -> Result<(Object, Blob), Error> {
-        let spec = CommandSpec::new(cc::CREATE_PRIMARY, 1)
-            .with_response_handle()
-            .with_command_encryption()
-            .with_response_encryption();
-        let reply = self.execute_create(&spec, hierarchy, sessions, template, user_auth)?;
+        let spec = CommandSpec::new(cc::CREATE_PRIMARY, 1).with_response_handle();
+        let reply = self.execute_create(spec, hierarchy, sessions, template, user_auth)?;
         let mut r = Reader::new(self.reply_params(&reply));
         let raw = r.tpm2b(MAX_BLOB)?;
         Self::skip_creation(&mut r)?;
@@ -113,10 +111,8 @@ impl<T: Transport> Tpm<T> {
         template: &Template<'_>,
         user_auth: &[u8],
     ) -> Result<KeyBlob, Error> {
-        let spec = CommandSpec::new(cc::CREATE, 1)
-            .with_command_encryption()
-            .with_response_encryption();
-        let reply = self.execute_create(&spec, parent, sessions, template, user_auth)?;
+        let spec = CommandSpec::new(cc::CREATE, 1);
+        let reply = self.execute_create(spec, parent, sessions, template, user_auth)?;
         let mut r = Reader::new(self.reply_params(&reply));
         let private = r.tpm2b(MAX_BLOB)?;
         let public = r.tpm2b(MAX_BLOB)?;
@@ -168,8 +164,7 @@ impl<T: Transport> Tpm<T> {
         persistent: u32,
     ) -> Result<Option<Object>, Error> {
         let spec = CommandSpec::new(cc::EVICT_CONTROL, 1);
-        let reply = self.execute(&spec, &[auth, object], sessions, |w| w.u32(persistent))?;
-        Reader::new(self.reply_params(&reply)).finish()?;
+        self.execute_no_reply(&spec, &[auth, object], sessions, |w| w.u32(persistent))?;
         if object.handle >> 24 == rh::PERSISTENT_FIRST >> 24 {
             Ok(None)
         } else {
