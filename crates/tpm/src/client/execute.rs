@@ -14,8 +14,14 @@ use crate::rc::ResponseCode;
 use crate::session::{Auth, SessionKind};
 use crate::transport::{Transport, TransportError};
 
-fn entry_len(nonce: usize, hmac: usize) -> usize {
-    4 + 2 + nonce + 1 + 2 + hmac
+/// Size of one command authorization entry: session handle, nonce (TPM2B), attributes,
+/// HMAC or password (TPM2B).
+fn entry_len(nonce: usize, hmac: usize) -> Result<usize, WriteError> {
+    const FIXED: usize = 4 + 2 + 1 + 2;
+    FIXED
+        .checked_add(nonce)
+        .and_then(|n| n.checked_add(hmac))
+        .ok_or(WriteError::Overflow)
 }
 
 /// Encrypts or decrypts (in place) the contents of the TPM2B at the start of `area`.
@@ -84,11 +90,12 @@ pub(super) const RC_TESTING: u32 = 0x90A;
 pub const RETRY_DELAYS_MS: [u32; 13] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 1000, 1000];
 /// The most one command waits in re-sends (the sum of [`RETRY_DELAYS_MS`]): 4.023 s.
 pub const RETRY_BUDGET_MS: u32 = {
+    // Evaluated by the compiler: an overflow would fail the build.
     let mut sum = 0;
-    let mut i = 0;
-    while i < RETRY_DELAYS_MS.len() {
-        sum += RETRY_DELAYS_MS[i];
-        i += 1;
+    let mut rest: &[u32] = &RETRY_DELAYS_MS;
+    while let [first, tail @ ..] = rest {
+        sum += *first;
+        rest = tail;
     }
     sum
 };
@@ -111,6 +118,17 @@ struct SessionPlan {
     encrypt_at: Option<usize>,
     /// Size of the authorization area (without its own size field).
     auth_len: usize,
+}
+
+impl SessionPlan {
+    /// Counts one more authorization entry into the area's size.
+    fn add_entry(&mut self, nonce: usize, hmac: usize) -> Result<(), WriteError> {
+        self.auth_len = self
+            .auth_len
+            .checked_add(entry_len(nonce, hmac)?)
+            .ok_or(WriteError::Overflow)?;
+        Ok(())
+    }
 }
 
 /// Where the parameter area lies in the command buffer (the command ends with it).
@@ -199,12 +217,22 @@ fn session_tag(sessions: &[Auth<'_>]) -> u16 {
 
 /// The offset of the parameter area: after the header, the handles and (with sessions)
 /// the authorization area and its size.
-fn param_offset(handle_count: usize, any_sessions: bool, auth_len: usize) -> usize {
-    let handles_end = 10 + 4 * handle_count;
+fn param_offset(
+    handle_count: usize,
+    any_sessions: bool,
+    auth_len: usize,
+) -> Result<usize, WriteError> {
+    let handles_end = handle_count
+        .checked_mul(4)
+        .and_then(|h| h.checked_add(10))
+        .ok_or(WriteError::Overflow)?;
     if any_sessions {
-        handles_end + 4 + auth_len
-    } else {
         handles_end
+            .checked_add(4)
+            .and_then(|e| e.checked_add(auth_len))
+            .ok_or(WriteError::Overflow)
+    } else {
+        Ok(handles_end)
     }
 }
 
@@ -220,7 +248,8 @@ fn extra_nonces(spec: &CommandSpec, sessions: &[Auth<'_>], plan: &SessionPlan) -
                         (sessions.get(j), extra.nonces.get_mut(extra.count))
                     {
                         *slot = session.nonce_tpm;
-                        extra.count += 1;
+                        // At most 2: a slot was free (count < 2) and this loop runs twice.
+                        extra.count = extra.count.saturating_add(1);
                     }
                 }
             }
@@ -319,9 +348,9 @@ fn verify_response_auth(
                     e.attrs,
                 );
                 if e.nonce.len() != SHA256_SIZE || !crypto::ct_eq(&expect, e.mac) {
-                    return Err(Error::ResponseHmac {
-                        session: (i + 1) as u8,
-                    });
+                    // i < MAX_SESSIONS, so the 1-based number always fits.
+                    let number = u8::try_from(i.saturating_add(1)).unwrap_or(u8::MAX);
+                    return Err(Error::ResponseHmac { session: number });
                 }
                 let mask = crate::session::SUPPORTED.bits();
                 if e.attrs & mask != session.attributes & mask {
@@ -382,7 +411,7 @@ impl<T: Transport> Tpm<T> {
         let plan = self.check_sessions(spec, handles, sessions)?;
 
         // Parameters first, at their final offset.
-        let param_off = param_offset(handles.len(), !sessions.is_empty(), plan.auth_len);
+        let param_off = param_offset(handles.len(), !sessions.is_empty(), plan.auth_len)?;
         let layout = self.marshal_params(param_off, params)?;
         if let Some(i) = plan.decrypt_at {
             if let Some(auth) = sessions.get(i) {
@@ -446,7 +475,7 @@ impl<T: Transport> Tpm<T> {
                     if pw.len() > MAX_AUTH || i >= spec.auth_handles {
                         return Err(Error::BadSessions);
                     }
-                    plan.auth_len += entry_len(0, pw.len());
+                    plan.add_entry(0, pw.len())?;
                 }
                 Auth::Session { session, .. } => {
                     if !session.open
@@ -468,7 +497,7 @@ impl<T: Transport> Tpm<T> {
                     }
                     let rng = self.rng.as_mut().ok_or(Error::NoEntropy)?;
                     rng.generate(&mut session.nonce_caller);
-                    plan.auth_len += entry_len(SHA256_SIZE, SHA256_SIZE);
+                    plan.add_entry(SHA256_SIZE, SHA256_SIZE)?;
                 }
             }
         }
@@ -511,10 +540,9 @@ impl<T: Transport> Tpm<T> {
         #[cfg(feature = "observe-secrets")]
         {
             let first = self.cmd.get(layout.param_off..layout.total).unwrap_or(&[]);
-            let n = first
-                .get(..2)
-                .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
-            self.observe(first.get(2..2 + n).unwrap_or(&[]));
+            let n = crate::wire::u16_at(first, 0).map_or(0, usize::from);
+            let contents = first.get(2..).and_then(|c| c.get(..n));
+            self.observe(contents.unwrap_or(&[]));
             self.observe(session.key());
         }
         let area = self

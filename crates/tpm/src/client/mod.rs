@@ -8,6 +8,10 @@
 //! nonces and decrypt the first response parameter. Command methods parse the
 //! parameters after that, again with the panic-free [`Reader`](crate::marshal::Reader).
 #![forbid(unsafe_code)]
+// Builds commands and takes apart hostile responses: no panics, no silent wrap or truncation.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::panic, clippy::arithmetic_side_effects)]
+#![deny(clippy::cast_possible_truncation)]
 
 mod decrypt;
 mod execute;
@@ -362,4 +366,8 @@ impl<T: Transport + ?Sized> Transport for &mut T {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::panic, clippy::arithmetic_side_effects)]
+#[allow(clippy::cast_possible_truncation)]
+// Test code: a panic there is a failed test.
 mod retry_tests;

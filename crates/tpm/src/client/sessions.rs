@@ -229,7 +229,7 @@ impl<T: Transport> Tpm<T> {
         if branches.len() < 2 || branches.len() > crate::policy::MAX_OR_BRANCHES {
             return Err(Error::BadArgument);
         }
-        let count = branches.len() as u32;
+        let count = u32::try_from(branches.len()).map_err(|_| Error::BadArgument)?;
         self.policy_cmd_no_reply(session, cc::POLICY_OR, |w| {
             w.u32(count)?;
             for b in branches {
