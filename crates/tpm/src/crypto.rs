@@ -15,12 +15,16 @@
 //! Every function here is total: no panics on any input, no `unsafe`, no heap use except inside
 //! the RSA arithmetic.
 #![forbid(unsafe_code)]
+// Session cryptography over hostile lengths and keys: no panics, no silent wrap or truncation.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::panic, clippy::arithmetic_side_effects)]
+#![deny(clippy::cast_possible_truncation)]
 
 use aes::Aes128;
 use cfb_mode::cipher::{AsyncStreamCipher, KeyIvInit};
 use hmac::{Hmac, Mac};
 use p256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
-use p256::{AffinePoint, EncodedPoint, NonZeroScalar, ProjectivePoint};
+use p256::{AffinePoint, EncodedPoint, NonZeroScalar};
 use rand_core::CryptoRngCore;
 use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPublicKey};
@@ -28,6 +32,10 @@ use sha2::{Digest, Sha256};
 
 /// Size in bytes of a SHA-256 digest (and so of a SHA-256 session key).
 pub const SHA256_LEN: usize = 32;
+
+/// Size in bits of a SHA-256 digest (the KDF length of a session key).
+const SHA256_BITS: u32 = 256;
+const _: () = assert!(SHA256_BITS as usize == SHA256_LEN * 8);
 
 /// SHA-256 (and HMAC-SHA256) input block size in bytes.
 const SHA256_BLOCK_LEN: usize = 64;
@@ -89,11 +97,11 @@ fn wipe(buf: &mut [u8]) {
 /// `auth` without its trailing zero bytes: the form in which the TPM uses every authValue
 /// (HMAC keys, session keys, parameter-encryption keys).
 pub fn auth_value_trimmed(auth: &[u8]) -> &[u8] {
-    let mut end = auth.len();
-    while end > 0 && auth.get(end - 1) == Some(&0) {
-        end -= 1;
+    let mut trimmed = auth;
+    while let [rest @ .., 0] = trimmed {
+        trimmed = rest;
     }
-    auth.get(..end).unwrap_or(&[])
+    trimmed
 }
 
 /// True when the label needs the spec's terminating 0x00 appended (it does not already end in
@@ -246,7 +254,8 @@ pub fn kdfe_sha256(
     let rem = bits % 8;
     if rem != 0 {
         if let Some(first) = out.first_mut() {
-            *first &= (1u8 << rem) - 1;
+            // rem is 1..=7, so 1 << rem is 2..=128 and the subtraction never wraps.
+            *first &= (1u8 << rem).wrapping_sub(1);
         }
     }
 }
@@ -294,7 +303,7 @@ pub fn session_key_derived(
         LABEL_SESSION_KEY,
         nonce_tpm,
         nonce_caller,
-        (SHA256_LEN * 8) as u32,
+        SHA256_BITS,
         &mut key,
     );
     key
@@ -463,8 +472,10 @@ pub fn rsa_oaep_encrypt(
 ) -> Result<usize, CryptoError> {
     let key = rsa_public_key(modulus, exponent)?;
     let k = modulus.len();
-    // k >= 128 here, so no underflow; the message must leave room for 2 hashes + 2 bytes.
-    let max_msg = k - 2 * SHA256_LEN - 2;
+    // k >= 128 here, so this never fails; the message must leave room for 2 hashes + 2 bytes.
+    let max_msg = k
+        .checked_sub(2 * SHA256_LEN + 2)
+        .ok_or(CryptoError::BadPublicKey)?;
     if msg.len() > max_msg {
         return Err(CryptoError::MessageTooLong);
     }
@@ -481,7 +492,12 @@ pub fn rsa_oaep_encrypt(
     let lhash = sha256(&[label]);
     let (db_hash, db_rest) = db.split_at_mut(SHA256_LEN);
     db_hash.copy_from_slice(&lhash);
-    let one_at = db_rest.len() - msg.len() - 1;
+    // db_rest is k - 65 bytes and msg at most k - 66: there is room for PS and the 0x01.
+    let one_at = db_rest
+        .len()
+        .checked_sub(msg.len())
+        .and_then(|n| n.checked_sub(1))
+        .ok_or(CryptoError::MessageTooLong)?;
     let (_ps, tail) = db_rest.split_at_mut(one_at);
     let (one, m) = tail.split_at_mut(1);
     one.fill(1);
@@ -499,7 +515,10 @@ pub fn rsa_oaep_encrypt(
         return Err(CryptoError::BadPublicKey);
     }
     let out = out.get_mut(..k).ok_or(CryptoError::OutputTooSmall)?;
-    let (pad, body) = out.split_at_mut(k - c_bytes.len());
+    let pad_len = k
+        .checked_sub(c_bytes.len())
+        .ok_or(CryptoError::BadPublicKey)?;
+    let (pad, body) = out.split_at_mut(pad_len);
     pad.fill(0);
     body.copy_from_slice(&c_bytes);
     Ok(k)
@@ -536,7 +555,7 @@ pub fn ecc_p256_salt(
     }
     let scalar = scalar.ok_or(CryptoError::Rng)?;
 
-    let eph = (ProjectivePoint::GENERATOR * *scalar).to_affine();
+    let eph = *p256::PublicKey::from_secret_scalar(&scalar).as_affine();
     let eph_enc = eph.to_encoded_point(false);
     let (eph_x, eph_y): ([u8; 32], [u8; 32]) = match (eph_enc.x(), eph_enc.y()) {
         (Some(x), Some(y)) => ((*x).into(), (*y).into()),
@@ -557,12 +576,17 @@ pub fn ecc_p256_salt(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::panic, clippy::arithmetic_side_effects)]
+#[allow(clippy::cast_possible_truncation)]
+// Test code: a panic there is a failed test.
 mod tests {
     //! Known-answer tests. Unless a test says otherwise, expected values are in [`kat`], which
     //! is the verbatim output of `crates/tpm/src/testdata/gen_kat.py`: computed with Python's
     //! `cryptography` (OpenSSL) and hashlib/hmac, independently of this file. Re-derive with
     //! `python3 crates/tpm/src/testdata/gen_kat.py` and compare.
     use super::*;
+    use p256::ProjectivePoint;
     use rsa::pkcs1::DecodeRsaPrivateKey;
     use rsa::{Oaep, RsaPrivateKey};
 
