@@ -15,12 +15,16 @@
 //! Every function here is total: no panics on any input, no `unsafe`, no heap use except inside
 //! the RSA arithmetic.
 #![forbid(unsafe_code)]
+// Session cryptography over hostile lengths and keys: no panics, no silent wrap or truncation.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::panic, clippy::arithmetic_side_effects)]
+#![deny(clippy::cast_possible_truncation)]
 
 use aes::Aes128;
 use cfb_mode::cipher::{AsyncStreamCipher, KeyIvInit};
 use hmac::{Hmac, Mac};
 use p256::elliptic_curve::sec1::{FromEncodedPoint, ToEncodedPoint};
-use p256::{AffinePoint, EncodedPoint, NonZeroScalar, ProjectivePoint};
+use p256::{AffinePoint, EncodedPoint, NonZeroScalar};
 use rand_core::CryptoRngCore;
 use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPublicKey};
@@ -28,6 +32,10 @@ use sha2::{Digest, Sha256};
 
 /// Size in bytes of a SHA-256 digest (and so of a SHA-256 session key).
 pub const SHA256_LEN: usize = 32;
+
+/// Size in bits of a SHA-256 digest (the KDF length of a session key).
+const SHA256_BITS: u32 = 256;
+const _: () = assert!(SHA256_BITS as usize == SHA256_LEN * 8);
 
 /// SHA-256 (and HMAC-SHA256) input block size in bytes.
 const SHA256_BLOCK_LEN: usize = 64;
@@ -89,11 +97,11 @@ fn wipe(buf: &mut [u8]) {
 /// `auth` without its trailing zero bytes: the form in which the TPM uses every authValue
 /// (HMAC keys, session keys, parameter-encryption keys).
 pub fn auth_value_trimmed(auth: &[u8]) -> &[u8] {
-    let mut end = auth.len();
-    while end > 0 && auth.get(end - 1) == Some(&0) {
-        end -= 1;
+    let mut trimmed = auth;
+    while let [rest @ .., 0] = trimmed {
+        trimmed = rest;
     }
-    auth.get(..end).unwrap_or(&[])
+    trimmed
 }
 
 /// True when the label needs the spec's terminating 0x00 appended (it does not already end in
@@ -135,6 +143,18 @@ fn hmac_finish(mac: Hmac<Sha256>) -> [u8; SHA256_LEN] {
     mac.finalize().into_bytes().into()
 }
 
+/// Fills `out` with `block(1) || block(2) || ...` (the last block cut to fit), wiping each
+/// block once copied: the counter mode of KDFa and KDFe.
+fn fill_counter_mode(out: &mut [u8], mut block: impl FnMut(u32) -> [u8; SHA256_LEN]) {
+    let mut counter: u32 = 0;
+    for chunk in out.chunks_mut(SHA256_LEN) {
+        counter = counter.wrapping_add(1);
+        let mut b = block(counter);
+        chunk.iter_mut().zip(b.iter()).for_each(|(o, x)| *o = *x);
+        wipe(&mut b);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hashes and KDFs
 // ---------------------------------------------------------------------------------------------
@@ -174,9 +194,7 @@ pub fn kdfa_sha256_split_key(
 ) {
     let keyed = hmac_keyed(key_parts);
     let nul = label_needs_nul(label);
-    let mut counter: u32 = 0;
-    for chunk in out.chunks_mut(SHA256_LEN) {
-        counter = counter.wrapping_add(1);
+    fill_counter_mode(out, |counter| {
         let mut mac = keyed.clone();
         mac.update(&counter.to_be_bytes());
         mac.update(label);
@@ -186,13 +204,8 @@ pub fn kdfa_sha256_split_key(
         mac.update(context_u);
         mac.update(context_v);
         mac.update(&bits.to_be_bytes());
-        let mut block = hmac_finish(mac);
-        chunk
-            .iter_mut()
-            .zip(block.iter())
-            .for_each(|(o, b)| *o = *b);
-        wipe(&mut block);
-    }
+        hmac_finish(mac)
+    });
 }
 
 /// KDFa (TPM 2.0 Part 1, 11.4.10.2), SHA-256 HMAC, counter mode. Fills `out` with the first
@@ -226,9 +239,7 @@ pub fn kdfe_sha256(
     out: &mut [u8],
 ) {
     let nul = label_needs_nul(label);
-    let mut counter: u32 = 0;
-    for chunk in out.chunks_mut(SHA256_LEN) {
-        counter = counter.wrapping_add(1);
+    fill_counter_mode(out, |counter| {
         let mut h = Sha256::new();
         h.update(counter.to_be_bytes());
         h.update(z);
@@ -238,17 +249,13 @@ pub fn kdfe_sha256(
         }
         h.update(party_u);
         h.update(party_v);
-        let mut block: [u8; SHA256_LEN] = h.finalize().into();
-        chunk
-            .iter_mut()
-            .zip(block.iter())
-            .for_each(|(o, b)| *o = *b);
-        wipe(&mut block);
-    }
+        h.finalize().into()
+    });
     let rem = bits % 8;
     if rem != 0 {
         if let Some(first) = out.first_mut() {
-            *first &= (1u8 << rem) - 1;
+            // rem is 1..=7, so 1 << rem is 2..=128 and the subtraction never wraps.
+            *first &= (1u8 << rem).wrapping_sub(1);
         }
     }
 }
@@ -296,7 +303,7 @@ pub fn session_key_derived(
         LABEL_SESSION_KEY,
         nonce_tpm,
         nonce_caller,
-        (SHA256_LEN * 8) as u32,
+        SHA256_BITS,
         &mut key,
     );
     key
@@ -465,8 +472,10 @@ pub fn rsa_oaep_encrypt(
 ) -> Result<usize, CryptoError> {
     let key = rsa_public_key(modulus, exponent)?;
     let k = modulus.len();
-    // k >= 128 here, so no underflow; the message must leave room for 2 hashes + 2 bytes.
-    let max_msg = k - 2 * SHA256_LEN - 2;
+    // k >= 128 here, so this never fails; the message must leave room for 2 hashes + 2 bytes.
+    let max_msg = k
+        .checked_sub(2 * SHA256_LEN + 2)
+        .ok_or(CryptoError::BadPublicKey)?;
     if msg.len() > max_msg {
         return Err(CryptoError::MessageTooLong);
     }
@@ -483,7 +492,12 @@ pub fn rsa_oaep_encrypt(
     let lhash = sha256(&[label]);
     let (db_hash, db_rest) = db.split_at_mut(SHA256_LEN);
     db_hash.copy_from_slice(&lhash);
-    let one_at = db_rest.len() - msg.len() - 1;
+    // db_rest is k - 65 bytes and msg at most k - 66: there is room for PS and the 0x01.
+    let one_at = db_rest
+        .len()
+        .checked_sub(msg.len())
+        .and_then(|n| n.checked_sub(1))
+        .ok_or(CryptoError::MessageTooLong)?;
     let (_ps, tail) = db_rest.split_at_mut(one_at);
     let (one, m) = tail.split_at_mut(1);
     one.fill(1);
@@ -501,7 +515,10 @@ pub fn rsa_oaep_encrypt(
         return Err(CryptoError::BadPublicKey);
     }
     let out = out.get_mut(..k).ok_or(CryptoError::OutputTooSmall)?;
-    let (pad, body) = out.split_at_mut(k - c_bytes.len());
+    let pad_len = k
+        .checked_sub(c_bytes.len())
+        .ok_or(CryptoError::BadPublicKey)?;
+    let (pad, body) = out.split_at_mut(pad_len);
     pad.fill(0);
     body.copy_from_slice(&c_bytes);
     Ok(k)
@@ -538,7 +555,7 @@ pub fn ecc_p256_salt(
     }
     let scalar = scalar.ok_or(CryptoError::Rng)?;
 
-    let eph = (ProjectivePoint::GENERATOR * *scalar).to_affine();
+    let eph = *p256::PublicKey::from_secret_scalar(&scalar).as_affine();
     let eph_enc = eph.to_encoded_point(false);
     let (eph_x, eph_y): ([u8; 32], [u8; 32]) = match (eph_enc.x(), eph_enc.y()) {
         (Some(x), Some(y)) => ((*x).into(), (*y).into()),
@@ -559,12 +576,17 @@ pub fn ecc_p256_salt(
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::panic, clippy::arithmetic_side_effects)]
+#[allow(clippy::cast_possible_truncation)]
+// Test code: a panic there is a failed test.
 mod tests {
     //! Known-answer tests. Unless a test says otherwise, expected values are in [`kat`], which
     //! is the verbatim output of `crates/tpm/src/testdata/gen_kat.py`: computed with Python's
     //! `cryptography` (OpenSSL) and hashlib/hmac, independently of this file. Re-derive with
     //! `python3 crates/tpm/src/testdata/gen_kat.py` and compare.
     use super::*;
+    use p256::ProjectivePoint;
     use rsa::pkcs1::DecodeRsaPrivateKey;
     use rsa::{Oaep, RsaPrivateKey};
 

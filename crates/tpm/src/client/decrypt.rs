@@ -11,13 +11,9 @@ use crate::transport::Transport;
 impl CommandSpec {
     /// TPM2_RSA_Decrypt: one authorized handle (the key), no response handle, the
     /// ciphertext and the plaintext both encrypted when a session has decrypt/encrypt.
-    pub const RSA_DECRYPT: CommandSpec = CommandSpec {
-        cc: cc::RSA_DECRYPT,
-        auth_handles: 1,
-        response_handles: 0,
-        encrypt_command: true,
-        encrypt_response: true,
-    };
+    pub const RSA_DECRYPT: CommandSpec = CommandSpec::new(cc::RSA_DECRYPT, 1)
+        .with_command_encryption()
+        .with_response_encryption();
 }
 
 impl<T: Transport> Tpm<T> {

@@ -1,11 +1,10 @@
 //! Start-up, random bytes and capabilities; hierarchies, NV indices and PCRs.
 
-use super::{Blob, CommandSpec, Error, Reply, Tpm, MAX_AUTH};
+use super::{blob, expect_name, Blob, CommandSpec, Error, Reply, Tpm, MAX_AUTH};
 use crate::consts::alg;
 use crate::consts::cap;
 use crate::consts::cc;
 use crate::consts::SHA256_SIZE;
-use crate::crypto;
 use crate::marshal::{ParseError, Reader};
 use crate::public::{NvPublic, Object, PcrSelection};
 use crate::session::Auth;
@@ -59,14 +58,17 @@ impl<T: Transport> Tpm<T> {
         Ok((reply, more))
     }
 
-    /// `TPM2_GetCapability(TPM_CAP_HANDLES)`: handles from `first` (e.g.
-    /// `0x8000_0000` for transient objects) into `out`; returns (count, moreData).
-    pub fn get_capability_handles(
+    /// `TPM2_GetCapability(capability)` from `first` into `out`, each element read by
+    /// `read`: the TPML's count must fit `out` and its elements the parameter area exactly.
+    /// Returns (count, moreData).
+    fn get_capability_list<V>(
         &mut self,
+        capability: u32,
         first: u32,
-        out: &mut [u32],
+        out: &mut [V],
+        read: impl Fn(&mut Reader<'_>) -> Result<V, ParseError>,
     ) -> Result<(usize, bool), Error> {
-        let (reply, more) = self.get_capability(cap::HANDLES, first, out.len())?;
+        let (reply, more) = self.get_capability(capability, first, out.len())?;
         let mut r = Reader::new(self.reply_params(&reply));
         r.take(5)?;
         let count = usize::try_from(r.u32()?).map_err(|_| ParseError::TooLarge)?;
@@ -74,10 +76,20 @@ impl<T: Transport> Tpm<T> {
             return Err(ParseError::TooLarge.into());
         }
         for slot in out.iter_mut().take(count) {
-            *slot = r.u32()?;
+            *slot = read(&mut r)?;
         }
         r.finish()?;
         Ok((count, more))
+    }
+
+    /// `TPM2_GetCapability(TPM_CAP_HANDLES)`: handles from `first` (e.g.
+    /// `0x8000_0000` for transient objects) into `out`; returns (count, moreData).
+    pub fn get_capability_handles(
+        &mut self,
+        first: u32,
+        out: &mut [u32],
+    ) -> Result<(usize, bool), Error> {
+        self.get_capability_list(cap::HANDLES, first, out, |r| r.u32())
     }
 
     /// `TPM2_GetCapability(TPM_CAP_TPM_PROPERTIES)`: (property, value) pairs from
@@ -87,18 +99,9 @@ impl<T: Transport> Tpm<T> {
         first: u32,
         out: &mut [(u32, u32)],
     ) -> Result<(usize, bool), Error> {
-        let (reply, more) = self.get_capability(cap::TPM_PROPERTIES, first, out.len())?;
-        let mut r = Reader::new(self.reply_params(&reply));
-        r.take(5)?;
-        let count = usize::try_from(r.u32()?).map_err(|_| ParseError::TooLarge)?;
-        if count > out.len() {
-            return Err(ParseError::TooLarge.into());
-        }
-        for slot in out.iter_mut().take(count) {
-            *slot = (r.u32()?, r.u32()?);
-        }
-        r.finish()?;
-        Ok((count, more))
+        self.get_capability_list(cap::TPM_PROPERTIES, first, out, |r| {
+            Ok((r.u32()?, r.u32()?))
+        })
     }
 
     /// `TPM2_HierarchyChangeAuth`: sets the authValue of `hierarchy`
@@ -125,16 +128,24 @@ impl<T: Transport> Tpm<T> {
         if !matches!(sessions.first(), Some(Auth::Password(_))) {
             return Err(Error::BadSessions);
         }
-        let spec = CommandSpec {
-            cc: CC_HIERARCHY_CHANGE_AUTH,
-            auth_handles: 1,
-            response_handles: 0,
-            encrypt_command: true,
-            encrypt_response: false,
-        };
-        let reply = self.execute(&spec, &[hierarchy], sessions, |w| w.tpm2b(new_auth))?;
-        Reader::new(self.reply_params(&reply)).finish()?;
-        Ok(())
+        self.change_auth(CC_HIERARCHY_CHANGE_AUTH, hierarchy, sessions, new_auth)
+    }
+
+    /// Sets the authValue of `entity` with `code` (HierarchyChangeAuth, NV_ChangeAuth),
+    /// whose only parameter is `newAuth` (at most [`MAX_AUTH`]; encrypted under a
+    /// `decrypt` session) and whose response has none.
+    fn change_auth(
+        &mut self,
+        code: u32,
+        entity: &Object,
+        sessions: &mut [Auth<'_>],
+        new_auth: &[u8],
+    ) -> Result<(), Error> {
+        if new_auth.len() > MAX_AUTH {
+            return Err(Error::BadArgument);
+        }
+        let spec = CommandSpec::new(code, 1).with_command_encryption();
+        self.execute_no_reply(&spec, &[entity], sessions, |w| w.tpm2b(new_auth))
     }
 
     /// `TPM2_HierarchyControl(authHandle, enable, state)`: with `state` false, disables
@@ -147,19 +158,11 @@ impl<T: Transport> Tpm<T> {
         enable: u32,
         state: bool,
     ) -> Result<(), Error> {
-        let spec = CommandSpec {
-            cc: cc::HIERARCHY_CONTROL,
-            auth_handles: 1,
-            response_handles: 0,
-            encrypt_command: false,
-            encrypt_response: false,
-        };
-        let reply = self.execute(&spec, &[auth], sessions, |w| {
+        let spec = CommandSpec::new(cc::HIERARCHY_CONTROL, 1);
+        self.execute_no_reply(&spec, &[auth], sessions, |w| {
             w.u32(enable)?;
             w.u8(u8::from(state))
-        })?;
-        Reader::new(self.reply_params(&reply)).finish()?;
-        Ok(())
+        })
     }
 
     /// `TPM2_NV_DefineSpace(authHandle, auth, publicInfo)`. `auth` is the first
@@ -174,20 +177,13 @@ impl<T: Transport> Tpm<T> {
         if auth.len() > MAX_AUTH {
             return Err(Error::BadArgument);
         }
-        let spec = CommandSpec {
-            cc: cc::NV_DEFINE_SPACE,
-            auth_handles: 1,
-            response_handles: 0,
-            encrypt_command: true,
-            encrypt_response: false,
-        };
-        let reply = self.execute(&spec, &[hierarchy], sessions, |w| {
+        let spec = CommandSpec::new(cc::NV_DEFINE_SPACE, 1).with_command_encryption();
+        self.execute_no_reply(&spec, &[hierarchy], sessions, |w| {
             w.tpm2b(auth)?;
             let m = w.begin_sized()?;
             public.marshal(w)?;
             w.end_sized(m)
         })?;
-        Reader::new(self.reply_params(&reply)).finish()?;
         Ok(Object {
             handle: public.index,
             name: public.name()?,
@@ -209,10 +205,8 @@ impl<T: Transport> Tpm<T> {
             return Err(ParseError::BadValue.into());
         }
         let name = parsed.name()?;
-        if !crypto::ct_eq(name.as_bytes(), claimed) {
-            return Err(Error::NameMismatch);
-        }
-        let blob = Blob::from_slice(raw).map_err(|_| ParseError::TooLarge)?;
+        expect_name(&name, claimed)?;
+        let blob = blob(raw)?;
         Ok((
             Object {
                 handle: index,
@@ -231,19 +225,7 @@ impl<T: Transport> Tpm<T> {
         sessions: &mut [Auth<'_>],
         new_auth: &[u8],
     ) -> Result<(), Error> {
-        if new_auth.len() > MAX_AUTH {
-            return Err(Error::BadArgument);
-        }
-        let spec = CommandSpec {
-            cc: cc::NV_CHANGE_AUTH,
-            auth_handles: 1,
-            response_handles: 0,
-            encrypt_command: true,
-            encrypt_response: false,
-        };
-        let reply = self.execute(&spec, &[index], sessions, |w| w.tpm2b(new_auth))?;
-        Reader::new(self.reply_params(&reply)).finish()?;
-        Ok(())
+        self.change_auth(cc::NV_CHANGE_AUTH, index, sessions, new_auth)
     }
 
     /// `TPM2_PCR_Read` of one SHA-256 selection: returns (pcrUpdateCounter, the
@@ -276,20 +258,12 @@ impl<T: Transport> Tpm<T> {
         sessions: &mut [Auth<'_>],
         digest: &[u8; SHA256_SIZE],
     ) -> Result<(), Error> {
-        let spec = CommandSpec {
-            cc: cc::PCR_EXTEND,
-            auth_handles: 1,
-            response_handles: 0,
-            encrypt_command: false,
-            encrypt_response: false,
-        };
+        let spec = CommandSpec::new(cc::PCR_EXTEND, 1);
         let pcr = Object::pcr(index);
-        let reply = self.execute(&spec, &[&pcr], sessions, |w| {
+        self.execute_no_reply(&spec, &[&pcr], sessions, |w| {
             w.u32(1)?;
             w.u16(alg::SHA256)?;
             w.bytes(digest)
-        })?;
-        Reader::new(self.reply_params(&reply)).finish()?;
-        Ok(())
+        })
     }
 }

@@ -8,6 +8,10 @@
 //! nonces and decrypt the first response parameter. Command methods parse the
 //! parameters after that, again with the panic-free [`Reader`](crate::marshal::Reader).
 #![forbid(unsafe_code)]
+// Builds commands and takes apart hostile responses: no panics, no silent wrap or truncation.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::panic, clippy::arithmetic_side_effects)]
+#![deny(clippy::cast_possible_truncation)]
 
 mod decrypt;
 mod execute;
@@ -18,6 +22,7 @@ mod sessions;
 use crate::crypto::CryptoError;
 use crate::entropy::{EntropyError, EntropySource, Mixer};
 use crate::marshal::{ParseError, WriteError};
+use crate::public::Name;
 use crate::rc::ResponseCode;
 use crate::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
 
@@ -73,30 +78,23 @@ pub enum Error {
     BufferTooSmall,
 }
 
-impl From<TransportError> for Error {
-    fn from(e: TransportError) -> Self {
-        Error::Transport(e)
-    }
+/// `impl From<E> for Error` wrapping `E` in its variant, for each `E => Variant`.
+macro_rules! error_from {
+    ($($source:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$source> for Error {
+            fn from(e: $source) -> Self {
+                Error::$variant(e)
+            }
+        })*
+    };
 }
-impl From<ParseError> for Error {
-    fn from(e: ParseError) -> Self {
-        Error::Parse(e)
-    }
-}
-impl From<WriteError> for Error {
-    fn from(e: WriteError) -> Self {
-        Error::Marshal(e)
-    }
-}
-impl From<CryptoError> for Error {
-    fn from(e: CryptoError) -> Self {
-        Error::Crypto(e)
-    }
-}
-impl From<EntropyError> for Error {
-    fn from(e: EntropyError) -> Self {
-        Error::Entropy(e)
-    }
+
+error_from! {
+    TransportError => Transport,
+    ParseError => Parse,
+    WriteError => Marshal,
+    CryptoError => Crypto,
+    EntropyError => Entropy,
 }
 
 impl core::fmt::Display for Error {
@@ -167,6 +165,44 @@ pub struct CommandSpec {
     pub encrypt_response: bool,
 }
 
+impl CommandSpec {
+    /// Command `cc` whose first `auth_handles` handles are authorized, with no response
+    /// handle and neither parameter encrypted (the `with_*` methods add those).
+    pub const fn new(cc: u32, auth_handles: usize) -> Self {
+        CommandSpec {
+            cc,
+            auth_handles,
+            response_handles: 0,
+            encrypt_command: false,
+            encrypt_response: false,
+        }
+    }
+
+    /// The same command, whose response carries one handle.
+    pub const fn with_response_handle(self) -> Self {
+        CommandSpec {
+            response_handles: 1,
+            ..self
+        }
+    }
+
+    /// The same command, whose first command parameter is a TPM2B that may be encrypted.
+    pub const fn with_command_encryption(self) -> Self {
+        CommandSpec {
+            encrypt_command: true,
+            ..self
+        }
+    }
+
+    /// The same command, whose first response parameter is a TPM2B that may be encrypted.
+    pub const fn with_response_encryption(self) -> Self {
+        CommandSpec {
+            encrypt_response: true,
+            ..self
+        }
+    }
+}
+
 /// Where a successful response's pieces are in the client's response buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -174,6 +210,19 @@ pub struct Reply {
     pub handle: u32,
     /// Offset range of the (decrypted) parameter area.
     pub params: core::ops::Range<usize>,
+}
+
+/// Refuses a Name that is not `expected` (constant-time comparison).
+fn expect_name(name: &Name, expected: &[u8]) -> Result<(), Error> {
+    if !crate::crypto::ct_eq(name.as_bytes(), expected) {
+        return Err(Error::NameMismatch);
+    }
+    Ok(())
+}
+
+/// Keeps a marshalled structure read from a response (refused if larger than [`MAX_BLOB`]).
+fn blob(bytes: &[u8]) -> Result<Blob, ParseError> {
+    Blob::from_slice(bytes).map_err(|_| ParseError::TooLarge)
 }
 
 /// A TPM 2.0 client over a transport, with fixed command and response buffers.
@@ -317,4 +366,8 @@ impl<T: Transport + ?Sized> Transport for &mut T {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#[allow(clippy::panic, clippy::arithmetic_side_effects)]
+#[allow(clippy::cast_possible_truncation)]
+// Test code: a panic there is a failed test.
 mod retry_tests;

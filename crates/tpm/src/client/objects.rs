@@ -1,15 +1,22 @@
 //! Objects: reading public areas, creating and loading keys, persisting and flushing them,
 //! changing their authValue.
 
-use super::{Blob, CommandSpec, Error, KeyBlob, Tpm, MAX_BLOB};
+use super::{blob, expect_name, Blob, CommandSpec, Error, KeyBlob, Reply, Tpm, MAX_BLOB};
 use crate::consts::cc;
 use crate::consts::rh;
 use crate::consts::st;
-use crate::crypto;
-use crate::marshal::{ParseError, Reader, WriteError, Writer};
+use crate::marshal::{ParseError, Reader};
 use crate::public::{Object, Public, Template};
 use crate::session::Auth;
 use crate::transport::{Transport, MAX_TPM_MESSAGE};
+
+/// Refuses a response handle that is not a transient object's.
+fn expect_transient(handle: u32) -> Result<(), ParseError> {
+    if handle >> 24 != rh::TRANSIENT_FIRST >> 24 {
+        return Err(ParseError::UnexpectedHandle(handle));
+    }
+    Ok(())
+}
 
 impl<T: Transport> Tpm<T> {
     /// `TPM2_ReadPublic`: the object's public area, and the object with the Name
@@ -24,27 +31,34 @@ impl<T: Transport> Tpm<T> {
         let _qualified = r.tpm2b(crate::public::MAX_NAME)?;
         r.finish()?;
         let name = Public::parse(raw)?.name()?;
-        if !crypto::ct_eq(name.as_bytes(), claimed) {
-            return Err(Error::NameMismatch);
-        }
-        let blob = Blob::from_slice(raw).map_err(|_| ParseError::TooLarge)?;
+        expect_name(&name, claimed)?;
+        let blob = blob(raw)?;
         Ok((Object { handle, name }, blob))
     }
 
-    pub(super) fn marshal_create_params(
-        w: &mut Writer<'_>,
+    /// Runs `TPM2_Create` or `TPM2_CreatePrimary` (`spec`) under `parent`: both take
+    /// the same parameters (inSensitive with `user_auth`, inPublic from `template`, empty
+    /// outsideInfo and creationPCR) and may encrypt the first of them and of the response.
+    fn execute_create(
+        &mut self,
+        spec: CommandSpec,
+        parent: &Object,
+        sessions: &mut [Auth<'_>],
         template: &Template<'_>,
         user_auth: &[u8],
-    ) -> Result<(), WriteError> {
-        let m = w.begin_sized()?;
-        w.tpm2b(user_auth)?;
-        w.tpm2b(&[])?;
-        w.end_sized(m)?;
-        let m = w.begin_sized()?;
-        template.marshal(w)?;
-        w.end_sized(m)?;
-        w.tpm2b(&[])?; // outsideInfo
-        w.u32(0) // creationPCR: empty TPML_PCR_SELECTION
+    ) -> Result<Reply, Error> {
+        let spec = spec.with_command_encryption().with_response_encryption();
+        self.execute(&spec, &[parent], sessions, |w| {
+            let m = w.begin_sized()?;
+            w.tpm2b(user_auth)?;
+            w.tpm2b(&[])?;
+            w.end_sized(m)?;
+            let m = w.begin_sized()?;
+            template.marshal(w)?;
+            w.end_sized(m)?;
+            w.tpm2b(&[])?; // outsideInfo
+            w.u32(0) // creationPCR: empty TPML_PCR_SELECTION
+        })
     }
 
     /// Parses `TPM2B_CREATION_DATA, TPM2B_DIGEST, TPMT_TK_CREATION` (validated, unused).
@@ -69,29 +83,17 @@ impl<T: Transport> Tpm<T> {
         template: &Template<'_>,
         user_auth: &[u8],
     ) -> Result<(Object, Blob), Error> {
-        let spec = CommandSpec {
-            cc: cc::CREATE_PRIMARY,
-            auth_handles: 1,
-            response_handles: 1,
-            encrypt_command: true,
-            encrypt_response: true,
-        };
-        let reply = self.execute(&spec, &[hierarchy], sessions, |w| {
-            Self::marshal_create_params(w, template, user_auth)
-        })?;
+        let spec = CommandSpec::new(cc::CREATE_PRIMARY, 1).with_response_handle();
+        let reply = self.execute_create(spec, hierarchy, sessions, template, user_auth)?;
         let mut r = Reader::new(self.reply_params(&reply));
         let raw = r.tpm2b(MAX_BLOB)?;
         Self::skip_creation(&mut r)?;
         let claimed = r.tpm2b(crate::public::MAX_NAME)?;
         r.finish()?;
-        if reply.handle >> 24 != rh::TRANSIENT_FIRST >> 24 {
-            return Err(ParseError::UnexpectedHandle(reply.handle).into());
-        }
+        expect_transient(reply.handle)?;
         let name = Public::parse(raw)?.name()?;
-        if !crypto::ct_eq(name.as_bytes(), claimed) {
-            return Err(Error::NameMismatch);
-        }
-        let blob = Blob::from_slice(raw).map_err(|_| ParseError::TooLarge)?;
+        expect_name(&name, claimed)?;
+        let blob = blob(raw)?;
         Ok((
             Object {
                 handle: reply.handle,
@@ -109,16 +111,8 @@ impl<T: Transport> Tpm<T> {
         template: &Template<'_>,
         user_auth: &[u8],
     ) -> Result<KeyBlob, Error> {
-        let spec = CommandSpec {
-            cc: cc::CREATE,
-            auth_handles: 1,
-            response_handles: 0,
-            encrypt_command: true,
-            encrypt_response: true,
-        };
-        let reply = self.execute(&spec, &[parent], sessions, |w| {
-            Self::marshal_create_params(w, template, user_auth)
-        })?;
+        let spec = CommandSpec::new(cc::CREATE, 1);
+        let reply = self.execute_create(spec, parent, sessions, template, user_auth)?;
         let mut r = Reader::new(self.reply_params(&reply));
         let private = r.tpm2b(MAX_BLOB)?;
         let public = r.tpm2b(MAX_BLOB)?;
@@ -126,8 +120,8 @@ impl<T: Transport> Tpm<T> {
         r.finish()?;
         Public::parse(public)?;
         Ok(KeyBlob {
-            private: Blob::from_slice(private).map_err(|_| ParseError::TooLarge)?,
-            public: Blob::from_slice(public).map_err(|_| ParseError::TooLarge)?,
+            private: blob(private)?,
+            public: blob(public)?,
         })
     }
 
@@ -140,13 +134,10 @@ impl<T: Transport> Tpm<T> {
         blob: &KeyBlob,
     ) -> Result<Object, Error> {
         let name = Public::parse(&blob.public)?.name()?;
-        let spec = CommandSpec {
-            cc: cc::LOAD,
-            auth_handles: 1,
-            response_handles: 1,
-            encrypt_command: true,
-            encrypt_response: true,
-        };
+        let spec = CommandSpec::new(cc::LOAD, 1)
+            .with_response_handle()
+            .with_command_encryption()
+            .with_response_encryption();
         let reply = self.execute(&spec, &[parent], sessions, |w| {
             w.tpm2b(&blob.private)?;
             w.tpm2b(&blob.public)
@@ -154,12 +145,8 @@ impl<T: Transport> Tpm<T> {
         let mut r = Reader::new(self.reply_params(&reply));
         let claimed = r.tpm2b(crate::public::MAX_NAME)?;
         r.finish()?;
-        if reply.handle >> 24 != rh::TRANSIENT_FIRST >> 24 {
-            return Err(ParseError::UnexpectedHandle(reply.handle).into());
-        }
-        if !crypto::ct_eq(name.as_bytes(), claimed) {
-            return Err(Error::NameMismatch);
-        }
+        expect_transient(reply.handle)?;
+        expect_name(&name, claimed)?;
         Ok(Object {
             handle: reply.handle,
             name,
@@ -176,15 +163,8 @@ impl<T: Transport> Tpm<T> {
         object: &Object,
         persistent: u32,
     ) -> Result<Option<Object>, Error> {
-        let spec = CommandSpec {
-            cc: cc::EVICT_CONTROL,
-            auth_handles: 1,
-            response_handles: 0,
-            encrypt_command: false,
-            encrypt_response: false,
-        };
-        let reply = self.execute(&spec, &[auth, object], sessions, |w| w.u32(persistent))?;
-        Reader::new(self.reply_params(&reply)).finish()?;
+        let spec = CommandSpec::new(cc::EVICT_CONTROL, 1);
+        self.execute_no_reply(&spec, &[auth, object], sessions, |w| w.u32(persistent))?;
         if object.handle >> 24 == rh::PERSISTENT_FIRST >> 24 {
             Ok(None)
         } else {
@@ -206,9 +186,7 @@ impl<T: Transport> Tpm<T> {
     /// time) and returns the checked key (used for salting sessions).
     pub fn read_pinned_public(&mut self, handle: u32, pinned: &[u8]) -> Result<Blob, Error> {
         let (obj, blob) = self.read_public(handle)?;
-        if !crypto::ct_eq(obj.name.as_bytes(), pinned) {
-            return Err(Error::NameMismatch);
-        }
+        expect_name(&obj.name, pinned)?;
         Ok(blob)
     }
 
@@ -221,17 +199,13 @@ impl<T: Transport> Tpm<T> {
         sessions: &mut [Auth<'_>],
         new_auth: &[u8],
     ) -> Result<Blob, Error> {
-        let spec = CommandSpec {
-            cc: cc::OBJECT_CHANGE_AUTH,
-            auth_handles: 1,
-            response_handles: 0,
-            encrypt_command: true,
-            encrypt_response: true,
-        };
+        let spec = CommandSpec::new(cc::OBJECT_CHANGE_AUTH, 1)
+            .with_command_encryption()
+            .with_response_encryption();
         let reply = self.execute(&spec, &[object, parent], sessions, |w| w.tpm2b(new_auth))?;
         let mut r = Reader::new(self.reply_params(&reply));
         let private = r.tpm2b(MAX_BLOB)?;
         r.finish()?;
-        Ok(Blob::from_slice(private).map_err(|_| ParseError::TooLarge)?)
+        Ok(blob(private)?)
     }
 }

@@ -14,6 +14,14 @@ use crate::public::{Name, Object, PcrSelection, Public, PublicDetail};
 use crate::session::{bind_id, Auth, Session, SessionKind};
 use crate::transport::{Transport, MAX_TPM_MESSAGE};
 
+/// Refuses a session that is closed or not a policy (or trial) session.
+fn policy_session_open(session: &Session) -> Result<(), Error> {
+    if !session.open || session.kind == SessionKind::Hmac {
+        return Err(Error::BadSessions);
+    }
+    Ok(())
+}
+
 impl<T: Transport> Tpm<T> {
     /// Flushes a session and marks it closed (a closed session is not sent again).
     pub fn flush_session(&mut self, session: &mut Session) -> Result<(), Error> {
@@ -112,13 +120,7 @@ impl<T: Transport> Tpm<T> {
             SessionKind::Policy => se::POLICY,
             SessionKind::Trial => se::TRIAL,
         };
-        let spec = CommandSpec {
-            cc: cc::START_AUTH_SESSION,
-            auth_handles: 0,
-            response_handles: 1,
-            encrypt_command: false,
-            encrypt_response: false,
-        };
+        let spec = CommandSpec::new(cc::START_AUTH_SESSION, 0).with_response_handle();
         let encrypted_salt = secret.get(..secret_len).unwrap_or(&[]);
         let reply = self.execute(&spec, &[&tpm_key, &bind_obj], &mut [], |w| {
             w.tpm2b(&nonce_caller)?;
@@ -174,25 +176,32 @@ impl<T: Transport> Tpm<T> {
         code: u32,
         params: impl FnOnce(&mut Writer<'_>) -> Result<(), WriteError>,
     ) -> Result<Reply, Error> {
-        if !session.open || session.kind == SessionKind::Hmac {
-            return Err(Error::BadSessions);
-        }
+        policy_session_open(session)?;
         let obj = Object::permanent(session.handle);
         self.simple(code, &[&obj], params)
     }
 
-    /// `TPM2_PolicyCommandCode`.
-    pub fn policy_command_code(&mut self, session: &mut Session, code: u32) -> Result<(), Error> {
-        let reply = self.policy_cmd(session, cc::POLICY_COMMAND_CODE, |w| w.u32(code))?;
+    /// A policy command whose response has no parameters.
+    fn policy_cmd_no_reply(
+        &mut self,
+        session: &mut Session,
+        code: u32,
+        params: impl FnOnce(&mut Writer<'_>) -> Result<(), WriteError>,
+    ) -> Result<(), Error> {
+        let reply = self.policy_cmd(session, code, params)?;
         Reader::new(self.reply_params(&reply)).finish()?;
         Ok(())
+    }
+
+    /// `TPM2_PolicyCommandCode`.
+    pub fn policy_command_code(&mut self, session: &mut Session, code: u32) -> Result<(), Error> {
+        self.policy_cmd_no_reply(session, cc::POLICY_COMMAND_CODE, |w| w.u32(code))
     }
 
     /// `TPM2_PolicyAuthValue`: later authorizations with this session include the
     /// entity's authValue in the HMAC key.
     pub fn policy_auth_value(&mut self, session: &mut Session) -> Result<(), Error> {
-        let reply = self.policy_cmd(session, cc::POLICY_AUTH_VALUE, |_| Ok(()))?;
-        Reader::new(self.reply_params(&reply)).finish()?;
+        self.policy_cmd_no_reply(session, cc::POLICY_AUTH_VALUE, |_| Ok(()))?;
         session.policy_auth_value = true;
         Ok(())
     }
@@ -205,12 +214,10 @@ impl<T: Transport> Tpm<T> {
         pcr_digest: &[u8],
         selection: &PcrSelection,
     ) -> Result<(), Error> {
-        let reply = self.policy_cmd(session, cc::POLICY_PCR, |w| {
+        self.policy_cmd_no_reply(session, cc::POLICY_PCR, |w| {
             w.tpm2b(pcr_digest)?;
             selection.marshal_list(w)
-        })?;
-        Reader::new(self.reply_params(&reply)).finish()?;
-        Ok(())
+        })
     }
 
     /// `TPM2_PolicyOR` over 2..=8 branch digests.
@@ -222,16 +229,14 @@ impl<T: Transport> Tpm<T> {
         if branches.len() < 2 || branches.len() > crate::policy::MAX_OR_BRANCHES {
             return Err(Error::BadArgument);
         }
-        let count = branches.len() as u32;
-        let reply = self.policy_cmd(session, cc::POLICY_OR, |w| {
+        let count = u32::try_from(branches.len()).map_err(|_| Error::BadArgument)?;
+        self.policy_cmd_no_reply(session, cc::POLICY_OR, |w| {
             w.u32(count)?;
             for b in branches {
                 w.tpm2b(b)?;
             }
             Ok(())
-        })?;
-        Reader::new(self.reply_params(&reply)).finish()?;
-        Ok(())
+        })
     }
 
     /// `TPM2_PolicyGetDigest`.
@@ -245,8 +250,7 @@ impl<T: Transport> Tpm<T> {
 
     /// `TPM2_PolicyRestart`: back to the initial digest.
     pub fn policy_restart(&mut self, session: &mut Session) -> Result<(), Error> {
-        let reply = self.policy_cmd(session, cc::POLICY_RESTART, |_| Ok(()))?;
-        Reader::new(self.reply_params(&reply)).finish()?;
+        self.policy_cmd_no_reply(session, cc::POLICY_RESTART, |_| Ok(()))?;
         session.policy_auth_value = false;
         Ok(())
     }
@@ -260,16 +264,8 @@ impl<T: Transport> Tpm<T> {
         policy: &mut Session,
         sessions: &mut [Auth<'_>],
     ) -> Result<(), Error> {
-        if !policy.open || policy.kind == SessionKind::Hmac {
-            return Err(Error::BadSessions);
-        }
-        let spec = CommandSpec {
-            cc: cc::POLICY_SECRET,
-            auth_handles: 1,
-            response_handles: 0,
-            encrypt_command: false,
-            encrypt_response: false,
-        };
+        policy_session_open(policy)?;
+        let spec = CommandSpec::new(cc::POLICY_SECRET, 1);
         let ps = Object::permanent(policy.handle);
         let reply = self.execute(&spec, &[auth_entity, &ps], sessions, |w| {
             w.tpm2b(&[])?; // nonceTPM
