@@ -35,7 +35,7 @@ use core::fmt;
 pub const FDT_MAGIC: u32 = 0xd00d_feed;
 /// Size of the version-17 header in bytes.
 pub const HEADER_SIZE: usize = 40;
-/// The device-tree version this reader understands (and writes, in the test builders).
+/// The device-tree version this reader understands (and [`writer`] writes).
 pub const FDT_VERSION: u32 = 17;
 /// The deepest node nesting accepted (the root is depth 0). Linux uses 64 as well.
 pub const MAX_DEPTH: usize = 64;

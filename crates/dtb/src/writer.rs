@@ -21,13 +21,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use crate::FDT_MAGIC;
-
-const FDT_BEGIN_NODE: u32 = 1;
-const FDT_END_NODE: u32 = 2;
-const FDT_PROP: u32 = 3;
-const FDT_END: u32 = 9;
-const HEADER_SIZE: usize = 40;
+use crate::{FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_MAGIC, FDT_PROP, FDT_VERSION, HEADER_SIZE};
 
 /// Builds an FDT node by node. Call [`FdtWriter::begin_node`] with `""` for the root first.
 #[derive(Debug, Default, Clone)]
@@ -219,7 +213,7 @@ impl FdtWriter {
             word(off_struct)?,
             word(off_strings)?,
             word(off_rsvmap)?,
-            17, // version
+            FDT_VERSION,
             16, // last_comp_version
             0,  // boot_cpuid_phys
             word(self.strings.len())?,

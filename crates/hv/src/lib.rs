@@ -407,12 +407,21 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         let Some(link) = st.link.as_mut() else {
             return Err(TpmCommError::NotConfigured);
         };
+        let mut io = Io {
+            link,
+            observer: &mut st.observer,
+            rsp: &mut st.rsp,
+            aux: &mut st.aux,
+        };
+        let mut book = Book {
+            slots: &mut st.slots,
+            counter: &mut st.counter,
+        };
         // Row 3.
         match a.op {
             TPM_COMM_OP_EXECUTE => {}
             TPM_COMM_OP_CLOSE_SESSION => {
-                return close(caller, link, &mut st.slots, &mut st.observer, &mut st.rsp)
-                    .map(|()| 0);
+                return io.close(caller, book.slots).map(|()| 0);
             }
             op => return Err(TpmCommError::UnknownOperation(op)),
         }
@@ -460,16 +469,16 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
             Err(r) => return Ok(self.answer(&out_range, r)),
         };
         // Row 11.
-        check_ownership(&st.slots, caller, &parsed)?;
+        check_ownership(book.slots, caller, &parsed)?;
         // Row 12.
-        let slot = st
+        let slot = book
             .slots
             .open(caller, st.reserved)
             .map_err(|_| TpmCommError::SlotsExhausted)?;
         // Row 13.
         let new_kind = parsed.new_kind();
         if let Some(kind) = new_kind {
-            if let Err(q) = st.slots.admit(slot, kind) {
+            if let Err(q) = book.slots.admit(slot, kind) {
                 let r = match q {
                     QuotaError::Objects => rm::Refusal::ObjectMemory,
                     QuotaError::Sessions => rm::Refusal::SessionMemory,
@@ -481,13 +490,13 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         let creates_object = matches!(new_kind, Some(rm::Kind::Object | rm::Kind::Sequence));
         // Row 14: unreachable while the session quota is the space's size; kept so a session
         // is never created that the slot cannot record.
-        if creates_session && !st.slots.has_room(slot) {
+        if creates_session && !book.slots.has_room(slot) {
             return Err(TpmCommError::HandleTableFull);
         }
         // FlushContext of one of the caller's objects: it is a saved context, forgotten here.
         if parsed.info.effect == rm::Effect::Flush {
             if let Some(vh) = parsed.param_handle.filter(|h| h >> 24 == 0x80) {
-                if let Some(sp) = st.slots.space_mut(slot) {
+                if let Some(sp) = book.slots.space_mut(slot) {
                     sp.remove(vh);
                 }
                 return Ok(self.answer_rc(&out_range, RC_SUCCESS));
@@ -495,14 +504,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         }
 
         // Keep every idle session's context young enough for the TPM's context gap.
-        regap(
-            link,
-            &mut st.observer,
-            &mut st.aux,
-            &mut st.rsp,
-            &mut st.slots,
-            &mut st.counter,
-        )?;
+        io.regap(&mut book)?;
 
         // Swap in: ContextLoad each session the command uses (handle area and authorization
         // area) whose context the hypervisor holds. A session keeps its handle.
@@ -518,19 +520,12 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
             if live.iter().any(|l| space::same_session(*l, h)) {
                 continue;
             }
-            let Some(ctx) = st.slots.space(slot).and_then(|sp| sp.session_context(h)) else {
+            let Some(ctx) = book.slots.space(slot).and_then(|sp| sp.session_context(h)) else {
                 continue; // the caller holds its context (it ran ContextSave)
             };
-            match load_context(
-                caller,
-                link,
-                &mut st.observer,
-                &mut st.aux,
-                &mut st.rsp,
-                ctx,
-            ) {
+            match io.load(caller, ctx) {
                 Ok(_) => {
-                    if let Some(sp) = st.slots.space_mut(slot) {
+                    if let Some(sp) = book.slots.space_mut(slot) {
                         sp.drop_session_context(h);
                     }
                     let _ = live.push(h);
@@ -539,20 +534,10 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                     // Its context no longer loads (the TPM was reset): the session is gone.
                     // As the kernel's resource manager does, the command goes on, and the
                     // TPM answers in its own terms that the session does not exist.
-                    st.slots.forget_everywhere(h);
+                    book.slots.forget_everywhere(h);
                 }
                 Err(e) => {
-                    abandon(
-                        caller,
-                        link,
-                        &mut st.observer,
-                        &mut st.rsp,
-                        &mut st.slots,
-                        slot,
-                        &[],
-                        &live,
-                        &mut st.counter,
-                    );
+                    io.abandon(caller, &mut book, slot, &[], &live);
                     return Err(match e {
                         TpmCommError::Swap { rc, .. } => TpmCommError::Swap { handle: h, rc },
                         e => e,
@@ -571,36 +556,19 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
             let p = match loaded.iter().find(|(v, _)| *v == vh) {
                 Some(&(_, p)) => p,
                 None => {
-                    let ctx = st.slots.space(slot).and_then(|sp| sp.context(vh));
-                    let r = ctx.ok_or(TpmCommError::ForeignHandle(vh)).and_then(|ctx| {
-                        load_context(
-                            caller,
-                            link,
-                            &mut st.observer,
-                            &mut st.aux,
-                            &mut st.rsp,
-                            ctx,
-                        )
-                    });
+                    let ctx = book.slots.space(slot).and_then(|sp| sp.context(vh));
+                    let r = ctx
+                        .ok_or(TpmCommError::ForeignHandle(vh))
+                        .and_then(|ctx| io.load(caller, ctx));
                     match r {
                         Ok(p) => {
                             let _ = loaded.push((vh, p));
                             p
                         }
                         Err(e) => {
-                            abandon(
-                                caller,
-                                link,
-                                &mut st.observer,
-                                &mut st.rsp,
-                                &mut st.slots,
-                                slot,
-                                &loaded,
-                                &live,
-                                &mut st.counter,
-                            );
+                            io.abandon(caller, &mut book, slot, &loaded, &live);
                             if let (TpmCommError::Swap { rc, .. }, Some(sp)) =
-                                (e, st.slots.space_mut(slot))
+                                (e, book.slots.space_mut(slot))
                             {
                                 if !is_warning(rc) {
                                     sp.remove(vh); // its context no longer loads: gone
@@ -621,26 +589,16 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
 
         // Rows 15-16.
         let cmd = st.cmd.get(..n_in).unwrap_or(&[]);
-        st.observer.snoop(caller, Direction::Command, cmd);
-        let mut n = match relay(link, cmd, &mut st.rsp) {
+        io.observer.snoop(caller, Direction::Command, cmd);
+        let mut n = match relay(io.link, cmd, io.rsp) {
             Ok(n) => n,
             Err(e) => {
-                abandon(
-                    caller,
-                    link,
-                    &mut st.observer,
-                    &mut st.rsp,
-                    &mut st.slots,
-                    slot,
-                    &loaded,
-                    &live,
-                    &mut st.counter,
-                );
+                io.abandon(caller, &mut book, slot, &loaded, &live);
                 return Err(e);
             }
         };
-        let rsp = st.rsp.get(..n).unwrap_or(&[]);
-        st.observer.snoop(caller, Direction::Response, rsp);
+        let rsp = io.rsp.get(..n).unwrap_or(&[]);
+        io.observer.snoop(caller, Direction::Response, rsp);
 
         // Row 17 and handle bookkeeping, from the real response.
         let rc = wire::code(rsp).unwrap_or(u32::MAX);
@@ -649,50 +607,31 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
             // The TPM has no such session (it was reset, or flushed it): not the caller's
             // any more, and no longer counted against its quota.
             if let Some(h) = parsed.param_handle {
-                st.slots.forget_everywhere(h);
+                book.slots.forget_everywhere(h);
             }
         }
         if rc == RC_SUCCESS {
             if creates_session || creates_object {
                 let Some(h) = wire::u32_at(rsp, wire::HEADER_LEN) else {
-                    abandon(
-                        caller,
-                        link,
-                        &mut st.observer,
-                        &mut st.rsp,
-                        &mut st.slots,
-                        slot,
-                        &loaded,
-                        &live,
-                        &mut st.counter,
-                    );
+                    io.abandon(caller, &mut book, slot, &loaded, &live);
                     return Err(TpmCommError::BadResponse(ResponseError::MissingHandle));
                 };
                 if creates_object {
                     new_object = Some(h);
-                } else if st.slots.record(slot, h) {
+                } else if book.slots.record(slot, h) {
                     let _ = live.push(h);
                 } else {
                     // Unreachable by row 14; never lose track: flush it back out.
-                    let _ = flush_one(caller, link, &mut st.observer, &mut st.rsp, h);
-                    abandon(
-                        caller,
-                        link,
-                        &mut st.observer,
-                        &mut st.rsp,
-                        &mut st.slots,
-                        slot,
-                        &loaded,
-                        &live,
-                        &mut st.counter,
-                    );
+                    let _ = io.flush(caller, h);
+                    io.abandon(caller, &mut book, slot, &loaded, &live);
                     return Err(TpmCommError::HandleTableFull);
                 }
             }
             // The caller reloaded its own saved session: the hypervisor saves it from now on.
             if parsed.loads_session {
                 if let Some(h) = wire::u32_at(rsp, wire::HEADER_LEN) {
-                    if st.slots.owns(slot, h) && !live.iter().any(|l| space::same_session(*l, h)) {
+                    if book.slots.owns(slot, h) && !live.iter().any(|l| space::same_session(*l, h))
+                    {
                         let _ = live.push(h);
                     }
                 }
@@ -702,21 +641,21 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                 if let Some(&h) = parsed.handles.first().filter(|h| rm::is_session(**h)) {
                     live.retain(|l| !space::same_session(*l, h));
                     if let Some(seq) = rsp.get(wire::HEADER_LEN..).and_then(space::sequence) {
-                        st.counter = st.counter.max(seq);
+                        *book.counter = (*book.counter).max(seq);
                     }
                 }
             }
             match parsed.info.effect {
                 rm::Effect::Flush => {
                     if let Some(h) = parsed.param_handle {
-                        st.slots.forget_everywhere(h);
+                        book.slots.forget_everywhere(h);
                     }
                 }
                 rm::Effect::EndsSequence(k) => {
                     // The TPM flushed the sequence: nothing to save.
                     if let Some(&vh) = parsed.handles.get(usize::from(k)) {
                         loaded.retain(|(v, _)| *v != vh);
-                        if let Some(sp) = st.slots.space_mut(slot) {
+                        if let Some(sp) = book.slots.space_mut(slot) {
                             sp.remove(vh);
                         }
                     }
@@ -729,7 +668,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                 if rm::is_session(sess.handle)
                     && !sess.attrs.contains(SessionAttributes::CONTINUE_SESSION)
                 {
-                    st.slots.forget_everywhere(sess.handle);
+                    book.slots.forget_everywhere(sess.handle);
                     live.retain(|l| !space::same_session(*l, sess.handle));
                 }
             }
@@ -741,7 +680,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                 let (first, count) = parsed.cap_range;
                 let mut list: heapless::Vec<u32, { space::OBJECTS_PER_SPACE }> =
                     heapless::Vec::new();
-                if let Some(sp) = st.slots.space(slot) {
+                if let Some(sp) = book.slots.space(slot) {
                     if first >> 24 == 0x80 {
                         list.extend(sp.handles().filter(|h| *h >= first).take(4));
                     } else {
@@ -758,7 +697,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
                 }
                 let shown = list.len().min(usize::try_from(count).unwrap_or(usize::MAX));
                 let more = shown < list.len();
-                n = rm::handle_list_response(&mut st.rsp, list.get(..shown).unwrap_or(&[]), more);
+                n = rm::handle_list_response(io.rsp, list.get(..shown).unwrap_or(&[]), more);
             }
         }
 
@@ -767,52 +706,24 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         // virtual handle in the response). The response waits in `aux` meanwhile.
         if !loaded.is_empty() || new_object.is_some() || !live.is_empty() {
             let main = n.min(MAX_TPM_MESSAGE);
-            if let (Some(dst), Some(src)) = (st.aux.get_mut(..main), st.rsp.get(..main)) {
+            if let (Some(dst), Some(src)) = (io.aux.get_mut(..main), io.rsp.get(..main)) {
                 dst.copy_from_slice(src);
             }
-            let mut failed = save_sessions(
-                caller,
-                link,
-                &mut st.observer,
-                &mut st.rsp,
-                &mut st.slots,
-                slot,
-                &live,
-                &mut st.counter,
-            )
-            .err();
+            let mut failed = io.save_sessions(caller, &mut book, slot, &live).err();
             for &(vh, p) in &loaded {
-                if let Err(e) = save_context(
-                    caller,
-                    link,
-                    &mut st.observer,
-                    &mut st.rsp,
-                    &mut st.slots,
-                    slot,
-                    vh,
-                    p,
-                ) {
+                if let Err(e) = io.save_object(caller, book.slots, slot, vh, p) {
                     failed.get_or_insert(e);
                 }
             }
             if let Some(p) = new_object {
-                let vh = st
+                let vh = book
                     .slots
                     .space(slot)
                     .and_then(space::Space::free_handle)
                     .unwrap_or(0);
-                match save_context(
-                    caller,
-                    link,
-                    &mut st.observer,
-                    &mut st.rsp,
-                    &mut st.slots,
-                    slot,
-                    vh,
-                    p,
-                ) {
+                match io.save_object(caller, book.slots, slot, vh, p) {
                     Ok(()) => {
-                        if let Some(dst) = st.aux.get_mut(wire::HEADER_LEN..wire::HEADER_LEN + 4) {
+                        if let Some(dst) = io.aux.get_mut(wire::HEADER_LEN..wire::HEADER_LEN + 4) {
                             dst.copy_from_slice(&vh.to_be_bytes());
                         }
                     }
@@ -824,15 +735,15 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
             if let Some(e) = failed {
                 return Err(e);
             }
-            if let (Some(dst), Some(src)) = (st.rsp.get_mut(..main), st.aux.get(..main)) {
+            if let (Some(dst), Some(src)) = (io.rsp.get_mut(..main), io.aux.get(..main)) {
                 dst.copy_from_slice(src);
             }
         }
 
         // Row 15: copy the response out, last, never more than the window.
-        let d = st.observer.meddle(hdr.code, &mut st.rsp, n);
+        let d = io.observer.meddle(hdr.code, io.rsp, n);
         let len = d.len.min(MAX_TPM_MESSAGE);
-        if let (Some(dst), Some(src)) = (out_range.prefix(len as u64), st.rsp.get(..len)) {
+        if let (Some(dst), Some(src)) = (out_range.prefix(len as u64), io.rsp.get(..len)) {
             self.memory.copy_to_guest(&dst, src);
         }
         Ok(d.r4)
@@ -917,115 +828,222 @@ fn relay_own<L: Transport>(
     Ok(n)
 }
 
-/// Sends FlushContext(handle); returns the TPM's response code.
-fn flush_one<L: Transport, O: RelayObserver>(
-    caller: CallerId,
-    link: &mut L,
-    observer: &mut O,
-    rsp: &mut [u8; MAX_TPM_MESSAGE],
-    handle: u32,
-) -> Result<u32, TpmCommError> {
-    let cmd = tpm_wire::flush_context(handle);
-    observer.snoop(caller, Direction::Command, &cmd);
-    let n = relay_own(link, &cmd, rsp)?;
-    let got = rsp.get(..n).unwrap_or(&[]);
-    observer.snoop(caller, Direction::Response, got);
-    wire::code(got).ok_or(TpmCommError::BadResponse(ResponseError::TooShort))
+/// The link as the hypervisor's own commands use it (FlushContext, ContextLoad,
+/// ContextSave around a caller's command): the transport, the observer that sees every
+/// byte that crosses it, the response buffer, and `aux` for a ContextLoad's command. Each
+/// of its commands is attributed to the caller it is sent for.
+struct Io<'a, L, O> {
+    link: &'a mut L,
+    observer: &'a mut O,
+    rsp: &'a mut [u8; MAX_TPM_MESSAGE],
+    aux: &'a mut [u8; MAX_TPM_MESSAGE],
 }
 
-/// ContextLoads `ctx`; returns the TPM's handle for it.
-fn load_context<L: Transport, O: RelayObserver>(
-    caller: CallerId,
+impl<L: Transport, O: RelayObserver> Io<'_, L, O> {
+    /// Sends one of the hypervisor's own commands for `caller`, re-sent while the TPM says
+    /// retry ([`relay_own`]); returns the whole response, which the observer saw too.
+    fn own(&mut self, caller: CallerId, cmd: &[u8]) -> Result<&[u8], TpmCommError> {
+        exchange(self.link, self.observer, self.rsp, caller, cmd)
+    }
+
+    /// Sends FlushContext(handle); returns the TPM's response code.
+    fn flush(&mut self, caller: CallerId, handle: u32) -> Result<u32, TpmCommError> {
+        let got = self.own(caller, &tpm_wire::flush_context(handle))?;
+        wire::code(got).ok_or(TpmCommError::BadResponse(ResponseError::TooShort))
+    }
+
+    /// ContextLoads `ctx`; returns the TPM's handle for it.
+    fn load(&mut self, caller: CallerId, ctx: &[u8]) -> Result<u32, TpmCommError> {
+        // The command is built in `aux`, free while commands are swapped in.
+        let Some(cmd) = tpm_wire::context_load_into(self.aux, ctx) else {
+            return Err(TpmCommError::Swap { handle: 0, rc: 0 });
+        };
+        let got = exchange(self.link, self.observer, self.rsp, caller, cmd)?;
+        match (wire::code(got), wire::u32_at(got, wire::HEADER_LEN)) {
+            (Some(0), Some(h)) => Ok(h),
+            (rc, _) => Err(TpmCommError::Swap {
+                handle: 0,
+                rc: rc.unwrap_or(u32::MAX),
+            }),
+        }
+    }
+
+    /// ContextSaves the TPM's object `p` as the caller's `vh` and flushes it. On failure the
+    /// object is flushed and forgotten.
+    fn save_object(
+        &mut self,
+        caller: CallerId,
+        slots: &mut SessionSlots,
+        slot: SlotIndex,
+        vh: u32,
+        p: u32,
+    ) -> Result<(), TpmCommError> {
+        let saved = self
+            .own(caller, &tpm_wire::context_save(p))
+            .and_then(|got| {
+                let rc = wire::code(got).unwrap_or(u32::MAX);
+                let stored = rc == 0
+                    && got.get(wire::HEADER_LEN..).is_some_and(|ctx| {
+                        slots.space_mut(slot).is_some_and(|sp| sp.store(vh, ctx))
+                    });
+                if stored {
+                    Ok(())
+                } else {
+                    Err(TpmCommError::Swap { handle: vh, rc })
+                }
+            });
+        let flushed = self.flush(caller, p);
+        if saved.is_err() {
+            if let Some(sp) = slots.space_mut(slot) {
+                sp.remove(vh);
+            }
+        }
+        saved?;
+        flushed.map(|_| ())
+    }
+
+    /// ContextSaves session `h` of slot `slot` (loaded for a command) into its space. On a
+    /// refusal the session is flushed and forgotten: nothing of it is left loaded.
+    fn save_session(
+        &mut self,
+        caller: CallerId,
+        book: &mut Book<'_>,
+        slot: SlotIndex,
+        h: u32,
+    ) -> Result<(), TpmCommError> {
+        let got = self.own(caller, &tpm_wire::context_save(h))?;
+        let rc = wire::code(got).unwrap_or(u32::MAX);
+        let ctx = got.get(wire::HEADER_LEN..).unwrap_or(&[]);
+        if rc == RC_SUCCESS
+            && book
+                .slots
+                .space_mut(slot)
+                .is_some_and(|sp| sp.store_session_context(h, ctx))
+        {
+            if let Some(seq) = space::sequence(ctx) {
+                *book.counter = (*book.counter).max(seq);
+            }
+            return Ok(());
+        }
+        // Too large to keep, or refused: a saved context the hypervisor does not hold would be
+        // unusable and uncounted, and a loaded session would hold one of the TPM's 3 slots.
+        let _ = self.flush(caller, h);
+        book.slots.forget_everywhere(h);
+        Err(TpmCommError::Swap { handle: h, rc })
+    }
+
+    /// Saves every session in `live`; the first failure is returned after all were tried.
+    fn save_sessions(
+        &mut self,
+        caller: CallerId,
+        book: &mut Book<'_>,
+        slot: SlotIndex,
+        live: &[u32],
+    ) -> Result<(), TpmCommError> {
+        let mut failed = Ok(());
+        for &h in live {
+            if let Err(e) = self.save_session(caller, book, slot, h) {
+                if failed.is_ok() {
+                    failed = Err(e);
+                }
+            }
+        }
+        failed
+    }
+
+    /// Puts back what a command that did not complete had swapped in: flushes the TPM's
+    /// copies of its objects (their saved contexts are still kept) and saves its sessions.
+    /// `loaded` holds the objects loaded for it (virtual handle, TPM handle), `live` the
+    /// sessions.
+    fn abandon(
+        &mut self,
+        caller: CallerId,
+        book: &mut Book<'_>,
+        slot: SlotIndex,
+        loaded: &[(u32, u32)],
+        live: &[u32],
+    ) {
+        for &(_, p) in loaded {
+            let _ = self.flush(caller, p);
+        }
+        let _ = self.save_sessions(caller, book, slot, live);
+    }
+
+    /// Refreshes the oldest saved sessions of any caller while they are [`REGAP_AT`]
+    /// behind. A session whose context no longer loads is forgotten; only a link failure
+    /// is an error.
+    fn regap(&mut self, book: &mut Book<'_>) -> Result<(), TpmCommError> {
+        for _ in 0..SESSION_SLOTS * SESSIONS_PER_CALLER {
+            let Some((j, h, seq)) = book.slots.oldest_saved_session() else {
+                return Ok(());
+            };
+            if book.counter.saturating_sub(seq) < REGAP_AT {
+                return Ok(());
+            }
+            let owner = book.slots.caller(j).unwrap_or(CallerId(0));
+            let ctx = book.slots.space(j).and_then(|sp| sp.session_context(h));
+            let Some(ctx) = ctx else { return Ok(()) };
+            match self.load(owner, ctx) {
+                Ok(_) => {
+                    if let Some(sp) = book.slots.space_mut(j) {
+                        sp.drop_session_context(h);
+                    }
+                    match self.save_session(owner, book, j, h) {
+                        Ok(()) | Err(TpmCommError::Swap { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(TpmCommError::Swap { rc, .. }) if !is_warning(rc) => {
+                    book.slots.forget_everywhere(h);
+                }
+                Err(TpmCommError::Swap { .. }) => return Ok(()), // not now: the next command retries
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// CLOSE_SESSION: flush what the caller's slot owns, then free the slot.
+    fn close(&mut self, caller: CallerId, slots: &mut SessionSlots) -> Result<(), TpmCommError> {
+        let Some(slot): Option<SlotIndex> = slots.find(caller) else {
+            return Ok(());
+        };
+        // A saved session is flushed by its handle like a loaded one (measured on swtpm 0.7.1).
+        while let Some(&h) = slots.sessions(slot).last() {
+            let rc = self.flush(caller, h)?;
+            if rc == RC_SUCCESS || wire::flush_says_gone(rc) {
+                slots.forget_everywhere(h);
+            } else {
+                return Err(TpmCommError::FlushRefused { handle: h, rc });
+            }
+        }
+        // The caller's objects are saved contexts, nothing the TPM holds: forgetting them is
+        // all.
+        slots.free(slot);
+        Ok(())
+    }
+}
+
+/// [`Io::own`] over the parts of an [`Io`], for a command that lives in one of them.
+fn exchange<'r, L: Transport, O: RelayObserver>(
     link: &mut L,
     observer: &mut O,
-    aux: &mut [u8; MAX_TPM_MESSAGE],
-    rsp: &mut [u8; MAX_TPM_MESSAGE],
-    ctx: &[u8],
-) -> Result<u32, TpmCommError> {
-    let Some(cmd) = tpm_wire::context_load_into(aux, ctx) else {
-        return Err(TpmCommError::Swap { handle: 0, rc: 0 });
-    };
+    rsp: &'r mut [u8; MAX_TPM_MESSAGE],
+    caller: CallerId,
+    cmd: &[u8],
+) -> Result<&'r [u8], TpmCommError> {
     observer.snoop(caller, Direction::Command, cmd);
     let n = relay_own(link, cmd, rsp)?;
     let got = rsp.get(..n).unwrap_or(&[]);
     observer.snoop(caller, Direction::Response, got);
-    match (wire::code(got), wire::u32_at(got, wire::HEADER_LEN)) {
-        (Some(0), Some(h)) => Ok(h),
-        (rc, _) => Err(TpmCommError::Swap {
-            handle: 0,
-            rc: rc.unwrap_or(u32::MAX),
-        }),
-    }
+    Ok(got)
 }
 
-/// ContextSaves the TPM's object `p` as the caller's `vh` and flushes it. On failure the
-/// object is flushed and forgotten.
-#[allow(clippy::too_many_arguments)]
-fn save_context<L: Transport, O: RelayObserver>(
-    caller: CallerId,
-    link: &mut L,
-    observer: &mut O,
-    rsp: &mut [u8; MAX_TPM_MESSAGE],
-    slots: &mut SessionSlots,
-    slot: SlotIndex,
-    vh: u32,
-    p: u32,
-) -> Result<(), TpmCommError> {
-    let cmd = tpm_wire::context_save(p);
-    observer.snoop(caller, Direction::Command, &cmd);
-    let saved = relay_own(link, &cmd, rsp).and_then(|n| {
-        let got = rsp.get(..n).unwrap_or(&[]);
-        observer.snoop(caller, Direction::Response, got);
-        let rc = wire::code(got).unwrap_or(u32::MAX);
-        let stored = rc == 0
-            && got
-                .get(wire::HEADER_LEN..)
-                .is_some_and(|ctx| slots.space_mut(slot).is_some_and(|sp| sp.store(vh, ctx)));
-        if stored {
-            Ok(())
-        } else {
-            Err(TpmCommError::Swap { handle: vh, rc })
-        }
-    });
-    let flushed = flush_one(caller, link, observer, rsp, p);
-    if saved.is_err() {
-        if let Some(sp) = slots.space_mut(slot) {
-            sp.remove(vh);
-        }
-    }
-    saved?;
-    flushed.map(|_| ())
-}
-
-/// Flushes the TPM's copies of objects loaded for a command that did not complete.
-fn unload<L: Transport, O: RelayObserver>(
-    caller: CallerId,
-    link: &mut L,
-    observer: &mut O,
-    rsp: &mut [u8; MAX_TPM_MESSAGE],
-    loaded: &[(u32, u32)],
-) {
-    for &(_, p) in loaded {
-        let _ = flush_one(caller, link, observer, rsp, p);
-    }
-}
-
-/// Puts back what a command that did not complete had swapped in: flushes the TPM's copies
-/// of its objects (their saved contexts are still kept) and saves its sessions.
-#[allow(clippy::too_many_arguments)]
-fn abandon<L: Transport, O: RelayObserver>(
-    caller: CallerId,
-    link: &mut L,
-    observer: &mut O,
-    rsp: &mut [u8; MAX_TPM_MESSAGE],
-    slots: &mut SessionSlots,
-    slot: SlotIndex,
-    loaded: &[(u32, u32)],
-    live: &[u32],
-    counter: &mut u64,
-) {
-    unload(caller, link, observer, rsp, loaded);
-    let _ = save_sessions(caller, link, observer, rsp, slots, slot, live, counter);
+/// The hypervisor's books that its own commands keep: the callers' slots and the newest
+/// session-context sequence seen.
+struct Book<'a> {
+    slots: &'a mut SessionSlots,
+    counter: &'a mut u64,
 }
 
 /// A session context older than this (in context-counter steps behind the newest seen) is
@@ -1034,126 +1052,3 @@ fn abandon<L: Transport, O: RelayObserver>(
 /// (`TPM_RC_CONTEXT_GAP`): 65,535 on swtpm 0.7.1 (measured), 255 on TPMs with an 8-bit
 /// context slot. A command saves at most 4 sessions, so 128 leaves room for any TPM.
 pub const REGAP_AT: u64 = 128;
-
-/// Refreshes the oldest saved sessions of any caller while they are [`REGAP_AT`] behind.
-/// A session whose context no longer loads is forgotten; only a link failure is an error.
-fn regap<L: Transport, O: RelayObserver>(
-    link: &mut L,
-    observer: &mut O,
-    aux: &mut [u8; MAX_TPM_MESSAGE],
-    rsp: &mut [u8; MAX_TPM_MESSAGE],
-    slots: &mut SessionSlots,
-    counter: &mut u64,
-) -> Result<(), TpmCommError> {
-    for _ in 0..SESSION_SLOTS * SESSIONS_PER_CALLER {
-        let Some((j, h, seq)) = slots.oldest_saved_session() else {
-            return Ok(());
-        };
-        if counter.saturating_sub(seq) < REGAP_AT {
-            return Ok(());
-        }
-        let owner = slots.caller(j).unwrap_or(CallerId(0));
-        let ctx = slots.space(j).and_then(|sp| sp.session_context(h));
-        let Some(ctx) = ctx else { return Ok(()) };
-        match load_context(owner, link, observer, aux, rsp, ctx) {
-            Ok(_) => {
-                if let Some(sp) = slots.space_mut(j) {
-                    sp.drop_session_context(h);
-                }
-                match save_session(owner, link, observer, rsp, slots, j, h, counter) {
-                    Ok(()) | Err(TpmCommError::Swap { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(TpmCommError::Swap { rc, .. }) if !is_warning(rc) => slots.forget_everywhere(h),
-            Err(TpmCommError::Swap { .. }) => return Ok(()), // not now: the next command retries
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// ContextSaves session `h` of slot `slot` (loaded for a command) into its space. On a
-/// refusal the session is flushed and forgotten: nothing of it is left loaded.
-#[allow(clippy::too_many_arguments)]
-fn save_session<L: Transport, O: RelayObserver>(
-    caller: CallerId,
-    link: &mut L,
-    observer: &mut O,
-    rsp: &mut [u8; MAX_TPM_MESSAGE],
-    slots: &mut SessionSlots,
-    slot: SlotIndex,
-    h: u32,
-    counter: &mut u64,
-) -> Result<(), TpmCommError> {
-    let cmd = tpm_wire::context_save(h);
-    observer.snoop(caller, Direction::Command, &cmd);
-    let n = relay_own(link, &cmd, rsp)?;
-    let got = rsp.get(..n).unwrap_or(&[]);
-    observer.snoop(caller, Direction::Response, got);
-    let rc = wire::code(got).unwrap_or(u32::MAX);
-    let ctx = got.get(wire::HEADER_LEN..).unwrap_or(&[]);
-    if rc == RC_SUCCESS
-        && slots
-            .space_mut(slot)
-            .is_some_and(|sp| sp.store_session_context(h, ctx))
-    {
-        if let Some(seq) = space::sequence(ctx) {
-            *counter = (*counter).max(seq);
-        }
-        return Ok(());
-    }
-    // Too large to keep, or refused: a saved context the hypervisor does not hold would be
-    // unusable and uncounted, and a loaded session would hold one of the TPM's 3 slots.
-    let _ = flush_one(caller, link, observer, rsp, h);
-    slots.forget_everywhere(h);
-    Err(TpmCommError::Swap { handle: h, rc })
-}
-
-/// Saves every session in `live`; the first failure is returned after all were tried.
-#[allow(clippy::too_many_arguments)]
-fn save_sessions<L: Transport, O: RelayObserver>(
-    caller: CallerId,
-    link: &mut L,
-    observer: &mut O,
-    rsp: &mut [u8; MAX_TPM_MESSAGE],
-    slots: &mut SessionSlots,
-    slot: SlotIndex,
-    live: &[u32],
-    counter: &mut u64,
-) -> Result<(), TpmCommError> {
-    let mut failed = Ok(());
-    for &h in live {
-        if let Err(e) = save_session(caller, link, observer, rsp, slots, slot, h, counter) {
-            if failed.is_ok() {
-                failed = Err(e);
-            }
-        }
-    }
-    failed
-}
-
-/// CLOSE_SESSION: flush what the caller's slot owns, then free the slot.
-fn close<L: Transport, O: RelayObserver>(
-    caller: CallerId,
-    link: &mut L,
-    slots: &mut SessionSlots,
-    observer: &mut O,
-    rsp: &mut [u8; MAX_TPM_MESSAGE],
-) -> Result<(), TpmCommError> {
-    let Some(slot): Option<SlotIndex> = slots.find(caller) else {
-        return Ok(());
-    };
-    // A saved session is flushed by its handle like a loaded one (measured on swtpm 0.7.1).
-    while let Some(&h) = slots.sessions(slot).last() {
-        let rc = flush_one(caller, link, observer, rsp, h)?;
-        if rc == RC_SUCCESS || wire::flush_says_gone(rc) {
-            slots.forget_everywhere(h);
-        } else {
-            return Err(TpmCommError::FlushRefused { handle: h, rc });
-        }
-    }
-    // The caller's objects are saved contexts, nothing the TPM holds: forgetting them is all.
-    slots.free(slot);
-    Ok(())
-}
