@@ -362,43 +362,42 @@ mod tests {
     fn rejects_overflow_empty_and_junk_with_the_field() {
         use Field::*;
         use ProbeErrorKind::*;
-        assert_eq!(
-            parse("1,buf,18446744073709551616,buf,4096"),
-            err(0, Overflow(InSize))
-        );
-        assert_eq!(
-            parse("1,buf,1,0x10000000000000000,4096"),
-            err(0, Overflow(Out))
-        );
-        assert_eq!(
-            parse("1,buf+0x1FFFFFFFFFFFFFFFF,1,buf,1"),
-            err(0, Overflow(In))
-        );
-        assert_eq!(
-            parse("1,buf,12,buf,4096;,buf,1,buf,1"),
-            err(1, EmptyField(Op))
-        );
-        assert_eq!(parse("1,,12,buf,4096"), err(0, EmptyField(In)));
-        assert_eq!(parse("1,buf,12,buf,"), err(0, EmptyField(OutSize)));
-        assert_eq!(parse("0x,buf,12,buf,1"), err(0, Junk(Op)));
-        assert_eq!(parse("-1,buf,12,buf,1"), err(0, Junk(Op)));
-        assert_eq!(parse("1,buf+,12,buf,1"), err(0, Junk(In)));
-        assert_eq!(parse("1,bu,12,buf,1"), err(0, Junk(In)));
-        assert_eq!(parse("1,buf-4,12,buf,1"), err(0, Junk(In)));
-        assert_eq!(parse("1,buf,1_0,buf,1"), err(0, Junk(InSize)));
-        assert_eq!(parse("1,buf,12,0xG,1"), err(0, Junk(Out)));
-        assert_eq!(parse("1,buf,12,buf,4096é"), err(0, Junk(OutSize)));
-        assert_eq!(parse("buf,buf,12,buf,1"), err(0, BufNotAllowed(Op)));
-        assert_eq!(parse("1,buf,buf,buf,1"), err(0, BufNotAllowed(InSize)));
-        assert_eq!(parse("1,buf,1,buf,buf+1"), err(0, BufNotAllowed(OutSize)));
+        for (probe, want) in [
+            (
+                "1,buf,18446744073709551616,buf,4096",
+                err(0, Overflow(InSize)),
+            ),
+            ("1,buf,1,0x10000000000000000,4096", err(0, Overflow(Out))),
+            ("1,buf+0x1FFFFFFFFFFFFFFFF,1,buf,1", err(0, Overflow(In))),
+            ("1,buf,12,buf,4096;,buf,1,buf,1", err(1, EmptyField(Op))),
+            ("1,,12,buf,4096", err(0, EmptyField(In))),
+            ("1,buf,12,buf,", err(0, EmptyField(OutSize))),
+            ("0x,buf,12,buf,1", err(0, Junk(Op))),
+            ("-1,buf,12,buf,1", err(0, Junk(Op))),
+            ("1,buf+,12,buf,1", err(0, Junk(In))),
+            ("1,bu,12,buf,1", err(0, Junk(In))),
+            ("1,buf-4,12,buf,1", err(0, Junk(In))),
+            ("1,buf,1_0,buf,1", err(0, Junk(InSize))),
+            ("1,buf,12,0xG,1", err(0, Junk(Out))),
+            ("1,buf,12,buf,4096é", err(0, Junk(OutSize))),
+            ("buf,buf,12,buf,1", err(0, BufNotAllowed(Op))),
+            ("1,buf,buf,buf,1", err(0, BufNotAllowed(InSize))),
+            ("1,buf,1,buf,buf+1", err(0, BufNotAllowed(OutSize))),
+        ] {
+            assert_eq!(parse(probe), want, "{probe}");
+        }
     }
 
     #[test]
     fn rejects_bad_shapes() {
         use ProbeErrorKind::*;
-        assert_eq!(parse(""), err(0, EmptyProbe));
-        assert_eq!(parse("1,buf,12,buf,4096;"), err(1, EmptyProbe));
-        assert_eq!(parse(";1,buf,12,buf,4096"), err(0, EmptyProbe));
+        for (probe, want) in [
+            ("", err(0, EmptyProbe)),
+            ("1,buf,12,buf,4096;", err(1, EmptyProbe)),
+            (";1,buf,12,buf,4096", err(0, EmptyProbe)),
+        ] {
+            assert_eq!(parse(probe), want, "{probe}");
+        }
         assert_eq!(parse("1,buf,12,buf"), err(0, FieldCount(4)));
         assert_eq!(parse("1,buf,12,buf,4096,5"), err(0, NotAs));
         assert_eq!(parse("1,buf,12,buf,4096,as=1,x"), err(0, FieldCount(7)));
@@ -444,10 +443,14 @@ mod tests {
         assert_eq!(decode_hex("abc", &mut b), None);
         assert_eq!(decode_hex("zz", &mut b), None);
         assert_eq!(decode_hex(&"00".repeat(17), &mut b), None);
-        assert_eq!(parse("cmd="), err(0, EmptyField(Cmd)));
-        assert_eq!(parse("cmd=80010000000c0000017b001"), err(0, OddHex));
-        assert_eq!(parse("cmd=80010000000c0000017b00g0"), err(0, Junk(Cmd)));
-        assert_eq!(parse("cmd=8001"), err(0, CmdTooShort));
+        for (probe, want) in [
+            ("cmd=", err(0, EmptyField(Cmd))),
+            ("cmd=80010000000c0000017b001", err(0, OddHex)),
+            ("cmd=80010000000c0000017b00g0", err(0, Junk(Cmd))),
+            ("cmd=8001", err(0, CmdTooShort)),
+        ] {
+            assert_eq!(parse(probe), want, "{probe}");
+        }
         assert_eq!(
             parse(&format!("cmd={}", "00".repeat(4097))),
             err(0, CmdTooLong)
@@ -458,16 +461,17 @@ mod tests {
             parse("cmd=80010000000a0000017b,as=1,as=2"),
             err(0, FieldCount(3))
         );
-        assert_eq!(
-            parse("cmd=80010000000a0000017b,as="),
-            err(0, EmptyField(As))
-        );
-        assert_eq!(
-            parse("cmd=80010000000a0000017b,as=4294967296"),
-            err(0, Overflow(As))
-        );
-        assert_eq!(parse("cmd=80010000000a0000017b,as=-1"), err(0, Junk(As)));
-        assert_eq!(parse("1,buf,12,buf,4096,as=x"), err(0, Junk(As)));
+        for (probe, want) in [
+            ("cmd=80010000000a0000017b,as=", err(0, EmptyField(As))),
+            (
+                "cmd=80010000000a0000017b,as=4294967296",
+                err(0, Overflow(As)),
+            ),
+            ("cmd=80010000000a0000017b,as=-1", err(0, Junk(As))),
+            ("1,buf,12,buf,4096,as=x", err(0, Junk(As))),
+        ] {
+            assert_eq!(parse(probe), want, "{probe}");
+        }
         assert_eq!(
             format!(
                 "{}",

@@ -172,6 +172,14 @@ const KEYS: &str = "key use on the caller's own keys";
 const POLICY: &str = "policy sessions (the ultravisor's unwrap; guests' sealed data)";
 const SEQ: &str = "hash/HMAC sequences";
 const OBJ: &str = "object creation and loading under the caller's quota";
+const UNWRAP: &str = "the ultravisor's unwrap; key use";
+const NAME_CHECK: &str = "the ultravisor's Name check; key use";
+const CONTEXTS: &str = "a caller's own saved contexts";
+const FREES: &str = "a caller frees its own handles";
+const NV: &str = "reading NV (provisioned data)";
+const SESSIONS: &str = "sessions under the caller's quota";
+const HANDLES: &str = "capability query (handles filtered)";
+const ENTROPY: &str = "entropy (every client seeds from it)";
 
 /// Every command the hypervisor relays, in command-code order.
 pub const ALLOWLIST: [CommandInfo; 65] = [
@@ -182,7 +190,7 @@ pub const ALLOWLIST: [CommandInfo; 65] = [
     c(CC::CERTIFY, 2, 2, 0, No, "attestation"),
     c(CC::POLICY_NV, 3, 1, 0, No, POLICY),
     c(CC::DUPLICATE, 2, 1, 0, No, "key backup/migration"),
-    c(CC::NV_READ, 2, 1, 0, No, "reading NV (provisioned data)"),
+    c(CC::NV_READ, 2, 1, 0, No, NV),
     c(CC::OBJECT_CHANGE_AUTH, 2, 1, 0, No, KEYS),
     c(CC::POLICY_SECRET, 2, 1, 0, No, POLICY),
     c(CC::CREATE, 1, 1, 0, No, OBJ),
@@ -191,55 +199,20 @@ pub const ALLOWLIST: [CommandInfo; 65] = [
     c(CC::IMPORT, 1, 1, 0, No, OBJ),
     c(CC::LOAD, 1, 1, 1, Creates(Object), OBJ),
     c(CC::QUOTE, 1, 1, 0, No, "attestation"),
-    c(
-        CC::RSA_DECRYPT,
-        1,
-        1,
-        0,
-        No,
-        "the ultravisor's unwrap; key use",
-    ),
+    c(CC::RSA_DECRYPT, 1, 1, 0, No, UNWRAP),
     c(CC::HMAC_START, 1, 1, 1, Creates(Sequence), SEQ),
     c(CC::SEQUENCE_UPDATE, 1, 1, 0, No, SEQ),
     c(CC::SIGN, 1, 1, 0, No, KEYS),
     c(CC::UNSEAL, 1, 1, 0, No, "sealed data"),
     c(CC::POLICY_SIGNED, 2, 0, 0, No, POLICY),
-    c(
-        CC::CONTEXT_LOAD,
-        0,
-        0,
-        1,
-        ContextLoad,
-        "a caller's own saved contexts",
-    ),
-    c(
-        CC::CONTEXT_SAVE,
-        1,
-        0,
-        0,
-        No,
-        "a caller's own saved contexts",
-    ),
+    c(CC::CONTEXT_LOAD, 0, 0, 1, ContextLoad, CONTEXTS),
+    c(CC::CONTEXT_SAVE, 1, 0, 0, No, CONTEXTS),
     c(CC::ECDH_KEY_GEN, 1, 0, 0, No, KEYS),
     c(CC::ENCRYPT_DECRYPT, 1, 1, 0, No, KEYS),
-    c(
-        CC::FLUSH_CONTEXT,
-        0,
-        0,
-        0,
-        Flush,
-        "a caller frees its own handles",
-    ),
+    c(CC::FLUSH_CONTEXT, 0, 0, 0, Flush, FREES),
     c(CC::LOAD_EXTERNAL, 0, 0, 1, Creates(Object), OBJ),
     c(CC::MAKE_CREDENTIAL, 1, 0, 0, No, "attestation"),
-    c(
-        CC::NV_READ_PUBLIC,
-        1,
-        0,
-        0,
-        No,
-        "reading NV (provisioned data)",
-    ),
+    c(CC::NV_READ_PUBLIC, 1, 0, 0, No, NV),
     c(CC::POLICY_AUTHORIZE, 1, 0, 0, No, POLICY),
     c(CC::POLICY_AUTH_VALUE, 1, 0, 0, No, POLICY),
     c(CC::POLICY_COMMAND_CODE, 1, 0, 0, No, POLICY),
@@ -249,41 +222,13 @@ pub const ALLOWLIST: [CommandInfo; 65] = [
     c(CC::POLICY_NAME_HASH, 1, 0, 0, No, POLICY),
     c(CC::POLICY_OR, 1, 0, 0, No, POLICY),
     c(CC::POLICY_TICKET, 1, 0, 0, No, POLICY),
-    c(
-        CC::READ_PUBLIC,
-        1,
-        0,
-        0,
-        No,
-        "the ultravisor's Name check; key use",
-    ),
+    c(CC::READ_PUBLIC, 1, 0, 0, No, NAME_CHECK),
     c(CC::RSA_ENCRYPT, 1, 0, 0, No, KEYS),
-    c(
-        CC::START_AUTH_SESSION,
-        2,
-        0,
-        1,
-        Creates(Session),
-        "sessions under the caller's quota",
-    ),
+    c(CC::START_AUTH_SESSION, 2, 0, 1, Creates(Session), SESSIONS),
     c(CC::VERIFY_SIGNATURE, 1, 0, 0, No, KEYS),
     c(CC::ECC_PARAMETERS, 0, 0, 0, No, "capability query"),
-    c(
-        CC::GET_CAPABILITY,
-        0,
-        0,
-        0,
-        Capability,
-        "capability query (handles filtered)",
-    ),
-    c(
-        CC::GET_RANDOM,
-        0,
-        0,
-        0,
-        No,
-        "entropy (every client seeds from it)",
-    ),
+    c(CC::GET_CAPABILITY, 0, 0, 0, Capability, HANDLES),
+    c(CC::GET_RANDOM, 0, 0, 0, No, ENTROPY),
     c(CC::GET_TEST_RESULT, 0, 0, 0, No, "capability query"),
     c(CC::HASH, 0, 0, 0, No, SEQ),
     c(CC::PCR_READ, 0, 0, 0, No, "measurements"),

@@ -109,13 +109,10 @@ fn session_context(h: u32, seq: u64) -> Vec<u8> {
     ctx
 }
 
+/// A TPM response with a correct header: tag NO_SESSIONS, `rc`, `body` (the same layout
+/// as [`command`]'s, the code in the command code's place).
 fn response(rc: u32, body: &[u8]) -> Vec<u8> {
-    let mut r = Vec::new();
-    r.extend_from_slice(&0x8001u16.to_be_bytes());
-    r.extend_from_slice(&((10 + body.len()) as u32).to_be_bytes());
-    r.extend_from_slice(&rc.to_be_bytes());
-    r.extend_from_slice(body);
-    r
+    command(rc, body)
 }
 
 impl Transport for FakeTpm {
@@ -238,6 +235,16 @@ fn created_handle(hv: &Hv, r: &HcallReturn) -> u32 {
     let mut b = [0u8; 14];
     assert!(hv.memory.peek(OUT, &mut b));
     wire::u32_at(&b, 10).unwrap()
+}
+
+/// TPM2_StartAuthSession(tpmKey NULL, bind NULL), as the fake TPM takes it.
+fn start_auth_session() -> Vec<u8> {
+    command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])
+}
+
+/// Starts a session for `who`; returns its handle.
+fn started_session(hv: &Hv, who: CallerId) -> u32 {
+    created_handle(hv, &exec(hv, who, &start_auth_session()))
 }
 
 fn peek(hv: &Hv, addr: u64, n: usize) -> Vec<u8> {
@@ -614,14 +621,8 @@ fn objects_are_swapped_out_between_hcalls_under_virtual_handles() {
 fn close_flushes_what_the_session_created_and_only_that() {
     let (hv, tpm) = setup();
     let primary = created_handle(&hv, &exec(&hv, A, &command(0x131, &[0x40, 0, 0, 1])));
-    let session = created_handle(
-        &hv,
-        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
-    );
-    let b_session = created_handle(
-        &hv,
-        &exec(&hv, B, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
-    );
+    let session = started_session(&hv, A);
+    let b_session = started_session(&hv, B);
     created_handle(&hv, &exec(&hv, A, &command(0x157, &primary.to_be_bytes())));
     assert_eq!(hv.open_sessions(), 2);
     assert_eq!(hv.tracked_handles(A), 3);
@@ -641,10 +642,7 @@ fn close_flushes_what_the_session_created_and_only_that() {
 #[test]
 fn close_treats_handle_not_found_as_gone() {
     let (hv, tpm) = setup();
-    let s = created_handle(
-        &hv,
-        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
-    );
+    let s = started_session(&hv, A);
     tpm.forget_live(s); // the TPM flushed the session itself
     let flushed = tpm.flushed().len();
     assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);
@@ -676,10 +674,7 @@ fn a_context_that_no_longer_loads_forgets_the_object() {
 #[test]
 fn close_keeps_the_slot_when_flushing_fails_and_can_retry() {
     let (hv, tpm) = setup();
-    let h = created_handle(
-        &hv,
-        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
-    );
+    let h = started_session(&hv, A);
     tpm.set_mode(FakeMode::Fail(TransportError::Timeout));
     assert_eq!(call(&hv, A, CLOSE, 0, 0, 0, 0).status, H_RESOURCE);
     assert_eq!(hv.tracked_handles(A), 1);
@@ -764,13 +759,10 @@ fn quotas_refuse_creating_commands_before_sending() {
     }
     assert_eq!(tpm.commands(), sent);
     for _ in 0..SESSIONS_PER_CALLER {
-        created_handle(
-            &hv,
-            &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
-        );
+        started_session(&hv, A);
     }
     let sent2 = tpm.commands();
-    let r = exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7]));
+    let r = exec(&hv, A, &start_auth_session());
     assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
     assert_eq!(peek(&hv, OUT, 10), rm_refusal(rm::RM_SESSION_MEMORY));
     assert_eq!(tpm.commands(), sent2);
@@ -843,7 +835,7 @@ const CC_CONTEXT_SAVE: u32 = cc::CONTEXT_SAVE;
 fn sessions_are_saved_between_hcalls_and_loaded_for_the_command_that_uses_them() {
     let (hv, tpm) = setup();
     let n = tpm.commands();
-    let sas = command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7]);
+    let sas = start_auth_session();
     let s = created_handle(&hv, &exec(&hv, A, &sas));
     assert_eq!(tpm.codes_since(n), [CC_START_AUTH_SESSION, CC_CONTEXT_SAVE]);
     let saved_at = tpm.sequence();
@@ -878,7 +870,7 @@ fn sessions_are_saved_between_hcalls_and_loaded_for_the_command_that_uses_them()
 #[test]
 fn three_sessions_in_one_authorization_area_are_all_loaded_for_the_command() {
     let (hv, tpm) = setup();
-    let sas = command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7]);
+    let sas = start_auth_session();
     let s: Vec<u32> = (0..3)
         .map(|_| created_handle(&hv, &exec(&hv, A, &sas)))
         .collect();
@@ -909,7 +901,7 @@ fn three_sessions_in_one_authorization_area_are_all_loaded_for_the_command() {
 #[test]
 fn a_caller_that_saves_its_own_session_holds_its_context_until_it_loads_it() {
     let (hv, tpm) = setup();
-    let sas = command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7]);
+    let sas = start_auth_session();
     let s = created_handle(&hv, &exec(&hv, A, &sas));
     let n = tpm.commands();
     let r = exec(&hv, A, &command(CC_CONTEXT_SAVE, &s.to_be_bytes()));
@@ -943,7 +935,7 @@ fn a_caller_that_saves_its_own_session_holds_its_context_until_it_loads_it() {
 #[test]
 fn an_idle_sessions_context_is_refreshed_before_it_falls_behind_the_context_gap() {
     let (hv, tpm) = setup();
-    let sas = command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7]);
+    let sas = start_auth_session();
     let idle = created_handle(&hv, &exec(&hv, A, &sas));
     let busy = created_handle(&hv, &exec(&hv, B, &sas));
     let mut idle_at = tpm.sequence() - 1;
@@ -978,10 +970,7 @@ fn an_idle_sessions_context_is_refreshed_before_it_falls_behind_the_context_gap(
 #[test]
 fn a_context_load_the_tpm_asks_to_retry_is_sent_again_and_a_warning_forgets_nothing() {
     let (hv, tpm) = setup();
-    let s = created_handle(
-        &hv,
-        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
-    );
+    let s = started_session(&hv, A);
     // TPM_RC_RETRY (swtpm's first answers after a restart): re-sent, then it goes through.
     tpm.0.lock().unwrap().retry_loads = 2;
     let n = tpm.commands();
@@ -1011,10 +1000,7 @@ fn a_context_load_the_tpm_asks_to_retry_is_sent_again_and_a_warning_forgets_noth
 #[test]
 fn a_session_whose_context_no_longer_loads_is_forgotten() {
     let (hv, tpm) = setup();
-    let s = created_handle(
-        &hv,
-        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
-    );
+    let s = started_session(&hv, A);
     tpm.0.lock().unwrap().refuse_load_rc = Some(0x1DF); // TPM_RC_INTEGRITY: a reset TPM
     let n = tpm.commands();
     // The command goes on: the TPM itself answers that the session does not exist.
@@ -1031,17 +1017,9 @@ fn a_session_whose_context_no_longer_loads_is_forgotten() {
 #[test]
 fn authorization_area_sessions_must_be_the_callers_own() {
     let (hv, tpm) = setup();
-    let s = created_handle(
-        &hv,
-        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
-    );
+    let s = started_session(&hv, A);
     // ReadPublic(NULL) with A's session as B's authorization session.
-    let mut body = 0x4000_0007u32.to_be_bytes().to_vec();
-    body.extend_from_slice(&9u32.to_be_bytes());
-    body.extend_from_slice(&s.to_be_bytes());
-    body.extend_from_slice(&[0, 0, 1, 0, 0]);
-    let mut c = command(CC_READ_PUBLIC, &body);
-    c[..2].copy_from_slice(&[0x80, 0x02]);
+    let mut c = read_public_with_session(s);
     let sent = tpm.commands();
     assert_eq!(exec(&hv, B, &c), HcallReturn::status(H_P2));
     assert_eq!(tpm.commands(), sent);
@@ -1082,17 +1060,11 @@ fn a_caller_may_not_name_another_callers_handles() {
 #[test]
 fn a_reused_handle_value_moves_to_its_new_owner() {
     let (hv, tpm) = setup();
-    let s = created_handle(
-        &hv,
-        &exec(&hv, A, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
-    );
+    let s = started_session(&hv, A);
     // The TPM drops A's session by itself and hands the same value to B.
     tpm.forget_live(s);
     tpm.0.lock().unwrap().next_session = s;
-    let s2 = created_handle(
-        &hv,
-        &exec(&hv, B, &command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7])),
-    );
+    let s2 = started_session(&hv, B);
     assert_eq!(s2, s);
     assert_eq!((hv.tracked_handles(A), hv.tracked_handles(B)), (0, 1));
     // A's close must not flush B's session.
@@ -1114,7 +1086,7 @@ fn observer_snoops_every_relayed_byte_including_close_flushes() {
     let (hv, tpm) = setup();
     let who = CallerId(0x5A00_0001); // unique to this test: SNOOPED is shared
     hv.with_observer(|o| o.snoop_fn = Some(record_snoop));
-    let c = command(0x176, &[0x40, 0, 0, 7, 0x40, 0, 0, 7]);
+    let c = start_auth_session();
     let h = created_handle(&hv, &exec(&hv, who, &c));
     let seq = tpm.sequence();
     assert_eq!(call(&hv, who, CLOSE, 0, 0, 0, 0).status, H_SUCCESS);

@@ -177,15 +177,20 @@ mod tests {
         );
     }
 
+    /// The fixture's SVM with kernel `k`, its bootargs and the default RTAS.
+    fn payload(k: &[u8]) -> SvmPayload<'_> {
+        SvmPayload {
+            kernel: k,
+            bootargs: ARGS,
+            rtas: &DEFAULT_RTAS,
+        }
+    }
+
     #[test]
     fn wrong_key_and_tpm_failure_are_rejections_never_acceptance() {
         let (blob, rest) = locate(None, Some(INITRD)).unwrap();
         let k = kernel();
-        let p = SvmPayload {
-            kernel: &k,
-            bootargs: ARGS,
-            rtas: &DEFAULT_RTAS,
-        };
+        let p = payload(&k);
         let wrong = |_: &[u8; 256]| -> Result<[u8; 32], &str> { Ok([7u8; 32]) };
         assert_eq!(
             open(blob, rest, &p, &fixture_fp(), wrong),
@@ -204,11 +209,7 @@ mod tests {
     fn a_blob_for_another_key_is_rejected_without_asking_the_tpm() {
         let (blob, rest) = locate(None, Some(INITRD)).unwrap();
         let k = kernel();
-        let p = SvmPayload {
-            kernel: &k,
-            bootargs: ARGS,
-            rtas: &DEFAULT_RTAS,
-        };
+        let p = payload(&k);
         let mut asked = false;
         let mut other = fixture_fp();
         other[0] ^= 0xff;
