@@ -30,6 +30,8 @@ extern crate alloc;
 pub mod writer;
 
 use core::fmt;
+use zerocopy::byteorder::{BigEndian, U32};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// The FDT header magic, `0xd00dfeed`.
 pub const FDT_MAGIC: u32 = 0xd00d_feed;
@@ -39,6 +41,35 @@ pub const HEADER_SIZE: usize = 40;
 pub const FDT_VERSION: u32 = 17;
 /// The deepest node nesting accepted (the root is depth 0). Linux uses 64 as well.
 pub const MAX_DEPTH: usize = 64;
+
+/// The FDT header as it lies at the start of a tree (DTSpec v0.4, 5.2: ten big-endian
+/// 32-bit fields), read by [`Dtb::new`] and written by [`writer`].
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Debug, Clone, Copy)]
+#[repr(C)]
+pub struct FdtHeader {
+    /// [`FDT_MAGIC`].
+    pub magic: U32<BigEndian>,
+    /// The whole tree's size in bytes, header included.
+    pub totalsize: U32<BigEndian>,
+    /// Offset of the structure block.
+    pub off_dt_struct: U32<BigEndian>,
+    /// Offset of the strings block.
+    pub off_dt_strings: U32<BigEndian>,
+    /// Offset of the memory reservation block.
+    pub off_mem_rsvmap: U32<BigEndian>,
+    /// The tree's version ([`FDT_VERSION`]).
+    pub version: U32<BigEndian>,
+    /// The oldest version it is compatible with.
+    pub last_comp_version: U32<BigEndian>,
+    /// The boot CPU's physical id.
+    pub boot_cpuid_phys: U32<BigEndian>,
+    /// Size of the strings block.
+    pub size_dt_strings: U32<BigEndian>,
+    /// Size of the structure block.
+    pub size_dt_struct: U32<BigEndian>,
+}
+
+const _: () = assert!(core::mem::size_of::<FdtHeader>() == HEADER_SIZE);
 
 const FDT_BEGIN_NODE: u32 = 1;
 const FDT_END_NODE: u32 = 2;
@@ -242,13 +273,11 @@ impl<'a> Dtb<'a> {
     /// The boot code holds a raw pointer to the tree: it reads [`HEADER_SIZE`] bytes, asks
     /// this for the size, then makes the full slice and calls [`Dtb::new`].
     pub fn total_size(header: &[u8]) -> Result<usize, DtbError> {
-        if header.len() < HEADER_SIZE {
-            return Err(DtbError::Truncated);
-        }
-        if be32(header, 0) != Some(FDT_MAGIC) {
+        let (h, _) = FdtHeader::ref_from_prefix(header).map_err(|_| DtbError::Truncated)?;
+        if h.magic.get() != FDT_MAGIC {
             return Err(DtbError::BadMagic);
         }
-        let total = be32(header, 4).ok_or(DtbError::Truncated)? as usize;
+        let total = h.totalsize.get() as usize;
         if total < HEADER_SIZE {
             return Err(DtbError::BadBlock);
         }
@@ -259,19 +288,15 @@ impl<'a> Dtb<'a> {
     pub fn new(bytes: &'a [u8]) -> Result<Dtb<'a>, DtbError> {
         let total = Self::total_size(bytes)?;
         let bytes = bytes.get(..total).ok_or(DtbError::Truncated)?;
-        let field = |i: usize| {
-            i.checked_mul(4)
-                .and_then(|off| be32(bytes, off))
-                .ok_or(DtbError::Truncated)
-        };
-        let off_struct = field(2)? as usize;
-        let off_strings = field(3)? as usize;
-        let off_rsvmap = field(4)? as usize;
-        let version = field(5)?;
-        let last_comp = field(6)?;
-        let boot_cpuid = field(7)?;
-        let size_strings = field(8)? as usize;
-        let size_struct = field(9)? as usize;
+        let (h, _) = FdtHeader::ref_from_prefix(bytes).map_err(|_| DtbError::Truncated)?;
+        let off_struct = h.off_dt_struct.get() as usize;
+        let off_strings = h.off_dt_strings.get() as usize;
+        let off_rsvmap = h.off_mem_rsvmap.get() as usize;
+        let version = h.version.get();
+        let last_comp = h.last_comp_version.get();
+        let boot_cpuid = h.boot_cpuid_phys.get();
+        let size_strings = h.size_dt_strings.get() as usize;
+        let size_struct = h.size_dt_struct.get() as usize;
         if version < FDT_VERSION || last_comp > FDT_VERSION {
             return Err(DtbError::UnsupportedVersion);
         }

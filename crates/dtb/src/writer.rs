@@ -21,7 +21,12 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use crate::{FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_MAGIC, FDT_PROP, FDT_VERSION, HEADER_SIZE};
+use zerocopy::byteorder::U32;
+use zerocopy::IntoBytes;
+
+use crate::{
+    FdtHeader, FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_MAGIC, FDT_PROP, FDT_VERSION, HEADER_SIZE,
+};
 
 /// Builds an FDT node by node. Call [`FdtWriter::begin_node`] with `""` for the root first.
 #[derive(Debug, Default, Clone)]
@@ -205,22 +210,21 @@ impl FdtWriter {
         let total = off_strings
             .checked_add(self.strings.len())
             .ok_or_else(too_large)?;
-        let word = |v: usize| u32::try_from(v).map_err(|_| too_large());
+        let word = |v: usize| u32::try_from(v).map(U32::new).map_err(|_| too_large());
+        let header = FdtHeader {
+            magic: U32::new(FDT_MAGIC),
+            totalsize: word(total)?,
+            off_dt_struct: word(off_struct)?,
+            off_dt_strings: word(off_strings)?,
+            off_mem_rsvmap: word(off_rsvmap)?,
+            version: U32::new(FDT_VERSION),
+            last_comp_version: U32::new(16),
+            boot_cpuid_phys: U32::new(0),
+            size_dt_strings: word(self.strings.len())?,
+            size_dt_struct: word(structure.len())?,
+        };
         let mut out = Vec::with_capacity(total);
-        for v in [
-            FDT_MAGIC,
-            word(total)?,
-            word(off_struct)?,
-            word(off_strings)?,
-            word(off_rsvmap)?,
-            FDT_VERSION,
-            16, // last_comp_version
-            0,  // boot_cpuid_phys
-            word(self.strings.len())?,
-            word(structure.len())?,
-        ] {
-            out.extend_from_slice(&v.to_be_bytes());
-        }
+        out.extend_from_slice(header.as_bytes());
         for &(a, s) in self.reservations.iter().chain(core::iter::once(&(0, 0))) {
             out.extend_from_slice(&a.to_be_bytes());
             out.extend_from_slice(&s.to_be_bytes());
