@@ -608,6 +608,28 @@ mod tests {
         }
     }
 
+    /// A fake swtpm and a relay in front of it.
+    fn relay_to_fake(options: RelayOptions) -> (FakeSwtpm, Relay) {
+        let tpm = FakeSwtpm::start();
+        let relay = Relay::start(Some(tpm.addr), options).unwrap();
+        (tpm, relay)
+    }
+
+    /// A connection to `relay`, as QEMU's.
+    fn peer(relay: &Relay) -> TcpStream {
+        TcpStream::connect((Ipv4Addr::LOCALHOST, relay.port())).unwrap()
+    }
+
+    /// Whether the relay's log has a line holding `needle`.
+    fn logged(stats: &RelayStats, needle: &str) -> bool {
+        stats.log.iter().any(|l| l.contains(needle))
+    }
+
+    /// The next command the fake swtpm read (waiting up to 5 s).
+    fn next_read(tpm: &FakeSwtpm) -> Vec<u8> {
+        tpm.reads.recv_timeout(Duration::from_secs(5)).unwrap()
+    }
+
     fn read_response(q: &mut TcpStream) -> Vec<u8> {
         let mut rsp = [0u8; 10];
         q.read_exact(&mut rsp).unwrap();
@@ -616,16 +638,15 @@ mod tests {
 
     #[test]
     fn byte_by_byte_commands_reach_the_fake_swtpm_whole() {
-        let tpm = FakeSwtpm::start();
-        let relay = Relay::start(Some(tpm.addr), RelayOptions::default()).unwrap();
-        let mut q = TcpStream::connect((Ipv4Addr::LOCALHOST, relay.port())).unwrap();
+        let (tpm, relay) = relay_to_fake(RelayOptions::default());
+        let mut q = peer(&relay);
         q.set_nodelay(true).unwrap();
         for (code, size) in [(0x17a_u32, 22_u32), (0x144, 12), (0x159, 600)] {
             let c = command(code, size);
             for b in &c {
                 q.write_all(&[*b]).unwrap();
             }
-            let got = tpm.reads.recv_timeout(Duration::from_secs(5)).unwrap();
+            let got = next_read(&tpm);
             assert_eq!(got, c, "one read at swtpm = the whole command");
             let rsp = read_response(&mut q);
             assert_eq!(be32(&rsp, 6), Some(code));
@@ -647,66 +668,47 @@ mod tests {
 
     #[test]
     fn back_to_back_commands_in_one_write_are_split() {
-        let tpm = FakeSwtpm::start();
-        let relay = Relay::start(Some(tpm.addr), RelayOptions::default()).unwrap();
-        let mut q = TcpStream::connect((Ipv4Addr::LOCALHOST, relay.port())).unwrap();
+        let (tpm, relay) = relay_to_fake(RelayOptions::default());
+        let mut q = peer(&relay);
         let mut both = command(0x144, 12);
         both.extend_from_slice(&command(0x17b, 30));
         q.write_all(&both).unwrap();
-        assert_eq!(
-            tpm.reads
-                .recv_timeout(Duration::from_secs(5))
-                .unwrap()
-                .len(),
-            12
-        );
-        assert_eq!(
-            tpm.reads
-                .recv_timeout(Duration::from_secs(5))
-                .unwrap()
-                .len(),
-            30
-        );
+        assert_eq!(next_read(&tpm).len(), 12);
+        assert_eq!(next_read(&tpm).len(), 30);
         assert_eq!(be32(&read_response(&mut q), 6), Some(0x144));
         assert_eq!(be32(&read_response(&mut q), 6), Some(0x17b));
     }
 
     #[test]
     fn garbage_is_dropped_and_framing_resynchronises() {
-        let tpm = FakeSwtpm::start();
-        let relay = Relay::start(Some(tpm.addr), RelayOptions::default()).unwrap();
-        let mut q = TcpStream::connect((Ipv4Addr::LOCALHOST, relay.port())).unwrap();
+        let (tpm, relay) = relay_to_fake(RelayOptions::default());
+        let mut q = peer(&relay);
         // Every window over the 0xFF run reads an impossible size (> 4096): each garbage
         // byte goes, then framing finds the real command.
         let mut stream = vec![0xFF; 13];
         let c = command(0x17e, 14);
         stream.extend_from_slice(&c);
         q.write_all(&stream).unwrap();
-        assert_eq!(tpm.reads.recv_timeout(Duration::from_secs(5)).unwrap(), c);
+        assert_eq!(next_read(&tpm), c);
         assert_eq!(be32(&read_response(&mut q), 6), Some(0x17e));
         let stats = relay.stop();
         assert_eq!(stats.dropped_bytes, 13);
         assert_eq!(stats.records.len(), 1);
-        assert!(stats
-            .log
-            .iter()
-            .any(|l| l.contains("resynchronised after dropping 13")));
+        assert!(logged(&stats, "resynchronised after dropping 13"));
     }
 
     #[test]
     fn a_stalled_partial_command_is_dropped() {
-        let tpm = FakeSwtpm::start();
-        let options = RelayOptions {
+        let (tpm, relay) = relay_to_fake(RelayOptions {
             stall: Duration::from_millis(100),
             ..RelayOptions::default()
-        };
-        let relay = Relay::start(Some(tpm.addr), options).unwrap();
-        let mut q = TcpStream::connect((Ipv4Addr::LOCALHOST, relay.port())).unwrap();
+        });
+        let mut q = peer(&relay);
         q.write_all(&command(0x144, 100)[..40]).unwrap();
         thread::sleep(Duration::from_millis(400));
         let c = command(0x144, 12);
         q.write_all(&c).unwrap();
-        assert_eq!(tpm.reads.recv_timeout(Duration::from_secs(5)).unwrap(), c);
+        assert_eq!(next_read(&tpm), c);
         let stats = relay.stop();
         assert_eq!(stats.dropped_bytes, 40);
     }
@@ -714,7 +716,7 @@ mod tests {
     #[test]
     fn swtpm_down_means_no_answer_then_reconnect() {
         let relay = Relay::start(None, RelayOptions::default()).unwrap();
-        let mut q = TcpStream::connect((Ipv4Addr::LOCALHOST, relay.port())).unwrap();
+        let mut q = peer(&relay);
         q.set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
         q.write_all(&command(0x144, 12)).unwrap();
@@ -734,16 +736,13 @@ mod tests {
         assert_eq!(stats.records.len(), 2);
         assert_eq!(stats.records[0].response, None);
         assert!(stats.records[1].response.is_some());
-        assert!(stats
-            .log
-            .iter()
-            .any(|l| l.contains("swtpm down: command 0x00000144")));
+        assert!(logged(&stats, "swtpm down: command 0x00000144"));
     }
 
     #[test]
     fn stop_returns_promptly_with_a_connected_idle_peer() {
         let relay = Relay::start(None, RelayOptions::default()).unwrap();
-        let _q = TcpStream::connect((Ipv4Addr::LOCALHOST, relay.port())).unwrap();
+        let _q = peer(&relay);
         thread::sleep(Duration::from_millis(50));
         let t = Instant::now();
         relay.stop();

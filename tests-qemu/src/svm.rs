@@ -37,7 +37,7 @@ use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use rsa::{BigUint, Oaep, RsaPublicKey};
 use sha2::Sha256;
 
-use crate::esm::{attach_to_initrd, build_esm_blob, build_esm_blob_multi};
+use crate::esm::{attach_to_initrd, build_esm_blob_multi};
 use crate::launcher::{self, LaunchError, RunConfig, RunReport};
 use crate::swtpm::Swtpm;
 use crate::verdict::{Expect, SvmExpect};
@@ -255,16 +255,7 @@ pub fn build_blob<R: RngCore + CryptoRng>(
     parts: &SvmParts,
     rng: &mut R,
 ) -> Result<Vec<u8>, String> {
-    build_esm_blob(
-        pem,
-        &parts.kernel,
-        &parts.initrd,
-        &parts.bootargs,
-        &DEFAULT_RTAS,
-        &[],
-        rng,
-    )
-    .map(|(blob, _)| blob)
+    build_blob_multi(&[pem], parts, rng)
 }
 
 /// Builds an ESM blob for `parts` sealed to several recipients in order (`lockbox-1` to
@@ -730,12 +721,7 @@ pub fn run_suite(base: &RunConfig, state: &Path, work: &Path) -> Result<SuiteRep
         files.apply(&mut cfg);
         if sc == Scenario::Accepted {
             let (report, swtpm) = launcher::run_keeping_tpm(&cfg)?;
-            let conn = swtpm
-                .connect()
-                .map_err(|e| LaunchError::Io("connecting to swtpm after boot".into(), e))?;
-            let mut tpm = Tpm::new(conn);
-            tpm.seed_entropy(&mut FromRng(OsRng))
-                .map_err(|e| LaunchError::Swtpm(format!("seeding the host client: {e}")))?;
+            let mut tpm = host_client(&swtpm, "connecting to swtpm after boot")?;
             door_pcr = read_door_pcr(&mut tpm).ok();
             let ct = lockbox_ciphertext(&key.public).map_err(LaunchError::Boot)?;
             attempts = host_attempts(&mut tpm, &ct);
@@ -766,6 +752,21 @@ pub fn run_suite(base: &RunConfig, state: &Path, work: &Path) -> Result<SuiteRep
     })
 }
 
+/// A host-software client on `swtpm`, seeded from the OS; `connecting` says what a failed
+/// connection was for.
+fn host_client(
+    swtpm: &crate::swtpm::Swtpm,
+    connecting: &str,
+) -> Result<Tpm<crate::swtpm::SwtpmConn>, LaunchError> {
+    let conn = swtpm
+        .connect()
+        .map_err(|e| LaunchError::Io(connecting.into(), e))?;
+    let mut tpm = Tpm::new(conn);
+    tpm.seed_entropy(&mut FromRng(OsRng))
+        .map_err(|e| LaunchError::Swtpm(format!("seeding the host client: {e}")))?;
+    Ok(tpm)
+}
+
 /// The open-door control: a TPM reset (swtpm restarted on the same state) and no firmware,
 /// so PCR 11 is zero and the platform open; then attempt 3 (the door, which sets the door
 /// index's authValue to "host" and uses the key with it) and attempt 2 with "host" as its
@@ -777,12 +778,7 @@ pub fn open_door_control(
     swtpm
         .restart()
         .map_err(|e| LaunchError::Io("restarting swtpm for the open-door control".into(), e))?;
-    let conn = swtpm
-        .connect()
-        .map_err(|e| LaunchError::Io("connecting to swtpm (open door)".into(), e))?;
-    let mut tpm = Tpm::new(conn);
-    tpm.seed_entropy(&mut FromRng(OsRng))
-        .map_err(|e| LaunchError::Swtpm(format!("seeding the host client: {e}")))?;
+    let mut tpm = host_client(swtpm, "connecting to swtpm (open door)")?;
     let first = host_attempts_with(&mut tpm, ciphertext, b"host");
     let again = host_attempts_with(&mut tpm, ciphertext, b"host");
     Ok(first

@@ -650,13 +650,22 @@ pefbox: power-off (pass)\r
         assert!(v.summary.banner.unwrap().starts_with("pefbox 0.1.0"));
     }
 
+    /// The problems of `console` after a clean exit, judged by the default expectation.
+    fn problems_of(console: &str) -> Vec<Problem> {
+        problems(console, ExitInfo::clean(), &Expect::default())
+    }
+
+    /// [`problems_of`] the good console with `from` replaced by `to`.
+    fn problems_replacing(from: &str, to: &str) -> Vec<Problem> {
+        problems_of(&GOOD.replace(from, to))
+    }
+
     #[test]
     fn a_panic_fails_with_its_line() {
-        let console = GOOD.replace(
+        let p = problems_replacing(
             "PASS hcall_bad_op\r\n",
             "panicked at src/selftest/mod.rs:42: boom\r\n",
         );
-        let p = problems(&console, ExitInfo::clean(), &Expect::default());
         assert!(p.contains(&Problem::Forbidden(
             "panicked at src/selftest/mod.rs:42: boom".into()
         )));
@@ -673,7 +682,7 @@ pefbox: power-off (pass)\r
             "unexpected interrupt vector 0x300",
         ] {
             let console = format!("{GOOD}{bad}\n");
-            let p = problems(&console, ExitInfo::clean(), &Expect::default());
+            let p = problems_of(&console);
             assert_eq!(p, vec![Problem::Forbidden(bad.into())], "{bad}");
         }
         // Killed by the launcher after a skiboot crash: the crash line is the reason, not
@@ -698,7 +707,7 @@ pefbox: power-off (pass)\r
     #[test]
     fn a_failed_test_fails_even_if_the_count_line_hides_it() {
         let console = GOOD.replace("PASS hcall_bad_op", "FAIL hcall_bad_op: got -4");
-        let p = problems(&console, ExitInfo::clean(), &Expect::default());
+        let p = problems_of(&console);
         assert!(p.contains(&Problem::Forbidden("FAIL hcall_bad_op: got -4".into())));
         assert!(p.contains(&Problem::CountMismatch {
             claimed: (3, 0),
@@ -734,11 +743,10 @@ pefbox: power-off (pass)\r
 
     #[test]
     fn two_count_lines_fail() {
-        let console = GOOD.replace(
+        let p = problems_replacing(
             "3 passed, 0 failed\r\n",
             "3 passed, 0 failed\n3 passed, 0 failed\n",
         );
-        let p = problems(&console, ExitInfo::clean(), &Expect::default());
         assert!(p.contains(&Problem::ManyCountLines(2)));
     }
 
@@ -749,27 +757,26 @@ pefbox: power-off (pass)\r
             code: None,
             ..ExitInfo::clean()
         };
-        assert_eq!(
-            problems(GOOD, timed_out, &Expect::default()),
-            vec![Problem::TimedOut]
-        );
         let interrupted = ExitInfo {
             interrupted: true,
             code: None,
             ..ExitInfo::clean()
         };
-        assert_eq!(
-            problems(GOOD, interrupted, &Expect::default()),
-            vec![Problem::Interrupted]
-        );
         let crashed = ExitInfo {
             code: Some(1),
             ..ExitInfo::clean()
         };
-        assert_eq!(
-            problems(GOOD, crashed, &Expect::default()),
-            vec![Problem::QemuExit(Some(1))]
-        );
+        for (what, exit, want) in [
+            ("timed out", timed_out, Problem::TimedOut),
+            ("interrupted", interrupted, Problem::Interrupted),
+            ("QEMU exit status 1", crashed, Problem::QemuExit(Some(1))),
+        ] {
+            assert_eq!(
+                problems(GOOD, exit, &Expect::default()),
+                vec![want],
+                "{what}"
+            );
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use common::image;
 
 use std::time::Duration;
 
-use tests_qemu::launcher::{self, RunConfig};
+use tests_qemu::launcher::{self, RunConfig, RunReport};
 use tests_qemu::verdict::{Expect, Problem, SvmExpect, SvmResult};
 
 fn config(scenario: &str) -> RunConfig {
@@ -17,9 +17,32 @@ fn config(scenario: &str) -> RunConfig {
     cfg
 }
 
-#[test]
-fn default_boot_passes_every_self_test_and_powers_off() {
-    let r = launcher::run(&config("default")).expect("launch");
+/// Boots `scenario` with `bootargs` (the default expectation).
+fn run_plain(scenario: &str, bootargs: &str) -> RunReport {
+    let mut cfg = config(scenario);
+    cfg.bootargs = Some(bootargs.into());
+    launcher::run(&cfg).expect("launch")
+}
+
+/// The first console line holding `needle`; if there is none, a panic: `missing` and the
+/// console.
+fn console_line<'a>(r: &'a RunReport, needle: &str, missing: &str) -> &'a str {
+    r.console
+        .lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{missing}:\n{}", r.console))
+}
+
+/// Boots `scenario` with `bootargs` and the expectation they imply (no secure VM given).
+fn run_with_bootargs(scenario: &str, bootargs: &str) -> RunReport {
+    let mut cfg = config(scenario);
+    cfg.bootargs = Some(bootargs.into());
+    cfg.expect = Expect::for_bootargs(Some(bootargs), SvmExpect::Absent);
+    launcher::run(&cfg).expect("launch")
+}
+
+/// The boot passed; if not, its problems, console and QEMU's stderr.
+fn assert_passed(r: &RunReport) {
     assert!(
         r.passed(),
         "problems: {:?}\n--- console ---\n{}\n--- stderr ---\n{}",
@@ -27,6 +50,21 @@ fn default_boot_passes_every_self_test_and_powers_off() {
         r.console,
         r.stderr
     );
+}
+
+/// The `hcall-probe ` result lines of the console, in order.
+fn probe_lines(console: &str) -> Vec<&str> {
+    console
+        .lines()
+        .filter(|l| l.starts_with("hcall-probe "))
+        .map(str::trim_end)
+        .collect()
+}
+
+#[test]
+fn default_boot_passes_every_self_test_and_powers_off() {
+    let r = launcher::run(&config("default")).expect("launch");
+    assert_passed(&r);
     let (passed, failed) = r.verdict.summary.counts.expect("count line");
     assert!(passed > 0);
     assert_eq!(failed, 0);
@@ -48,15 +86,9 @@ fn default_boot_passes_every_self_test_and_powers_off() {
 
 #[test]
 fn selftest_panic_fails_with_the_panic_message_on_the_console() {
-    let mut cfg = config("panic");
-    cfg.bootargs = Some("selftest=panic".into());
-    let r = launcher::run(&cfg).expect("launch");
+    let r = run_plain("panic", "selftest=panic");
     assert!(!r.passed(), "a panicking boot must fail:\n{}", r.console);
-    let panic_line = r
-        .console
-        .lines()
-        .find(|l| l.contains("panicked at "))
-        .unwrap_or_else(|| panic!("no panic message on the console:\n{}", r.console));
+    let panic_line = console_line(&r, "panicked at ", "no panic message on the console");
     assert!(r.verdict.problems.contains(&Problem::Forbidden(
         panic_line.trim_end_matches('\r').into()
     )));
@@ -77,21 +109,13 @@ fn a_boot_past_its_deadline_is_killed_and_judged_timed_out() {
 
 #[test]
 fn raw_command_probes_print_the_response_and_its_decoded_code() {
-    let mut cfg = config("probe-cmd");
     // An invalid command code (TPM_CC_FIRST - 1) from the host; GetRandom(4) as the
     // ultravisor's partition; Shutdown(STATE) from a guest partition; a register probe as 2.
     let bootargs = "hcall-probe=cmd=80010000000a0000011e;cmd=80010000000c0000017b0004,as=1;\
                     cmd=80010000000c000001450001,as=2;1,buf,12,buf,4096,as=2 selftest=none";
-    cfg.bootargs = Some(bootargs.into());
-    cfg.expect = Expect::for_bootargs(Some(bootargs), SvmExpect::Absent);
-    let r = launcher::run(&cfg).expect("launch");
-    assert!(r.passed(), "{:?}\n{}", r.verdict.problems, r.console);
-    let probes: Vec<&str> = r
-        .console
-        .lines()
-        .filter(|l| l.starts_with("hcall-probe "))
-        .map(str::trim_end)
-        .collect();
+    let r = run_with_bootargs("probe-cmd", bootargs);
+    assert_passed(&r);
+    let probes = probe_lines(&r.console);
     for l in &probes {
         println!("{l}");
     }
@@ -111,28 +135,14 @@ fn raw_command_probes_print_the_response_and_its_decoded_code() {
 
 #[test]
 fn selftest_none_with_a_probe_passes_without_self_tests() {
-    let mut cfg = config("probe-only");
     let bootargs = "hcall-probe=1,buf,12,buf,4096;1,buf,12,buf,100 selftest=none";
-    cfg.bootargs = Some(bootargs.into());
-    cfg.expect = Expect::for_bootargs(Some(bootargs), SvmExpect::Absent);
-    let r = launcher::run(&cfg).expect("launch");
-    assert!(
-        r.passed(),
-        "problems: {:?}\n--- console ---\n{}",
-        r.verdict.problems,
-        r.console
-    );
+    let r = run_with_bootargs("probe-only", bootargs);
+    assert_passed(&r);
     assert_eq!(r.verdict.summary.counts, Some((0, 0)), "{}", r.console);
     // GetRandom(16) through a legal call: H_SUCCESS by name, r4 = the 28-byte response;
     // then out_size 100 (< 4096): H_P5 by name.
-    let probes: Vec<&str> = r
-        .console
-        .lines()
-        .filter(|l| l.starts_with("hcall-probe "))
-        .map(str::trim_end)
-        .collect();
     assert_eq!(
-        probes,
+        probe_lines(&r.console),
         [
             "hcall-probe r3=0 (H_SUCCESS) r4=0x1c",
             "hcall-probe r3=-58 (H_P5) r4=0x0"
@@ -152,16 +162,8 @@ fn selftest_none_with_a_probe_passes_without_self_tests() {
 /// a meddling hypervisor against the ultravisor, and the hcall benchmark.
 #[test]
 fn fault_tamper_and_bench_selftests_pass() {
-    let mut cfg = config("fault+tamper");
-    cfg.bootargs = Some("selftest=tpm-fault,uv-tamper,hcall-bench".into());
-    let r = launcher::run(&cfg).expect("launch");
-    assert!(
-        r.passed(),
-        "problems: {:?}\n--- console ---\n{}\n--- stderr ---\n{}",
-        r.verdict.problems,
-        r.console,
-        r.stderr
-    );
+    let r = run_plain("fault+tamper", "selftest=tpm-fault,uv-tamper,hcall-bench");
+    assert_passed(&r);
     assert_eq!(r.verdict.summary.counts, Some((3, 0)), "{}", r.console);
     let line = |p: &str| r.console.lines().find(|l| l.contains(p)).map(str::to_owned);
     let resource = line("tpm-fault: TPM stopped -> H_RESOURCE").expect("fault line");
@@ -186,15 +188,13 @@ fn fault_tamper_and_bench_selftests_pass() {
 
 #[test]
 fn an_unexpected_interrupt_is_reported_and_powers_off() {
-    let mut cfg = config("trap");
-    cfg.bootargs = Some("selftest=trap".into());
-    let r = launcher::run(&cfg).expect("launch");
+    let r = run_plain("trap", "selftest=trap");
     assert!(!r.passed(), "a trapping boot must fail:\n{}", r.console);
-    let line = r
-        .console
-        .lines()
-        .find(|l| l.contains("unexpected interrupt vector 0x700"))
-        .unwrap_or_else(|| panic!("no interrupt report:\n{}", r.console));
+    let line = console_line(
+        &r,
+        "unexpected interrupt vector 0x700",
+        "no interrupt report",
+    );
     assert!(
         line.contains("SRR0 0x") && line.contains("HSRR1 0x"),
         "{line}"
@@ -208,17 +208,9 @@ fn an_unexpected_interrupt_is_reported_and_powers_off() {
 /// machine by its root `compatible`.
 #[test]
 fn dump_dt_prints_the_device_tree_skiboot_handed_over() {
-    let mut cfg = config("dump-dt");
     let bootargs = "dump-dt selftest=none";
-    cfg.bootargs = Some(bootargs.into());
-    cfg.expect = Expect::for_bootargs(Some(bootargs), SvmExpect::Absent);
-    let r = launcher::run(&cfg).expect("launch");
-    assert!(
-        r.passed(),
-        "problems: {:?}\n--- console ---\n{}",
-        r.verdict.problems,
-        r.console
-    );
+    let r = run_with_bootargs("dump-dt", bootargs);
+    assert_passed(&r);
     let fdt = tests_qemu::verdict::extract_dt_dump(&r.console)
         .unwrap_or_else(|e| panic!("{e}\n--- console ---\n{}", r.console));
     assert_eq!(

@@ -5,51 +5,21 @@
 
 mod common;
 
+use common::cli::{exited_0, in_scratch, pef, pef_in, text, PEF};
 use common::image;
 use common::Scratch;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const PEF: &str = env!("CARGO_BIN_EXE_pef");
-
-fn pef(args: &[&str]) -> Output {
-    Command::new(PEF)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pef")
-}
-
-/// `args`, then the flags every test boot takes: the test image, a TPM state and console
-/// logs inside the test's scratch directory.
-fn in_scratch(s: &Scratch, args: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    for (flag, value) in [
-        ("--image", image()),
-        ("--tpm-state", s.0.join("tpm")),
-        ("--log-dir", s.0.clone()),
-    ] {
-        v.push(flag.into());
-        v.push(value.to_string_lossy().into_owned());
-    }
+/// `pef run` without a secure VM, with `bootargs`, then `extra`.
+fn no_svm_run<'a>(bootargs: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["run", "--no-svm", "--bootargs", bootargs];
+    v.extend_from_slice(extra);
     v
-}
-
-/// [`pef`] with [`in_scratch`]'s flags.
-fn pef_in(s: &Scratch, args: &[&str]) -> Output {
-    let v = in_scratch(s, args);
-    pef(&v.iter().map(String::as_str).collect::<Vec<_>>())
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 /// Runs `pef args` and checks it exits with `code` and that stderr holds `needle`.
@@ -216,24 +186,12 @@ fn a_sigkilled_launcher_leaves_no_qemu_or_swtpm_and_the_next_run_passes() {
     let s = Scratch::new("cli", "kill");
     let state = s.0.join("tpm");
     let marker = format!("pef-kill-test-{}", std::process::id());
-    let img = image();
     // The demo story: a provisioning boot, then the demo SVM's boot, whose blob and kernel
     // are scratch files of the launcher.
-    let args = [
-        "run",
-        "--bootargs",
-        "selftest=all",
-        "--image",
-        img.to_str().unwrap(),
-        "--tpm-state",
-        state.to_str().unwrap(),
-        "--log-dir",
-        s.0.to_str().unwrap(),
-        "--qemu-arg=-name",
-        &format!("--qemu-arg={marker}"),
-    ];
+    let run = in_scratch(&s.0, &["run", "--bootargs", "selftest=all"]);
     let mut child = Command::new(PEF)
-        .args(args)
+        .args(&run)
+        .args(["--qemu-arg=-name", &format!("--qemu-arg={marker}")])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -288,9 +246,8 @@ fn a_sigkilled_launcher_leaves_no_qemu_or_swtpm_and_the_next_run_passes() {
     }
     // The state is not locked by a survivor: the next run on it passes, and it sweeps the
     // dead launcher's scratch files.
-    let o = pef(&args[..9]);
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let o = pef(&run);
+    let (out, _) = exited_0(&o);
     assert!(out.contains("svm: accepted"), "{out}");
     assert!(out.contains("13 passed, 0 failed"), "{out}");
     assert!(!scratch.exists(), "{} left behind", scratch.display());
@@ -300,9 +257,8 @@ fn a_sigkilled_launcher_leaves_no_qemu_or_swtpm_and_the_next_run_passes() {
 fn json_report_matches_the_console_it_came_from() {
     let s = Scratch::new("cli", "json");
     let json = s.0.join("report.json");
-    let o = pef_in(&s, &["run", "--json", json.to_str().unwrap(), "-q"]);
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let o = pef_in(&s.0, &["run", "--json", json.to_str().unwrap(), "-q"]);
+    let (out, _) = exited_0(&o);
     // --quiet: only the verdict.
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.starts_with("pass: svm: accepted; "), "{out}");
@@ -365,18 +321,8 @@ fn json_report_matches_the_console_it_came_from() {
     assert_eq!(boots[1]["svm"]["verdict"], "accepted");
 
     // --fresh-tpm on that provisioned state says what it destroys, with the key's Name.
-    let o = pef_in(
-        &s,
-        &[
-            "run",
-            "--no-svm",
-            "--bootargs",
-            "selftest=none",
-            "--fresh-tpm",
-        ],
-    );
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let o = pef_in(&s.0, &no_svm_run("selftest=none", &["--fresh-tpm"]));
+    let (_, err) = exited_0(&o);
     let warning = err
         .lines()
         .find(|l| l.starts_with("pef: warning: --fresh-tpm wipes "))
@@ -428,16 +374,8 @@ fn gdb_halts_qemu_at_start_and_the_boot_continues_from_the_debugger() {
     let gdb = format!("--gdb={port}");
     let child = Command::new(PEF)
         .args(in_scratch(
-            &s,
-            &[
-                "run",
-                "--no-svm",
-                "--bootargs",
-                "selftest=timebase",
-                &gdb,
-                "--timeout",
-                "60",
-            ],
+            &s.0,
+            &no_svm_run("selftest=timebase", &[&gdb, "--timeout", "60"]),
         ))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -462,8 +400,7 @@ fn gdb_halts_qemu_at_start_and_the_boot_continues_from_the_debugger() {
     write!(stream, "$c#63").unwrap();
     drop(stream);
     let o = child.wait_with_output().unwrap();
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let (out, err) = exited_0(&o);
     assert!(
         err.contains(&format!("target remote 127.0.0.1:{port}")),
         "{err}"
@@ -480,18 +417,10 @@ fn dump_dt_writes_the_device_tree_the_image_received() {
     let s = Scratch::new("cli", "dt");
     let dt = s.0.join("powernv9.dtb");
     let o = pef_in(
-        &s,
-        &[
-            "run",
-            "--no-svm",
-            "--bootargs",
-            "selftest=none",
-            "--dump-dt",
-            dt.to_str().unwrap(),
-        ],
+        &s.0,
+        &no_svm_run("selftest=none", &["--dump-dt", dt.to_str().unwrap()]),
     );
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let (_, err) = exited_0(&o);
     let bytes = std::fs::read(&dt).unwrap_or_else(|e| panic!("{e}\n{err}"));
     assert_eq!(bytes[..4], [0xd0, 0x0d, 0xfe, 0xed], "FDT magic");
     let tree = pefbox::dtb::Dtb::new(&bytes).expect("a valid FDT");
@@ -507,9 +436,8 @@ fn skiboot_lines_go_to_the_log_unless_verbose_which_also_shows_the_qemu_command_
     // skiboot's lines carry its timestamp: `[    0.010555786,5] OPAL v7.0 starting...`.
     let is_skiboot = |l: &str| l.starts_with('[') && l.contains(',') && l.contains("] ");
     let skiboot = |text: &str| text.lines().filter(|l| is_skiboot(l)).count();
-    let o = pef_in(&s, &["run", "--no-svm", "--bootargs", "selftest=timebase"]);
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let o = pef_in(&s.0, &no_svm_run("selftest=timebase", &[]));
+    let (out, err) = exited_0(&o);
     let banner = out.find("pefbox ").expect("the image's console is shown");
     assert_eq!(
         skiboot(&out[..banner]),
@@ -525,12 +453,8 @@ fn skiboot_lines_go_to_the_log_unless_verbose_which_also_shows_the_qemu_command_
     );
     assert!(err.contains("pef: booting no-svm"), "phase lines: {err}");
 
-    let o = pef_in(
-        &s,
-        &["run", "--no-svm", "--bootargs", "selftest=timebase", "-v"],
-    );
-    let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    let o = pef_in(&s.0, &no_svm_run("selftest=timebase", &["-v"]));
+    let (out, err) = exited_0(&o);
     assert!(skiboot(&out) > 10, "--verbose shows skiboot:\n{out}");
     let cmd = err
         .lines()

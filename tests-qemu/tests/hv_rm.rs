@@ -150,19 +150,51 @@ impl Rig {
         .status
     }
 
+    /// CLOSE for each of `callers`, each answered H_SUCCESS.
+    fn close_all(&self, callers: &[CallerId]) {
+        for &c in callers {
+            assert_eq!(self.close(c), H_SUCCESS, "CLOSE {c:?}");
+        }
+    }
+
+    /// The TPM holds no handle of any of the types `hts` (see [`Rig::tpm_handles`]).
+    fn assert_tpm_holds_none(&self, hts: &[u32]) {
+        for &ht in hts {
+            assert_eq!(
+                self.tpm_handles(ht),
+                Vec::<u32>::new(),
+                "handles of type {ht:#04x} left in the TPM"
+            );
+        }
+    }
+
+    /// `c` sent to the TPM over the link, outside any hcall: the response.
+    fn over_link(&self, c: &[u8]) -> Vec<u8> {
+        self.hv
+            .with_link(|l| {
+                let mut out = [0u8; 4096];
+                let n = l.transact(c, &mut out).expect("link");
+                out[..n].to_vec()
+            })
+            .unwrap()
+    }
+
     /// What the TPM itself holds of handle type `ht` (0x80 transient, 0x02 loaded sessions,
     /// 0x03 saved sessions), asked over the link outside any hcall: the ground truth.
     fn tpm_handles(&self, ht: u32) -> Vec<u32> {
-        let c = get_cap_handles(ht);
-        let rsp = self
-            .hv
-            .with_link(|l| {
-                let mut out = [0u8; 4096];
-                let n = l.transact(&c, &mut out).expect("link");
-                out[..n].to_vec()
-            })
-            .unwrap();
-        handles_of(&rsp)
+        handles_of(&self.over_link(&get_cap_handles(ht)))
+    }
+
+    /// EXECUTE `c` as `who` up to `max` times, until it is refused: how many succeeded,
+    /// and the refusal (None if all `max` succeeded).
+    fn until_refused(&self, who: CallerId, c: &[u8], max: usize) -> (usize, Option<Out>) {
+        for done in 0..max {
+            let o = self.exec(who, c);
+            if !o.ok() {
+                return (done, Some(o));
+            }
+        }
+        (max, None)
     }
 
     /// The handles of type `ht` that `who` is shown through H_TPM_COMM.
@@ -266,6 +298,10 @@ fn primary() -> Vec<u8> {
     create_primary_with(TPM_RH_NULL, &ecc_storage())
 }
 
+fn hmac_primary() -> Vec<u8> {
+    create_primary_with(TPM_RH_NULL, &hmac_key())
+}
+
 fn hmac(key: u32, data: &[u8]) -> Vec<u8> {
     let mut p = Vec::new();
     p.extend_from_slice(&(data.len() as u16).to_be_bytes());
@@ -331,15 +367,7 @@ fn policy_commands(s: u32) -> Vec<(&'static str, Vec<u8>)> {
 /// GetCapability(TPM_CAP_TPM_PROPERTIES, `first`, `n`) over the link: (property, value) pairs.
 fn properties(rig: &Rig, first: u32, n: u32) -> Vec<(u32, u32)> {
     let p = [6u32, first, n].map(u32::to_be_bytes).concat();
-    let c = cmd(0x17A, &[], &[], &p);
-    let rsp = rig
-        .hv
-        .with_link(|l| {
-            let mut out = [0u8; 4096];
-            let k = l.transact(&c, &mut out).expect("link");
-            out[..k].to_vec()
-        })
-        .unwrap();
+    let rsp = rig.over_link(&cmd(0x17A, &[], &[], &p));
     let count = wire::u32_at(&rsp, 15).unwrap() as usize;
     (0..count)
         .map(|i| {
@@ -366,9 +394,7 @@ fn tpm_capacity_as_measured() {
     assert!(get(0x114) > Some(pefbox::hv::REGAP_AT as usize));
     // The size of saved contexts (what a context-swapping RM would keep per handle).
     let key = rig.exec(G, &primary()).handle();
-    let hmac_key = rig
-        .exec(G, &create_primary_with(TPM_RH_NULL, &hmac_key()))
-        .handle();
+    let hmac_key = rig.exec(G, &hmac_primary()).handle();
     let sess = rig.exec(H, &start_session(1)).handle();
     let rsa = rig
         .exec(K, &create_primary_with(TPM_RH_NULL, &rsa_storage()))
@@ -399,15 +425,7 @@ fn tpm_capacity_as_measured() {
 fn allowlist_layouts_match_the_tpms_own_command_attributes() {
     let rig = Rig::new();
     let p = [2u32, 0x11F, 256].map(u32::to_be_bytes).concat();
-    let c = cmd(0x17A, &[], &[], &p);
-    let rsp = rig
-        .hv
-        .with_link(|l| {
-            let mut out = [0u8; 4096];
-            let k = l.transact(&c, &mut out).expect("link");
-            out[..k].to_vec()
-        })
-        .unwrap();
+    let rsp = rig.over_link(&cmd(0x17A, &[], &[], &p));
     assert_eq!(wire::u32_at(&rsp, 6), Some(0));
     let count = wire::u32_at(&rsp, 15).unwrap() as usize;
     let attrs: std::collections::HashMap<u32, u32> = (0..count)
@@ -465,9 +483,7 @@ fn every_caller_holds_more_objects_than_the_tpm_and_uses_each() {
     let mut keys = Vec::new();
     for &c in &callers {
         for _ in 0..pefbox::hv::OBJECTS_PER_CALLER {
-            let k = rig
-                .exec(c, &create_primary_with(TPM_RH_NULL, &hmac_key()))
-                .handle();
+            let k = rig.exec(c, &hmac_primary()).handle();
             keys.push((c, k));
         }
     }
@@ -511,10 +527,8 @@ fn every_caller_holds_more_objects_than_the_tpm_and_uses_each() {
     let child = rig.exec(G, &cmd(0x157, &[parent], PW, &blobs)).handle();
     println!("G: parent {parent:#x}, child {child:#x} loaded under the swapped parent");
     assert!(rig.exec(G, &hmac(child, b"child")).ok());
-    for &c in &callers {
-        assert_eq!(rig.close(c), H_SUCCESS);
-    }
-    assert_eq!(rig.tpm_handles(0x80), Vec::<u32>::new());
+    rig.close_all(&callers);
+    rig.assert_tpm_holds_none(&[0x80]);
 }
 
 #[test]
@@ -556,12 +570,9 @@ fn every_caller_holds_more_sessions_than_the_tpm_loads_and_uses_each() {
     let k = sessions.iter().find(|(c, _)| *c == K).unwrap().1;
     assert!(rig.exec(K, &flush(k)).ok());
     assert!(rig.exec(K, &start_session(0)).ok());
-    assert_eq!(rig.tpm_handles(0x02), Vec::<u32>::new());
-    for &c in &callers {
-        assert_eq!(rig.close(c), H_SUCCESS);
-    }
-    assert_eq!(rig.tpm_handles(0x02), Vec::<u32>::new());
-    assert_eq!(rig.tpm_handles(0x03), Vec::<u32>::new());
+    rig.assert_tpm_holds_none(&[0x02]);
+    rig.close_all(&callers);
+    rig.assert_tpm_holds_none(&[0x02, 0x03]);
 }
 
 /// swtpm refuses to save any session once the oldest saved one is TPM_PT_CONTEXT_GAP_MAX
@@ -595,10 +606,8 @@ fn an_idle_ultravisor_session_survives_the_tpms_context_gap() {
         "the guest's session was refused: {refused:?}"
     );
     assert!(o.ok(), "the ultravisor's session was lost: {o}");
-    for c in [G, UV] {
-        assert_eq!(rig.close(c), H_SUCCESS);
-    }
-    assert_eq!(rig.tpm_handles(0x03), Vec::<u32>::new());
+    rig.close_all(&[G, UV]);
+    rig.assert_tpm_holds_none(&[0x03]);
 }
 
 // ---- One test per finding ----
@@ -631,9 +640,7 @@ fn a_guest_cannot_restart_or_satisfy_the_ultravisors_policy_session() {
 #[test]
 fn a_guest_cannot_use_another_callers_key_or_session() {
     let rig = Rig::new();
-    let key = rig
-        .exec(G, &create_primary_with(TPM_RH_NULL, &hmac_key()))
-        .handle();
+    let key = rig.exec(G, &hmac_primary()).handle();
     let mine = rig.exec(G, &hmac(key, b"hello"));
     assert!(mine.ok(), "{mine}");
     let n = sent();
@@ -790,9 +797,7 @@ fn hash_and_hmac_sequences_are_tracked_and_flushed_on_close() {
     assert!(next.ok());
 
     // HMAC_Start is tracked the same way; SequenceComplete ends (forgets) a sequence.
-    let key = rig
-        .exec(K, &create_primary_with(TPM_RH_NULL, &hmac_key()))
-        .handle();
+    let key = rig.exec(K, &hmac_primary()).handle();
     let seq = rig
         .exec(K, &cmd(0x15B, &[key], PW, &[0, 0, 0x00, 0x0B]))
         .handle();
@@ -803,41 +808,20 @@ fn hash_and_hmac_sequences_are_tracked_and_flushed_on_close() {
     );
     assert!(done.ok(), "SequenceComplete: {done}");
     assert_eq!(rig.hv.tracked_handles(K), 1);
-    assert_eq!(rig.close(K), H_SUCCESS);
-    assert_eq!(rig.close(H), H_SUCCESS);
-    assert_eq!(rig.tpm_handles(0x80), Vec::<u32>::new());
+    rig.close_all(&[K, H]);
+    rig.assert_tpm_holds_none(&[0x80]);
 }
 
 #[test]
 fn one_caller_cannot_exhaust_objects_or_sessions() {
     let rig = Rig::new();
-    let mut objects = 0;
-    let mut last = None;
-    for _ in 0..5 {
-        let o = rig.exec(G, &primary());
-        if o.ok() {
-            objects += 1;
-        } else {
-            last = Some(o);
-            break;
-        }
-    }
+    let (objects, last) = rig.until_refused(G, &primary(), 5);
     println!("guest G: {objects} objects, then {last:?}");
     let other = rig.exec(H, &primary());
     println!("guest H's CreatePrimary: {other}");
     let object_refusal = last.map(|o| (o.r3, o.rc()));
 
-    let mut sessions = 0;
-    let mut last = None;
-    for _ in 0..5 {
-        let o = rig.exec(G, &start_session(1));
-        if o.ok() {
-            sessions += 1;
-        } else {
-            last = Some(o);
-            break;
-        }
-    }
+    let (sessions, last) = rig.until_refused(G, &start_session(1), 5);
     println!("guest G: {sessions} sessions, then {last:?}");
     let o = rig.exec(H, &start_session(1));
     println!("guest H's StartAuthSession: {o}");
@@ -852,11 +836,8 @@ fn one_caller_cannot_exhaust_objects_or_sessions() {
         last.map(|o| (o.r3, o.rc())),
         Some((H_SUCCESS, Some(RM_SESSION_MEMORY)))
     );
-    for c in [G, H, UV] {
-        assert_eq!(rig.close(c), H_SUCCESS);
-    }
-    assert_eq!(rig.tpm_handles(0x80), Vec::<u32>::new());
-    assert_eq!(rig.tpm_handles(0x02), Vec::<u32>::new());
+    rig.close_all(&[G, H, UV]);
+    rig.assert_tpm_holds_none(&[0x80, 0x02]);
 }
 
 #[test]
@@ -882,8 +863,8 @@ fn one_partition_on_several_hardware_threads_is_one_caller() {
     );
     assert_eq!(e.rc(), Some(RM_OBJECT_MEMORY));
     assert!(rig.exec(CallerId::of(2, 3), &read_public(a)).ok());
-    assert_eq!(rig.close(CallerId::of(2, 3)), H_SUCCESS);
-    assert_eq!(rig.tpm_handles(0x80), Vec::<u32>::new());
+    rig.close_all(&[CallerId::of(2, 3)]);
+    rig.assert_tpm_holds_none(&[0x80]);
 }
 
 #[test]
@@ -968,8 +949,8 @@ fn abrmd_max_transient_objects_per_caller() {
     assert_eq!(refusal.rc(), Some(RM_OBJECT_MEMORY));
     assert!(rig.exec(G, &flush(made[0])).ok());
     assert!(rig.exec(G, &primary()).ok());
-    assert_eq!(rig.close(G), H_SUCCESS);
-    assert_eq!(rig.tpm_handles(0x80), Vec::<u32>::new());
+    rig.close_all(&[G]);
+    rig.assert_tpm_holds_none(&[0x80]);
 }
 
 #[test]
@@ -986,8 +967,7 @@ fn abrmd_a_session_from_a_closed_caller_is_unusable() {
     let o = rig.exec(H, &cmd(0x173, &[TPM_RH_NULL], &[(s, CONTINUE)], &[]));
     println!("H names G's old session {s:#x}: {o}");
     assert!(!o.ok());
-    assert_eq!(rig.tpm_handles(0x02), Vec::<u32>::new());
-    assert_eq!(rig.tpm_handles(0x03), Vec::<u32>::new());
+    rig.assert_tpm_holds_none(&[0x02, 0x03]);
 }
 
 // ---- Soak ----
@@ -1107,9 +1087,7 @@ fn soak_four_callers_ten_thousand_hcalls() {
             }
         }
     }
-    for c in callers {
-        assert_eq!(rig.close(c), H_SUCCESS);
-    }
+    rig.close_all(&callers);
     let leaked =
         rig.tpm_handles(0x80).len() + rig.tpm_handles(0x02).len() + rig.tpm_handles(0x03).len();
     println!(

@@ -17,15 +17,16 @@
 
 mod common;
 
+use common::cli::pef_in;
 use common::image;
+use common::tpm::platform_evict;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pefbox::fw::WRAPPING_HANDLE;
-use pefbox::tpm::consts::rh;
 use pefbox::tpm::entropy::FromRng;
-use pefbox::tpm::{Auth, Object, Tpm, Transport};
+use pefbox::tpm::{Auth, Tpm, Transport};
 use rand::rngs::OsRng;
 use tests_qemu::launcher::{self, RunConfig, RunReport};
 use tests_qemu::relay::RelayFault;
@@ -231,26 +232,9 @@ fn boot_level_fail_closed_campaign() {
 #[test]
 fn launcher_says_new_key_and_refuses_an_old_layout_key() {
     let work = scratch("words");
+    // The TPM state is `work/tpm` (see pef_in).
     let state = work.join("tpm");
-    let img = image();
-    let pef = |extra: &[&str]| {
-        let mut args = vec![
-            "run",
-            "--image",
-            img.to_str().unwrap(),
-            "--tpm-state",
-            state.to_str().unwrap(),
-            "--log-dir",
-            work.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        std::process::Command::new(env!("CARGO_BIN_EXE_pef"))
-            .args(&args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    };
-    let o = pef(&[]);
+    let o = pef_in(&work, &["run"]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(o.status.code(), Some(0), "{out}");
     let after_summary = out
@@ -267,10 +251,8 @@ fn launcher_says_new_key_and_refuses_an_old_layout_key() {
         let sw = tests_qemu::swtpm::Swtpm::start_in(&state).unwrap();
         let mut t = Tpm::new(sw.connect().unwrap());
         t.seed_entropy(&mut FromRng(OsRng)).unwrap();
-        let platform = Object::permanent(rh::PLATFORM);
         let (k, _) = t.read_public(WRAPPING_HANDLE).unwrap();
-        t.evict_control(&platform, &mut [Auth::Password(b"")], &k, WRAPPING_HANDLE)
-            .unwrap();
+        platform_evict(&mut t, &k, WRAPPING_HANDLE).unwrap();
         let (parent, _) = t.read_public(pefbox::fw::PARENT_HANDLE).unwrap();
         let legacy = pefbox::fw::legacy_wrapping_policy();
         let template = pefbox::tpm::Template::rsa_oaep(pefbox::fw::WRAPPING_ATTRIBUTES, &legacy);
@@ -278,13 +260,12 @@ fn launcher_says_new_key_and_refuses_an_old_layout_key() {
             .create(&parent, &mut [Auth::Password(b"")], &template, b"")
             .unwrap();
         let o = t.load(&parent, &mut [Auth::Password(b"")], &blob).unwrap();
-        t.evict_control(&platform, &mut [Auth::Password(b"")], &o, WRAPPING_HANDLE)
-            .unwrap();
+        platform_evict(&mut t, &o, WRAPPING_HANDLE).unwrap();
         t.flush_context(o.handle).unwrap();
         drop(t);
         launcher::orderly_shutdown(&sw).unwrap();
     }
-    let o = pef(&[]);
+    let o = pef_in(&work, &["run"]);
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
     assert_eq!(o.status.code(), Some(1), "{out}");
     let line = out

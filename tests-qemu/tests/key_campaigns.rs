@@ -491,6 +491,16 @@ fn host_attempts(sw: &Swtpm, e: &Earlier) -> Vec<Try> {
     out
 }
 
+/// The number of TPM commands of a first boot (a fresh state in a scratch directory `tag`).
+fn first_boot_commands(tag: &str) -> usize {
+    let dir = scratch(tag);
+    let sw = Swtpm::start_in(&dir).unwrap();
+    let (_, n, _) = boot(&sw, Fault::None, false);
+    drop(sw);
+    let _ = std::fs::remove_dir_all(&dir);
+    n
+}
+
 /// A provisioned template state: boot 1 (fresh, recorded) and boot 2, a lockbox sealed.
 /// Returns the state directory and what the host knows of boots 1 and 2.
 fn template(tag: &str) -> (PathBuf, Earlier, usize) {
@@ -526,14 +536,7 @@ fn template(tag: &str) -> (PathBuf, Earlier, usize) {
 fn fail_closed_campaign() {
     let (tpl, e, n) = template("fail");
     // The number of commands of a first boot (fresh state), for TESTING at each of them.
-    let first_n = {
-        let dir = scratch("first");
-        let sw = Swtpm::start_in(&dir).unwrap();
-        let (_, n, _) = boot(&sw, Fault::None, false);
-        drop(sw);
-        let _ = std::fs::remove_dir_all(&dir);
-        n
-    };
+    let first_n = first_boot_commands("first");
     let mut faults = Vec::new();
     faults.push((
         "entropy failure".to_string(),
@@ -542,23 +545,18 @@ fn fail_closed_campaign() {
         Setup::None,
         true,
     ));
-    for k in 0..n {
-        faults.push((
-            format!("TPM_RC_TESTING x40 at command {k}"),
-            Fault::Testing { k, n: 40 },
-            false,
-            Setup::None,
-            true,
-        ));
-    }
-    for k in 0..first_n {
-        faults.push((
-            format!("first boot, TPM_RC_TESTING x40 at command {k}"),
-            Fault::Testing { k, n: 40 },
-            false,
-            Setup::None,
-            false,
-        ));
+    // At each command of a boot with the keys present (on the provisioned template), then
+    // of a first boot (fresh state).
+    for (boot, commands, provisioned) in [("", n, true), ("first boot, ", first_n, false)] {
+        for k in 0..commands {
+            faults.push((
+                format!("{boot}TPM_RC_TESTING x40 at command {k}"),
+                Fault::Testing { k, n: 40 },
+                false,
+                Setup::None,
+                provisioned,
+            ));
+        }
     }
     for setup in [
         Setup::ForeignParent,
@@ -678,14 +676,7 @@ fn power_cut_campaign() {
 /// with must open a blob sealed to it after the next reset.
 #[test]
 fn power_cut_during_first_creation() {
-    let first_n = {
-        let dir = scratch("first-n");
-        let sw = Swtpm::start_in(&dir).unwrap();
-        let (_, n, _) = boot(&sw, Fault::None, false);
-        drop(sw);
-        let _ = std::fs::remove_dir_all(&dir);
-        n
-    };
+    let first_n = first_boot_commands("first-n");
     let mut recovered = 0usize;
     for k in 1..=first_n {
         let dir = scratch("first-cut");
@@ -914,14 +905,7 @@ fn snoop_first_boot_and_ultravisor_find_no_secret_on_the_link() {
 
     // Control: the search does find the door authValue once it is sent in clear.
     let (nv, _) = uv.nv_read_public(fw::NV_HANDLE).unwrap();
-    let mut ps = uv
-        .start_auth_session(
-            SaltKey::None,
-            None,
-            SessionKind::Policy,
-            sa::CONTINUE_SESSION,
-        )
-        .unwrap();
+    let mut ps = common::tpm::unsalted_session(&mut uv, SessionKind::Policy);
     let _ = uv.policy_secret(&nv, &mut ps, &mut [Auth::Password(&p.secrets.nv_auth[..])]);
     let _ = uv.flush_session(&mut ps);
     assert!(leaks(&uv.transport_mut().log, &p.secrets.nv_auth[..], 12));

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::tpm::handles_in;
+use common::tpm::{decrypt, handles_in, salt_key, unsalted_session};
 use pefbox::tpm::consts::{attr, cap, cc, rh, sa, su};
 use pefbox::tpm::crypto;
 use pefbox::tpm::entropy::{EntropyError, EntropySource, FromRng, Mixer};
@@ -90,6 +90,80 @@ fn expect_tpm_error<T: std::fmt::Debug>(r: Result<T, Error>) -> rc::ResponseCode
     }
 }
 
+/// An RSA or ECC storage primary's template.
+fn storage_template(ecc: bool) -> Template<'static> {
+    if ecc {
+        Template::ecc_storage()
+    } else {
+        Template::rsa_storage()
+    }
+}
+
+/// `TPM2_CreatePrimary` under the owner hierarchy (empty owner password) with authValue `auth`.
+fn owner_primary<T: Transport>(
+    tpm: &mut Tpm<T>,
+    template: &Template<'_>,
+    auth: &[u8],
+) -> Result<Object, Error> {
+    tpm.create_primary(&owner(), &mut [Auth::Password(b"")], template, auth)
+        .map(|(o, _)| o)
+}
+
+/// A random `N`-byte message and its RSA-OAEP encryption to the key with `public`.
+fn sealed_message<const N: usize>(public: &[u8]) -> ([u8; N], Vec<u8>) {
+    let mut msg = [0u8; N];
+    OsRng.fill_bytes(&mut msg);
+    let ct = oaep_encrypt(public, &msg, &mut OsRng);
+    (msg, ct)
+}
+
+/// PolicyCommandCode(`code`), PolicyAuthValue, then PolicyOR over `branches` on `ps`: the
+/// branch of the key's policy for `code`.
+fn satisfy_branch<T: Transport>(
+    tpm: &mut Tpm<T>,
+    ps: &mut Session,
+    code: u32,
+    branches: &[policy::PolicyDigest],
+) -> Result<(), Error> {
+    tpm.policy_command_code(ps, code)?;
+    tpm.policy_auth_value(ps)?;
+    tpm.policy_or(ps, branches)
+}
+
+/// Creates and loads, under `parent` (password `parent_auth`), an RSA-OAEP decryption key
+/// with authValue [`KEY_AUTH`], authPolicy `policy` and the attributes `extra` on top of
+/// [`decrypt_key_template`]'s.
+fn load_decrypt_key<T: Transport>(
+    tpm: &mut Tpm<T>,
+    parent: &Object,
+    parent_auth: &[u8],
+    policy: &[u8],
+    extra: u32,
+) -> (KeyBlob, Object) {
+    let blob = tpm
+        .create(
+            parent,
+            &mut [Auth::Password(parent_auth)],
+            &decrypt_key_template(policy, extra),
+            KEY_AUTH,
+        )
+        .unwrap();
+    let key = tpm
+        .load(parent, &mut [Auth::Password(parent_auth)], &blob)
+        .unwrap();
+    (blob, key)
+}
+
+/// `TPM2_EvictControl` of `object` at [`PERSISTENT`] (there, or back if it is the persistent
+/// one), the owner authorized through `s` with the empty owner authValue.
+fn owner_evict<T: Transport>(
+    tpm: &mut Tpm<T>,
+    s: &mut Session,
+    object: &Object,
+) -> Result<Option<Object>, Error> {
+    tpm.evict_control(&owner(), &mut [Auth::session(s, b"")], object, PERSISTENT)
+}
+
 fn decrypt_key_template(policy: &[u8], extra: u32) -> Template<'_> {
     Template::rsa_oaep(
         attr::FIXED_TPM
@@ -105,27 +179,10 @@ fn decrypt_key_template(policy: &[u8], extra: u32) -> Template<'_> {
 /// The salted, bound, encrypting HMAC session flow, for either salt key type.
 fn salted_bound_session_flow(ecc: bool) {
     let (_sw, mut tpm) = start();
-    let template = if ecc {
-        Template::ecc_storage()
-    } else {
-        Template::rsa_storage()
-    };
-    let (primary, _) = tpm
-        .create_primary(&owner(), &mut [Auth::Password(b"")], &template, PARENT_AUTH)
-        .unwrap();
+    let primary = owner_primary(&mut tpm, &storage_template(ecc), PARENT_AUTH).unwrap();
     // The pinned Name: in the product it comes from provisioning; here from CreatePrimary.
     let pinned = primary.name.clone();
-    let salt = if ecc {
-        SaltKey::Ecc {
-            handle: primary.handle,
-            pinned_name: pinned.as_bytes(),
-        }
-    } else {
-        SaltKey::Rsa {
-            handle: primary.handle,
-            pinned_name: pinned.as_bytes(),
-        }
-    };
+    let salt = salt_key(ecc, primary.handle, pinned.as_bytes());
     let mut s = tpm
         .start_auth_session(
             salt,
@@ -150,24 +207,17 @@ fn salted_bound_session_flow(ecc: bool) {
         .unwrap();
     assert_eq!(key.handle >> 24, 0x80);
 
-    let mut msg = [0u8; 32];
-    OsRng.fill_bytes(&mut msg);
-    let ct = oaep_encrypt(&blob.public, &msg, &mut OsRng);
-    let mut out = [0u8; 512];
-    let n = tpm
-        .rsa_decrypt(
-            &key,
-            &mut [Auth::session(&mut s, KEY_AUTH)],
-            &ct,
-            &[],
-            &mut out,
-        )
-        .unwrap();
-    assert_eq!(
-        &out[..n],
-        &msg,
-        "RSA_Decrypt through the session returns the plaintext"
-    );
+    let (msg, ct) = sealed_message::<32>(&blob.public);
+    let decrypts = |tpm: &mut Tpm<Recorder<SwtpmConn>>, s: &mut Session| {
+        let mut out = [0u8; 512];
+        let n = decrypt(tpm, &key, Auth::session(s, KEY_AUTH), &ct, &mut out).unwrap();
+        assert_eq!(
+            &out[..n],
+            &msg,
+            "RSA_Decrypt through the session returns the plaintext"
+        );
+    };
+    decrypts(&mut tpm, &mut s);
 
     // What crossed the wire: the key's authValue (in Create's encrypted first
     // parameter) and the plaintext (in RSA_Decrypt's encrypted response) never in clear.
@@ -178,40 +228,22 @@ fn salted_bound_session_flow(ecc: bool) {
 
     // A wrong authValue is refused by the TPM (the HMAC it checks differs) and the
     // session survives the failure.
-    let code = expect_tpm_error(tpm.rsa_decrypt(
+    let code = expect_tpm_error(decrypt(
+        &mut tpm,
         &key,
-        &mut [Auth::session(&mut s, b"wrong")],
+        Auth::session(&mut s, b"wrong"),
         &ct,
-        &[],
-        &mut out,
+        &mut [0u8; 512],
     ));
     // (noDA key: TPM_RC_BAD_AUTH rather than the lockout-counting TPM_RC_AUTH_FAIL)
     assert_eq!(code.base(), rc::RC_BAD_AUTH, "{code}");
     assert_eq!(code.subject(), Subject::Session(1));
     assert!(code.to_string().starts_with("TPM_RC_BAD_AUTH (session 1)"));
-    let n = tpm
-        .rsa_decrypt(
-            &key,
-            &mut [Auth::session(&mut s, KEY_AUTH)],
-            &ct,
-            &[],
-            &mut out,
-        )
-        .unwrap();
-    assert_eq!(&out[..n], &msg);
+    decrypts(&mut tpm, &mut s);
 
     // Ending the session with continueSession clear closes it on the TPM too.
     s.set_attributes(sa::ENCRYPT);
-    let n = tpm
-        .rsa_decrypt(
-            &key,
-            &mut [Auth::session(&mut s, KEY_AUTH)],
-            &ct,
-            &[],
-            &mut out,
-        )
-        .unwrap();
-    assert_eq!(&out[..n], &msg);
+    decrypts(&mut tpm, &mut s);
     assert!(!s.is_open());
     assert!(handles_in(&mut tpm, rh::HMAC_SESSION_FIRST).is_empty());
     tpm.flush_context(key.handle).unwrap();
@@ -232,22 +264,8 @@ fn ecc_salted_bound_hmac_session_creates_loads_and_decrypts() {
 #[test]
 fn salting_to_a_key_whose_name_is_not_the_pinned_one_is_refused_before_any_use() {
     let (_sw, mut tpm) = start();
-    let (a, _) = tpm
-        .create_primary(
-            &owner(),
-            &mut [Auth::Password(b"")],
-            &Template::rsa_storage(),
-            b"",
-        )
-        .unwrap();
-    let (b, _) = tpm
-        .create_primary(
-            &owner(),
-            &mut [Auth::Password(b"")],
-            &Template::ecc_storage(),
-            b"",
-        )
-        .unwrap();
+    let a = owner_primary(&mut tpm, &Template::rsa_storage(), b"").unwrap();
+    let b = owner_primary(&mut tpm, &Template::ecc_storage(), b"").unwrap();
     let before = tpm.transport_mut().log.len();
     let r = tpm.start_auth_session(
         SaltKey::Rsa {
@@ -287,14 +305,7 @@ fn policy_or_session_decrypts_changes_auth_and_key_persists_and_evicts() {
     let key_policy = policy::or(&[a, b]).unwrap();
 
     // The client's policy arithmetic equals the TPM's (trial session).
-    let mut trial = tpm
-        .start_auth_session(
-            SaltKey::None,
-            None,
-            SessionKind::Trial,
-            sa::CONTINUE_SESSION,
-        )
-        .unwrap();
+    let mut trial = unsalted_session(&mut tpm, SessionKind::Trial);
     tpm.policy_command_code(&mut trial, cc::RSA_DECRYPT)
         .unwrap();
     tpm.policy_auth_value(&mut trial).unwrap();
@@ -316,48 +327,32 @@ fn policy_or_session_decrypts_changes_auth_and_key_persists_and_evicts() {
     );
     tpm.flush_session(&mut trial).unwrap();
 
-    let (primary, _) = tpm
-        .create_primary(
-            &owner(),
-            &mut [Auth::Password(b"")],
-            &Template::ecc_storage(),
-            PARENT_AUTH,
-        )
-        .unwrap();
+    let primary = owner_primary(&mut tpm, &Template::ecc_storage(), PARENT_AUTH).unwrap();
     let pinned = primary.name.clone();
-    let salt = SaltKey::Ecc {
-        handle: primary.handle,
-        pinned_name: pinned.as_bytes(),
-    };
-    let blob = tpm
-        .create(
-            &primary,
-            &mut [Auth::Password(PARENT_AUTH)],
-            &decrypt_key_template(&key_policy, attr::ADMIN_WITH_POLICY),
-            KEY_AUTH,
-        )
-        .unwrap();
+    let salt = salt_key(true, primary.handle, pinned.as_bytes());
+    let (blob, key) = load_decrypt_key(
+        &mut tpm,
+        &primary,
+        PARENT_AUTH,
+        &key_policy,
+        attr::ADMIN_WITH_POLICY,
+    );
     assert_eq!(
         Public::parse(&blob.public).unwrap().auth_policy,
         &key_policy
     );
-    let key = tpm
-        .load(&primary, &mut [Auth::Password(PARENT_AUTH)], &blob)
-        .unwrap();
-    let mut msg = [0u8; 48];
-    OsRng.fill_bytes(&mut msg);
-    let ct = oaep_encrypt(&blob.public, &msg, &mut OsRng);
+    let (msg, ct) = sealed_message::<48>(&blob.public);
     let mut out = [0u8; 512];
 
     // userWithAuth is clear: an HMAC session cannot use the key.
     let mut hs = tpm
         .start_auth_session(salt, None, SessionKind::Hmac, sa::CONTINUE_SESSION)
         .unwrap();
-    let code = expect_tpm_error(tpm.rsa_decrypt(
+    let code = expect_tpm_error(decrypt(
+        &mut tpm,
         &key,
-        &mut [Auth::session(&mut hs, KEY_AUTH)],
+        Auth::session(&mut hs, KEY_AUTH),
         &ct,
-        &[],
         &mut out,
     ));
     assert_eq!(code.0, rc::RC_AUTH_UNAVAILABLE, "{code}");
@@ -377,10 +372,8 @@ fn policy_or_session_decrypts_changes_auth_and_key_persists_and_evicts() {
                  key: &Object,
                  auth: &[u8],
                  out: &mut [u8]| {
-        tpm.policy_command_code(ps, cc::RSA_DECRYPT)?;
-        tpm.policy_auth_value(ps)?;
-        tpm.policy_or(ps, &[a, b])?;
-        tpm.rsa_decrypt(key, &mut [Auth::session(ps, auth)], &ct, &[], out)
+        satisfy_branch(tpm, ps, cc::RSA_DECRYPT, &[a, b])?;
+        decrypt(tpm, key, Auth::session(ps, auth), &ct, out)
     };
     let before = tpm.transport_mut().log.len();
     let n = run_a(&mut tpm, &mut ps, &key, KEY_AUTH, &mut out).unwrap();
@@ -393,9 +386,7 @@ fn policy_or_session_decrypts_changes_auth_and_key_persists_and_evicts() {
     assert_eq!(code.base(), rc::RC_BAD_AUTH, "{code}");
     tpm.policy_restart(&mut ps).unwrap();
     // Branch A's policy does not authorize ObjectChangeAuth.
-    tpm.policy_command_code(&mut ps, cc::RSA_DECRYPT).unwrap();
-    tpm.policy_auth_value(&mut ps).unwrap();
-    tpm.policy_or(&mut ps, &[a, b]).unwrap();
+    satisfy_branch(&mut tpm, &mut ps, cc::RSA_DECRYPT, &[a, b]).unwrap();
     let code = expect_tpm_error(tpm.object_change_auth(
         &key,
         &primary,
@@ -407,10 +398,7 @@ fn policy_or_session_decrypts_changes_auth_and_key_persists_and_evicts() {
 
     // Branch B: ObjectChangeAuth, the new authValue sent encrypted.
     ps.set_attributes(ALL_SESSION_ATTRS);
-    tpm.policy_command_code(&mut ps, cc::OBJECT_CHANGE_AUTH)
-        .unwrap();
-    tpm.policy_auth_value(&mut ps).unwrap();
-    tpm.policy_or(&mut ps, &[a, b]).unwrap();
+    satisfy_branch(&mut tpm, &mut ps, cc::OBJECT_CHANGE_AUTH, &[a, b]).unwrap();
     let before = tpm.transport_mut().log.len();
     let new_private = tpm
         .object_change_auth(
@@ -446,13 +434,7 @@ fn policy_or_session_decrypts_changes_auth_and_key_persists_and_evicts() {
     let mut hs = tpm
         .start_auth_session(salt, None, SessionKind::Hmac, sa::CONTINUE_SESSION)
         .unwrap();
-    let persisted = tpm
-        .evict_control(
-            &owner(),
-            &mut [Auth::session(&mut hs, b"")],
-            &key2,
-            PERSISTENT,
-        )
+    let persisted = owner_evict(&mut tpm, &mut hs, &key2)
         .unwrap()
         .expect("persisted");
     assert_eq!(persisted.handle, PERSISTENT);
@@ -462,14 +444,7 @@ fn policy_or_session_decrypts_changes_auth_and_key_persists_and_evicts() {
     assert_eq!(read_back.name, key.name);
     let n = run_a(&mut tpm, &mut ps, &persisted, NEW_KEY_AUTH, &mut out).unwrap();
     assert_eq!(&out[..n], &msg, "the persistent key decrypts");
-    let gone = tpm
-        .evict_control(
-            &owner(),
-            &mut [Auth::session(&mut hs, b"")],
-            &persisted,
-            PERSISTENT,
-        )
-        .unwrap();
+    let gone = owner_evict(&mut tpm, &mut hs, &persisted).unwrap();
     assert!(gone.is_none());
     assert!(!handles_in(&mut tpm, rh::PERSISTENT_FIRST).contains(&PERSISTENT));
 
@@ -488,9 +463,7 @@ fn pcr_extend_through_an_hmac_session_and_read_back() {
     let (counter0, read, n) = tpm.pcr_read(&sel, &mut vals).unwrap();
     assert_eq!((n, read), (1, Some(sel)));
     let old = vals[0];
-    let mut s = tpm
-        .start_auth_session(SaltKey::None, None, SessionKind::Hmac, sa::CONTINUE_SESSION)
-        .unwrap();
+    let mut s = unsalted_session(&mut tpm, SessionKind::Hmac);
     let mut d = [0u8; 32];
     OsRng.fill_bytes(&mut d);
     tpm.pcr_extend(16, &mut [Auth::session(&mut s, b"")], &d)
@@ -537,14 +510,7 @@ fn capabilities_random_and_response_codes() {
 #[test]
 fn swtpm_restart_keeps_persistent_state_and_drops_transient() {
     let (mut sw, mut tpm) = start();
-    let (primary, _) = tpm
-        .create_primary(
-            &owner(),
-            &mut [Auth::Password(b"")],
-            &Template::ecc_storage(),
-            b"",
-        )
-        .unwrap();
+    let primary = owner_primary(&mut tpm, &Template::ecc_storage(), b"").unwrap();
     tpm.evict_control(&owner(), &mut [Auth::Password(b"")], &primary, PERSISTENT)
         .unwrap();
     drop(tpm);
@@ -611,18 +577,10 @@ impl Transport for Replay<'_> {
 fn tamper_flow<T: Transport>(tpm: &mut Tpm<T>) -> Result<(), Error> {
     tpm.seed_entropy(&mut FakeFixedEntropy)?;
     let mut host_rng = StdRng::seed_from_u64(7);
-    let (rsa_primary, _) = tpm.create_primary(
-        &owner(),
-        &mut [Auth::Password(b"")],
-        &Template::rsa_storage(),
-        PARENT_AUTH,
-    )?;
+    let rsa_primary = owner_primary(tpm, &Template::rsa_storage(), PARENT_AUTH)?;
     let rsa_name = rsa_primary.name.clone();
     let mut s = tpm.start_auth_session(
-        SaltKey::Rsa {
-            handle: rsa_primary.handle,
-            pinned_name: rsa_name.as_bytes(),
-        },
+        salt_key(false, rsa_primary.handle, rsa_name.as_bytes()),
         Some((&rsa_primary, PARENT_AUTH)),
         SessionKind::Hmac,
         ALL_SESSION_ATTRS,
@@ -644,56 +602,32 @@ fn tamper_flow<T: Transport>(tpm: &mut Tpm<T>) -> Result<(), Error> {
     let msg = [0x42u8; 32];
     let ct = oaep_encrypt(&blob.public, &msg, &mut host_rng);
     let mut out = [0u8; 512];
-    let n = tpm.rsa_decrypt(
-        &key,
-        &mut [Auth::session(&mut s, KEY_AUTH)],
-        &ct,
-        &[],
-        &mut out,
-    )?;
+    let n = decrypt(tpm, &key, Auth::session(&mut s, KEY_AUTH), &ct, &mut out)?;
     assert_eq!(
         &out[..n],
         &msg,
         "a tampered response must never yield a wrong value"
     );
 
-    let (ecc_primary, _) = tpm.create_primary(
-        &owner(),
-        &mut [Auth::Password(b"")],
-        &Template::ecc_storage(),
-        b"",
-    )?;
+    let ecc_primary = owner_primary(tpm, &Template::ecc_storage(), b"")?;
     let ecc_name = ecc_primary.name.clone();
     let mut ps = tpm.start_auth_session(
-        SaltKey::Ecc {
-            handle: ecc_primary.handle,
-            pinned_name: ecc_name.as_bytes(),
-        },
+        salt_key(true, ecc_primary.handle, ecc_name.as_bytes()),
         None,
         SessionKind::Policy,
         sa::CONTINUE_SESSION | sa::ENCRYPT,
     )?;
     // The salt key is not needed once the session exists (swtpm has 3 object slots).
     tpm.flush_context(ecc_primary.handle)?;
-    tpm.policy_command_code(&mut ps, cc::RSA_DECRYPT)?;
-    tpm.policy_auth_value(&mut ps)?;
-    tpm.policy_or(&mut ps, &[a, b])?;
-    let n = tpm.rsa_decrypt(
-        &key,
-        &mut [Auth::session(&mut ps, KEY_AUTH)],
-        &ct,
-        &[],
-        &mut out,
-    )?;
+    satisfy_branch(tpm, &mut ps, cc::RSA_DECRYPT, &[a, b])?;
+    let n = decrypt(tpm, &key, Auth::session(&mut ps, KEY_AUTH), &ct, &mut out)?;
     assert_eq!(
         &out[..n],
         &msg,
         "a tampered response must never yield a wrong value"
     );
     ps.set_attributes(ALL_SESSION_ATTRS);
-    tpm.policy_command_code(&mut ps, cc::OBJECT_CHANGE_AUTH)?;
-    tpm.policy_auth_value(&mut ps)?;
-    tpm.policy_or(&mut ps, &[a, b])?;
+    satisfy_branch(tpm, &mut ps, cc::OBJECT_CHANGE_AUTH, &[a, b])?;
     tpm.object_change_auth(
         &key,
         &rsa_primary,
@@ -702,20 +636,8 @@ fn tamper_flow<T: Transport>(tpm: &mut Tpm<T>) -> Result<(), Error> {
     )?;
     // EvictControl has no encryptable parameter: the session only authorizes it.
     s.set_attributes(sa::CONTINUE_SESSION);
-    let persisted = tpm
-        .evict_control(
-            &owner(),
-            &mut [Auth::session(&mut s, b"")],
-            &key,
-            PERSISTENT,
-        )?
-        .ok_or(Error::BadArgument)?;
-    tpm.evict_control(
-        &owner(),
-        &mut [Auth::session(&mut s, b"")],
-        &persisted,
-        PERSISTENT,
-    )?;
+    let persisted = owner_evict(tpm, &mut s, &key)?.ok_or(Error::BadArgument)?;
+    owner_evict(tpm, &mut s, &persisted)?;
     tpm.flush_session(&mut s)?;
     tpm.flush_session(&mut ps)?;
     for h in [key.handle, rsa_primary.handle] {
@@ -822,43 +744,19 @@ fn separate_encrypt_session_beside_an_authorizing_session() {
     // salted session that only encrypts both ways: the first session's HMAC then
     // covers slot 2's nonceTPM (decrypt/encrypt nonces), which the TPM checks.
     let (_sw, mut tpm) = start();
-    let (primary, _) = tpm
-        .create_primary(
-            &owner(),
-            &mut [Auth::Password(b"")],
-            &Template::rsa_storage(),
-            b"",
-        )
-        .unwrap();
-    let blob = tpm
-        .create(
-            &primary,
-            &mut [Auth::Password(b"")],
-            &decrypt_key_template(&[], attr::USER_WITH_AUTH),
-            KEY_AUTH,
-        )
-        .unwrap();
-    let key = tpm
-        .load(&primary, &mut [Auth::Password(b"")], &blob)
-        .unwrap();
-    let mut auth = tpm
-        .start_auth_session(SaltKey::None, None, SessionKind::Hmac, sa::CONTINUE_SESSION)
-        .unwrap();
+    let primary = owner_primary(&mut tpm, &Template::rsa_storage(), b"").unwrap();
+    let (blob, key) = load_decrypt_key(&mut tpm, &primary, b"", &[], attr::USER_WITH_AUTH);
+    let mut auth = unsalted_session(&mut tpm, SessionKind::Hmac);
     let name = primary.name.clone();
     let mut enc = tpm
         .start_auth_session(
-            SaltKey::Rsa {
-                handle: primary.handle,
-                pinned_name: name.as_bytes(),
-            },
+            salt_key(false, primary.handle, name.as_bytes()),
             None,
             SessionKind::Hmac,
             ALL_SESSION_ATTRS,
         )
         .unwrap();
-    let mut msg = [0u8; 32];
-    OsRng.fill_bytes(&mut msg);
-    let ct = oaep_encrypt(&blob.public, &msg, &mut OsRng);
+    let (msg, ct) = sealed_message::<32>(&blob.public);
     let mut out = [0u8; 512];
     for _ in 0..3 {
         let before = tpm.transport_mut().log.len();
@@ -898,59 +796,33 @@ fn ultravisor_unwrap_path_timing() {
     let b = branch(cc::OBJECT_CHANGE_AUTH);
     let key_policy = policy::or(&[a, b]).unwrap();
     for ecc in [false, true] {
-        let template = if ecc {
-            Template::ecc_storage()
-        } else {
-            Template::rsa_storage()
-        };
-        let (primary, _) = tpm
-            .create_primary(&owner(), &mut [Auth::Password(b"")], &template, b"")
-            .unwrap();
-        let blob = tpm
-            .create(
-                &primary,
-                &mut [Auth::Password(b"")],
-                &decrypt_key_template(&key_policy, attr::ADMIN_WITH_POLICY),
-                KEY_AUTH,
-            )
-            .unwrap();
-        let key = tpm
-            .load(&primary, &mut [Auth::Password(b"")], &blob)
-            .unwrap();
+        let primary = owner_primary(&mut tpm, &storage_template(ecc), b"").unwrap();
+        let (blob, key) = load_decrypt_key(
+            &mut tpm,
+            &primary,
+            b"",
+            &key_policy,
+            attr::ADMIN_WITH_POLICY,
+        );
         let pinned = primary.name.clone();
-        let mut msg = [0u8; 32];
-        OsRng.fill_bytes(&mut msg);
-        let ct = oaep_encrypt(&blob.public, &msg, &mut OsRng);
+        let (msg, ct) = sealed_message::<32>(&blob.public);
         let mut times = Vec::new();
         for _ in 0..15 {
             let t0 = std::time::Instant::now();
-            let salt = if ecc {
-                SaltKey::Ecc {
-                    handle: primary.handle,
-                    pinned_name: pinned.as_bytes(),
-                }
-            } else {
-                SaltKey::Rsa {
-                    handle: primary.handle,
-                    pinned_name: pinned.as_bytes(),
-                }
-            };
+            let salt = salt_key(ecc, primary.handle, pinned.as_bytes());
             let mut ps = tpm
                 .start_auth_session(salt, None, SessionKind::Policy, sa::ENCRYPT)
                 .unwrap();
-            tpm.policy_command_code(&mut ps, cc::RSA_DECRYPT).unwrap();
-            tpm.policy_auth_value(&mut ps).unwrap();
-            tpm.policy_or(&mut ps, &[a, b]).unwrap();
+            satisfy_branch(&mut tpm, &mut ps, cc::RSA_DECRYPT, &[a, b]).unwrap();
             let mut out = [0u8; 512];
-            let n = tpm
-                .rsa_decrypt(
-                    &key,
-                    &mut [Auth::session(&mut ps, KEY_AUTH)],
-                    &ct,
-                    &[],
-                    &mut out,
-                )
-                .unwrap();
+            let n = decrypt(
+                &mut tpm,
+                &key,
+                Auth::session(&mut ps, KEY_AUTH),
+                &ct,
+                &mut out,
+            )
+            .unwrap();
             times.push(t0.elapsed());
             assert_eq!(&out[..n], &msg);
             assert!(!ps.is_open());

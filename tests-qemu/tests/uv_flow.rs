@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::tpm::handles_in;
+use common::tpm::{decrypt, handles_in, platform_evict, unsalted_session};
 use pefbox::fw::{self, provision, ProvisionError, Provisioned, PARENT_HANDLE, WRAPPING_HANDLE};
 use pefbox::tpm::client::CommandSpec;
 use pefbox::tpm::consts::{cc, rh, sa};
@@ -30,7 +30,7 @@ use pefbox::tpm::crypto;
 use pefbox::tpm::entropy::FromRng;
 use pefbox::tpm::public::{PcrSelection, Public};
 use pefbox::tpm::rc::{self, ResponseCode};
-use pefbox::tpm::{Auth, Error, Object, SaltKey, SessionKind, Tpm, Transport, TransportError};
+use pefbox::tpm::{Auth, Error, Object, SessionKind, Tpm, Transport, TransportError};
 use pefbox::uv::esm::{EsmBlob, DEFAULT_RTAS};
 use pefbox::uv::svm::{self, SvmPayload};
 use pefbox::uv::unwrap::{UnwrapError, UvSession};
@@ -89,6 +89,21 @@ fn connect(sw: &Swtpm) -> TestTpm {
     tpm
 }
 
+/// A TPM reset: the client dropped, swtpm restarted on the same state, a new client.
+fn reset(sw: &mut Swtpm, tpm: TestTpm) -> TestTpm {
+    drop(tpm);
+    sw.restart().expect("restart swtpm");
+    connect(sw)
+}
+
+/// A swtpm for one test, a client on it, and the TPM provisioned through that client.
+fn provisioned() -> (Swtpm, TestTpm, Provisioned) {
+    let sw = Swtpm::start().expect("swtpm must be installed and start");
+    let mut tpm = connect(&sw);
+    let p = provision(&mut tpm).expect("provision");
+    (sw, tpm, p)
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -137,6 +152,51 @@ fn oaep_lockbox(p: &Provisioned, msg: &[u8]) -> [u8; 256] {
         .encrypt(&mut OsRng, Oaep::new::<sha2::Sha256>(), msg)
         .unwrap();
     ct.try_into().unwrap()
+}
+
+/// A random 32-byte key and its lockbox for `p`'s wrapping key.
+fn random_lockbox(p: &Provisioned) -> ([u8; 32], [u8; 256]) {
+    let mut k = [0u8; 32];
+    OsRng.fill_bytes(&mut k);
+    (k, oaep_lockbox(p, &k))
+}
+
+/// The wrapping key as an object (its handle and provisioned Name).
+fn wrapping_object(p: &Provisioned) -> Object {
+    Object {
+        handle: WRAPPING_HANDLE,
+        name: p.secrets.wrapping_name.clone(),
+    }
+}
+
+/// An ultravisor session on `tpm` for `p`: established, one unwrap of `msg`'s lockbox
+/// (which must give `msg` back), closed.
+fn unwrap_on<T: Transport>(tpm: &mut Tpm<T>, p: &Provisioned, msg: &[u8; 32]) {
+    let mut s = UvSession::establish(tpm, &p.secrets).unwrap();
+    assert_eq!(s.unwrap(tpm, &oaep_lockbox(p, msg)).unwrap(), *msg);
+    s.close(tpm).unwrap();
+}
+
+/// PolicySecret on the door index `nv` into `ps`, authorized through a one-shot unsalted
+/// HMAC session with `auth`.
+fn door_policy_secret<T: Transport>(
+    tpm: &mut Tpm<T>,
+    nv: &Object,
+    ps: &mut pefbox::tpm::Session,
+    auth: &[u8],
+) -> Result<(), Error> {
+    let mut hs = unsalted_session(tpm, SessionKind::Hmac);
+    let r = tpm.policy_secret(nv, ps, &mut [Auth::session(&mut hs, auth)]);
+    tpm.flush_session(&mut hs).unwrap();
+    r
+}
+
+/// TPM2_GetCapability(TPM_CAP_TPM_PROPERTIES) from `first`, up to `max` (property, value).
+fn properties<T: Transport>(tpm: &mut Tpm<T>, first: u32, max: usize) -> Vec<(u32, u32)> {
+    let mut props = vec![(0u32, 0u32); max];
+    let (n, _) = tpm.get_capability_properties(first, &mut props).unwrap();
+    props.truncate(n);
+    props
 }
 
 /// An ESM blob (svm-tools format) for a small random SVM, and its symmetric key.
@@ -202,7 +262,7 @@ fn no_transients_or_sessions<T: Transport>(tpm: &mut Tpm<T>) {
 #[test]
 fn provision_creates_then_reuses_and_rotates_across_tpm_resets() {
     let mut sw = Swtpm::start().expect("swtpm must be installed and start");
-    let p1 = {
+    let (p1, tpm) = {
         let mut tpm = connect(&sw);
         assert_eq!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32]);
         let t = Instant::now();
@@ -237,14 +297,7 @@ fn provision_creates_then_reuses_and_rotates_across_tpm_resets() {
         assert!(p.nv_defined);
 
         // The policy arithmetic, recomputed by the TPM itself in trial sessions.
-        let mut trial = tpm
-            .start_auth_session(
-                SaltKey::None,
-                None,
-                SessionKind::Trial,
-                sa::CONTINUE_SESSION,
-            )
-            .unwrap();
+        let mut trial = unsalted_session(&mut tpm, SessionKind::Trial);
         tpm.policy_command_code(&mut trial, cc::NV_CHANGE_AUTH)
             .unwrap();
         tpm.policy_pcr(
@@ -258,21 +311,12 @@ fn provision_creates_then_reuses_and_rotates_across_tpm_resets() {
         tpm.policy_command_code(&mut trial, cc::RSA_DECRYPT)
             .unwrap();
         // PolicySecret checks the authorization even in a trial session.
-        let mut h = tpm
-            .start_auth_session(SaltKey::None, None, SessionKind::Hmac, sa::CONTINUE_SESSION)
-            .unwrap();
-        tpm.policy_secret(
-            &nv,
-            &mut trial,
-            &mut [Auth::session(&mut h, &p.secrets.nv_auth[..])],
-        )
-        .unwrap();
+        door_policy_secret(&mut tpm, &nv, &mut trial, &p.secrets.nv_auth[..]).unwrap();
         assert_eq!(
             tpm.policy_get_digest(&mut trial).unwrap(),
             fw::wrapping_policy()
         );
         tpm.flush_session(&mut trial).unwrap();
-        tpm.flush_session(&mut h).unwrap();
 
         // The door is closed: PCR 11 = SHA-256(0...0 || SHA-256("pefbox: door closed")).
         assert_eq!(
@@ -287,16 +331,12 @@ fn provision_creates_then_reuses_and_rotates_across_tpm_resets() {
         );
         println!("second provision without reset: {}", again.unwrap());
         // The key works with this boot's auth.
-        let msg = [0x5Au8; 32];
-        let mut s = UvSession::establish(&mut tpm, &p.secrets).unwrap();
-        assert_eq!(s.unwrap(&mut tpm, &oaep_lockbox(&p, &msg)).unwrap(), msg);
-        s.close(&mut tpm).unwrap();
-        p
+        unwrap_on(&mut tpm, &p, &[0x5Au8; 32]);
+        (p, tpm)
     };
 
     // Reboot: a TPM reset (swtpm restart with the same state).
-    sw.restart().expect("restart swtpm");
-    let mut tpm = connect(&sw);
+    let mut tpm = reset(&mut sw, tpm);
     assert_eq!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32], "PCR 11 reset");
     let t = Instant::now();
     let p2 = provision(&mut tpm).expect("provision after reset");
@@ -334,9 +374,7 @@ fn provision_creates_then_reuses_and_rotates_across_tpm_resets() {
 
 #[test]
 fn unwrap_standard_lockboxes_on_one_session() {
-    let sw = Swtpm::start().expect("swtpm must be installed and start");
-    let mut tpm = connect(&sw);
-    let p = provision(&mut tpm).unwrap();
+    let (_sw, mut tpm, p) = provisioned();
     let svm1 = make_svm(&p);
     let svm2 = make_svm(&p);
     assert_ne!(svm1.symkey, svm2.symkey);
@@ -433,11 +471,8 @@ fn unwrap_standard_lockboxes_on_one_session() {
 
 #[test]
 fn snooping_the_transport_finds_neither_keys_nor_auth() {
-    let sw = Swtpm::start().expect("swtpm must be installed and start");
-    let mut tpm = connect(&sw);
-
     // Firmware's channel (provisioning) alone.
-    let p = provision(&mut tpm).unwrap();
+    let (_sw, mut tpm, p) = provisioned();
     let auth = *p.secrets.nv_auth;
     let prov_log = std::mem::take(&mut tpm.transport_mut().log);
     assert!(count_ok(&prov_log, cc::NV_DEFINE_SPACE) == 1);
@@ -474,17 +509,12 @@ fn snooping_the_transport_finds_neither_keys_nor_auth() {
     );
 
     // Control: the search does find a value that is sent in clear (a password).
-    let key = Object {
-        handle: WRAPPING_HANDLE,
-        name: p.secrets.wrapping_name.clone(),
-    };
-    let mut out = [0u8; 256];
-    let _ = tpm.rsa_decrypt(
-        &key,
-        &mut [Auth::Password(&auth)],
+    let _ = decrypt(
+        &mut tpm,
+        &wrapping_object(&p),
+        Auth::Password(&auth),
         &lockbox_of(&p, &svms[0]),
-        &[],
-        &mut out,
+        &mut [0u8; 256],
     );
     assert!(log_contains(&tpm.transport_mut().log, &auth));
 }
@@ -509,24 +539,16 @@ fn pcr_reset<T: Transport>(tpm: &mut Tpm<T>, index: u32) -> Result<(), Error> {
 
 #[test]
 fn host_software_cannot_use_or_reauthorize_the_key_after_provisioning() {
-    let sw = Swtpm::start().expect("swtpm must be installed and start");
-    let p = {
-        let mut fw_tpm = connect(&sw);
-        provision(&mut fw_tpm).unwrap()
-    };
+    let (sw, fw_tpm, p) = provisioned();
+    drop(fw_tpm);
     // "Host software": a fresh client on the same TPM, no reset.
     let mut host = connect(&sw);
-    let key = Object {
-        handle: WRAPPING_HANDLE,
-        name: p.secrets.wrapping_name.clone(),
-    };
+    let key = wrapping_object(&p);
     let parent = Object {
         handle: PARENT_HANDLE,
         name: p.secrets.parent_name.clone(),
     };
-    let mut k = [0u8; 32];
-    OsRng.fill_bytes(&mut k);
-    let lockbox = oaep_lockbox(&p, &k);
+    let (k, lockbox) = random_lockbox(&p);
     let mut out = [0u8; 256];
 
     // Password authorization, empty and guessed: userWithAuth is clear.
@@ -536,7 +558,7 @@ fn host_software_cannot_use_or_reauthorize_the_key_after_provisioning() {
     ] {
         let code = expect_tpm_error(
             what,
-            host.rsa_decrypt(&key, &mut [Auth::Password(pw)], &lockbox, &[], &mut out),
+            decrypt(&mut host, &key, Auth::Password(pw), &lockbox, &mut out),
         );
         assert_eq!(code.base(), rc::RC_AUTH_UNAVAILABLE & 0xFFF, "{code}");
     }
@@ -544,17 +566,8 @@ fn host_software_cannot_use_or_reauthorize_the_key_after_provisioning() {
     // PolicySecret on the door index without its authValue.
     let (nv, _) = host.nv_read_public(fw::NV_HANDLE).unwrap();
     assert_eq!(nv.name, p.secrets.nv_name);
-    let mut ps = host
-        .start_auth_session(
-            SaltKey::None,
-            None,
-            SessionKind::Policy,
-            sa::CONTINUE_SESSION,
-        )
-        .unwrap();
-    let mut hs = host
-        .start_auth_session(SaltKey::None, None, SessionKind::Hmac, sa::CONTINUE_SESSION)
-        .unwrap();
+    let mut ps = unsalted_session(&mut host, SessionKind::Policy);
+    let mut hs = unsalted_session(&mut host, SessionKind::Hmac);
     // More attempts than TPM_PT_MAX_AUTH_FAIL (3 in swtpm): the index is noDA, so they
     // neither lock it (a host-triggered denial of service that would outlive reboots)
     // nor slow anyone down; a 256-bit fresh auth needs no lockout.
@@ -580,11 +593,11 @@ fn host_software_cannot_use_or_reauthorize_the_key_after_provisioning() {
     host.policy_command_code(&mut ps, cc::RSA_DECRYPT).unwrap();
     let code = expect_tpm_error(
         "RSA_Decrypt after PolicyCommandCode alone",
-        host.rsa_decrypt(
+        decrypt(
+            &mut host,
             &key,
-            &mut [Auth::session(&mut ps, b"")],
+            Auth::session(&mut ps, b""),
             &lockbox,
-            &[],
             &mut out,
         ),
     );
@@ -632,35 +645,20 @@ fn host_software_cannot_use_or_reauthorize_the_key_after_provisioning() {
     pcr_reset(&mut host, 16).expect("PCR 16 is resettable (the reference's hole)");
     println!("PCR_Reset(16): success (a door on PCR 16 could be reopened by the host)");
 
-    let mut props = [(0u32, 0u32); 2];
-    let (n, _) = host.get_capability_properties(0x20E, &mut props).unwrap();
-    println!(
-        "DA: {:?} (TPM_PT_LOCKOUT_COUNTER, TPM_PT_MAX_AUTH_FAIL)",
-        &props[..n]
-    );
-    assert_eq!(
-        props.get(..n).and_then(|p| p.first()),
-        Some(&(0x20E, 0)),
-        "no DA count"
-    );
+    let props = properties(&mut host, 0x20E, 2);
+    println!("DA: {props:?} (TPM_PT_LOCKOUT_COUNTER, TPM_PT_MAX_AUTH_FAIL)");
+    assert_eq!(props.first(), Some(&(0x20E, 0)), "no DA count");
     no_transients_or_sessions(&mut host);
     drop(host);
 
     // The ultravisor still unwraps after all that.
-    let mut uv = connect(&sw);
-    let mut s = UvSession::establish(&mut uv, &p.secrets).unwrap();
-    assert_eq!(s.unwrap(&mut uv, &lockbox).unwrap(), k);
-    s.close(&mut uv).unwrap();
+    unwrap_on(&mut connect(&sw), &p, &k);
 }
 
 #[test]
 fn tampered_responses_never_yield_a_key() {
-    let sw = Swtpm::start().expect("swtpm must be installed and start");
-    let mut tpm = connect(&sw);
-    let p = provision(&mut tpm).unwrap();
-    let mut k = [0u8; 32];
-    OsRng.fill_bytes(&mut k);
-    let lockbox = oaep_lockbox(&p, &k);
+    let (_sw, mut tpm, p) = provisioned();
+    let (k, lockbox) = random_lockbox(&p);
     let mut s = UvSession::establish(&mut tpm, &p.secrets).unwrap();
     assert_eq!(s.unwrap(&mut tpm, &lockbox).unwrap(), k);
     let n = tpm.transport_mut().log.last().unwrap().1.len();
@@ -705,15 +703,7 @@ fn tampered_responses_never_yield_a_key() {
         }
     }
     // An HMAC or parameter flip is reported as what it is.
-    tpm.transport_mut().tamper = Some(Tamper {
-        cc: cc::RSA_DECRYPT,
-        offset: 30,
-        mask: 0x10,
-    });
-    assert_eq!(
-        s.unwrap(&mut tpm, &lockbox).unwrap_err(),
-        UnwrapError::ResponseAuth
-    );
+    refused_after_parameter_flip(&mut tpm, &mut s, &lockbox);
     s.close(&mut tpm).unwrap();
 
     // Pinned Names: a wrong wrapping Name or parent Name is refused at establish.
@@ -738,6 +728,20 @@ fn tampered_responses_never_yield_a_key() {
     no_transients_or_sessions(&mut tpm);
 }
 
+/// One bit of the RSA_Decrypt response's parameters flipped: the unwrap of `lockbox` fails
+/// the response HMAC check and says so.
+fn refused_after_parameter_flip(tpm: &mut TestTpm, s: &mut UvSession, lockbox: &[u8; 256]) {
+    tpm.transport_mut().tamper = Some(Tamper {
+        cc: cc::RSA_DECRYPT,
+        offset: 30,
+        mask: 0x10,
+    });
+    assert_eq!(
+        s.unwrap(tpm, lockbox).unwrap_err(),
+        UnwrapError::ResponseAuth
+    );
+}
+
 fn persistent_handles<T: Transport>(tpm: &mut Tpm<T>) -> Vec<u32> {
     handles_in(tpm, rh::PERSISTENT_FIRST)
 }
@@ -752,12 +756,28 @@ fn persist_foreign<T: Transport>(
     let (t, _) = tpm
         .create_primary(&platform, &mut [Auth::Password(b"")], template, b"")
         .unwrap();
-    let p = tpm
-        .evict_control(&platform, &mut [Auth::Password(b"")], &t, handle)
-        .unwrap()
-        .unwrap();
+    let p = platform_evict(tpm, &t, handle).unwrap().unwrap();
     tpm.flush_context(t.handle).unwrap();
     p
+}
+
+/// A foreign primary from `template` persistent at `handle`, then provisioning: refused as
+/// `want`, the door closed all the same and the platform hierarchy disabled. Returns the
+/// foreign object.
+fn foreign_refused(
+    tpm: &mut TestTpm,
+    template: &pefbox::tpm::Template<'_>,
+    handle: u32,
+    want: ProvisionError,
+) -> Object {
+    let foreign = persist_foreign(tpm, template, handle);
+    let e = provision(tpm).unwrap_err().error;
+    println!("foreign {handle:#x}: {e}");
+    assert_eq!(e, want);
+    assert_ne!(pcr_value(tpm, fw::DOOR_PCR), [0u8; 32], "door closed");
+    // Failed closed: the platform hierarchy is disabled, its objects unreachable.
+    assert!(fw::provision::platform_disabled(tpm).unwrap());
+    foreign
 }
 
 #[test]
@@ -800,28 +820,20 @@ fn provisioning_refuses_used_pcr_11_and_foreign_objects_and_still_closes_the_doo
     // A foreign object at 0x81800001: refused, left alone, and the door still closes.
     let mut sw = Swtpm::start().expect("swtpm must be installed and start");
     let mut tpm = connect(&sw);
-    let platform = Object::permanent(rh::PLATFORM);
-    let foreign = persist_foreign(
+    let foreign = foreign_refused(
         &mut tpm,
         &pefbox::tpm::Template::rsa_storage(),
         WRAPPING_HANDLE,
+        ProvisionError::ForeignKey,
     );
-    let e = provision(&mut tpm).unwrap_err().error;
-    println!("foreign 0x81800001: {e}");
-    assert_eq!(e, ProvisionError::ForeignKey);
-    assert_ne!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32], "door closed");
-    // Failed closed: the platform hierarchy is disabled, its objects unreachable.
-    assert!(fw::provision::platform_disabled(&mut tpm).unwrap());
     let code = expect_tpm_error(
         "ReadPublic(0x81800001) after failing closed",
         tpm.read_public(WRAPPING_HANDLE).map(|_| ()),
     );
     assert_eq!(code.base(), rc::RC_HANDLE, "{code}");
     no_transients_or_sessions(&mut tpm);
-    drop(tpm);
     // Left alone: after a TPM reset it is still there.
-    sw.restart().unwrap();
-    let mut tpm = connect(&sw);
+    let mut tpm = reset(&mut sw, tpm);
     assert_eq!(
         tpm.read_public(WRAPPING_HANDLE).unwrap().0.name,
         foreign.name
@@ -830,54 +842,33 @@ fn provisioning_refuses_used_pcr_11_and_foreign_objects_and_still_closes_the_doo
     // A foreign object at 0x81800000 (an ECC storage key): refused the same way.
     for h in [WRAPPING_HANDLE, PARENT_HANDLE] {
         let o = tpm.read_public(h).unwrap().0;
-        tpm.evict_control(&platform, &mut [Auth::Password(b"")], &o, h)
-            .unwrap();
+        platform_evict(&mut tpm, &o, h).unwrap();
     }
-    let foreign = persist_foreign(
+    let foreign = foreign_refused(
         &mut tpm,
         &pefbox::tpm::Template::ecc_storage(),
         PARENT_HANDLE,
+        ProvisionError::ForeignParent,
     );
-    let e = provision(&mut tpm).unwrap_err().error;
-    println!("foreign 0x81800000: {e}");
-    assert_eq!(e, ProvisionError::ForeignParent);
-    assert_ne!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32], "door closed");
-    assert!(fw::provision::platform_disabled(&mut tpm).unwrap());
-    drop(tpm);
-    sw.restart().unwrap();
-    let mut tpm = connect(&sw);
+    let mut tpm = reset(&mut sw, tpm);
     assert_eq!(tpm.read_public(PARENT_HANDLE).unwrap().0.name, foreign.name);
     assert_eq!(persistent_handles(&mut tpm), vec![PARENT_HANDLE]);
 }
 
 #[test]
 fn a_parent_recreated_from_the_same_seed_still_rotates_the_key() {
-    let mut sw = Swtpm::start().expect("swtpm must be installed and start");
-    let p1 = {
-        let mut tpm = connect(&sw);
-        provision(&mut tpm).unwrap()
-    };
+    let (mut sw, tpm, p1) = provisioned();
     // After a TPM reset and before provisioning, platformAuth is empty again: evict the
     // parent (as platform software running before the firmware could).
-    sw.restart().unwrap();
-    let mut tpm = connect(&sw);
+    let mut tpm = reset(&mut sw, tpm);
     let parent = tpm.read_public(PARENT_HANDLE).unwrap().0;
-    tpm.evict_control(
-        &Object::permanent(rh::PLATFORM),
-        &mut [Auth::Password(b"")],
-        &parent,
-        PARENT_HANDLE,
-    )
-    .unwrap();
+    platform_evict(&mut tpm, &parent, PARENT_HANDLE).unwrap();
     assert_eq!(persistent_handles(&mut tpm), vec![WRAPPING_HANDLE]);
     let p2 = provision(&mut tpm).unwrap();
     assert!(p2.parent_created && !p2.key_created);
     assert_eq!(p2.secrets.parent_name, p1.secrets.parent_name);
     assert_eq!(p2.secrets.wrapping_name, p1.secrets.wrapping_name);
-    let msg = [0x11u8; 32];
-    let mut s = UvSession::establish(&mut tpm, &p2.secrets).unwrap();
-    assert_eq!(s.unwrap(&mut tpm, &oaep_lockbox(&p2, &msg)).unwrap(), msg);
-    s.close(&mut tpm).unwrap();
+    unwrap_on(&mut tpm, &p2, &[0x11u8; 32]);
 }
 
 /// What host software with the empty platform password can still do to the keys.
@@ -900,10 +891,7 @@ fn host_platform_attempts<T: Transport>(host: &mut Tpm<T>, p: &Provisioned) -> V
             handle,
             name: name.clone(),
         };
-        codes.push(expect_tpm_error(
-            what,
-            host.evict_control(&platform, &mut [Auth::Password(b"")], &obj, handle),
-        ));
+        codes.push(expect_tpm_error(what, platform_evict(host, &obj, handle)));
     }
     codes.push(expect_tpm_error(
         "HierarchyChangeAuth(platform, back to empty), empty password",
@@ -929,10 +917,7 @@ fn host_platform_attempts<T: Transport>(host: &mut Tpm<T>, p: &Provisioned) -> V
 fn unwrap_once(sw: &Swtpm, p: &Provisioned) {
     let mut k = [0u8; 32];
     OsRng.fill_bytes(&mut k);
-    let mut uv = connect(sw);
-    let mut s = UvSession::establish(&mut uv, &p.secrets).unwrap();
-    assert_eq!(s.unwrap(&mut uv, &oaep_lockbox(p, &k)).unwrap(), k);
-    s.close(&mut uv).unwrap();
+    unwrap_on(&mut connect(sw), p, &k);
 }
 
 #[test]
@@ -990,12 +975,9 @@ fn platform_authorization_is_gone_after_provisioning_until_tpm_reset() {
     );
     // The platform hierarchy is still enabled (only its authorization changed), and its
     // authorization failures are not dictionary-attack counted.
-    let mut props = [(0u32, 0u32); 1];
-    let (n, _) = host.get_capability_properties(0x20E, &mut props).unwrap();
-    assert_eq!(props.get(..n), Some(&[(0x20E, 0)][..]), "no DA count");
-    let mut st = [(0u32, 0u32); 1];
-    let (n, _) = host.get_capability_properties(0x201, &mut st).unwrap(); // TPM_PT_STARTUP_CLEAR
-    assert_eq!(n, 1);
+    assert_eq!(properties(&mut host, 0x20E, 1), [(0x20E, 0)], "no DA count");
+    let st = properties(&mut host, 0x201, 1); // TPM_PT_STARTUP_CLEAR
+    assert_eq!(st.len(), 1);
     println!("TPM_PT_STARTUP_CLEAR: {:#x}", st[0].1);
     assert_eq!(st[0].1 & 1, 1, "phEnable still set");
     no_transients_or_sessions(&mut host);
@@ -1024,49 +1006,24 @@ fn platform_authorization_is_gone_after_provisioning_until_tpm_reset() {
 
 #[test]
 fn unwrap_leaves_no_key_in_the_client() {
-    let sw = Swtpm::start().expect("swtpm must be installed and start");
-    let mut tpm = connect(&sw);
-    let p = provision(&mut tpm).unwrap();
-    let mut k = [0u8; 32];
-    OsRng.fill_bytes(&mut k);
-    let lockbox = oaep_lockbox(&p, &k);
+    let (_sw, mut tpm, p) = provisioned();
+    let (k, lockbox) = random_lockbox(&p);
 
     // Control: the same RSA_Decrypt through the client without the wipe leaves the key
     // in the response buffer (the search would find it).
-    let key = Object {
-        handle: WRAPPING_HANDLE,
-        name: p.secrets.wrapping_name.clone(),
-    };
-    let mut ps = tpm
-        .start_auth_session(
-            SaltKey::None,
-            None,
-            SessionKind::Policy,
-            sa::CONTINUE_SESSION,
-        )
-        .unwrap();
+    let mut ps = unsalted_session(&mut tpm, SessionKind::Policy);
     tpm.policy_command_code(&mut ps, cc::RSA_DECRYPT).unwrap();
     let (nv, _) = tpm.nv_read_public(fw::NV_HANDLE).unwrap();
-    let mut hs = tpm
-        .start_auth_session(SaltKey::None, None, SessionKind::Hmac, sa::CONTINUE_SESSION)
-        .unwrap();
-    tpm.policy_secret(
-        &nv,
-        &mut ps,
-        &mut [Auth::session(&mut hs, &p.secrets.nv_auth[..])],
+    door_policy_secret(&mut tpm, &nv, &mut ps, &p.secrets.nv_auth[..]).unwrap();
+    let mut out = [0u8; 256];
+    let n = decrypt(
+        &mut tpm,
+        &wrapping_object(&p),
+        Auth::session(&mut ps, &[]),
+        &lockbox,
+        &mut out,
     )
     .unwrap();
-    tpm.flush_session(&mut hs).unwrap();
-    let mut out = [0u8; 256];
-    let n = tpm
-        .rsa_decrypt(
-            &key,
-            &mut [Auth::session(&mut ps, &[])],
-            &lockbox,
-            &[],
-            &mut out,
-        )
-        .unwrap();
     assert_eq!(&out[..n], &k);
     assert!(
         tpm.buffers_contain(&k),
@@ -1087,15 +1044,7 @@ fn unwrap_leaves_no_key_in_the_client() {
     assert_eq!(e, UnwrapError::WrongLength(31));
     assert!(!tpm.buffers_contain(&short) && tpm.buffers_are_clear());
     // A tampered response (HMAC fails): also wiped.
-    tpm.transport_mut().tamper = Some(Tamper {
-        cc: cc::RSA_DECRYPT,
-        offset: 30,
-        mask: 0x10,
-    });
-    assert_eq!(
-        s.unwrap(&mut tpm, &lockbox).unwrap_err(),
-        UnwrapError::ResponseAuth
-    );
+    refused_after_parameter_flip(&mut tpm, &mut s, &lockbox);
     assert!(tpm.buffers_are_clear());
     assert_eq!(s.unwrap(&mut tpm, &lockbox).unwrap(), k);
     assert!(!tpm.buffers_contain(&k));
@@ -1107,17 +1056,13 @@ fn unwrap_leaves_no_key_in_the_client() {
 /// new salted session and succeeds, once, without the caller doing anything.
 #[test]
 fn unwrap_recovers_when_the_tpm_lost_the_session() {
-    let mut sw = Swtpm::start().expect("swtpm must be installed and start");
-    let mut tpm = connect(&sw);
-    let p = provision(&mut tpm).expect("provision");
+    let (mut sw, mut tpm, p) = provisioned();
     let mut s = UvSession::establish(&mut tpm, &p.secrets).unwrap();
     let before = s.session_handle();
     let mut k = [0u8; 32];
     OsRng.fill_bytes(&mut k);
     assert_eq!(s.unwrap(&mut tpm, &oaep_lockbox(&p, &k)).unwrap(), k);
-    drop(tpm);
-    sw.restart().expect("swtpm restart (TPM reset)");
-    let mut tpm = connect(&sw);
+    let mut tpm = reset(&mut sw, tpm);
     tpm.transport_mut().log.clear();
     OsRng.fill_bytes(&mut k);
     assert_eq!(s.unwrap(&mut tpm, &oaep_lockbox(&p, &k)).unwrap(), k);

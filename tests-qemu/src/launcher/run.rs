@@ -177,6 +177,16 @@ impl RunReport {
         self.verdict.passed()
     }
 
+    /// The boot's (first) secure-VM verdict as the console says it (`svm: <verdict>`), if
+    /// there is one.
+    pub fn svm_line(&self) -> Option<String> {
+        self.verdict
+            .summary
+            .svm
+            .first()
+            .map(|v| format!("svm: {v}"))
+    }
+
     /// Total swtpm-side time over every answered command.
     pub fn swtpm_time(&self) -> Duration {
         self.relay

@@ -36,13 +36,9 @@ pub fn pcr_allocate<T: Transport>(host: &mut Tpm<T>) -> Result<bool, Error> {
 
 /// `TPM2_EvictControl` of the wrapping key (its real Name) with the empty platform password.
 pub fn evict_wrapping_key<T: Transport>(host: &mut Tpm<T>) -> bool {
-    let platform = Object::permanent(rh::PLATFORM);
     host.read_public(WRAPPING_HANDLE)
         .ok()
-        .map(|(k, _)| {
-            host.evict_control(&platform, &mut [Auth::Password(b"")], &k, WRAPPING_HANDLE)
-                .is_ok()
-        })
+        .map(|(k, _)| super::tpm::platform_evict(host, &k, WRAPPING_HANDLE).is_ok())
         .unwrap_or(false)
 }
 

@@ -1,6 +1,7 @@
 //! Support shared by the integration tests (each test binary uses part of it).
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod hv;
 pub mod key;
 pub mod tpm;
@@ -10,28 +11,28 @@ use std::sync::OnceLock;
 
 use tests_qemu::launcher::{self, ImageKind};
 
+/// The image of `kind`, built into `cell` once per test binary after the tools are ensured
+/// (`build` names it if the build fails).
+fn built_once(cell: &OnceLock<PathBuf>, kind: ImageKind, build: &str) -> PathBuf {
+    cell.get_or_init(|| {
+        launcher::ensure_tools().expect("qemu-system-ppc64 and swtpm");
+        launcher::build_image(kind).expect(build)
+    })
+    .clone()
+}
+
 /// The self-test image (`target/image-selftest`), built once per test binary after the tools
 /// are ensured.
 pub fn image() -> PathBuf {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE
-        .get_or_init(|| {
-            launcher::ensure_tools().expect("qemu-system-ppc64 and swtpm");
-            launcher::build_image(ImageKind::Selftest).expect("self-test image build")
-        })
-        .clone()
+    built_once(&IMAGE, ImageKind::Selftest, "self-test image build")
 }
 
 /// The image to flash (`target/image`, no `selftest` feature), built once per test binary
 /// after the tools are ensured.
 pub fn flash_image() -> PathBuf {
     static IMAGE: OnceLock<PathBuf> = OnceLock::new();
-    IMAGE
-        .get_or_init(|| {
-            launcher::ensure_tools().expect("qemu-system-ppc64 and swtpm");
-            launcher::build_image(ImageKind::Flash).expect("flash image build")
-        })
-        .clone()
+    built_once(&IMAGE, ImageKind::Flash, "flash image build")
 }
 
 /// A scratch directory (`<tmp>/pef-<tag>-<name>-<pid>`), emptied at creation and removed on

@@ -179,13 +179,7 @@ fn hex(b: &[u8]) -> String {
 /// The verdict line `--quiet` prints for the last boot (and the first failed one).
 fn verdict_line(reports: &[RunReport]) -> String {
     let last = |r: &RunReport| {
-        let svm = r
-            .verdict
-            .summary
-            .svm
-            .first()
-            .map(|v| format!("svm: {v}; "))
-            .unwrap_or_default();
+        let svm = r.svm_line().map(|l| format!("{l}; ")).unwrap_or_default();
         let counts = r
             .verdict
             .summary

@@ -29,13 +29,7 @@ pub(crate) fn cmd_scenarios(a: cli::ScenariosArgs) -> ExitCode {
     if !ui.quiet {
         println!();
         for (sc, r) in &suite.scenarios {
-            let got = r
-                .verdict
-                .summary
-                .svm
-                .first()
-                .map(|v| format!("svm: {v}"))
-                .unwrap_or_else(|| "no svm verdict".into());
+            let got = r.svm_line().unwrap_or_else(|| "no svm verdict".into());
             println!(
                 "  {:<20} expected {:<44} got {got}",
                 sc.name(),
