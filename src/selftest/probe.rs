@@ -326,35 +326,32 @@ mod tests {
         Err(ProbeError { probe, kind })
     }
 
+    /// The probe `op,inp,in_size,out,out_size` as issued from partition `lpid`.
+    fn probe(
+        (op, inp, in_size, out, out_size): (u64, Arg, u64, Arg, u64),
+        lpid: u32,
+        cmd: Option<&'static str>,
+    ) -> Probe<'static> {
+        Probe {
+            op,
+            inp,
+            in_size,
+            out,
+            out_size,
+            lpid,
+            cmd,
+        }
+    }
+
     #[test]
     fn parses_numbers_buf_and_the_full_u64_range() {
         let p = parse("1,buf,12,buf+0x100,4096;2,0x2000000,0,18446744073709551615,0xFFFFFFFFFFFFFFFF;0X10,buf+8,010,0,0")
             .unwrap();
         assert_eq!(p.len(), 3);
-        assert_eq!(
-            p[0],
-            Probe {
-                op: 1,
-                inp: Arg::Buf(0),
-                in_size: 12,
-                out: Arg::Buf(0x100),
-                out_size: 4096,
-                lpid: 0,
-                cmd: None,
-            }
-        );
-        assert_eq!(
-            p[1],
-            Probe {
-                op: 2,
-                inp: Arg::Abs(0x200_0000),
-                in_size: 0,
-                out: Arg::Abs(u64::MAX),
-                out_size: u64::MAX,
-                lpid: 0,
-                cmd: None,
-            }
-        );
+        let first = (1, Arg::Buf(0), 12, Arg::Buf(0x100), 4096);
+        assert_eq!(p[0], probe(first, 0, None));
+        let second = (2, Arg::Abs(0x200_0000), 0, Arg::Abs(u64::MAX), u64::MAX);
+        assert_eq!(p[1], probe(second, 0, None));
         assert_eq!((p[2].op, p[2].inp, p[2].in_size), (16, Arg::Buf(8), 10));
     }
 
@@ -423,18 +420,8 @@ mod tests {
             "cmd=80010000000c0000017b0010,as=1;cmd=80010000000A0000017A;1,buf,12,buf,4096,as=0x2",
         )
         .unwrap();
-        assert_eq!(
-            p[0],
-            Probe {
-                op: 1,
-                inp: Arg::Buf(0),
-                in_size: 12,
-                out: Arg::Buf(0),
-                out_size: 4096,
-                lpid: 1,
-                cmd: Some("80010000000c0000017b0010"),
-            }
-        );
+        let buf = (1, Arg::Buf(0), 12, Arg::Buf(0), 4096);
+        assert_eq!(p[0], probe(buf, 1, Some("80010000000c0000017b0010")));
         assert_eq!((p[1].lpid, p[1].in_size), (0, 10));
         assert_eq!((p[2].lpid, p[2].cmd), (2, None));
         let mut b = [0u8; 16];

@@ -134,37 +134,13 @@ fn sealed_entry(w: &mut FdtWriter, name: &str, sealed: &Sealed) {
         .end_node();
 }
 
-/// Builds an ESM blob for an SVM whose symmetric key is wrapped to `wrapping_pub_pem`
-/// (RSA-2048). Returns the blob and the symmetric key (for tests and for the caller's
-/// own checks; it is not stored anywhere). The same as [`build_esm_blob_multi`] with one
-/// recipient.
-pub fn build_esm_blob<R: RngCore + CryptoRng>(
-    wrapping_pub_pem: &str,
-    kernel: &[u8],
-    initrd: &[u8],
-    bootargs: &str,
-    rtas: &[u8],
-    files: &[(String, Vec<u8>)],
-    rng: &mut R,
-) -> Result<(Vec<u8>, [u8; 32]), String> {
-    build_esm_blob_multi(
-        &[wrapping_pub_pem],
-        kernel,
-        initrd,
-        bootargs,
-        rtas,
-        files,
-        rng,
-    )
-}
-
-/// Builds an ESM blob sealed to several recipients, as svm-tools' `esm make` followed by
+/// Builds an ESM blob sealed to one or more recipients, as svm-tools' `esm make` followed by
 /// one `esm authorize` per key: `lockbox-<i>` is sealed to `recipient_pems[i - 1]` (each an
 /// RSA-2048 public key PEM, SPKI or PKCS#1; its fingerprint is SHA-256 of the PEM text as
 /// given), and `origin-lockbox` to the first recipient (see the module docs). In tree order
 /// the lockboxes are `lockbox-N`, ..., `lockbox-1`, `origin-lockbox` (libfdt's order).
 /// Returns the blob and the symmetric key.
-pub fn build_esm_blob_multi<R: RngCore + CryptoRng>(
+pub fn build_esm_blob<R: RngCore + CryptoRng>(
     recipient_pems: &[&str],
     kernel: &[u8],
     initrd: &[u8],
@@ -326,15 +302,17 @@ mod tests {
     use rsa::RsaPrivateKey;
     use std::sync::OnceLock;
 
+    /// An RSA-2048 key from `seed` and its SPKI public PEM.
+    fn generated(seed: u64) -> (RsaPrivateKey, String) {
+        let k = RsaPrivateKey::new(&mut StdRng::seed_from_u64(seed), 2048).unwrap();
+        let pem = k.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
+        (k, pem)
+    }
+
     /// One RSA-2048 key per test run (key generation is the slow part).
     fn key() -> &'static (RsaPrivateKey, String) {
         static KEY: OnceLock<(RsaPrivateKey, String)> = OnceLock::new();
-        KEY.get_or_init(|| {
-            let mut rng = StdRng::seed_from_u64(0xe5b);
-            let k = RsaPrivateKey::new(&mut rng, 2048).unwrap();
-            let pem = k.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
-            (k, pem)
-        })
+        KEY.get_or_init(|| generated(0xe5b))
     }
 
     struct Svm {
@@ -357,7 +335,7 @@ mod tests {
             ("empty".to_string(), Vec::new()),
         ];
         build_esm_blob(
-            &key().1,
+            &[&key().1],
             &s.kernel,
             &s.initrd,
             &s.bootargs,
@@ -470,19 +448,14 @@ mod tests {
     /// A second RSA-2048 key (a foreign host's).
     fn key2() -> &'static (RsaPrivateKey, String) {
         static KEY: OnceLock<(RsaPrivateKey, String)> = OnceLock::new();
-        KEY.get_or_init(|| {
-            let mut rng = StdRng::seed_from_u64(0xf0e);
-            let k = RsaPrivateKey::new(&mut rng, 2048).unwrap();
-            let pem = k.to_public_key().to_public_key_pem(LineEnding::LF).unwrap();
-            (k, pem)
-        })
+        KEY.get_or_init(|| generated(0xf0e))
     }
 
     #[test]
     fn esm_multi_recipient_blob_has_a_lockbox_per_key_in_svm_tools_order() {
         let s = svm();
         let (a, b) = (key(), key2());
-        let (blob, symkey) = build_esm_blob_multi(
+        let (blob, symkey) = build_esm_blob(
             &[&b.1, &a.1, &b.1],
             &s.kernel,
             &s.initrd,
@@ -517,10 +490,8 @@ mod tests {
         // A third key finds none: sealed to another key, listing all four.
         let err = esm.lockbox_for(&[0; 32]).unwrap_err();
         assert!(matches!(err, EsmError::SealedToAnotherKey(m) if m.count == 4));
-        assert!(
-            build_esm_blob_multi(&[], b"k", b"i", "a", &DEFAULT_RTAS, &[], &mut seeded()).is_err()
-        );
-        let e = build_esm_blob_multi(
+        assert!(build_esm_blob(&[], b"k", b"i", "a", &DEFAULT_RTAS, &[], &mut seeded()).is_err());
+        let e = build_esm_blob(
             &[&a.1, "junk"],
             b"k",
             b"i",
@@ -586,7 +557,7 @@ mod tests {
         );
         let mut rng = StdRng::seed_from_u64(9);
         let (blob, symkey) =
-            build_esm_blob(&pkcs1, b"k", b"i", "a", &DEFAULT_RTAS, &[], &mut rng).unwrap();
+            build_esm_blob(&[&pkcs1], b"k", b"i", "a", &DEFAULT_RTAS, &[], &mut rng).unwrap();
         let esm = EsmBlob::parse(&blob).unwrap();
         let fp: [u8; 32] = Sha256::digest(pkcs1.as_bytes()).into();
         let unwrapped = priv_key
@@ -606,11 +577,13 @@ mod tests {
             .to_public_key()
             .to_public_key_pem(LineEnding::LF)
             .unwrap();
-        let err =
-            build_esm_blob(&small_pem, b"k", b"i", "a", &DEFAULT_RTAS, &[], &mut rng).unwrap_err();
+        let err = build_esm_blob(&[&small_pem], b"k", b"i", "a", &DEFAULT_RTAS, &[], &mut rng)
+            .unwrap_err();
         assert!(err.contains("1024"), "{err}");
         let bad_name = [("9lives".to_string(), vec![1])];
-        assert!(build_esm_blob(spki, b"k", b"i", "a", &DEFAULT_RTAS, &bad_name, &mut rng).is_err());
+        assert!(
+            build_esm_blob(&[spki], b"k", b"i", "a", &DEFAULT_RTAS, &bad_name, &mut rng).is_err()
+        );
         assert!(valid_file_name("file-1") && valid_file_name("a,b.c_d+e-f"));
         assert!(
             !valid_file_name("") && !valid_file_name("a/b") && !valid_file_name(&"a".repeat(32))
@@ -675,7 +648,7 @@ mod tests {
             .unwrap();
         let files = vec![("file-1".to_string(), b"secret attachment\n".to_vec())];
         let (ours, our_key) = build_esm_blob(
-            &spki,
+            &[&spki],
             b"k",
             b"i",
             "a",

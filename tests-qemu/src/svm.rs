@@ -37,7 +37,7 @@ use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use rsa::{BigUint, Oaep, RsaPublicKey};
 use sha2::Sha256;
 
-use crate::esm::{attach_to_initrd, build_esm_blob_multi};
+use crate::esm::{attach_to_initrd, build_esm_blob};
 use crate::launcher::{self, LaunchError, RunConfig, RunReport};
 use crate::swtpm::Swtpm;
 use crate::verdict::{Expect, SvmExpect};
@@ -259,13 +259,13 @@ pub fn build_blob<R: RngCore + CryptoRng>(
 }
 
 /// Builds an ESM blob for `parts` sealed to several recipients in order (`lockbox-1` to
-/// the first; see [`build_esm_blob_multi`]), no attachments, default RTAS.
+/// the first; see [`build_esm_blob`]), no attachments, default RTAS.
 pub fn build_blob_multi<R: RngCore + CryptoRng>(
     pems: &[&str],
     parts: &SvmParts,
     rng: &mut R,
 ) -> Result<Vec<u8>, String> {
-    build_esm_blob_multi(
+    build_esm_blob(
         pems,
         &parts.kernel,
         &parts.initrd,

@@ -89,6 +89,19 @@ fn connect(sw: &Swtpm) -> TestTpm {
     tpm
 }
 
+/// Provisions `tpm` and prints how long it took and how many commands it sent (`what`
+/// names the case in the output); a refusal fails the test with `what`.
+fn timed_provision(tpm: &mut TestTpm, what: &str) -> Provisioned {
+    let t = Instant::now();
+    let p = provision(tpm).unwrap_or_else(|e| panic!("provision ({what}): {e}"));
+    println!(
+        "provision ({what}): {:?}, {} commands",
+        t.elapsed(),
+        tpm.transport_mut().log.len()
+    );
+    p
+}
+
 /// A TPM reset: the client dropped, swtpm restarted on the same state, a new client.
 fn reset(sw: &mut Swtpm, tpm: TestTpm) -> TestTpm {
     drop(tpm);
@@ -214,7 +227,7 @@ fn make_svm(p: &Provisioned) -> Svm {
     let initrd = b"svm initrd".to_vec();
     let bootargs = "console=hvc0 root=/dev/sda2".to_string();
     let (blob, symkey) = build_esm_blob(
-        &wrapping_pem(p),
+        &[&wrapping_pem(p)],
         &kernel,
         &initrd,
         &bootargs,
@@ -265,13 +278,7 @@ fn provision_creates_then_reuses_and_rotates_across_tpm_resets() {
     let (p1, tpm) = {
         let mut tpm = connect(&sw);
         assert_eq!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32]);
-        let t = Instant::now();
-        let p = provision(&mut tpm).expect("provision on a fresh TPM");
-        println!(
-            "provision (create both + rotate): {:?}, {} commands",
-            t.elapsed(),
-            tpm.transport_mut().log.len()
-        );
+        let p = timed_provision(&mut tpm, "fresh TPM: create both + rotate");
         assert!(p.parent_created && p.key_created);
         let persistent = handles_in(&mut tpm, rh::PERSISTENT_FIRST);
         assert!(persistent.contains(&PARENT_HANDLE) && persistent.contains(&WRAPPING_HANDLE));
@@ -338,13 +345,7 @@ fn provision_creates_then_reuses_and_rotates_across_tpm_resets() {
     // Reboot: a TPM reset (swtpm restart with the same state).
     let mut tpm = reset(&mut sw, tpm);
     assert_eq!(pcr_value(&mut tpm, fw::DOOR_PCR), [0u8; 32], "PCR 11 reset");
-    let t = Instant::now();
-    let p2 = provision(&mut tpm).expect("provision after reset");
-    println!(
-        "provision (reuse + rotate): {:?}, {} commands",
-        t.elapsed(),
-        tpm.transport_mut().log.len()
-    );
+    let p2 = timed_provision(&mut tpm, "after reset: reuse + rotate");
     assert!(
         !p2.parent_created && !p2.key_created && !p2.nv_defined,
         "keys and index reused"

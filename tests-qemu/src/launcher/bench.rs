@@ -219,76 +219,93 @@ mod tests {
         }
     }
 
+    /// One record per command code, the i-th taking 2^i us in swtpm, so any sum of them
+    /// names exactly which records it added up.
+    fn doubling(codes: &[u32]) -> Vec<crate::relay::RelayRecord> {
+        codes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| rec(c, 1 << i))
+            .collect()
+    }
+
+    /// (commands, swtpm microseconds) of provisioning, session and unwrap.
+    fn phases(records: &[crate::relay::RelayRecord]) -> [(usize, u128); 3] {
+        let p = tpm_phases(records).unwrap();
+        [p.provision, p.session, p.unwrap].map(|(n, t)| (n, t.as_micros()))
+    }
+
     #[test]
     fn tpm_phases_split_provisioning_session_and_unwrap() {
         use pefbox::tpm::consts::cc;
-        let records = vec![
-            rec(cc::PCR_READ, 1),
-            rec(cc::READ_PUBLIC, 2),
-            rec(cc::POLICY_COMMAND_CODE, 4),
-            rec(cc::POLICY_OR, 8),
-            rec(cc::PCR_EXTEND, 16),
-            rec(cc::READ_PUBLIC, 32),
-            rec(cc::START_AUTH_SESSION, 64),
-            rec(cc::POLICY_COMMAND_CODE, 128),
-            rec(cc::POLICY_AUTH_VALUE, 256),
-            rec(cc::POLICY_OR, 512),
-            rec(cc::RSA_DECRYPT, 1024),
-            rec(cc::GET_RANDOM, 2048),
-        ];
-        let p = tpm_phases(&records).unwrap();
-        assert_eq!(p.provision, (5, Duration::from_micros(31)));
-        assert_eq!(p.session, (2, Duration::from_micros(96)));
-        assert_eq!(p.unwrap, (4, Duration::from_micros(1920)));
+        let records = doubling(&[
+            cc::PCR_READ,
+            cc::READ_PUBLIC,
+            cc::POLICY_COMMAND_CODE,
+            cc::POLICY_OR,
+            cc::PCR_EXTEND,
+            cc::READ_PUBLIC,
+            cc::START_AUTH_SESSION,
+            cc::POLICY_COMMAND_CODE,
+            cc::POLICY_AUTH_VALUE,
+            cc::POLICY_OR,
+            cc::RSA_DECRYPT,
+            cc::GET_RANDOM,
+        ]);
+        assert_eq!(phases(&records), [(5, 31), (2, 96), (4, 1920)]);
         assert_eq!(tpm_phases(&records[..5]), None);
         // RSA_Decrypt first: no session, no provisioning.
         let p = tpm_phases(&records[10..]).unwrap();
         assert_eq!((p.provision.0, p.session.0, p.unwrap.0), (0, 0, 1));
-        // Today's sequence: the pinned keys read, the boot session, then an unwrap with a
-        // one-shot HMAC session for PolicySecret (its StartAuthSession is the unwrap's).
-        let records = vec![
-            rec(cc::PCR_EXTEND, 1),
-            rec(cc::READ_PUBLIC, 2),
-            rec(cc::READ_PUBLIC, 4),
-            rec(cc::NV_READ_PUBLIC, 8),
-            rec(cc::START_AUTH_SESSION, 16),
-            rec(cc::POLICY_COMMAND_CODE, 32),
-            rec(cc::READ_PUBLIC, 64),
-            rec(cc::START_AUTH_SESSION, 128),
-            rec(cc::POLICY_SECRET, 256),
-            rec(cc::RSA_DECRYPT, 512),
+        // Today's sequence: the door closed, the pinned keys read, the boot session, then an
+        // unwrap with a one-shot HMAC session for PolicySecret (its StartAuthSession is the
+        // unwrap's).
+        let boot = [
+            cc::PCR_EXTEND,
+            cc::READ_PUBLIC,
+            cc::READ_PUBLIC,
+            cc::NV_READ_PUBLIC,
+            cc::START_AUTH_SESSION,
         ];
-        let p = tpm_phases(&records).unwrap();
-        assert_eq!(p.provision, (1, Duration::from_micros(1)));
-        assert_eq!(p.session, (4, Duration::from_micros(30)));
-        assert_eq!(p.unwrap, (5, Duration::from_micros(992)));
+        let records = doubling(
+            &[
+                &boot[..],
+                &[
+                    cc::POLICY_COMMAND_CODE,
+                    cc::READ_PUBLIC,
+                    cc::START_AUTH_SESSION,
+                    cc::POLICY_SECRET,
+                    cc::RSA_DECRYPT,
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!(phases(&records), [(1, 1), (4, 30), (5, 992)]);
         // With the resource manager swapping sessions: each session-using command is wrapped
         // in the hypervisor's ContextLoad and ContextSave, each new session followed by one.
         let (ld, sv) = (cc::CONTEXT_LOAD, cc::CONTEXT_SAVE);
-        let records = vec![
-            rec(cc::PCR_EXTEND, 1),
-            rec(cc::READ_PUBLIC, 2),
-            rec(cc::READ_PUBLIC, 4),
-            rec(cc::NV_READ_PUBLIC, 8),
-            rec(cc::START_AUTH_SESSION, 16),
-            rec(sv, 32),
-            rec(ld, 64),
-            rec(cc::POLICY_COMMAND_CODE, 128),
-            rec(sv, 256),
-            rec(cc::READ_PUBLIC, 512),
-            rec(cc::START_AUTH_SESSION, 1024),
-            rec(sv, 2048),
-            rec(ld, 4096),
-            rec(ld, 8192),
-            rec(cc::POLICY_SECRET, 16384),
-            rec(sv, 32768),
-            rec(ld, 65536),
-            rec(cc::RSA_DECRYPT, 131072),
-        ];
-        let p = tpm_phases(&records).unwrap();
-        assert_eq!(p.provision, (1, Duration::from_micros(1)));
-        assert_eq!(p.session, (5, Duration::from_micros(62)));
-        assert_eq!(p.unwrap, (12, Duration::from_micros(262080)));
+        let records = doubling(
+            &[
+                &boot[..],
+                &[
+                    sv,
+                    ld,
+                    cc::POLICY_COMMAND_CODE,
+                    sv,
+                    cc::READ_PUBLIC,
+                    cc::START_AUTH_SESSION,
+                    sv,
+                    ld,
+                    ld,
+                    cc::POLICY_SECRET,
+                    sv,
+                    ld,
+                    cc::RSA_DECRYPT,
+                ],
+            ]
+            .concat(),
+        );
+        assert_eq!(phases(&records), [(1, 1), (5, 62), (12, 262080)]);
     }
 
     #[test]

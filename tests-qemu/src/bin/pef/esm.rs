@@ -30,7 +30,7 @@ pub(crate) fn cmd_esm(a: EsmArgs) -> ExitCode {
         for (name, p) in &a.attach {
             files.push((name.clone(), read_file(&format!("--attach {name}="), p)?));
         }
-        let (blob, _key) = tests_qemu::esm::build_esm_blob_multi(
+        let (blob, _key) = tests_qemu::esm::build_esm_blob(
             &pems,
             &kernel,
             &initrd,
