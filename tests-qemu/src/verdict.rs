@@ -2,7 +2,7 @@
 //! from the text the image printed and from how QEMU ended.
 //!
 //! QEMU's exit status is 0 whether the image passed or not, so the verdict comes from the
-//! console protocol (see `tests-qemu` README / the launcher brief):
+//! console protocol (declared once in `pefbox::report`, README "Console protocol"):
 //! - banner: a line starting `pefbox `;
 //! - self-tests: `PASS <name>` / `FAIL <name>: <reason>` and exactly one `<N> passed, <M> failed`;
 //! - ultravisor verdict: `svm: accepted`, `svm: rejected: <reason>`, or `svm: none` (no secure

@@ -8,8 +8,8 @@ use common::image;
 
 use std::time::Duration;
 
-use tests_qemu::launcher::{self, RunConfig, RunReport};
-use tests_qemu::verdict::{Expect, Problem, SvmExpect, SvmResult};
+use xtask::launcher::{self, RunConfig, RunReport};
+use xtask::verdict::{Expect, Problem, SvmExpect, SvmResult};
 
 fn config(scenario: &str) -> RunConfig {
     let mut cfg = RunConfig::new(scenario, image());
@@ -151,7 +151,7 @@ fn selftest_none_with_a_probe_passes_without_self_tests() {
         r.console
     );
     // Without the expectation derived from the bootargs, the same console fails.
-    let strict = tests_qemu::verdict::judge(&r.console, r.exit, &Expect::default());
+    let strict = xtask::verdict::judge(&r.console, r.exit, &Expect::default());
     assert!(strict
         .problems
         .contains(&Problem::TooFewPassed { passed: 0, min: 1 }));
@@ -211,7 +211,7 @@ fn dump_dt_prints_the_device_tree_skiboot_handed_over() {
     let bootargs = "dump-dt selftest=none";
     let r = run_with_bootargs("dump-dt", bootargs);
     assert_passed(&r);
-    let fdt = tests_qemu::verdict::extract_dt_dump(&r.console)
+    let fdt = xtask::verdict::extract_dt_dump(&r.console)
         .unwrap_or_else(|e| panic!("{e}\n--- console ---\n{}", r.console));
     assert_eq!(
         fdt.get(..4),
@@ -248,15 +248,15 @@ fn dump_dt_prints_the_device_tree_skiboot_handed_over() {
 /// `tools::ensure_qemu10`). One TPM state: one provisioning boot, then four demo boots.
 #[test]
 fn default_story_passes_on_powernv9_and_powernv10_under_qemu_7_2_and_10_0() {
-    let q10 = tests_qemu::tools::ensure_qemu10().expect("QEMU 10.0 in target/qemu-10.0");
+    let q10 = xtask::tools::ensure_qemu10().expect("QEMU 10.0 in target/qemu-10.0");
     assert_eq!((q10.version.0, q10.version.1), (10, 0), "{q10:?}");
     let state = std::env::temp_dir().join(format!("pef-boot-matrix-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     let base = config("matrix");
-    let (key, _) = tests_qemu::svm::ensure_wrapping_key(&base, &state).expect("provisioned");
-    let demo = tests_qemu::svm::demo_svm();
-    let blob = tests_qemu::svm::build_blob(&key.pem, &demo, &mut rand::rngs::OsRng).unwrap();
-    let files = tests_qemu::svm::write_svm_files(&state.join("svm"), "demo", &blob, &demo).unwrap();
+    let (key, _) = xtask::svm::ensure_wrapping_key(&base, &state).expect("provisioned");
+    let demo = xtask::svm::demo_svm();
+    let blob = xtask::svm::build_blob(&key.pem, &demo, &mut rand::rngs::OsRng).unwrap();
+    let files = xtask::svm::write_svm_files(&state.join("svm"), "demo", &blob, &demo).unwrap();
     let qemus = [
         (None, None, "7.2"),
         (Some(q10.binary.clone()), q10.data_dir.clone(), "10.0"),

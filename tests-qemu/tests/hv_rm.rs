@@ -26,7 +26,7 @@ use pefbox::papr::{
 };
 use pefbox::tpm::attrs::CommandAttributes;
 use pefbox::tpm::Transport;
-use tests_qemu::swtpm::Swtpm;
+use xtask::swtpm::Swtpm;
 
 /// The ultravisor's partition (as in the image: `uv::target::SVM_LPID`).
 const UV: CallerId = CallerId::of(1, 0);

@@ -1,5 +1,5 @@
 //! H_TPM_COMM's CLOSE_SESSION against a real TPM: the hypervisor (`pefbox::hv`) with fake
-//! guest memory in front of a real swtpm (`tests_qemu::swtpm`, TCP), so the resource-manager
+//! guest memory in front of a real swtpm (`xtask::swtpm`, TCP), so the resource-manager
 //! flush on close is checked against what a TPM actually holds (GetCapability of its
 //! handles), not against a fake's bookkeeping.
 

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use object::{Object, ObjectSegment, ObjectSymbol};
 use rand::rngs::OsRng;
-use tests_qemu::launcher::{self, ImageKind, RunConfig};
-use tests_qemu::svm::{self, Scenario};
-use tests_qemu::verdict::{Expect, SvmExpect};
+use xtask::launcher::{self, ImageKind, RunConfig};
+use xtask::svm::{self, Scenario};
+use xtask::verdict::{Expect, SvmExpect};
 
 /// Every symbol name (mangled, as the ELF holds it) and the bytes the image's PT_LOAD
 /// segments load (what skiboot copies into memory, the strings included).

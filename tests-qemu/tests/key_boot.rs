@@ -28,10 +28,10 @@ use pefbox::fw::WRAPPING_HANDLE;
 use pefbox::tpm::entropy::FromRng;
 use pefbox::tpm::{Auth, Tpm, Transport};
 use rand::rngs::OsRng;
-use tests_qemu::launcher::{self, RunConfig, RunReport};
-use tests_qemu::relay::RelayFault;
-use tests_qemu::svm::{self, Scenario};
-use tests_qemu::verdict::{parse_bench_line, Expect};
+use xtask::launcher::{self, RunConfig, RunReport};
+use xtask::relay::RelayFault;
+use xtask::svm::{self, Scenario};
+use xtask::verdict::{parse_bench_line, Expect};
 
 fn scratch(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!(
@@ -159,7 +159,7 @@ fn boot_level_fail_closed_campaign() {
     let work = scratch("fail");
     let (tpl, accepted, n) = template("fail", &work);
     let key = {
-        let sw = tests_qemu::swtpm::Swtpm::start_in(&tpl).unwrap();
+        let sw = xtask::swtpm::Swtpm::start_in(&tpl).unwrap();
         let mut t = Tpm::new(sw.connect().unwrap());
         t.seed_entropy(&mut FromRng(OsRng)).unwrap();
         let (_, public) = t.read_public(WRAPPING_HANDLE).unwrap();
@@ -248,7 +248,7 @@ fn launcher_says_new_key_and_refuses_an_old_layout_key() {
 
     // Replace the key by one of the previous layout (as a state from before this change).
     {
-        let sw = tests_qemu::swtpm::Swtpm::start_in(&state).unwrap();
+        let sw = xtask::swtpm::Swtpm::start_in(&state).unwrap();
         let mut t = Tpm::new(sw.connect().unwrap());
         t.seed_entropy(&mut FromRng(OsRng)).unwrap();
         let (k, _) = t.read_public(WRAPPING_HANDLE).unwrap();

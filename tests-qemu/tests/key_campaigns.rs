@@ -34,7 +34,7 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use rsa::{BigUint, Oaep, RsaPublicKey};
 use std::path::PathBuf;
-use tests_qemu::swtpm::{Swtpm, SwtpmConn};
+use xtask::swtpm::{Swtpm, SwtpmConn};
 
 type Log = Vec<(Vec<u8>, Vec<u8>)>;
 

@@ -94,7 +94,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     // The host tools and the tests.
-    ("tests-qemu", &["pefbox", "pefbox-dtb"]),
+    ("pefbox-xtask", &["pefbox", "pefbox-dtb"]),
 ];
 
 /// Everything `from` reaches through workspace edges.

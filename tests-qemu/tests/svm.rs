@@ -32,10 +32,10 @@ use rand::rngs::OsRng;
 use rand::RngCore;
 use rsa::sha2::Sha256;
 use rsa::Oaep;
-use tests_qemu::launcher;
-use tests_qemu::svm::{self, Scenario};
-use tests_qemu::swtpm::Swtpm;
-use tests_qemu::verdict::SvmResult;
+use xtask::launcher;
+use xtask::svm::{self, Scenario};
+use xtask::swtpm::Swtpm;
+use xtask::verdict::SvmResult;
 
 #[test]
 fn scenarios_accept_and_reject_with_reasons_and_the_host_cannot_use_the_key() {
@@ -262,7 +262,7 @@ fn pem_export_encrypts_to_the_tpm_key() {
     let (public, pem) = svm::rsa_public_pem(&Public::parse(&blob).unwrap()).unwrap();
     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
     assert_eq!(
-        tests_qemu::esm::parse_public_key_pem(&pem).unwrap(),
+        xtask::esm::parse_public_key_pem(&pem).unwrap(),
         public,
         "the PEM parses back to the same key"
     );

@@ -1,5 +1,5 @@
 //! The portable TPM client (`pefbox::tpm`) against a real swtpm started by each test
-//! on free loopback ports (`tests_qemu::swtpm`).
+//! on free loopback ports (`xtask::swtpm`).
 //!
 //! Covered: salted (RSA-2048 OAEP and ECC P-256 ECDH) and bound HMAC sessions with
 //! AES-CFB parameter encryption both ways creating, loading and using an RSA-OAEP
@@ -24,7 +24,7 @@ use pefbox::tpm::{
 use rand::rngs::{OsRng, StdRng};
 use rand::{RngCore, SeedableRng};
 use rsa::{BigUint, Oaep, RsaPublicKey};
-use tests_qemu::swtpm::{Swtpm, SwtpmConn};
+use xtask::swtpm::{Swtpm, SwtpmConn};
 
 const PARENT_AUTH: &[u8] = b"parent-auth-value";
 const KEY_AUTH: &[u8] = b"key-auth-0123456";

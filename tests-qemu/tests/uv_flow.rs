@@ -1,5 +1,5 @@
 //! Firmware provisioning (`pefbox::fw`) and the ultravisor's session + unwrap
-//! (`pefbox::uv::unwrap`) against a real swtpm (`tests_qemu::swtpm`), one per test.
+//! (`pefbox::uv::unwrap`) against a real swtpm (`xtask::swtpm`), one per test.
 //!
 //! 1. Provisioning on a fresh TPM creates the parent and the wrapping key with the
 //!    documented policy (checked against digests the TPM computes in trial sessions);
@@ -39,8 +39,8 @@ use rand::RngCore;
 use rsa::pkcs8::{EncodePublicKey, LineEnding};
 use rsa::{BigUint, Oaep, RsaPublicKey};
 use std::time::Instant;
-use tests_qemu::esm::build_esm_blob;
-use tests_qemu::swtpm::{Swtpm, SwtpmConn};
+use xtask::esm::build_esm_blob;
+use xtask::swtpm::{Swtpm, SwtpmConn};
 
 /// Flips `mask` in byte `offset` of the response to the next command with code `cc`.
 #[derive(Clone, Copy, Debug)]

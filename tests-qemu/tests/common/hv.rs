@@ -7,7 +7,7 @@ use pefbox::hv::{
     CheckedRange, FakeGuestMemory, GuestMemory, GuestRange, Hypervisor, Meddle, Meddler,
     RegionTable,
 };
-use tests_qemu::swtpm::{Swtpm, SwtpmConn};
+use xtask::swtpm::{Swtpm, SwtpmConn};
 
 /// Where the fake caller memory starts.
 pub const RAM_BASE: u64 = 0x1000_0000;

@@ -9,7 +9,7 @@ pub mod tpm;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use tests_qemu::launcher::{self, ImageKind};
+use xtask::launcher::{self, ImageKind};
 
 /// The image of `kind`, built into `cell` once per test binary after the tools are ensured
 /// (`build` names it if the build fails).

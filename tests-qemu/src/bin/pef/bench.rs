@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tests_qemu::cli;
-use tests_qemu::launcher::{self, Echo, LaunchError, RunReport};
-use tests_qemu::svm;
-use tests_qemu::verdict::{parse_bench_line, Expect, SvmExpect};
+use xtask::cli;
+use xtask::launcher::{self, Echo, LaunchError, RunReport};
+use xtask::svm;
+use xtask::verdict::{parse_bench_line, Expect, SvmExpect};
 
 use crate::{finish, prepare, stop_code, work_dir, RemoveDir};
 

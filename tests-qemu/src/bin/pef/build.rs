@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use tests_qemu::cli::BuildArgs;
-use tests_qemu::launcher::{self, ImageKind};
+use xtask::cli::BuildArgs;
+use xtask::launcher::{self, ImageKind};
 
 use crate::stop_code;
 

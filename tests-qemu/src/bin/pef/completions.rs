@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::CommandFactory;
-use tests_qemu::cli::Cli;
+use xtask::cli::Cli;
 
 /// Prints the completion script for `shell`.
 pub(crate) fn cmd_completions(shell: clap_complete::Shell) -> ExitCode {

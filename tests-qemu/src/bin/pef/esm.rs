@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use tests_qemu::cli::{self, EsmArgs};
+use xtask::cli::{self, EsmArgs};
 
 use crate::{read_file, stop_code, Stop};
 
@@ -16,7 +16,7 @@ pub(crate) fn cmd_esm(a: EsmArgs) -> ExitCode {
             let bytes = read_file("--pubkey", p)?;
             let pem = String::from_utf8(bytes)
                 .map_err(|_| format!("--pubkey {}: not a text (PEM) file", p.display()))?;
-            tests_qemu::esm::parse_public_key_pem(&pem)
+            xtask::esm::parse_public_key_pem(&pem)
                 .map_err(|e| format!("--pubkey {}: {e}", p.display()))?;
             pems.push(pem);
         }
@@ -30,7 +30,7 @@ pub(crate) fn cmd_esm(a: EsmArgs) -> ExitCode {
         for (name, p) in &a.attach {
             files.push((name.clone(), read_file(&format!("--attach {name}="), p)?));
         }
-        let (blob, _key) = tests_qemu::esm::build_esm_blob(
+        let (blob, _key) = xtask::esm::build_esm_blob(
             &pems,
             &kernel,
             &initrd,
@@ -40,7 +40,7 @@ pub(crate) fn cmd_esm(a: EsmArgs) -> ExitCode {
             &mut rand::rngs::OsRng,
         )
         .map_err(|e| format!("building the blob: {e}"))?;
-        let out = tests_qemu::esm::attach_to_initrd(&blob, &initrd);
+        let out = xtask::esm::attach_to_initrd(&blob, &initrd);
         std::fs::write(&a.out, &out).map_err(|e| format!("--out {}: {e}", a.out.display()))?;
         if let Some(p) = &a.blob_out {
             std::fs::write(p, &blob).map_err(|e| format!("--blob-out {}: {e}", p.display()))?;

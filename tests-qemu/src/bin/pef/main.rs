@@ -1,6 +1,6 @@
 //! `pef`: the host launcher (`cargo pef run`, `cargo pef scenarios`, `cargo pef bench`,
 //! `cargo pef build`, `cargo pef esm`, `cargo pef completions`). The command line is declared in
-//! [`tests_qemu::cli`]; `pef --help` and `pef <subcommand> --help` describe every flag and the
+//! [`xtask::cli`]; `pef --help` and `pef <subcommand> --help` describe every flag and the
 //! exit codes.
 #![forbid(unsafe_code)]
 
@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tests_qemu::cli::{self, BootOpts, Cli, Cmd};
-use tests_qemu::launcher::{self, Echo, ImageKind, LaunchError, RunConfig, RunReport};
+use xtask::cli::{self, BootOpts, Cli, Cmd};
+use xtask::launcher::{self, Echo, ImageKind, LaunchError, RunConfig, RunReport};
 
 /// Why a command stopped before its verdict, and its exit code.
 enum Stop {
@@ -125,7 +125,7 @@ fn prepare(b: &BootOpts, scenario: &str) -> Result<(RunConfig, Ui), Stop> {
         id.version,
         id.program.display(),
         base.machine,
-        tests_qemu::tools::swtpm_version().unwrap_or_else(|e| format!("(version unknown: {e})"))
+        xtask::tools::swtpm_version().unwrap_or_else(|e| format!("(version unknown: {e})"))
     ));
     base.image = match &b.image {
         Some(p) => p.clone(),
@@ -155,7 +155,7 @@ fn read_file(what: &str, p: &Path) -> Result<Vec<u8>, String> {
 /// A scratch directory for the demo's files, inside this launcher's own temporary directory
 /// (swept by the next launcher if this one is SIGKILLed).
 fn work_dir(name: &str) -> PathBuf {
-    tests_qemu::swtpm::scratch_dir(name).unwrap_or_else(|_| {
+    xtask::swtpm::scratch_dir(name).unwrap_or_else(|_| {
         launcher::workspace_root()
             .join("target")
             .join("pef-work")
@@ -229,7 +229,7 @@ fn finish(
     }
     key_warnings(reports, ui.quiet);
     if let Some(path) = json {
-        let doc = tests_qemu::report::json(command, img, reports, code);
+        let doc = xtask::report::json(command, img, reports, code);
         let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text + "\n") {
             eprintln!("pef: --json {}: {e}", path.display());

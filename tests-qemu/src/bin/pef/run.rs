@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tests_qemu::cli::{self, RunArgs};
-use tests_qemu::launcher::{self, LaunchError};
-use tests_qemu::svm;
-use tests_qemu::verdict::{Expect, SvmExpect};
+use xtask::cli::{self, RunArgs};
+use xtask::launcher::{self, LaunchError};
+use xtask::svm;
+use xtask::verdict::{Expect, SvmExpect};
 
 use crate::{finish, hex, prepare, stop_code, work_dir, RemoveDir, Stop};
 
@@ -125,7 +125,7 @@ fn run(args: RunArgs) -> Result<ExitCode, Stop> {
     ));
     let report = launcher::run(&cfg)?;
     if let Some(out) = &args.dump_dt {
-        match tests_qemu::verdict::extract_dt_dump(&report.console) {
+        match xtask::verdict::extract_dt_dump(&report.console) {
             Ok(dt) => match std::fs::write(out, &dt) {
                 Ok(()) => ui.phase(format!(
                     "device tree ({} bytes) written to {}",

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use tests_qemu::cli;
-use tests_qemu::launcher::Echo;
-use tests_qemu::svm;
+use xtask::cli;
+use xtask::launcher::Echo;
+use xtask::svm;
 
 use crate::{finish, hex, prepare, stop_code, work_dir, RemoveDir};
 
