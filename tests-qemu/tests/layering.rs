@@ -74,6 +74,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("pefbox-base64", &[]),
     ("pefbox-dtb", &[]),
     ("pefbox-tpm", &[]),
+    ("pefbox-radix", &[]),
     ("pefbox-fw", &["pefbox-tpm", "pefbox-base64", "pefbox-dtb"]),
     (
         "pefbox-uv",
