@@ -6,7 +6,8 @@
  * `ba`, since code at 0x2000_0000 is out of branch range) to a trampoline at 0x1800 (any
  * unexpected vector, %r12 = vector number) or 0x1880 (`sc`, vector 0xC00). The trampolines
  * save %r11 in SPRG1 and CTR in SPRG2, then `bctr` to the stage-2 entries in .text.
- * Scratch SPRs: SPRG0 = %r12, SPRG1 = %r11, SPRG2 = CTR, SPRG3 = caller's %r1. skiboot's own
+ * Scratch SPRs: SPRG0 = %r12, SPRG1 = %r11, SPRG2 = CTR, SPRG3 = caller's %r1 (or, for an
+ * interrupt taken from a guest partition, its CR: see boot/partition.S). skiboot's own
  * entry code uses HSPRG0/1, which we leave alone.
  */
     .set    TRAMP_EXC, 0x1800
@@ -39,7 +40,18 @@
     mtspr   273, %r11
     mfctr   %r11
     mtspr   274, %r11
+    mfcr    %r11
+    mtspr   275, %r11                /* CR, for a guest's exit (SPRG3) */
+    mfspr   %r11, 27                 /* SRR1: the caller's MSR */
+    rldicl. %r11, %r11, 4, 63        /* its HV bit */
+    beq     1f
+    mfspr   %r11, 275
+    mtcrf   0xff, %r11
     LOAD64  %r11, pefbox_hcall_entry
+    mtctr   %r11
+    bctr
+1:  li      %r12, 0xC00              /* `sc 1` in a guest partition: back to the ultravisor */
+    LOAD64  %r11, pefbox_guest_exit
     mtctr   %r11
     bctr
 
@@ -52,6 +64,28 @@
     .text
     .globl  pefbox_exc_entry
 pefbox_exc_entry:
+    /* Taken from a guest partition? The interrupted MSR is in HSRR1 for the hypervisor
+     * interrupts (0x500 with LPES clear, 0x980, 0xE00-0xEA0), in SRR1 for the others. A
+     * guest's goes back to the ultravisor (boot/partition.S); CR is parked in SPRG3. */
+    mfcr    %r11
+    mtspr   275, %r11
+    cmpdi   %r12, 0x500
+    beq     2f
+    cmpdi   %r12, 0x980
+    beq     2f
+    cmpdi   %r12, 0xE00
+    blt     1f
+    cmpdi   %r12, 0xEA0
+    bgt     1f
+2:  mfspr   %r11, 315
+    b       3f
+1:  mfspr   %r11, 27
+3:  rldicl. %r11, %r11, 4, 63
+    bne     4f
+    LOAD64  %r11, pefbox_guest_exit
+    mtctr   %r11
+    bctr
+4:
     LOAD64  %r1, __exc_stack_top
     li      %r0, 0
     stdu    %r0, -128(%r1)

@@ -44,6 +44,27 @@ pub struct HcallFrame {
     _reserved: [u8; 16],
 }
 
+impl HcallFrame {
+    /// Every register zero (a guest partition's state before it first runs).
+    pub const fn zeroed() -> Self {
+        HcallFrame {
+            gpr: [0; 32],
+            cr: 0,
+            lr: 0,
+            xer: 0,
+            ctr: 0,
+            srr0: 0,
+            srr1: 0,
+            fpscr: 0,
+            vrsave: 0,
+            _pad: [0; 2],
+            vscr: [0; 16],
+            vsr: [[0; 16]; 64],
+            _reserved: [0; 16],
+        }
+    }
+}
+
 /// Where the frame starts above the entry's stack pointer. The ELFv2 header needs 32 bytes;
 /// the entry has always reserved 48 (the ELFv1 header's size), kept so the layout is
 /// unchanged.

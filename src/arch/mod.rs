@@ -25,11 +25,13 @@ global_asm!(
     ".set HF_VSCR, {vscr}",
     ".set HF_VSR, {vsr}",
     ".set HF_SIZE, {size}",
+    ".set HF_BASE, {base}",
     concat!(
         include_str!("../../boot/macros.S"),
         include_str!("../../boot/entry.S"),
         include_str!("../../boot/vectors.S"),
         include_str!("../../boot/mem.S"),
+        include_str!("../../boot/partition.S"),
     ),
     gpr = const HCALL_FRAME_BASE + offset_of!(HcallFrame, gpr),
     cr = const HCALL_FRAME_BASE + offset_of!(HcallFrame, cr),
@@ -43,6 +45,7 @@ global_asm!(
     vscr = const HCALL_FRAME_BASE + offset_of!(HcallFrame, vscr),
     vsr = const HCALL_FRAME_BASE + offset_of!(HcallFrame, vsr),
     size = const HCALL_STACK_SIZE,
+    base = const HCALL_FRAME_BASE,
 );
 
 // The self-tests' register probes (uses none of the shared macros): self-test image only.
@@ -50,11 +53,35 @@ global_asm!(
 global_asm!(include_str!("../../boot/regtest.S"), options(raw));
 
 pub mod frame;
+pub mod partition;
 pub mod vectors;
 
 use core::mem::offset_of;
 pub use frame::HcallFrame;
 use frame::{HCALL_FRAME_BASE, HCALL_STACK_SIZE};
+
+/// The current stack pointer (r1).
+pub fn stack_pointer() -> u64 {
+    let sp: u64;
+    // SAFETY: copies r1; reads no memory.
+    unsafe { asm!("mr {0}, 1", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    sp
+}
+
+/// Makes `len` bytes of freshly written code at real address `addr` visible to
+/// instruction fetch (TCG does not model caches; hardware does).
+pub fn sync_icache(addr: u64, len: usize) {
+    const CACHE_LINE: u64 = 128;
+    let end = addr.saturating_add(len as u64);
+    let mut a = addr & !(CACHE_LINE - 1);
+    while a < end {
+        // SAFETY: cache maintenance on lines of memory we own; no data is changed.
+        unsafe { asm!("dcbst 0, {0}", "sync", "icbi 0, {0}", in(reg) a, options(nostack)) };
+        a += CACHE_LINE;
+    }
+    // SAFETY: context synchronisation only.
+    unsafe { asm!("sync", "isync", options(nostack)) };
+}
 
 /// Timebase ticks per second, as the device tree gave it (set once at boot).
 static TIMEBASE_HZ: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(512_000_000);

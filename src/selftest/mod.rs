@@ -11,6 +11,8 @@
 pub use crate::report::Tally;
 
 #[cfg(target_arch = "powerpc64")]
+pub mod partition;
+#[cfg(target_arch = "powerpc64")]
 pub mod target;
 
 /// What a failing test reports: one line of text.

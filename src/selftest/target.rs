@@ -92,6 +92,16 @@ pub const TESTS: &[Test] = &[
         run: uv_snoop,
     },
     Test {
+        name: "partition-isolation",
+        default: true,
+        run: super::partition::isolation,
+    },
+    Test {
+        name: "partition-weakened",
+        default: false,
+        run: super::partition::weakened,
+    },
+    Test {
         name: "uv-tamper",
         default: false,
         run: uv_tamper,
@@ -814,16 +824,18 @@ fn hcall_bench() -> TestResult {
     if calls != N {
         return Err(format!("{calls} link round trips for {N} hcalls"));
     }
+    let partition = super::partition::round_trips(N)?;
     let tb_hz = arch::timebase_hz();
     let ns =
         |ticks: u64| (u128::from(ticks) * 1_000_000_000 / u128::from(tb_hz) / u128::from(N)) as u64;
     crate::println!(
-        "bench hcall-echo-ns={} tpm-comm-reject-ns={} getrandom-hcall-ns={} getrandom-link-ns={} getrandom-handler-ns={} n={N}",
+        "bench hcall-echo-ns={} tpm-comm-reject-ns={} getrandom-hcall-ns={} getrandom-link-ns={} getrandom-handler-ns={} partition-hcall-ns={} n={N}",
         ns(echo),
         ns(reject),
         ns(total),
         ns(link),
-        ns(total - link)
+        ns(total - link),
+        ns(partition)
     );
     Ok(())
 }

@@ -84,6 +84,60 @@ fn default_boot_passes_every_self_test_and_powers_off() {
     );
 }
 
+/// The partition boundary, attacked from a guest partition: every load from the
+/// ultravisor's memory is stopped by the MMU with nothing read, and every other escape
+/// (unmapped fetch, privileged instruction, endless loop) ends in a report; the control,
+/// with one ultravisor page mapped into the guest on purpose, reads it.
+#[test]
+fn a_guest_partition_reaches_none_of_the_ultravisors_memory_and_the_control_does() {
+    let r = run_with_bootargs(
+        "partition",
+        "selftest=partition-isolation,partition-weakened",
+    );
+    assert_passed(&r);
+    let line = r
+        .console
+        .lines()
+        .find(|l| l.starts_with("isolation: "))
+        .unwrap_or_else(|| panic!("no isolation line:\n{}", r.console));
+    let n: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(
+        line.trim_end(),
+        format!(
+            "isolation: {0} breach attempts, {0} stopped, 0 bytes read",
+            n[0]
+        )
+    );
+    assert!(n[0] >= 7, "{line}");
+    for what in [
+        "ultravisor heap",
+        "ultravisor stack",
+        "ultravisor statics",
+        "hcall stack",
+        "radix tables",
+    ] {
+        let l = console_line(&r, &format!("load from {what}"), "attempt not reported");
+        assert!(l.contains(": stopped (HDSI"), "{l}");
+    }
+    for stop in [
+        "instruction fetch at 0x5000",
+        "mtspr LPIDR",
+        "time budget exhausted",
+    ] {
+        console_line(&r, stop, "escape not reported");
+    }
+    let weak = console_line(&r, "isolation (weakened", "no control line");
+    assert!(
+        weak.ends_with("stopped, 8 bytes read")
+            || weak.trim_end().ends_with("stopped, 8 bytes read"),
+        "{weak}"
+    );
+    console_line(&r, ": READ 0x", "the control's read is not shown");
+}
+
 #[test]
 fn selftest_panic_fails_with_the_panic_message_on_the_console() {
     let r = run_plain("panic", "selftest=panic");

@@ -92,6 +92,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "pefbox-fw",
             "pefbox-uv",
             "pefbox-hv",
+            "pefbox-radix",
         ],
     ),
     // The host tools and the tests.

@@ -115,6 +115,7 @@ fn hcall_table(r: &RunReport) -> String {
     format!(
         "\nhypervisor (timebase, {} calls each)          us/call\n\
          sc 1 round trip (echo hcall)              {:>10.2}\n\
+         guest partition's sc 1: exit and re-entry {:>10.2}\n\
          H_TPM_COMM rejected (H_P5, checks only)   {:>10.2}\n\
          GetRandom(16) through H_TPM_COMM          {:>10.2}\n\
            GetRandom: time on the UART link        {:>10.2}\n\
@@ -125,6 +126,7 @@ fn hcall_table(r: &RunReport) -> String {
             .find(|(k, _)| k == "n")
             .map_or("?", |(_, v)| v.as_str()),
         get("hcall-echo-ns") / 1000.0,
+        get("partition-hcall-ns") / 1000.0,
         get("tpm-comm-reject-ns") / 1000.0,
         get("getrandom-hcall-ns") / 1000.0,
         get("getrandom-link-ns") / 1000.0,

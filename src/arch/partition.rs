@@ -1,0 +1,433 @@
+//! Running code in a guest partition (boot/partition.S): the ultravisor stays in hypervisor
+//! state at LPID 0; a guest runs with MSR[HV] clear, in real mode, at its own LPID, so every
+//! address it uses goes through that LPID's partition-scoped radix tree (installed with
+//! [`set_partition_table`]). Any interrupt the hardware delivers to the hypervisor while the
+//! guest runs (its `sc 1`, a partition-scoped miss (HDSI/HISI), the hypervisor decrementer,
+//! a hypervisor-privileged instruction (HEAI), an external interrupt) ends [`run`] with the
+//! interrupt's registers in an [`Exit`].
+//!
+//! What a guest can reach is exactly what its tree maps: the ultravisor's code, stacks,
+//! heap and statics are simply absent from it. Every register the guest sees is loaded
+//! from its own frame, so nothing the ultravisor left in a register crosses over.
+
+use core::arch::asm;
+
+use super::frame::HcallFrame;
+
+/// MSR a guest runs with: SF (64-bit), FP, VEC, VSX, ME, RI; HV, PR, IR, DR and EE clear
+/// (supervisor, real mode, big-endian, no external interrupts of its own).
+pub const MSR_GUEST: u64 = 0x8000_0000_0280_3002;
+/// MSR[HV].
+const MSR_HV: u64 = 0x1000_0000_0000_0000;
+
+/// LPCR[HR]: partitions use radix translation (Power ISA 3.0B, LPCR).
+pub const LPCR_HR: u64 = 1 << 20;
+/// LPCR[UPRT]: use the process table (radix).
+pub const LPCR_UPRT: u64 = 1 << 22;
+/// LPCR[HDICE]: the hypervisor decrementer interrupts a guest when it runs out.
+pub const LPCR_HDICE: u64 = 1;
+
+/// Interrupt vectors a guest's run can end with.
+pub mod vector {
+    /// Hypervisor external interrupt (LPCR[LPES] clear).
+    pub const EXTERNAL: u64 = 0x500;
+    /// Hypervisor decrementer: the guest's time budget ran out.
+    pub const HDEC: u64 = 0x980;
+    /// `sc 1` (an hcall) from the guest.
+    pub const SYSCALL: u64 = 0xC00;
+    /// Hypervisor data storage: a load or store the partition-scoped tree does not allow.
+    pub const HDSI: u64 = 0xE00;
+    /// Hypervisor instruction storage: a fetch the tree does not allow.
+    pub const HISI: u64 = 0xE20;
+    /// Hypervisor emulation assistance: a hypervisor-privileged or illegal instruction.
+    pub const HEAI: u64 = 0xE40;
+}
+
+/// Why and where a guest's run ended: the interrupt's vector and registers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exit {
+    /// The interrupt vector ([`vector`]).
+    pub vector: u64,
+    /// SRR0 (for `sc 1`: the instruction after it).
+    pub srr0: u64,
+    /// SRR1.
+    pub srr1: u64,
+    /// HSRR0 (for HDSI/HISI/HEAI/HDEC: the instruction interrupted).
+    pub hsrr0: u64,
+    /// HSRR1.
+    pub hsrr1: u64,
+    /// HDAR: the data address of an HDSI.
+    pub hdar: u64,
+    /// HDSISR: why.
+    pub hdsisr: u64,
+    /// ASDR: the guest real address a partition-scoped fault was translating.
+    pub asdr: u64,
+    /// HEIR: the instruction an HEAI trapped.
+    pub heir: u64,
+}
+
+impl Exit {
+    /// Where the guest was when it left: the interrupted instruction for the hypervisor
+    /// interrupts, the one after `sc` for an hcall.
+    pub fn pc(&self) -> u64 {
+        if self.vector == vector::SYSCALL {
+            self.srr0
+        } else {
+            self.hsrr0
+        }
+    }
+}
+
+/// What boot/partition.S reads and writes (its RB_* offsets).
+#[repr(C)]
+struct RunBlock {
+    frame: *mut HcallFrame,
+    host_sp: u64,
+    exit: Exit,
+}
+
+const _: () = assert!(core::mem::offset_of!(RunBlock, frame) == 0);
+const _: () = assert!(core::mem::offset_of!(RunBlock, host_sp) == 8);
+const _: () = assert!(core::mem::offset_of!(RunBlock, exit) == 16);
+const _: () = assert!(core::mem::size_of::<Exit>() == 9 * 8);
+
+extern "C" {
+    fn pefbox_partition_run(run: *mut RunBlock, lpid: u64) -> u64;
+}
+
+/// Installs the partition table (`ptcr`: its real address and size, Power ISA PTCR) and
+/// turns on radix partitions with the hypervisor decrementer; every cached translation is
+/// dropped.
+///
+/// # Safety
+/// `ptcr` must name a partition table whose trees map, for every LPID a guest is run at,
+/// no memory the ultravisor relies on; the table must stay in place while guests run.
+pub unsafe fn set_partition_table(ptcr: u64) {
+    // SAFETY: SPR writes in hypervisor state; the caller vouches for the table. The LPCR
+    // bits added change only how guests (MSR[HV] = 0) translate and when HDEC interrupts.
+    unsafe {
+        asm!(
+            "mtspr 464, {ptcr}",
+            "mfspr {t}, 318",
+            "or {t}, {t}, {bits}",
+            "mtspr 318, {t}",
+            "isync",
+            ptcr = in(reg) ptcr,
+            bits = in(reg) LPCR_HR | LPCR_UPRT | LPCR_HDICE,
+            t = out(reg) _,
+            options(nostack)
+        )
+    };
+    flush_translations();
+}
+
+/// Drops every cached translation of every partition (after a tree or the table changed).
+pub fn flush_translations() {
+    // SAFETY: `tlbie` with IS = 3 (everything), RIC = 2 (TLB and page-walk caches), then
+    // the barriers it needs; it changes no memory.
+    unsafe {
+        asm!(
+            "ptesync",
+            "tlbie {rb}, {rs}, 2, 0, 1",
+            "eieio",
+            "tlbsync",
+            "ptesync",
+            rb = in(reg) 3u64 << 10,
+            rs = in(reg) 0u64,
+            options(nostack)
+        )
+    };
+}
+
+/// Runs the guest whose registers are `frame` (PC in `frame.srr0`) at partition `lpid`
+/// for at most `budget` timebase ticks, until an interrupt brings it back; its registers
+/// are then in `frame`. The guest's MSR is always [`MSR_GUEST`] (never MSR[HV]).
+///
+/// # Safety
+/// [`set_partition_table`] must have installed a table whose tree for `lpid` maps no memory
+/// the ultravisor relies on (its code, stacks, heap, statics, the vectors at 0, the tables
+/// themselves): the guest can read, write and execute everything its tree maps.
+pub unsafe fn run(frame: &mut HcallFrame, lpid: u32, budget: u32) -> Result<Exit, RunError> {
+    if lpid == 0 {
+        return Err(RunError::Lpid0);
+    }
+    if budget == 0 || budget > i32::MAX as u32 {
+        return Err(RunError::Budget(budget));
+    }
+    frame.srr1 = MSR_GUEST;
+    debug_assert_eq!(frame.srr1 & MSR_HV, 0);
+    let mut block = RunBlock {
+        frame,
+        host_sp: 0,
+        exit: Exit::default(),
+    };
+    // SAFETY: HDEC is the hypervisor decrementer: a positive value is the guest's budget.
+    unsafe { asm!("mtspr 310, {0}", "isync", in(reg) u64::from(budget), options(nostack)) };
+    // SAFETY: the block and the frame live across the call (the assembly stores into both
+    // and returns only after the guest exits); the caller vouches for the partition's tree.
+    unsafe { pefbox_partition_run(&mut block, u64::from(lpid)) };
+    // SAFETY: plain read of the block the assembly filled (volatile: written behind the
+    // compiler's back).
+    Ok(unsafe { core::ptr::read_volatile(&block.exit) })
+}
+
+/// Why a guest was not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunError {
+    /// LPID 0 is the ultravisor's own partition.
+    Lpid0,
+    /// The time budget is 0 or does not fit the hypervisor decrementer's positive range.
+    Budget(u32),
+}
+
+impl core::fmt::Display for RunError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RunError::Lpid0 => f.write_str("LPID 0 is the ultravisor's own"),
+            RunError::Budget(b) => write!(f, "time budget {b} ticks is not in 1..2^31"),
+        }
+    }
+}
+
+/// The guest partitions of this boot: the region link.ld reserves for them (radix tables
+/// first, then guest memory), the partition table and one tree per LPID. Every mapping a
+/// tree gets is checked to point into guest memory handed out here, so a guest can never
+/// be given the ultravisor's own memory by mistake; that is what makes [`Partitions::run`]
+/// safe to call. Only one exists at a time ([`Partitions::take`]).
+pub struct Partitions {
+    arena: radix::Arena<'static>,
+    table: radix::PartitionTable,
+    trees: heapless::Vec<(u32, radix::Tree), 8>,
+    /// Guest memory: [start, end), of which [start, next) is handed out.
+    guest: (u64, u64),
+    next: u64,
+}
+
+/// Set while a [`Partitions`] exists.
+static TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Bytes of the region that hold radix tables (the rest is guest memory).
+const TABLES: usize = 512 * 1024;
+
+/// Why a partition operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionError {
+    /// Another [`Partitions`] is in use.
+    Busy,
+    /// The radix tables' arena refused.
+    Arena(radix::ArenaError),
+    /// The partition table refused.
+    Table(radix::TableError),
+    /// The tree refused the mapping.
+    Map(radix::MapError),
+    /// A mapping's host range is not guest memory handed out by [`Partitions::guest_pages`].
+    NotGuestMemory {
+        /// Host address.
+        host: u64,
+        /// Length.
+        len: u64,
+    },
+    /// No guest memory left for the pages asked for.
+    OutOfGuestMemory(usize),
+    /// The LPID has no partition (or already has one, for [`Partitions::create`]).
+    Lpid(u32),
+    /// The run itself was refused.
+    Run(RunError),
+}
+
+impl core::fmt::Display for PartitionError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PartitionError::Busy => f.write_str("the partitions are in use"),
+            PartitionError::Arena(e) => write!(f, "radix tables: {e}"),
+            PartitionError::Table(e) => write!(f, "partition table: {e}"),
+            PartitionError::Map(e) => write!(f, "mapping: {e}"),
+            PartitionError::NotGuestMemory { host, len } => {
+                write!(f, "{host:#x}+{len:#x} is not guest memory")
+            }
+            PartitionError::OutOfGuestMemory(n) => write!(f, "no room for {n} guest pages"),
+            PartitionError::Lpid(l) => write!(f, "LPID {l}: no such partition, or taken"),
+            PartitionError::Run(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl Partitions {
+    /// Takes the partition region (radix tables and guest memory), emptied.
+    pub fn take() -> Result<Self, PartitionError> {
+        use core::sync::atomic::Ordering;
+        extern "C" {
+            static __partition_start: u8;
+            static __partition_end: u8;
+        }
+        if TAKEN.swap(true, Ordering::Acquire) {
+            return Err(PartitionError::Busy);
+        }
+        let s = core::ptr::addr_of!(__partition_start) as u64;
+        let e = core::ptr::addr_of!(__partition_end) as u64;
+        let tables_end = s + TABLES as u64;
+        // SAFETY: link.ld reserves [__partition_start, __partition_end) for partitions and
+        // nothing else refers to it; TAKEN makes this the only live slice of its first
+        // TABLES bytes (it is released when this Partitions is dropped, with the arena).
+        let tables = unsafe { core::slice::from_raw_parts_mut(s as *mut u8, TABLES) };
+        let mut arena = match radix::Arena::new(tables, s) {
+            Ok(a) => a,
+            Err(err) => {
+                TAKEN.store(false, Ordering::Release);
+                return Err(PartitionError::Arena(err));
+            }
+        };
+        let table = match arena.new_partition_table() {
+            Ok(t) => t,
+            Err(err) => {
+                TAKEN.store(false, Ordering::Release);
+                return Err(PartitionError::Arena(err));
+            }
+        };
+        Ok(Partitions {
+            arena,
+            table,
+            trees: heapless::Vec::new(),
+            guest: (tables_end, e),
+            next: tables_end,
+        })
+    }
+
+    /// Hands out `n` zeroed 4 KiB pages of guest memory; returns their host address.
+    pub fn guest_pages(&mut self, n: usize) -> Result<u64, PartitionError> {
+        let len = (n as u64).checked_mul(4096).filter(|&l| l > 0);
+        let Some(end) = len
+            .and_then(|l| self.next.checked_add(l))
+            .filter(|&e| e <= self.guest.1)
+        else {
+            return Err(PartitionError::OutOfGuestMemory(n));
+        };
+        let start = self.next;
+        // SAFETY: [start, end) is guest memory of the region this Partitions owns, handed
+        // out once; no Rust reference points into it.
+        unsafe { core::ptr::write_bytes(start as *mut u8, 0, (end - start) as usize) };
+        self.next = end;
+        Ok(start)
+    }
+
+    /// Copies `bytes` into guest memory at host address `host` (handed out before).
+    pub fn write(&mut self, host: u64, bytes: &[u8]) -> Result<(), PartitionError> {
+        let len = bytes.len() as u64;
+        self.check_guest(host, len)?;
+        // SAFETY: [host, host+len) is guest memory handed out by guest_pages (checked);
+        // nothing else refers to it.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), host as *mut u8, bytes.len()) };
+        super::sync_icache(host, bytes.len());
+        Ok(())
+    }
+
+    fn check_guest(&self, host: u64, len: u64) -> Result<(), PartitionError> {
+        let end = host.checked_add(len);
+        if host < self.guest.0 || end.is_none_or(|e| e > self.next) {
+            return Err(PartitionError::NotGuestMemory { host, len });
+        }
+        Ok(())
+    }
+
+    /// Gives `lpid` an empty tree (it maps nothing yet) and enters it in the table.
+    pub fn create(&mut self, lpid: u32) -> Result<(), PartitionError> {
+        if lpid == 0 || self.tree(lpid).is_ok() {
+            return Err(PartitionError::Lpid(lpid));
+        }
+        let tree = self.arena.new_tree().map_err(PartitionError::Arena)?;
+        self.table
+            .set(&mut self.arena, lpid, &tree)
+            .map_err(PartitionError::Table)?;
+        self.trees
+            .push((lpid, tree))
+            .map_err(|_| PartitionError::Lpid(lpid))?;
+        flush_translations();
+        Ok(())
+    }
+
+    fn tree(&self, lpid: u32) -> Result<&radix::Tree, PartitionError> {
+        self.trees
+            .iter()
+            .find(|(l, _)| *l == lpid)
+            .map(|(_, t)| t)
+            .ok_or(PartitionError::Lpid(lpid))
+    }
+
+    /// Maps guest-physical `[gpa, +len)` of `lpid` to guest memory at `host`.
+    pub fn map(
+        &mut self,
+        lpid: u32,
+        gpa: u64,
+        host: u64,
+        len: u64,
+        access: radix::Access,
+    ) -> Result<(), PartitionError> {
+        self.check_guest(host, len)?;
+        self.map_unchecked(lpid, gpa, host, len, access)
+    }
+
+    fn map_unchecked(
+        &mut self,
+        lpid: u32,
+        gpa: u64,
+        host: u64,
+        len: u64,
+        access: radix::Access,
+    ) -> Result<(), PartitionError> {
+        let tree = *self.tree(lpid)?;
+        self.arena
+            .map(&tree, gpa, host, len, access)
+            .map_err(PartitionError::Map)?;
+        flush_translations();
+        Ok(())
+    }
+
+    /// The control of the isolation self-test: maps one page of the ultravisor's own memory
+    /// into `lpid`, read-only (the guest can read it, never change it), to show the
+    /// attempts read whatever a tree lets them.
+    #[cfg(feature = "selftest")]
+    pub fn expose_read_only_for_the_control(
+        &mut self,
+        lpid: u32,
+        gpa: u64,
+        host: u64,
+    ) -> Result<(), PartitionError> {
+        self.map_unchecked(lpid, gpa, host, 4096, radix::Access::READ)
+    }
+
+    /// Every range `lpid`'s tree maps, as (guest address, host address, length, access).
+    pub fn mappings(&self, lpid: u32) -> Result<heapless::Vec<radix::Mapping, 32>, PartitionError> {
+        let tree = self.tree(lpid)?;
+        Ok(self.arena.mappings(tree).merged().take(32).collect())
+    }
+
+    /// The host address of the radix tables (what no guest may reach).
+    pub fn tables(&self) -> u64 {
+        self.arena.base()
+    }
+
+    /// Runs the guest `frame` in partition `lpid` (see [`run`]) for at most `budget`
+    /// timebase ticks.
+    pub fn run(
+        &self,
+        lpid: u32,
+        frame: &mut HcallFrame,
+        budget: u32,
+    ) -> Result<Exit, PartitionError> {
+        self.tree(lpid)?;
+        // SAFETY: every tree of this table maps only guest memory handed out by this
+        // Partitions (map checks it), except the control's read-only page, which a guest
+        // can read but not change; the table lives as long as self.
+        unsafe {
+            set_partition_table(self.table.ptcr());
+            run(frame, lpid, budget).map_err(PartitionError::Run)
+        }
+    }
+}
+
+impl Drop for Partitions {
+    fn drop(&mut self) {
+        TAKEN.store(false, core::sync::atomic::Ordering::Release);
+    }
+}
