@@ -202,6 +202,8 @@ pub struct Partitions {
     /// Guest memory: [start, end), of which [start, next) is handed out.
     guest: (u64, u64),
     next: u64,
+    /// Whether the table is installed (PTCR) with no change to any tree since.
+    installed: bool,
 }
 
 /// Set while a [`Partitions`] exists.
@@ -291,6 +293,7 @@ impl Partitions {
             trees: heapless::Vec::new(),
             guest: (tables_end, e),
             next: tables_end,
+            installed: false,
         })
     }
 
@@ -342,7 +345,7 @@ impl Partitions {
         self.trees
             .push((lpid, tree))
             .map_err(|_| PartitionError::Lpid(lpid))?;
-        flush_translations();
+        self.installed = false;
         Ok(())
     }
 
@@ -379,7 +382,7 @@ impl Partitions {
         self.arena
             .map(&tree, gpa, host, len, access)
             .map_err(PartitionError::Map)?;
-        flush_translations();
+        self.installed = false;
         Ok(())
     }
 
@@ -408,21 +411,24 @@ impl Partitions {
     }
 
     /// Runs the guest `frame` in partition `lpid` (see [`run`]) for at most `budget`
-    /// timebase ticks.
+    /// timebase ticks. The table is (re)installed, and cached translations dropped, only
+    /// when a tree changed since the last run.
     pub fn run(
-        &self,
+        &mut self,
         lpid: u32,
         frame: &mut HcallFrame,
         budget: u32,
     ) -> Result<Exit, PartitionError> {
         self.tree(lpid)?;
-        // SAFETY: every tree of this table maps only guest memory handed out by this
-        // Partitions (map checks it), except the control's read-only page, which a guest
-        // can read but not change; the table lives as long as self.
-        unsafe {
-            set_partition_table(self.table.ptcr());
-            run(frame, lpid, budget).map_err(PartitionError::Run)
+        if !self.installed {
+            // SAFETY: every tree of this table maps only guest memory handed out by this
+            // Partitions (map checks it), except the control's read-only page, which a
+            // guest can read but not change; the table lives as long as self.
+            unsafe { set_partition_table(self.table.ptcr()) };
+            self.installed = true;
         }
+        // SAFETY: as above: the installed table is this one, unchanged since.
+        unsafe { run(frame, lpid, budget) }.map_err(PartitionError::Run)
     }
 }
 

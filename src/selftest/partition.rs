@@ -168,7 +168,7 @@ fn run_guest(extra: Option<u64>) -> Result<Attempts, String> {
 
     let budget = u32::try_from(arch::timebase_hz() / 10).unwrap_or(u32::MAX / 2); // 100 ms
     let mut frame = Box::new(HcallFrame::zeroed());
-    let go = |frame: &mut HcallFrame, pc: u64| -> Result<Exit, String> {
+    let mut go = |frame: &mut HcallFrame, pc: u64| -> Result<Exit, String> {
         frame.srr0 = pc;
         p.run(GUEST_LPID, frame, budget)
             .map_err(|e| format!("run: {e}"))

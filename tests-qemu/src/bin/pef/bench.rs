@@ -147,15 +147,16 @@ fn size_table(img: &std::path::Path) -> String {
         Ok(o) if o.status.success() => o.stdout,
         _ => return "\ncode size by module: `nm` (binutils) not available\n".into(),
     };
-    let groups: [(&str, &[&str]); 12] = [
+    let groups: [(&str, &[&str]); 13] = [
         ("tpm (TPM client crate)", &["tpm::"]),
-        ("pefbox::hv (hypervisor)", &["pefbox::hv::"]),
-        ("pefbox::uv (ultravisor)", &["pefbox::uv::"]),
-        ("pefbox::fw (provisioning)", &["pefbox::fw::"]),
+        ("hv (hypervisor crate)", &["hv::"]),
+        ("uv (ultravisor crate)", &["uv::"]),
+        ("fw (provisioning crate)", &["fw::"]),
         ("pefbox::selftest", &["pefbox::selftest::"]),
-        ("pefbox::dtb", &["pefbox::dtb"]),
+        ("dtb (device tree crate)", &["dtb::"]),
+        ("radix (partition tables crate)", &["radix::"]),
         (
-            "pefbox (arch, platform, main), papr, base64",
+            "pefbox (arch, platform, target, main), papr, base64",
             &["pefbox", "rust_entry", "pefbox_", "papr::", "base64::"],
         ),
         (
