@@ -5,6 +5,9 @@
 //! - the LPC 16550 UARTs, their I/O ports translated through every `ranges` up to a CPU
 //!   physical (MMIO) address, and whether skiboot `reserved` them (its own console),
 //! - the timebase frequency, `/chosen/bootargs`, the initrd and ESM blob ranges.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::panic, clippy::arithmetic_side_effects)]
+#![deny(clippy::cast_possible_truncation)]
 #![forbid(unsafe_code)]
 
 use crate::dtb::{Dtb, Node};
@@ -120,12 +123,15 @@ fn pair(node: &Node<'_>, a: &str, b: &str) -> Option<(u64, u64)> {
 
 /// Reads `n` (<= 4) big-endian cells from the front of `d` as one number.
 fn cells(d: &[u8], n: usize) -> Option<u128> {
-    let mut v: u128 = 0;
-    for i in 0..n {
-        let c = d.get(i * 4..i * 4 + 4)?;
-        v = (v << 32) | u128::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+    if n > 4 {
+        return None;
     }
-    Some(v)
+    let mut v: u128 = 0;
+    for c in d.chunks_exact(4).take(n) {
+        let c: [u8; 4] = c.try_into().ok()?;
+        v = v.checked_shl(32)? | u128::from(u32::from_be_bytes(c));
+    }
+    (d.len() / 4 >= n).then_some(v)
 }
 
 /// Translates `addr` (in the address space of `bus`'s children, `acells` cells wide) up
@@ -142,14 +148,18 @@ fn translate(dtb: &Dtb<'_>, bus: &Node<'_>, mut addr: u128, mut acells: u32) -> 
             if ca > 4 || pa > 4 || sz > 4 {
                 return None;
             }
-            let entry = (ca + pa + sz) * 4;
+            // At most 12 cells of 4 bytes: none of these can wrap (checked anyway).
+            let entry = ca.checked_add(pa)?.checked_add(sz)?.checked_mul(4)?;
+            if entry == 0 {
+                return None; // all three cell counts 0: no entry can be read (and chunks of 0 panic)
+            }
             let mut found = None;
             for e in ranges.chunks_exact(entry) {
                 let child = cells(e, ca)?;
-                let paddr = cells(e.get(ca * 4..)?, pa)?;
-                let size = cells(e.get((ca + pa) * 4..)?, sz)?;
-                if addr >= child && addr - child < size {
-                    found = Some(paddr.checked_add(addr - child)?);
+                let paddr = cells(e.get(ca.checked_mul(4)?..)?, pa)?;
+                let size = cells(e.get(ca.checked_add(pa)?.checked_mul(4)?..)?, sz)?;
+                if let Some(off) = addr.checked_sub(child).filter(|off| *off < size) {
+                    found = Some(paddr.checked_add(off)?);
                     break;
                 }
             }
@@ -198,5 +208,26 @@ mod tests {
         assert_eq!(translate(&dtb, &lpc, (1u128 << 32) | 0x20000, 2), None);
         // Space 2 is not mapped at all.
         assert_eq!(translate(&dtb, &lpc, 2u128 << 32, 2), None);
+    }
+
+    /// A hostile tree whose bus and root both declare 0 address and 0 size cells but give
+    /// the bus a non-empty `ranges`: no entry can be read, and nothing panics (it did: a
+    /// 0-byte chunk size).
+    #[test]
+    fn zero_cell_ranges_are_untranslatable_not_a_panic() {
+        let mut w = dtb::writer::FdtWriter::new();
+        w.begin_node("")
+            .property_u32("#address-cells", 0)
+            .property_u32("#size-cells", 0);
+        w.begin_node("bus")
+            .property_u32("#address-cells", 0)
+            .property_u32("#size-cells", 0)
+            .property("ranges", &[0, 0, 0, 0])
+            .end_node();
+        w.end_node();
+        let blob = w.finish().unwrap();
+        let dtb = Dtb::new(&blob).unwrap();
+        let bus = dtb.find_node("/bus").unwrap();
+        assert_eq!(translate(&dtb, &bus, 0, 0), None);
     }
 }

@@ -16,6 +16,9 @@
 //! { SEQUENCE { INTEGER n, INTEGER e } } }` in DER (minimal INTEGERs: no leading zero byte
 //! unless the top bit is set). [`pem_fingerprint`] hashes that text as it is produced, in a
 //! fixed stack buffer.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+#![deny(clippy::panic, clippy::arithmetic_side_effects)]
+#![deny(clippy::cast_possible_truncation)]
 #![forbid(unsafe_code)]
 
 use sha2::{Digest, Sha256};
@@ -54,10 +57,13 @@ impl Der<'_> {
 
     /// A tag and a definite length (short form, or long form with 1 or 2 bytes).
     fn header(&mut self, tag: u8, len: usize) -> Option<()> {
-        match len {
-            0..=0x7f => self.bytes(&[tag, len as u8]),
-            0x80..=0xff => self.bytes(&[tag, 0x81, len as u8]),
-            0x100..=0xffff => self.bytes(&[tag, 0x82, (len >> 8) as u8, len as u8]),
+        match (u8::try_from(len), u16::try_from(len)) {
+            (Ok(l @ 0..=0x7f), _) => self.bytes(&[tag, l]),
+            (Ok(l), _) => self.bytes(&[tag, 0x81, l]),
+            (_, Ok(l)) => {
+                let [hi, lo] = l.to_be_bytes();
+                self.bytes(&[tag, 0x82, hi, lo])
+            }
             _ => None,
         }
     }
@@ -97,7 +103,10 @@ fn integer_content_len(magnitude: &[u8]) -> usize {
     if magnitude.is_empty() {
         1
     } else {
-        magnitude.len() + usize::from(needs_sign_byte(magnitude))
+        // A slice's length is below isize::MAX, so one more cannot wrap.
+        magnitude
+            .len()
+            .saturating_add(usize::from(needs_sign_byte(magnitude)))
     }
 }
 
@@ -116,13 +125,12 @@ pub fn spki_der<'o>(modulus: &[u8], exponent: u32, out: &'o mut [u8]) -> Option<
     };
     let e_bytes = e_value.to_be_bytes();
     let e = strip_zeros(&e_bytes);
-    let int_len = |m: &[u8]| {
-        let c = integer_content_len(m);
-        header_len(c) + c
-    };
-    let rsapk_content = int_len(n) + int_len(e);
-    let bits_content = 1 + header_len(rsapk_content) + rsapk_content;
-    let spki_content = RSA_ALGORITHM_ID.len() + header_len(bits_content) + bits_content;
+    // Each element: its header and its content (at most MAX_MODULUS + a few bytes each, so
+    // no sum can wrap; checked anyway).
+    let tlv = |c: usize| header_len(c).checked_add(c);
+    let rsapk_content = tlv(integer_content_len(n))?.checked_add(tlv(integer_content_len(e))?)?;
+    let bits_content = tlv(rsapk_content)?.checked_add(1)?;
+    let spki_content = tlv(bits_content)?.checked_add(RSA_ALGORITHM_ID.len())?;
     let mut w = Der { buf: out, len: 0 };
     w.header(0x30, spki_content)?;
     w.bytes(&RSA_ALGORITHM_ID)?;
@@ -164,6 +172,7 @@ impl core::fmt::Display for HexPrefix<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation, clippy::arithmetic_side_effects)] // test fixtures
 mod tests {
     use super::*;
     use rsa::pkcs8::{EncodePublicKey, LineEnding};
