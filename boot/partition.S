@@ -51,6 +51,23 @@
     .set    HS_VR, HS_FPR + 18 * 8 + 8
     .set    HS_SIZE, HS_VR + 12 * 16
 
+/* The ultravisor's callee-saved state in the host save area at %r1, moved with \gpr
+ * (std/ld), \fpr (stfd/lfd) and \vr (stvx/lvx): r2 (TOC slot), r13-r31, f14-f31,
+ * v20-v31. Clobbers %r0. */
+.macro HOST_STATE gpr, fpr, vr
+    \gpr    %r2, 24(%r1)
+    .irp    n, 13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    \gpr    \n, (HS_GPR + 8 * (\n - 13))(%r1)
+    .endr
+    .irp    n, 14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
+    \fpr    \n, (HS_FPR + 8 * (\n - 14))(%r1)
+    .endr
+    .irp    n, 20,21,22,23,24,25,26,27,28,29,30,31
+    li      %r0, HS_VR + 16 * (\n - 20)
+    \vr     \n, %r1, %r0
+    .endr
+.endm
+
     .section .bss
     .balign 8
     .globl  pefbox_run_block
@@ -65,17 +82,7 @@ pefbox_partition_run:
     mfcr    %r0
     stw     %r0, 8(%r1)
     stdu    %r1, -HS_SIZE(%r1)
-    std     %r2, 24(%r1)
-    .irp    n, 13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-    std     \n, (HS_GPR + 8 * (\n - 13))(%r1)
-    .endr
-    .irp    n, 14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-    stfd    \n, (HS_FPR + 8 * (\n - 14))(%r1)
-    .endr
-    .irp    n, 20,21,22,23,24,25,26,27,28,29,30,31
-    li      %r0, HS_VR + 16 * (\n - 20)
-    stvx    \n, %r1, %r0
-    .endr
+    HOST_STATE std, stfd, stvx
 
     LOAD64  %r5, pefbox_run_block
     std     %r3, 0(%r5)
@@ -88,27 +95,8 @@ pefbox_partition_run:
     mtspr   314, %r0                 /* HSRR0: the guest's PC */
     ld      %r0, GF_SRR1(%r6)
     mtspr   315, %r0                 /* HSRR1: the guest's MSR (HV clear, checked by the caller) */
-    ld      %r0, GF_CR(%r6)
-    mtcrf   0xff, %r0
-    ld      %r0, GF_LR(%r6)
-    mtlr    %r0
-    ld      %r0, GF_XER(%r6)
-    mtxer   %r0
-    ld      %r0, GF_CTR(%r6)
-    mtctr   %r0
-    ld      %r0, GF_VRSAVE(%r6)
-    mtspr   256, %r0
-    addi    %r7, %r6, GF_VSCR
-    lvx     %v0, 0, %r7
-    mtvscr  %v0
-    lfd     %f0, GF_FPSCR(%r6)
-    mtfsf   0xff, %f0
-    .irp    n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-    lxv     \n, (GF_VSR + 16 * \n)(%r6)
-    .endr
-    .irp    n, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
-    lxv     \n, (GF_VSR + 16 * \n)(%r6)
-    .endr
+    LOAD_CR_LR_XER_CTR %r6, GF_CR, GF_LR, GF_XER, GF_CTR
+    LOAD_VECTOR_STATE %r6, GF_VSR, GF_FPSCR, GF_VSCR, GF_VRSAVE, %r7
     .irp    n, 0,1,2,3,4,5,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
     ld      \n, (GF_GPR + 8 * \n)(%r6)
     .endr
@@ -136,8 +124,6 @@ pefbox_guest_exit:
     std     %r0, GF_LR(%r11)
     mfxer   %r0
     std     %r0, GF_XER(%r11)
-    mfspr   %r0, 256
-    std     %r0, GF_VRSAVE(%r11)
 
     LOAD64  %r12, pefbox_run_block
     ld      %r12, 0(%r12)
@@ -165,34 +151,14 @@ pefbox_guest_exit:
     ori     %r0, %r0, 0x2002
     mtmsrd  %r0
     isync
-    .irp    n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-    stxv    \n, (GF_VSR + 16 * \n)(%r11)
-    .endr
-    .irp    n, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
-    stxv    \n, (GF_VSR + 16 * \n)(%r11)
-    .endr
-    mffs    %f0
-    stfd    %f0, GF_FPSCR(%r11)
-    mfvscr  %v0
-    addi    %r10, %r11, GF_VSCR
-    stvx    %v0, 0, %r10
+    STORE_VECTOR_STATE %r11, GF_VSR, GF_FPSCR, GF_VSCR, GF_VRSAVE, %r10
 
     li      %r0, 0
     mtspr   319, %r0                 /* LPIDR 0: the ultravisor's own */
     isync
     ld      %r3, RB_VECTOR(%r12)
     ld      %r1, RB_HOST_SP(%r12)
-    ld      %r2, 24(%r1)
-    .irp    n, 13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-    ld      \n, (HS_GPR + 8 * (\n - 13))(%r1)
-    .endr
-    .irp    n, 14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-    lfd     \n, (HS_FPR + 8 * (\n - 14))(%r1)
-    .endr
-    .irp    n, 20,21,22,23,24,25,26,27,28,29,30,31
-    li      %r0, HS_VR + 16 * (\n - 20)
-    lvx     \n, %r1, %r0
-    .endr
+    HOST_STATE ld, lfd, lvx
     addi    %r1, %r1, HS_SIZE
     ld      %r0, 16(%r1)
     mtlr    %r0

@@ -142,30 +142,18 @@ pefbox_hcall_entry:
     .endr
     mfcr    %r0
     std     %r0, HF_CR(%r1)
+    mfspr   %r0, 274                 /* CTR, parked by the trampoline */
+    std     %r0, HF_CTR(%r1)
     mflr    %r0
     std     %r0, HF_LR(%r1)
     mfxer   %r0
     std     %r0, HF_XER(%r1)
-    mfspr   %r0, 274
-    std     %r0, HF_CTR(%r1)
     mfspr   %r0, 26
     std     %r0, HF_SRR0(%r1)
     mfspr   %r0, 27
     std     %r0, HF_SRR1(%r1)
     ENABLE_FP_VEC %r0
-    .irp    n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-    stxv    \n, (HF_VSR + 16 * \n)(%r1)
-    .endr
-    .irp    n, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
-    stxv    \n, (HF_VSR + 16 * \n)(%r1)
-    .endr
-    mffs    %f0
-    stfd    %f0, HF_FPSCR(%r1)
-    mfvscr  %v0
-    addi    %r11, %r1, HF_VSCR
-    stvx    %v0, 0, %r11
-    mfspr   %r0, 256
-    std     %r0, HF_VRSAVE(%r1)
+    STORE_VECTOR_STATE %r1, HF_VSR, HF_FPSCR, HF_VSCR, HF_VRSAVE, %r11
     li      %r0, 0
     std     %r0, 0(%r1)
     LOAD64  %r2, .TOC.
@@ -174,27 +162,8 @@ pefbox_hcall_entry:
     mtctr   %r12
     bctrl
 
-    ld      %r0, HF_VRSAVE(%r1)
-    mtspr   256, %r0
-    addi    %r11, %r1, HF_VSCR
-    lvx     %v0, 0, %r11
-    mtvscr  %v0
-    lfd     %f0, HF_FPSCR(%r1)
-    mtfsf   0xff, %f0
-    .irp    n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-    lxv     \n, (HF_VSR + 16 * \n)(%r1)
-    .endr
-    .irp    n, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
-    lxv     \n, (HF_VSR + 16 * \n)(%r1)
-    .endr
-    ld      %r0, HF_CR(%r1)
-    mtcrf   0xff, %r0
-    ld      %r0, HF_LR(%r1)
-    mtlr    %r0
-    ld      %r0, HF_XER(%r1)
-    mtxer   %r0
-    ld      %r0, HF_CTR(%r1)
-    mtctr   %r0
+    LOAD_VECTOR_STATE %r1, HF_VSR, HF_FPSCR, HF_VSCR, HF_VRSAVE, %r11
+    LOAD_CR_LR_XER_CTR %r1, HF_CR, HF_LR, HF_XER, HF_CTR
     ld      %r0, HF_SRR0(%r1)
     mtspr   26, %r0
     ld      %r0, HF_SRR1(%r1)

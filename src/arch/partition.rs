@@ -14,40 +14,93 @@ use core::arch::asm;
 
 use super::frame::HcallFrame;
 
+bitflags::bitflags! {
+    /// Machine State Register bits the partitions use (Power ISA 3.0B Book III, "Machine
+    /// State Register"; bit n of the ISA's MSB-0 numbering is `1 << (63 - n)`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Msr: u64 {
+        /// SF (bit 0): 64-bit mode.
+        const SF = 1 << 63;
+        /// HV (bit 3): hypervisor state.
+        const HV = 1 << 60;
+        /// VEC (bit 38): vector facility available.
+        const VEC = 1 << 25;
+        /// VSX (bit 40): VSX facility available.
+        const VSX = 1 << 23;
+        /// FP (bit 50): floating point available.
+        const FP = 1 << 13;
+        /// ME (bit 51): machine checks enabled.
+        const ME = 1 << 12;
+        /// RI (bit 62): recoverable interrupt.
+        const RI = 1 << 1;
+    }
+}
+
+bitflags::bitflags! {
+    /// Logical Partitioning Control Register bits the partitions use (Power ISA 3.0B
+    /// Book III, "Logical Partitioning Control Register"; MSB-0 bit n is `1 << (63 - n)`).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Lpcr: u64 {
+        /// UPRT (bit 41): use the process table (radix).
+        const UPRT = 1 << 22;
+        /// HR (bit 43): partitions use radix translation.
+        const HR = 1 << 20;
+        /// HDICE (bit 63): the hypervisor decrementer interrupts a guest that runs out.
+        const HDICE = 1;
+    }
+}
+
 /// MSR a guest runs with: SF (64-bit), FP, VEC, VSX, ME, RI; HV, PR, IR, DR and EE clear
 /// (supervisor, real mode, big-endian, no external interrupts of its own).
-pub const MSR_GUEST: u64 = 0x8000_0000_0280_3002;
-/// MSR[HV].
-const MSR_HV: u64 = 0x1000_0000_0000_0000;
+pub const MSR_GUEST: Msr = Msr::SF
+    .union(Msr::VEC)
+    .union(Msr::VSX)
+    .union(Msr::FP)
+    .union(Msr::ME)
+    .union(Msr::RI);
 
-/// LPCR[HR]: partitions use radix translation (Power ISA 3.0B, LPCR).
-pub const LPCR_HR: u64 = 1 << 20;
-/// LPCR[UPRT]: use the process table (radix).
-pub const LPCR_UPRT: u64 = 1 << 22;
-/// LPCR[HDICE]: the hypervisor decrementer interrupts a guest when it runs out.
-pub const LPCR_HDICE: u64 = 1;
+const _: () = assert!(MSR_GUEST.bits() == 0x8000_0000_0280_3002);
+const _: () = assert!(!MSR_GUEST.contains(Msr::HV));
 
-/// Interrupt vectors a guest's run can end with.
-pub mod vector {
-    /// Hypervisor external interrupt (LPCR[LPES] clear).
-    pub const EXTERNAL: u64 = 0x500;
-    /// Hypervisor decrementer: the guest's time budget ran out.
-    pub const HDEC: u64 = 0x980;
-    /// `sc 1` (an hcall) from the guest.
-    pub const SYSCALL: u64 = 0xC00;
-    /// Hypervisor data storage: a load or store the partition-scoped tree does not allow.
-    pub const HDSI: u64 = 0xE00;
-    /// Hypervisor instruction storage: a fetch the tree does not allow.
-    pub const HISI: u64 = 0xE20;
-    /// Hypervisor emulation assistance: a hypervisor-privileged or illegal instruction.
-    pub const HEAI: u64 = 0xE40;
+/// Interrupt vectors a guest's run can end with (Power ISA 3.0B Book III, "Interrupt
+/// Definitions"), named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vector {
+    /// 0x500, hypervisor external interrupt (LPCR[LPES] clear).
+    External,
+    /// 0x980, hypervisor decrementer: the guest's time budget ran out.
+    Hdec,
+    /// 0xC00, `sc 1` (an hcall) from the guest.
+    Syscall,
+    /// 0xE00, hypervisor data storage: a load or store its tree does not allow.
+    Hdsi,
+    /// 0xE20, hypervisor instruction storage: a fetch its tree does not allow.
+    Hisi,
+    /// 0xE40, hypervisor emulation assistance: a hypervisor-privileged or illegal instruction.
+    Heai,
+}
+
+impl Vector {
+    /// The vector at `offset`, if it is one of these.
+    pub fn at(offset: u64) -> Option<Self> {
+        [
+            (0x500, Vector::External),
+            (0x980, Vector::Hdec),
+            (0xC00, Vector::Syscall),
+            (0xE00, Vector::Hdsi),
+            (0xE20, Vector::Hisi),
+            (0xE40, Vector::Heai),
+        ]
+        .into_iter()
+        .find_map(|(o, v)| (o == offset).then_some(v))
+    }
 }
 
 /// Why and where a guest's run ended: the interrupt's vector and registers.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Exit {
-    /// The interrupt vector ([`vector`]).
+    /// The interrupt vector's offset ([`Exit::kind`] names it).
     pub vector: u64,
     /// SRR0 (for `sc 1`: the instruction after it).
     pub srr0: u64,
@@ -68,10 +121,15 @@ pub struct Exit {
 }
 
 impl Exit {
+    /// The vector, named (`None` for any other).
+    pub fn kind(&self) -> Option<Vector> {
+        Vector::at(self.vector)
+    }
+
     /// Where the guest was when it left: the interrupted instruction for the hypervisor
     /// interrupts, the one after `sc` for an hcall.
     pub fn pc(&self) -> u64 {
-        if self.vector == vector::SYSCALL {
+        if self.kind() == Some(Vector::Syscall) {
             self.srr0
         } else {
             self.hsrr0
@@ -114,7 +172,7 @@ pub unsafe fn set_partition_table(ptcr: u64) {
             "mtspr 318, {t}",
             "isync",
             ptcr = in(reg) ptcr,
-            bits = in(reg) LPCR_HR | LPCR_UPRT | LPCR_HDICE,
+            bits = in(reg) (Lpcr::HR | Lpcr::UPRT | Lpcr::HDICE).bits(),
             t = out(reg) _,
             options(nostack)
         )
@@ -148,15 +206,14 @@ pub fn flush_translations() {
 /// [`set_partition_table`] must have installed a table whose tree for `lpid` maps no memory
 /// the ultravisor relies on (its code, stacks, heap, statics, the vectors at 0, the tables
 /// themselves): the guest can read, write and execute everything its tree maps.
-pub unsafe fn run(frame: &mut HcallFrame, lpid: u32, budget: u32) -> Result<Exit, RunError> {
+pub unsafe fn run(frame: &mut HcallFrame, lpid: u32, budget: u32) -> Result<Exit, PartitionError> {
     if lpid == 0 {
-        return Err(RunError::Lpid0);
+        return Err(PartitionError::Lpid(0));
     }
     if budget == 0 || budget > i32::MAX as u32 {
-        return Err(RunError::Budget(budget));
+        return Err(PartitionError::Budget(budget));
     }
-    frame.srr1 = MSR_GUEST;
-    debug_assert_eq!(frame.srr1 & MSR_HV, 0);
+    frame.srr1 = MSR_GUEST.bits();
     let mut block = RunBlock {
         frame,
         host_sp: 0,
@@ -170,24 +227,6 @@ pub unsafe fn run(frame: &mut HcallFrame, lpid: u32, budget: u32) -> Result<Exit
     // SAFETY: plain read of the block the assembly filled (volatile: written behind the
     // compiler's back).
     Ok(unsafe { core::ptr::read_volatile(&block.exit) })
-}
-
-/// Why a guest was not run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunError {
-    /// LPID 0 is the ultravisor's own partition.
-    Lpid0,
-    /// The time budget is 0 or does not fit the hypervisor decrementer's positive range.
-    Budget(u32),
-}
-
-impl core::fmt::Display for RunError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            RunError::Lpid0 => f.write_str("LPID 0 is the ultravisor's own"),
-            RunError::Budget(b) => write!(f, "time budget {b} ticks is not in 1..2^31"),
-        }
-    }
 }
 
 /// The guest partitions of this boot: the region link.ld reserves for them (radix tables
@@ -234,8 +273,8 @@ pub enum PartitionError {
     OutOfGuestMemory(usize),
     /// The LPID has no partition (or already has one, for [`Partitions::create`]).
     Lpid(u32),
-    /// The run itself was refused.
-    Run(RunError),
+    /// The time budget is 0 or does not fit the hypervisor decrementer's positive range.
+    Budget(u32),
 }
 
 impl core::fmt::Display for PartitionError {
@@ -249,8 +288,9 @@ impl core::fmt::Display for PartitionError {
                 write!(f, "{host:#x}+{len:#x} is not guest memory")
             }
             PartitionError::OutOfGuestMemory(n) => write!(f, "no room for {n} guest pages"),
+            PartitionError::Lpid(0) => f.write_str("LPID 0 is the ultravisor's own"),
             PartitionError::Lpid(l) => write!(f, "LPID {l}: no such partition, or taken"),
-            PartitionError::Run(e) => write!(f, "{e}"),
+            PartitionError::Budget(b) => write!(f, "time budget {b} ticks is not in 1..2^31"),
         }
     }
 }
@@ -273,28 +313,24 @@ impl Partitions {
         // nothing else refers to it; TAKEN makes this the only live slice of its first
         // TABLES bytes (it is released when this Partitions is dropped, with the arena).
         let tables = unsafe { core::slice::from_raw_parts_mut(s as *mut u8, TABLES) };
-        let mut arena = match radix::Arena::new(tables, s) {
-            Ok(a) => a,
+        let made = radix::Arena::new(tables, s).and_then(|mut arena| {
+            let table = arena.new_partition_table()?;
+            Ok((arena, table))
+        });
+        match made {
+            Ok((arena, table)) => Ok(Partitions {
+                arena,
+                table,
+                trees: heapless::Vec::new(),
+                guest: (tables_end, e),
+                next: tables_end,
+                installed: false,
+            }),
             Err(err) => {
                 TAKEN.store(false, Ordering::Release);
-                return Err(PartitionError::Arena(err));
+                Err(PartitionError::Arena(err))
             }
-        };
-        let table = match arena.new_partition_table() {
-            Ok(t) => t,
-            Err(err) => {
-                TAKEN.store(false, Ordering::Release);
-                return Err(PartitionError::Arena(err));
-            }
-        };
-        Ok(Partitions {
-            arena,
-            table,
-            trees: heapless::Vec::new(),
-            guest: (tables_end, e),
-            next: tables_end,
-            installed: false,
-        })
+        }
     }
 
     /// Hands out `n` zeroed 4 KiB pages of guest memory; returns their host address.
@@ -367,13 +403,14 @@ impl Partitions {
         access: radix::Access,
     ) -> Result<(), PartitionError> {
         self.check_guest(host, len)?;
-        self.map_unchecked(lpid, gpa, host, len, access)
+        self.map_any((lpid, gpa), host, len, access)
     }
 
-    fn map_unchecked(
+    /// The mapping itself, for any host range: only [`Self::map`] (guest memory, checked)
+    /// and the control below call it.
+    fn map_any(
         &mut self,
-        lpid: u32,
-        gpa: u64,
+        (lpid, gpa): (u32, u64),
         host: u64,
         len: u64,
         access: radix::Access,
@@ -396,7 +433,7 @@ impl Partitions {
         gpa: u64,
         host: u64,
     ) -> Result<(), PartitionError> {
-        self.map_unchecked(lpid, gpa, host, 4096, radix::Access::READ)
+        self.map_any((lpid, gpa), host, 4096, radix::Access::READ)
     }
 
     /// Every range `lpid`'s tree maps, as (guest address, host address, length, access).
@@ -428,7 +465,7 @@ impl Partitions {
             self.installed = true;
         }
         // SAFETY: as above: the installed table is this one, unchanged since.
-        unsafe { run(frame, lpid, budget) }.map_err(PartitionError::Run)
+        unsafe { run(frame, lpid, budget) }
     }
 }
 

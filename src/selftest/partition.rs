@@ -18,7 +18,7 @@
 //! same attempts: that one must get through (8 bytes read), which shows the attempts do read
 //! whatever the tree lets them.
 
-use crate::arch::partition::{vector, Exit, Partitions};
+use crate::arch::partition::{Exit, Partitions, Vector};
 use crate::arch::{self, HcallFrame};
 use alloc::boxed::Box;
 use alloc::format;
@@ -29,25 +29,49 @@ use radix::Access;
 /// The test guest's partition.
 pub const GUEST_LPID: u32 = 2;
 
-/// Guest-physical layout: vectors, data, code; nothing else is mapped.
-const VECTORS_GPA: u64 = 0x0000;
-const DATA_GPA: u64 = 0x1000;
-const CODE_GPA: u64 = 0x2000;
-/// A guest-physical page no tree maps.
-const UNMAPPED_GPA: u64 = 0x5000;
+/// The test guest's memory, by guest-physical address: its vectors, data and code pages
+/// (nothing else is mapped), and a page no tree maps.
+struct Layout {
+    vectors: u64,
+    data: u64,
+    code: u64,
+    unmapped: u64,
+}
+
+const GUEST: Layout = Layout {
+    vectors: 0x0000,
+    data: 0x1000,
+    code: 0x2000,
+    unmapped: 0x5000,
+};
 const PAGE: u64 = 4096;
 
-/// The word at the start of the guest's data page.
+/// The word at the start of the guest's data page, and the mark (r3) of the guest's own
+/// interrupt stubs (r4 = vector, r5 = its SRR0).
 const PATTERN: u64 = 0x5AFE_DA7A_0000_0001;
-/// r3 of the guest's own interrupt stubs (r4 = vector, r5 = its SRR0).
 const GUEST_INTERRUPT: u64 = 0x7F00;
 
-/// The guest's routines (offsets in its code page), each ending in `sc 1` with a mark.
-const HELLO: u64 = CODE_GPA; // li r3,0x1234; sc 1
-const READ_DATA: u64 = CODE_GPA + 0x10; // li r5,DATA; ld r6,0(r5); li r3,0x1235; sc 1
-const PROBE: u64 = CODE_GPA + 0x20; // ld r6,0(r5); li r3,0x1236; sc 1
-const SPIN: u64 = CODE_GPA + 0x30; // b .
-const PRIVILEGED: u64 = CODE_GPA + 0x40; // mtspr LPIDR,r3; li r3,0x1237; sc 1
+/// The guest's routines, as offsets in its code page; each ends in `sc 1` with a mark in r3.
+#[derive(Clone, Copy)]
+enum Routine {
+    /// li r3,0x1234; sc 1
+    Hello = 0x00,
+    /// li r5,DATA; ld r6,0(r5); li r3,0x1235; sc 1
+    ReadData = 0x10,
+    /// ld r6,0(r5); li r3,0x1236; sc 1 (r5 set by the ultravisor)
+    Probe = 0x20,
+    /// b .
+    Spin = 0x30,
+    /// mtspr LPIDR,r3; li r3,0x1237; sc 1
+    Privileged = 0x40,
+}
+
+impl Routine {
+    /// Its guest-physical address.
+    const fn gpa(self) -> u64 {
+        GUEST.code + self as u64
+    }
+}
 
 fn li(rd: u32, imm: i16) -> u32 {
     0x3800_0000 | (rd << 21) | u32::from(imm as u16)
@@ -128,21 +152,21 @@ fn run_guest(extra: Option<u64>) -> Result<Attempts, String> {
     }
     p.write(data, &PATTERN.to_be_bytes())
         .map_err(|e| format!("guest data: {e}"))?;
-    put(&mut p, code + (HELLO - CODE_GPA), &[li(3, 0x1234), SC1])?;
+    put(&mut p, code + Routine::Hello as u64, &[li(3, 0x1234), SC1])?;
     put(
         &mut p,
-        code + (READ_DATA - CODE_GPA),
-        &[li(5, DATA_GPA as i16), ld(6, 5), li(3, 0x1235), SC1],
+        code + Routine::ReadData as u64,
+        &[li(5, GUEST.data as i16), ld(6, 5), li(3, 0x1235), SC1],
     )?;
     put(
         &mut p,
-        code + (PROBE - CODE_GPA),
+        code + Routine::Probe as u64,
         &[ld(6, 5), li(3, 0x1236), SC1],
     )?;
-    put(&mut p, code + (SPIN - CODE_GPA), &[BRANCH_SELF])?;
+    put(&mut p, code + Routine::Spin as u64, &[BRANCH_SELF])?;
     put(
         &mut p,
-        code + (PRIVILEGED - CODE_GPA),
+        code + Routine::Privileged as u64,
         &[mtspr(319, 3), li(3, 0x1237), SC1],
     )?;
 
@@ -150,15 +174,15 @@ fn run_guest(extra: Option<u64>) -> Result<Attempts, String> {
     let tables = p.tables();
     let setup = |p: &mut Partitions| -> Result<(), arch::partition::PartitionError> {
         p.create(GUEST_LPID)?;
-        p.map(GUEST_LPID, VECTORS_GPA, vectors, PAGE, rx)?;
+        p.map(GUEST_LPID, GUEST.vectors, vectors, PAGE, rx)?;
         p.map(
             GUEST_LPID,
-            DATA_GPA,
+            GUEST.data,
             data,
             PAGE,
             Access::READ | Access::WRITE,
         )?;
-        p.map(GUEST_LPID, CODE_GPA, code, PAGE, rx)?;
+        p.map(GUEST_LPID, GUEST.code, code, PAGE, rx)?;
         if let Some(a) = extra {
             p.expose_read_only_for_the_control(GUEST_LPID, a, a)?;
         }
@@ -175,15 +199,15 @@ fn run_guest(extra: Option<u64>) -> Result<Attempts, String> {
     };
 
     let mut lines = Vec::new();
-    let e = go(&mut frame, HELLO)?;
-    expect_hcall(&e, &frame, 0x1234, HELLO + 8)?;
+    let e = go(&mut frame, Routine::Hello.gpa())?;
+    expect_hcall(&e, &frame, 0x1234, Routine::Hello.gpa() + 8)?;
     lines.push(format!(
         "  partition-isolation: LPID {GUEST_LPID} hcall r3={:#x} from {:#x}",
         frame.gpr[3],
         e.pc() - 4
     ));
-    let e = go(&mut frame, READ_DATA)?;
-    expect_hcall(&e, &frame, 0x1235, READ_DATA + 16)?;
+    let e = go(&mut frame, Routine::ReadData.gpa())?;
+    expect_hcall(&e, &frame, 0x1235, Routine::ReadData.gpa() + 16)?;
     if frame.gpr[6] != PATTERN {
         return Err(format!("own data page read {:#x}", frame.gpr[6]));
     }
@@ -198,13 +222,13 @@ fn run_guest(extra: Option<u64>) -> Result<Attempts, String> {
         a.tried += 1;
         frame.gpr[5] = target;
         frame.gpr[6] = 0;
-        let e = go(&mut frame, PROBE)?;
-        match e.vector {
-            vector::HDSI if e.hdar == target => {
+        let e = go(&mut frame, Routine::Probe.gpa())?;
+        match e.kind() {
+            Some(Vector::Hdsi) if e.hdar == target => {
                 // Stopped before the load completed: r6 is still 0. Resume after it.
                 let hdsisr = e.hdsisr;
                 let e = go(&mut frame, e.hsrr0 + 4)?;
-                expect_hcall(&e, &frame, 0x1236, PROBE + 12)?;
+                expect_hcall(&e, &frame, 0x1236, Routine::Probe.gpa() + 12)?;
                 if frame.gpr[6] == 0 {
                     a.stopped += 1;
                     a.lines.push(format!(
@@ -214,7 +238,7 @@ fn run_guest(extra: Option<u64>) -> Result<Attempts, String> {
                     a.bytes_read += 8;
                 }
             }
-            vector::SYSCALL if frame.gpr[3] == 0x1236 => {
+            Some(Vector::Syscall) if frame.gpr[3] == 0x1236 => {
                 a.bytes_read += 8;
                 a.lines.push(format!(
                     "  partition-isolation: LPID {GUEST_LPID} load from {what} at {target:#x}: READ {:#x}",
@@ -226,23 +250,27 @@ fn run_guest(extra: Option<u64>) -> Result<Attempts, String> {
     }
 
     // A fetch from an unmapped page, a privileged instruction, an endless loop.
-    let e = go(&mut frame, UNMAPPED_GPA)?;
-    if e.vector != vector::HISI || e.hsrr0 != UNMAPPED_GPA {
-        return Err(format!("fetch from {UNMAPPED_GPA:#x}: {}", describe(&e)));
+    let e = go(&mut frame, GUEST.unmapped)?;
+    if e.kind() != Some(Vector::Hisi) || e.hsrr0 != GUEST.unmapped {
+        return Err(format!(
+            "fetch from {:#x}: {}",
+            GUEST.unmapped,
+            describe(&e)
+        ));
     }
     a.lines.push(format!(
         "  partition-isolation: LPID {GUEST_LPID} {}",
         describe(&e)
     ));
-    let e = go(&mut frame, PRIVILEGED)?;
-    let stopped = e.vector == vector::HEAI
-        || (e.vector == vector::SYSCALL && frame.gpr[3] == GUEST_INTERRUPT);
+    let e = go(&mut frame, Routine::Privileged.gpa())?;
+    let stopped = e.kind() == Some(Vector::Heai)
+        || (e.kind() == Some(Vector::Syscall) && frame.gpr[3] == GUEST_INTERRUPT);
     if !stopped {
         return Err(format!("mtspr LPIDR: {}", describe(&e)));
     }
     a.lines.push(format!(
         "  partition-isolation: LPID {GUEST_LPID} mtspr LPIDR: {}",
-        if e.vector == vector::HEAI {
+        if e.kind() == Some(Vector::Heai) {
             describe(&e)
         } else {
             format!(
@@ -251,8 +279,8 @@ fn run_guest(extra: Option<u64>) -> Result<Attempts, String> {
             )
         }
     ));
-    let e = go(&mut frame, SPIN)?;
-    if e.vector != vector::HDEC {
+    let e = go(&mut frame, Routine::Spin.gpa())?;
+    if e.kind() != Some(Vector::Hdec) {
         return Err(format!("endless loop: {}", describe(&e)));
     }
     a.lines.push(format!(
@@ -263,7 +291,7 @@ fn run_guest(extra: Option<u64>) -> Result<Attempts, String> {
 }
 
 fn expect_hcall(e: &Exit, frame: &HcallFrame, mark: u64, pc: u64) -> Result<(), String> {
-    if e.vector != vector::SYSCALL || frame.gpr[3] != mark || e.pc() != pc {
+    if e.kind() != Some(Vector::Syscall) || frame.gpr[3] != mark || e.pc() != pc {
         return Err(format!(
             "expected the guest's hcall {mark:#x} from {:#x}: {} with r3={:#x}",
             pc - 4,
@@ -276,22 +304,22 @@ fn expect_hcall(e: &Exit, frame: &HcallFrame, mark: u64, pc: u64) -> Result<(), 
 
 /// One line: what ended the run and where.
 fn describe(e: &Exit) -> String {
-    match e.vector {
-        vector::SYSCALL => format!("hcall from {:#x}", e.srr0.wrapping_sub(4)),
-        vector::HDSI => format!(
+    match e.kind() {
+        Some(Vector::Syscall) => format!("hcall from {:#x}", e.srr0.wrapping_sub(4)),
+        Some(Vector::Hdsi) => format!(
             "stopped: data access to {:#x} (guest real {:#x}) at {:#x}, HDSISR {:#x}",
             e.hdar, e.asdr, e.hsrr0, e.hdsisr
         ),
-        vector::HISI => format!(
+        Some(Vector::Hisi) => format!(
             "stopped: instruction fetch at {:#x} (guest real {:#x})",
             e.hsrr0, e.asdr
         ),
-        vector::HEAI => format!(
+        Some(Vector::Heai) => format!(
             "stopped: privileged instruction {:#010x} at {:#x}",
             e.heir, e.hsrr0
         ),
-        vector::HDEC => format!("stopped: time budget exhausted at {:#x}", e.hsrr0),
-        v => format!("stopped: interrupt {v:#x} at {:#x}", e.pc()),
+        Some(Vector::Hdec) => format!("stopped: time budget exhausted at {:#x}", e.hsrr0),
+        _ => format!("stopped: interrupt {:#x} at {:#x}", e.vector, e.pc()),
     }
 }
 
@@ -313,7 +341,7 @@ pub fn round_trips(n: u64) -> Result<u64, String> {
         let e = p
             .run(GUEST_LPID, &mut frame, budget)
             .map_err(|e| format!("run: {e}"))?;
-        if e.vector != vector::SYSCALL {
+        if e.kind() != Some(Vector::Syscall) {
             return Err(format!("round trip: {}", describe(&e)));
         }
         frame.srr0 = e.srr0;
