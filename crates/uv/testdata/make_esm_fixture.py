@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make ESM fixtures with an independent toolchain: the same libraries svm-tools uses
 (PyCryptodome as `Cryptodome`, libfdt's Python binding) plus GNU cpio, so the Rust parser
-(`pefbox::uv`) and builder (`tests_qemu::esm`) are checked against another implementation
+(`uv::esm`) and builder (`xtask::esm`) are checked against another implementation
 of the format rather than only against each other. Written for pefbox from the format's
 description (see crates/uv/src/esm.rs); it does not use svm-tools code.
 
