@@ -29,6 +29,12 @@
 9:
 .endm
 
+/* r12 |= bit unless \a holds pattern \n (PAT); clobbers %r7. */
+.macro EXPECT a, n, bit
+    PAT     %r7, \n
+    CHK     \a, %r7, \bit
+.endm
+
     .text
     .globl  pefbox_sc_regtest
     .type   pefbox_sc_regtest, @function
@@ -112,31 +118,23 @@ pefbox_sc_regtest:
     lis     %r7, 0x1234
     ori     %r7, %r7, 0x5678
     CHK     %r3, %r7, 0x10
-    PAT     %r7, 201
-    CHK     %r4, %r7, 0x20
-    PAT     %r7, 200
-    CHK     %r5, %r7, 0x80
+    EXPECT  %r4, 201, 0x20
+    EXPECT  %r5, 200, 0x80
     lis     %r7, 0x2004
     ori     %r7, %r7, 0x15
     and     %r6, %r6, %r7
     CHK     %r6, %r7, 0x40
-    PAT     %r7, 0
-    CHK     %r0, %r7, 0x1
-    PAT     %r7, 2
-    CHK     %r2, %r7, 0x2
-    PAT     %r7, 13
-    CHK     %r13, %r7, 0x4
+    EXPECT  %r0, 0, 0x1
+    EXPECT  %r2, 2, 0x2
+    EXPECT  %r13, 13, 0x4
     .irp    n, 14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-    PAT     %r7, \n
-    CHK     %r\n, %r7, 0x8
+    EXPECT  %r\n, \n, 0x8
     .endr
     .irp    n, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63
     mfvsrd  %r8, \n
     mfvsrld %r9, \n
-    PAT     %r7, \n
-    CHK     %r8, %r7, 0x100
-    PAT     %r7, (\n + 64)
-    CHK     %r9, %r7, 0x100
+    EXPECT  %r8, \n, 0x100
+    EXPECT  %r9, (\n + 64), 0x100
     .endr
     .irp    n, 0,1,2,3
     ld      %r8, (RT_CANARY + 8 * \n)(%r1)
