@@ -165,3 +165,35 @@ pefbox_guest_exit:
     lwz     %r0, 8(%r1)
     mtcrf   0xff, %r0
     blr
+
+/*
+ * The hypervisor partition's hcall vector (src/target/hvp.rs). The ultravisor enters the
+ * partition here (MSR[HV] clear, real mode, LPID target::hvp::HV_LPID) with the reflected
+ * call's r3..r12 and, in r14, the caller (target::hvp::HvCall::caller). On the partition's
+ * own stack it builds an HvCall (caller, r3..r12), calls pefbox_hv_service(&call), and gives
+ * the answer back with the UV_RETURN ultracall: r3 = UV_RETURN (0xF11C), r4 = status,
+ * r5..r13 = the outputs r4..r12. The ultravisor never resumes it after that: the next call
+ * enters here again.
+ */
+    .set    HVC_SIZE, 32 + 11 * 8 + 8    /* ELFv2 header, the HvCall, padding to 16 */
+    .globl  pefbox_hv_vector
+pefbox_hv_vector:
+    LOAD64  %r1, __hvp_stack_top
+    LOAD64  %r2, .TOC.
+    li      %r0, 0
+    stdu    %r0, -HVC_SIZE(%r1)
+    std     %r14, 32(%r1)
+    .irp    n, 3,4,5,6,7,8,9,10,11,12
+    std     \n, (40 + 8 * (\n - 3))(%r1)
+    .endr
+    addi    %r3, %r1, 32
+    LOAD64  %r12, pefbox_hv_service
+    mtctr   %r12
+    bctrl
+    .irp    n, 4,5,6,7,8,9,10,11,12,13
+    ld      \n, (40 + 8 * (\n - 4))(%r1)
+    .endr
+    li      %r3, 0
+    ori     %r3, %r3, 0xF11C             /* papr::UV_RETURN */
+    sc      1
+1:  b       1b

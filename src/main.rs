@@ -17,13 +17,12 @@ mod target {
     use core::sync::atomic::{AtomicBool, Ordering};
     use pefbox::bootargs;
     use pefbox::dtb::Dtb;
-    use pefbox::papr;
     use pefbox::platform::bootinfo::BootInfo;
     use pefbox::platform::{console, opal};
     use pefbox::platform::{tpm_uart::UartTpmLink, uart::Uart16550};
     use pefbox::report::{self, Tally};
     #[cfg(feature = "selftest")]
-    use pefbox::selftest::{self, target::H_PEFBOX_ECHO};
+    use pefbox::selftest;
     use pefbox::tpm::Tpm;
     use pefbox::{arch, fw, print, println, uv};
 
@@ -90,7 +89,8 @@ mod target {
         let t0 = arch::timebase();
         let (link, handoff) = provision(link, &mut flow);
         flow.provision_ms = ms(arch::timebase() - t0, tb_hz);
-        configure_hypervisor(link, ram_top);
+        let devices = [info.console_uart(), info.tpm_uart()].map(|u| u.map(|u| u.mmio));
+        configure_hypervisor(link, ram_top, &devices);
         ultravisor(&info, handoff, ram_top, tb_hz, &mut flow);
         println!(
             "bench boot-to-verdict-ms={} provision-ms={} provision-commands={} provision-nv-writes={} session-ms={} unwrap-ms={}",
@@ -250,12 +250,25 @@ mod target {
         }
     }
 
-    fn configure_hypervisor(link: Option<UartTpmLink>, ram_top: u64) {
+    /// The hypervisor: configured, then started in its own partition, which maps the
+    /// console's and the TPM link's registers (`devices`).
+    fn configure_hypervisor(link: Option<UartTpmLink>, ram_top: u64, devices: &[Option<u64>]) {
         let has_link = link.is_some();
         match pefbox::target::hv::configure(link, ram_top) {
             Ok(()) if has_link => println!("hv: H_TPM_COMM over the TPM link"),
             Ok(()) => println!("hv: no TPM link; H_TPM_COMM answers H_FUNCTION"),
             Err(e) => println!("hv: caller memory refused ({e:?}); H_TPM_COMM disabled"),
+        }
+        let devices: heapless::Vec<u64, 2> = devices.iter().flatten().copied().collect();
+        match pefbox::target::hvp::start(ram_top, &devices) {
+            Ok(()) => println!(
+                "hv: running in partition {} (MSR[HV] clear); it maps its code, data, stack, the caller window and {} device page(s), nothing of the ultravisor's",
+                pefbox::target::hvp::HV_LPID,
+                devices.len()
+            ),
+            Err(e) => println!(
+                "hv: its partition was refused ({e}); every hcall answers H_HARDWARE"
+            ),
         }
     }
 
@@ -415,40 +428,26 @@ mod target {
         dispatch(frame);
     }
 
-    /// An hcall handler: r4..r12 in, the typed return out.
-    type Handler = fn(&[u64; 9]) -> papr::HcallResult;
-
-    /// The handler for hcall number `nr`, `None` for one the image does not implement.
-    fn handler(nr: u64) -> Option<Handler> {
-        match nr {
-            papr::H_TPM_COMM => Some(tpm_comm),
-            #[cfg(feature = "selftest")]
-            H_PEFBOX_ECHO => Some(echo),
-            _ => None,
-        }
-    }
-
-    /// Runs the hcall the frame's r3 names and writes its return into r3..r12: H_FUNCTION
-    /// for a number without a handler.
+    /// Every hcall the ultravisor makes is reflected into the hypervisor partition, which
+    /// answers it (`target::hvp`); its return goes into r3..r12.
     fn dispatch(frame: &mut arch::HcallFrame) {
-        let r = match handler(frame.nr()) {
-            Some(h) => h(&frame.args()),
-            None => Err(papr::PaprError::Function),
-        };
+        let caller = pefbox::target::hv::caller();
+        let r = pefbox::target::hvp::call(caller, frame.nr(), frame.args());
         frame.set_return(&r);
     }
 
-    /// H_TPM_COMM, from the calling partition and thread.
-    fn tpm_comm(args: &[u64; 9]) -> papr::HcallResult {
-        pefbox::target::hv::HV.hcall(pefbox::target::hv::caller(), papr::H_TPM_COMM, args)
-    }
-
-    #[cfg(feature = "selftest")]
-    /// The self-tests' echo ([`H_PEFBOX_ECHO`]): scribbles over every ABI-volatile register,
-    /// then returns r4..r12 inverted.
-    fn echo(args: &[u64; 9]) -> papr::HcallResult {
-        arch::scribble_volatile();
-        Ok(args.map(|a| !a))
+    /// The hypervisor partition's call into Rust: its vector (boot/partition.S) builds the
+    /// reflected call on the partition's own stack and calls this with its address.
+    ///
+    /// # Safety
+    ///
+    /// `call` must point to a whole `HvCall` that nothing else touches until this returns:
+    /// only `pefbox_hv_vector` calls it, with the one it just built on its stack.
+    #[no_mangle]
+    unsafe extern "C" fn pefbox_hv_service(call: *mut pefbox::target::hvp::HvCall) {
+        // SAFETY: the caller's contract (`# Safety`); every bit pattern is a valid HvCall.
+        let call = unsafe { &mut *call };
+        pefbox::target::hv::service(call);
     }
 
     /// Called by boot/vectors.S for any interrupt the image does not expect.

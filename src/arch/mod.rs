@@ -162,6 +162,16 @@ pub fn hcall(nr: u64, args: [u64; 9]) -> (i64, [u64; 9]) {
     (r3 as i64, [r4, r5, r6, r7, r8, r9, r10, r11, r12])
 }
 
+/// Whether the code runs in hypervisor state (MSR[HV]): the ultravisor and the firmware do;
+/// the hypervisor partition and every guest do not.
+pub fn hypervisor_state() -> bool {
+    let msr: u64;
+    // SAFETY: reading the MSR has no side effects (`mfmsr` is privileged, not
+    // hypervisor-privileged: a partition's supervisor code may read it).
+    unsafe { asm!("mfmsr {0}", out(reg) msr, options(nomem, nostack, preserves_flags)) };
+    msr & partition::Msr::HV.bits() != 0
+}
+
 /// The logical partition id register (LPIDR, SPR 319).
 pub fn lpid() -> u32 {
     let v: u64;

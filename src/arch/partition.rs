@@ -137,6 +137,39 @@ impl Exit {
     }
 }
 
+/// One line: what ended the run and where (the ultravisor's fault reports use it).
+impl core::fmt::Display for Exit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.kind() {
+            Some(Vector::Syscall) => write!(f, "hcall from {:#x}", self.srr0.wrapping_sub(4)),
+            Some(Vector::Hdsi) => write!(
+                f,
+                "stopped: data access to {:#x} (guest real {:#x}) at {:#x}, HDSISR {:#x}",
+                self.hdar, self.asdr, self.hsrr0, self.hdsisr
+            ),
+            Some(Vector::Hisi) => write!(
+                f,
+                "stopped: instruction fetch at {:#x} (guest real {:#x})",
+                self.hsrr0, self.asdr
+            ),
+            Some(Vector::Heai) => write!(
+                f,
+                "stopped: privileged instruction {:#010x} at {:#x}",
+                self.heir, self.hsrr0
+            ),
+            Some(Vector::Hdec) => {
+                write!(f, "stopped: time budget exhausted at {:#x}", self.hsrr0)
+            }
+            _ => write!(
+                f,
+                "stopped: interrupt {:#x} at {:#x}",
+                self.vector,
+                self.pc()
+            ),
+        }
+    }
+}
+
 /// What boot/partition.S reads and writes (its RB_* offsets).
 #[repr(C)]
 struct RunBlock {
@@ -238,11 +271,91 @@ pub struct Partitions {
     arena: radix::Arena<'static>,
     table: radix::PartitionTable,
     trees: heapless::Vec<(u32, radix::Tree), 8>,
+    /// The first `sealed` trees can no longer change ([`Partitions::mark`]).
+    sealed: usize,
     /// Guest memory: [start, end), of which [start, next) is handed out.
     guest: (u64, u64),
     next: u64,
     /// Whether the table is installed (PTCR) with no change to any tree since.
     installed: bool,
+}
+
+/// A point [`Partitions::release`] goes back to: the partitions, radix tables and guest
+/// memory made after it are given back; the ones before it are sealed.
+#[derive(Debug)]
+pub struct Mark {
+    trees: usize,
+    arena: u64,
+    next: u64,
+}
+
+/// Memory of the image that a partition may be given besides guest memory: the pieces
+/// link.ld lays out for the hypervisor partition (`target::hvp`), each mapped at its own
+/// address. None of it is memory the ultravisor relies on: the code is mapped read-only,
+/// and the rest is the hypervisor's own or shared with it (the ultravisor trusts nothing it
+/// reads there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// The image's code and constants, `IMAGE_BASE..__shared_code_end`: read and execute.
+    Code,
+    /// The hypervisor partition's statics (`.hvdata`): read/write.
+    HvData,
+    /// The hypervisor partition's stack (`__hvp_stack`): read/write.
+    HvStack,
+    /// The caller window (`__guest_start..__guest_end`), where the ultravisor's shared pages
+    /// are: read/write.
+    CallerWindow,
+    /// One 4 KiB page of device registers at `page`, which must lie at or above `ram_top`:
+    /// read/write, cache-inhibited and guarded.
+    Mmio {
+        /// The page's real address (4 KiB aligned).
+        page: u64,
+        /// The end of RAM.
+        ram_top: u64,
+    },
+}
+
+impl Grant {
+    /// Its range and access.
+    fn range(self) -> Result<(u64, u64, radix::Access), PartitionError> {
+        use radix::Access;
+        extern "C" {
+            static __shared_code_end: u8;
+            static __hvdata_start: u8;
+            static __hvdata_end: u8;
+            static __hvp_stack_bottom: u8;
+            static __hvp_stack_top: u8;
+        }
+        let at = |s: *const u8| s as u64;
+        let rw = Access::READ | Access::WRITE;
+        Ok(match self {
+            Grant::Code => (
+                crate::platform::layout::IMAGE_BASE,
+                at(core::ptr::addr_of!(__shared_code_end)),
+                Access::READ | Access::EXECUTE,
+            ),
+            Grant::HvData => (
+                at(core::ptr::addr_of!(__hvdata_start)),
+                at(core::ptr::addr_of!(__hvdata_end)),
+                rw,
+            ),
+            Grant::HvStack => (
+                at(core::ptr::addr_of!(__hvp_stack_bottom)),
+                at(core::ptr::addr_of!(__hvp_stack_top)),
+                rw,
+            ),
+            Grant::CallerWindow => {
+                let (s, e) = crate::platform::layout::guest_window();
+                (s, e, rw)
+            }
+            Grant::Mmio { page, ram_top } => {
+                if page < ram_top || page & 0xFFF != 0 {
+                    return Err(PartitionError::NotDevice(page));
+                }
+                (page, page + 4096, rw | Access::CACHE_INHIBITED)
+            }
+        })
+    }
 }
 
 /// Set while a [`Partitions`] exists.
@@ -273,6 +386,12 @@ pub enum PartitionError {
     OutOfGuestMemory(usize),
     /// The LPID has no partition (or already has one, for [`Partitions::create`]).
     Lpid(u32),
+    /// The LPID's tree is sealed by a [`Mark`]: it can no longer change.
+    Sealed(u32),
+    /// A [`Grant::Mmio`] page that is not a device page above RAM.
+    NotDevice(u64),
+    /// [`Partitions::release`] of a mark that is not this one's latest.
+    StaleMark,
     /// The time budget is 0 or does not fit the hypervisor decrementer's positive range.
     Budget(u32),
 }
@@ -290,6 +409,11 @@ impl core::fmt::Display for PartitionError {
             PartitionError::OutOfGuestMemory(n) => write!(f, "no room for {n} guest pages"),
             PartitionError::Lpid(0) => f.write_str("LPID 0 is the ultravisor's own"),
             PartitionError::Lpid(l) => write!(f, "LPID {l}: no such partition, or taken"),
+            PartitionError::Sealed(l) => write!(f, "LPID {l}: its tree is sealed"),
+            PartitionError::NotDevice(p) => {
+                write!(f, "{p:#x} is not a page of device registers above RAM")
+            }
+            PartitionError::StaleMark => f.write_str("the mark is not the latest one"),
             PartitionError::Budget(b) => write!(f, "time budget {b} ticks is not in 1..2^31"),
         }
     }
@@ -322,6 +446,7 @@ impl Partitions {
                 arena,
                 table,
                 trees: heapless::Vec::new(),
+                sealed: 0,
                 guest: (tables_end, e),
                 next: tables_end,
                 installed: false,
@@ -415,10 +540,56 @@ impl Partitions {
         len: u64,
         access: radix::Access,
     ) -> Result<(), PartitionError> {
+        if self.trees[..self.sealed].iter().any(|(l, _)| *l == lpid) {
+            return Err(PartitionError::Sealed(lpid));
+        }
         let tree = *self.tree(lpid)?;
         self.arena
             .map(&tree, gpa, host, len, access)
             .map_err(PartitionError::Map)?;
+        self.installed = false;
+        Ok(())
+    }
+
+    /// Maps `grant` into `lpid` at its own addresses (guest real = host real).
+    pub fn grant(&mut self, lpid: u32, grant: Grant) -> Result<(), PartitionError> {
+        let (start, end, access) = grant.range()?;
+        self.map_any((lpid, start), start, end.saturating_sub(start), access)
+    }
+
+    /// Seals every partition that exists now (their trees can no longer change) and returns
+    /// the point [`Partitions::release`] goes back to.
+    pub fn mark(&mut self) -> Mark {
+        self.sealed = self.trees.len();
+        Mark {
+            trees: self.trees.len(),
+            arena: self.arena.used(),
+            next: self.next,
+        }
+    }
+
+    /// Gives back every partition, radix table and page of guest memory made since `mark`
+    /// (the latest one): their table entries are cleared, the memory zeroed, and the table
+    /// reinstalled (dropping every cached translation) before the next run.
+    pub fn release(&mut self, mark: Mark) -> Result<(), PartitionError> {
+        if mark.trees != self.sealed || mark.trees > self.trees.len() || mark.next > self.next {
+            return Err(PartitionError::StaleMark);
+        }
+        for (lpid, _) in self.trees.iter().skip(mark.trees) {
+            self.table
+                .clear(&mut self.arena, *lpid)
+                .map_err(PartitionError::Table)?;
+        }
+        self.trees.truncate(mark.trees);
+        self.arena
+            .rewind(mark.arena)
+            .map_err(PartitionError::Arena)?;
+        // SAFETY: [mark.next, self.next) is guest memory this Partitions handed out after the
+        // mark; its users are gone with their partitions, and no Rust reference points into it.
+        unsafe {
+            core::ptr::write_bytes(mark.next as *mut u8, 0, (self.next - mark.next) as usize)
+        };
+        self.next = mark.next;
         self.installed = false;
         Ok(())
     }
@@ -459,8 +630,11 @@ impl Partitions {
         self.tree(lpid)?;
         if !self.installed {
             // SAFETY: every tree of this table maps only guest memory handed out by this
-            // Partitions (map checks it), except the control's read-only page, which a
-            // guest can read but not change; the table lives as long as self.
+            // Partitions (map checks it) and the grants (the image's code read-only, the
+            // hypervisor partition's own data and stack, the shared caller window, device
+            // pages above RAM: nothing the ultravisor relies on), except the control's
+            // read-only page, which a guest can read but not change; the table lives as
+            // long as self.
             unsafe { set_partition_table(self.table.ptcr()) };
             self.installed = true;
         }

@@ -7,10 +7,18 @@ use super::{opal, uart::Uart16550};
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
 
-/// MMIO base of the console UART; 0 = none, use OPAL.
+/// MMIO base of the console UART; 0 = none, use OPAL. The hypervisor owns the console, so
+/// this and [`LOCK`] live in its partition's pages (`.hvdata`, see `target::hvp`); the
+/// ultravisor and the firmware print through the same UART.
+#[link_section = ".hvdata"]
 static UART_BASE: AtomicU64 = AtomicU64::new(0);
 /// Serialises whole `print!` calls across hardware threads.
+#[link_section = ".hvdata"]
 static LOCK: spin::Mutex<()> = spin::Mutex::new(());
+
+/// Tries at [`LOCK`] before a print goes ahead without it: a partition stopped in the middle
+/// of a print leaves it held, and the ultravisor's report of that must still come out.
+const LOCK_SPINS: u32 = 1_000_000;
 
 /// Polls of LSR per byte before the UART is declared dead and OPAL takes over.
 const TX_SPINS: u32 = 1_000_000;
@@ -40,6 +48,17 @@ fn uart() -> Option<Uart16550> {
 
 /// Writes bytes without taking the lock (`\n` becomes `\r\n`).
 pub fn write_raw(s: &[u8]) {
+    if !crate::arch::hypervisor_state() {
+        // In a partition: the UART or nothing (OPAL runs in hypervisor state).
+        if let Some(u) = uart() {
+            for &b in s {
+                if (b == b'\n' && !u.send(b'\r', TX_SPINS)) || !u.send(b, TX_SPINS) {
+                    return;
+                }
+            }
+        }
+        return;
+    }
     match uart() {
         Some(u) => {
             for &b in s {
@@ -71,7 +90,7 @@ impl Write for Raw {
 
 /// Formats to the console under the lock.
 pub fn print(args: fmt::Arguments<'_>) {
-    let _g = LOCK.lock();
+    let _g = (0..LOCK_SPINS).find_map(|_| LOCK.try_lock());
     let _ = Raw.write_fmt(args);
 }
 

@@ -20,9 +20,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// self-test: the handler's own cost is an hcall's time minus its time on the link).
 /// Self-test image only.
 #[cfg(feature = "selftest")]
+#[link_section = ".hvdata"]
 pub static LINK_TICKS: AtomicU64 = AtomicU64::new(0);
 /// Round trips made by [`UartTpmLink::transact`] since boot. Self-test image only.
 #[cfg(feature = "selftest")]
+#[link_section = ".hvdata"]
 pub static LINK_CALLS: AtomicU64 = AtomicU64::new(0);
 use crate::tpm::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
 use crate::tpm::wire::{self, cc};

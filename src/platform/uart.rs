@@ -1,5 +1,8 @@
-//! A 16550 UART on the LPC bus, reached through cache-inhibited MMIO (`lbzcix`/`stbcix`,
-//! hypervisor real mode). Addresses come from the device tree (`platform::BootInfo`).
+//! A 16550 UART on the LPC bus, reached through cache-inhibited MMIO. In hypervisor state
+//! (the firmware and the ultravisor, real mode) that takes `lbzcix`/`stbcix`; in the
+//! hypervisor partition (MSR[HV] clear, where those are hypervisor-privileged) plain loads
+//! and stores, which its radix tree maps to the registers as cache-inhibited, guarded
+//! storage (`target::hvp`). Addresses come from the device tree (`platform::BootInfo`).
 
 use core::arch::asm;
 
@@ -32,18 +35,31 @@ impl Uart16550 {
     }
 
     fn read(&self, reg: u64) -> u8 {
+        let a = self.base + reg;
+        if !crate::arch::hypervisor_state() {
+            // SAFETY: `new`'s contract: `a` is one of this UART's registers, which the
+            // partition's tree maps cache-inhibited and guarded (a volatile load is one access).
+            return unsafe { core::ptr::read_volatile(a as *const u8) };
+        }
         let v: u64;
-        // SAFETY: `new`'s contract: base+reg is one of this UART's registers.
-        unsafe {
-            asm!("lbzcix {0}, 0, {1}", out(reg) v, in(reg) self.base + reg, options(nostack))
-        };
+        // SAFETY: `new`'s contract: `a` is one of this UART's registers.
+        unsafe { asm!("lbzcix {0}, 0, {1}", out(reg) v, in(reg) a, options(nostack)) };
         v as u8
     }
 
     fn write(&self, reg: u64, v: u8) {
-        // SAFETY: `new`'s contract: base+reg is one of this UART's registers.
+        let a = self.base + reg;
+        if !crate::arch::hypervisor_state() {
+            // SAFETY: as in `read`, storing; `sync` orders it before the next access.
+            unsafe {
+                core::ptr::write_volatile(a as *mut u8, v);
+                asm!("sync", options(nostack));
+            }
+            return;
+        }
+        // SAFETY: `new`'s contract: `a` is one of this UART's registers.
         unsafe {
-            asm!("stbcix {0}, 0, {1}", "sync", in(reg) v as u64, in(reg) self.base + reg, options(nostack))
+            asm!("stbcix {0}, 0, {1}", "sync", in(reg) v as u64, in(reg) a, options(nostack))
         };
     }
 

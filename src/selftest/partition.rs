@@ -134,13 +134,16 @@ fn uv_targets(tables: u64) -> Vec<(&'static str, u64)> {
 /// Builds the guest and its tree (with `extra` identity-mapped read/write on top, for the
 /// control), installs the table, and runs every check.
 fn run_guest(extra: Option<u64>) -> Result<Attempts, String> {
-    let mut p = Partitions::take().map_err(|e| format!("partitions: {e}"))?;
+    crate::target::hvp::lend(|p| run_guest_in(p, extra))
+}
+
+fn run_guest_in(p: &mut Partitions, extra: Option<u64>) -> Result<Attempts, String> {
     let vectors = p.guest_pages(3).map_err(|e| format!("guest memory: {e}"))?;
     let (data, code) = (vectors + PAGE, vectors + 2 * PAGE);
     // The guest's own interrupt vectors: each reports itself through an hcall.
     for v in (0x100..0x1000u64).step_by(0x80) {
         put(
-            &mut p,
+            p,
             vectors + v,
             &[
                 li(4, v as i16),
@@ -152,20 +155,20 @@ fn run_guest(extra: Option<u64>) -> Result<Attempts, String> {
     }
     p.write(data, &PATTERN.to_be_bytes())
         .map_err(|e| format!("guest data: {e}"))?;
-    put(&mut p, code + Routine::Hello as u64, &[li(3, 0x1234), SC1])?;
+    put(p, code + Routine::Hello as u64, &[li(3, 0x1234), SC1])?;
     put(
-        &mut p,
+        p,
         code + Routine::ReadData as u64,
         &[li(5, GUEST.data as i16), ld(6, 5), li(3, 0x1235), SC1],
     )?;
     put(
-        &mut p,
+        p,
         code + Routine::Probe as u64,
         &[ld(6, 5), li(3, 0x1236), SC1],
     )?;
-    put(&mut p, code + Routine::Spin as u64, &[BRANCH_SELF])?;
+    put(p, code + Routine::Spin as u64, &[BRANCH_SELF])?;
     put(
-        &mut p,
+        p,
         code + Routine::Privileged as u64,
         &[mtspr(319, 3), li(3, 0x1237), SC1],
     )?;
@@ -188,7 +191,7 @@ fn run_guest(extra: Option<u64>) -> Result<Attempts, String> {
         }
         Ok(())
     };
-    setup(&mut p).map_err(|e| format!("partition {GUEST_LPID}: {e}"))?;
+    setup(p).map_err(|e| format!("partition {GUEST_LPID}: {e}"))?;
 
     let budget = u32::try_from(arch::timebase_hz() / 10).unwrap_or(u32::MAX / 2); // 100 ms
     let mut frame = Box::new(HcallFrame::zeroed());
@@ -304,33 +307,20 @@ fn expect_hcall(e: &Exit, frame: &HcallFrame, mark: u64, pc: u64) -> Result<(), 
 
 /// One line: what ended the run and where.
 fn describe(e: &Exit) -> String {
-    match e.kind() {
-        Some(Vector::Syscall) => format!("hcall from {:#x}", e.srr0.wrapping_sub(4)),
-        Some(Vector::Hdsi) => format!(
-            "stopped: data access to {:#x} (guest real {:#x}) at {:#x}, HDSISR {:#x}",
-            e.hdar, e.asdr, e.hsrr0, e.hdsisr
-        ),
-        Some(Vector::Hisi) => format!(
-            "stopped: instruction fetch at {:#x} (guest real {:#x})",
-            e.hsrr0, e.asdr
-        ),
-        Some(Vector::Heai) => format!(
-            "stopped: privileged instruction {:#010x} at {:#x}",
-            e.heir, e.hsrr0
-        ),
-        Some(Vector::Hdec) => format!("stopped: time budget exhausted at {:#x}", e.hsrr0),
-        _ => format!("stopped: interrupt {:#x} at {:#x}", e.vector, e.pc()),
-    }
+    format!("{e}")
 }
 
 /// Timebase ticks for `n` round trips of a guest's null hcall: the guest's `sc 1`, its exit
 /// to the ultravisor (every register saved), and the re-entry (every register loaded) at
 /// the instruction after it (the `hcall-bench` figure `partition-hcall-ns`).
 pub fn round_trips(n: u64) -> Result<u64, String> {
-    let mut p = Partitions::take().map_err(|e| format!("partitions: {e}"))?;
+    crate::target::hvp::lend(|p| round_trips_in(p, n))
+}
+
+fn round_trips_in(p: &mut Partitions, n: u64) -> Result<u64, String> {
     let code = p.guest_pages(1).map_err(|e| format!("guest memory: {e}"))?;
     // sc 1; b .-4: each entry makes one hcall, the next entry resumes at the branch back.
-    put(&mut p, code, &[SC1, 0x4BFF_FFFC])?;
+    put(p, code, &[SC1, 0x4BFF_FFFC])?;
     p.create(GUEST_LPID)
         .and_then(|()| p.map(GUEST_LPID, 0, code, PAGE, Access::READ | Access::EXECUTE))
         .map_err(|e| format!("partition {GUEST_LPID}: {e}"))?;

@@ -19,6 +19,18 @@ use alloc::string::String;
 /// inside the handler. Used only by the tests below.
 pub const H_PEFBOX_ECHO: u64 = 0xF3FC;
 
+/// Image-private diagnostic hcall for the `hv-isolation` self-test: the hypervisor, in its
+/// partition, loads the 8 bytes at r4 (8-byte aligned, else H_P2) and returns them in r4.
+/// An address its tree does not map stops the partition before the load completes.
+pub const H_PEFBOX_PEEK: u64 = 0xF3F0;
+
+/// [`H_PEFBOX_ECHO`]'s handler (the hypervisor's table, `target::hv`): scribbles over every
+/// ABI-volatile register, then returns r4..r12 inverted.
+pub fn echo(_: ::hv::CallerId, args: &[u64; 9]) -> crate::papr::HcallResult {
+    arch::scribble_volatile();
+    Ok(args.map(|a| !a))
+}
+
 /// Every image self-test, in run order.
 pub const TESTS: &[Test] = &[
     Test {
@@ -171,7 +183,7 @@ fn hcall_regs() -> TestResult {
 }
 
 fn hcall_unknown() -> TestResult {
-    for nr in [0u64, 0x4, 0xEF00, 0xEF14, 0xF3F8, u64::MAX] {
+    for nr in [0u64, 0x4, 0xEF00, 0xEF14, 0xF11C, 0xF3F8, u64::MAX] {
         let (st, _) = arch::hcall(nr, [0; 9]);
         if st != H_FUNCTION {
             return Err(format!("hcall {nr:#x} returned {st}, expected H_FUNCTION"));
@@ -594,44 +606,10 @@ pub fn run_probes(value: &str) -> Result<(), String> {
 
 // ---- The ultravisor against a snooping and a meddling hypervisor ----
 
-use crate::hv::{CallerId, Direction, Meddle};
+use crate::hv::Meddle;
 use crate::tpm::consts::cc;
 
-/// Everything the hypervisor relayed while the snoop was armed.
-struct Recording {
-    bytes: [u8; 32768],
-    len: usize,
-    overflowed: bool,
-    commands: u32,
-    saw_rsa_decrypt: bool,
-}
-
-static RECORDING: spin::Mutex<Recording> = spin::Mutex::new(Recording {
-    bytes: [0; 32768],
-    len: 0,
-    overflowed: false,
-    commands: 0,
-    saw_rsa_decrypt: false,
-});
-
-/// The hypervisor's snoop hook: append every relayed byte.
-fn record(_caller: CallerId, dir: Direction, bytes: &[u8]) {
-    let mut r = RECORDING.lock();
-    if dir == Direction::Command {
-        r.commands += 1;
-        if crate::tpm::wire::code(bytes) == Some(cc::RSA_DECRYPT) {
-            r.saw_rsa_decrypt = true;
-        }
-    }
-    let at = r.len;
-    match r.bytes.get_mut(at..at + bytes.len()) {
-        Some(dst) => {
-            dst.copy_from_slice(bytes);
-            r.len += bytes.len();
-        }
-        None => r.overflowed = true,
-    }
-}
+use crate::target::hv::testing::{record, RECORDING};
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)

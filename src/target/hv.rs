@@ -49,8 +49,46 @@ const OBSERVER: Observer = ::hv::Meddler::new(::hv::Meddle::Off);
 const OBSERVER: Observer = ::hv::Quiet;
 
 /// The machine's hypervisor: H_TPM_COMM over the UART link, relaying past [`Observer`].
+/// It lives in `.hvdata`, the hypervisor partition's own pages (`target::hvp`).
+#[link_section = ".hvdata"]
 pub static HV: Hypervisor<UartTpmLink, RealGuestMemory, Observer> =
     Hypervisor::new(RealGuestMemory, OBSERVER);
+
+/// An hcall handler: the caller and r4..r12 in, the typed return out.
+type Handler = fn(CallerId, &[u64; 9]) -> crate::papr::HcallResult;
+
+/// The handler for hcall number `nr`, `None` for one the hypervisor does not implement.
+fn handler(nr: u64) -> Option<Handler> {
+    match nr {
+        crate::papr::H_TPM_COMM => Some(tpm_comm),
+        #[cfg(feature = "selftest")]
+        crate::selftest::target::H_PEFBOX_ECHO => Some(crate::selftest::target::echo),
+        #[cfg(feature = "selftest")]
+        crate::selftest::target::H_PEFBOX_PEEK => Some(testing::peek),
+        _ => None,
+    }
+}
+
+/// H_TPM_COMM, from the calling partition.
+fn tpm_comm(caller: CallerId, args: &[u64; 9]) -> crate::papr::HcallResult {
+    HV.hcall(caller, crate::papr::H_TPM_COMM, args)
+}
+
+/// The hypervisor's hcall table, run in the hypervisor partition for each reflected call
+/// (`target::hvp`): the handler `call.regs[0]` names, or H_FUNCTION; its return goes back
+/// into `call.regs` (status, then r4..r12).
+pub fn service(call: &mut super::hvp::HvCall) {
+    let caller = CallerId(call.caller as u32);
+    let mut args = [0u64; 9];
+    args.copy_from_slice(&call.regs[1..]);
+    let r = match handler(call.regs[0]) {
+        Some(h) => h(caller, &args),
+        None => Err(crate::papr::PaprError::Function),
+    };
+    let ret = crate::papr::to_regs(&r);
+    call.regs[0] = ret.status as u64;
+    call.regs[1..].copy_from_slice(&ret.out);
+}
 
 /// Configures [`HV`]: the caller window as the only caller region, and the link (None when
 /// the device tree shows no TPM UART: then H_TPM_COMM answers H_FUNCTION). A bound given
@@ -75,8 +113,79 @@ pub fn configure(link: Option<UartTpmLink>, ram_top: u64) -> Result<(), ::hv::Re
     Ok(())
 }
 
-/// The caller identity: the calling partition (LPIDR) and hardware thread (PIR), as
-/// `LPID << 16 | PIR`. A real hypervisor tells partitions apart the same way.
+/// The caller identity of an hcall the ultravisor's `sc 1` entry takes: the calling partition
+/// (LPIDR) and hardware thread (PIR). A real hypervisor tells partitions apart the same way;
+/// this one, in its partition, cannot read LPIDR, so the ultravisor passes it along.
 pub fn caller() -> CallerId {
     CallerId::of(crate::arch::lpid(), crate::arch::pir())
+}
+
+/// The hypervisor's side of the self-tests (self-test image only): what runs in its
+/// partition, with its storage in the partition's own pages.
+#[cfg(feature = "selftest")]
+pub mod testing {
+    use crate::hv::{CallerId, Direction};
+    use crate::tpm::consts::cc;
+
+    /// Everything the hypervisor relayed while the snoop was armed.
+    pub struct Recording {
+        /// The relayed bytes, commands and responses in order.
+        pub bytes: [u8; 32768],
+        /// Bytes recorded.
+        pub len: usize,
+        /// Whether some did not fit.
+        pub overflowed: bool,
+        /// Commands recorded.
+        pub commands: u32,
+        /// Whether a TPM2_RSA_Decrypt was among them.
+        pub saw_rsa_decrypt: bool,
+    }
+
+    /// What the hypervisor relayed while recording: in its own pages (`.hvdata`), since it
+    /// records from its partition.
+    #[link_section = ".hvdata"]
+    pub static RECORDING: spin::Mutex<Recording> = spin::Mutex::new(Recording {
+        bytes: [0; 32768],
+        len: 0,
+        overflowed: false,
+        commands: 0,
+        saw_rsa_decrypt: false,
+    });
+
+    /// The hypervisor's snoop hook: append every relayed byte.
+    pub fn record(_caller: CallerId, dir: Direction, bytes: &[u8]) {
+        let mut r = RECORDING.lock();
+        if dir == Direction::Command {
+            r.commands += 1;
+            if crate::tpm::wire::code(bytes) == Some(cc::RSA_DECRYPT) {
+                r.saw_rsa_decrypt = true;
+            }
+        }
+        let at = r.len;
+        match r.bytes.get_mut(at..at + bytes.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(bytes);
+                r.len += bytes.len();
+            }
+            None => r.overflowed = true,
+        }
+    }
+
+    /// `H_PEFBOX_PEEK`'s handler (`selftest::target`): the 8 bytes at r4 (8-byte aligned,
+    /// else H_P2), in r4. It refuses (H_FUNCTION) to run in hypervisor state, where nothing
+    /// would stop the load.
+    pub fn peek(_: CallerId, args: &[u64; 9]) -> crate::papr::HcallResult {
+        if crate::arch::hypervisor_state() {
+            return Err(crate::papr::PaprError::Function);
+        }
+        if args[0] % 8 != 0 {
+            return Err(crate::papr::PaprError::P2);
+        }
+        // SAFETY: this runs in the hypervisor partition (checked above): the load goes
+        // through its radix tree, which maps only memory and registers it was given (the
+        // test names no device register); any other address stops the partition (HDSI)
+        // before the load completes. The address is 8-byte aligned (checked).
+        let v = unsafe { core::ptr::read_volatile(args[0] as *const u64) };
+        Ok([v, 0, 0, 0, 0, 0, 0, 0, 0])
+    }
 }

@@ -17,6 +17,15 @@ pub const UV_HCALL_RANGE_START: u64 = 0xEF00;
 /// One past the last hcall number of the ultravisor range.
 pub const UV_HCALL_RANGE_END: u64 = 0xEF80;
 
+/// UV_RETURN: the ultracall a hypervisor makes to give the ultravisor its answer to a
+/// reflected hcall (Linux `arch/powerpc/include/asm/ultravisor-api.h`: 0xF11C). Outside the
+/// hcall range above: it names the ultravisor, not the hypervisor.
+pub const UV_RETURN: u64 = 0xF11C;
+
+/// H_HARDWARE: "error" in PAPR's terms; the ultravisor answers it when the hypervisor
+/// partition was stopped before it answered a reflected hcall.
+pub const H_HARDWARE: HStatus = -1;
+
 /// r4 operation: send a request and receive a response, opening a session if needed.
 pub const TPM_COMM_OP_EXECUTE: u64 = 0x1;
 /// r4 operation: close the existing TPM session, if any.

@@ -238,6 +238,13 @@ pub enum ArenaError {
         /// Bytes left.
         available: u64,
     },
+    /// [`Arena::rewind`] to a point beyond what is handed out.
+    Rewind {
+        /// The point asked for.
+        to: u64,
+        /// Bytes handed out.
+        used: u64,
+    },
 }
 
 impl fmt::Display for ArenaError {
@@ -256,6 +263,10 @@ impl fmt::Display for ArenaError {
             } => write!(
                 f,
                 "arena exhausted: {requested:#x} bytes needed, {available:#x} left"
+            ),
+            Self::Rewind { to, used } => write!(
+                f,
+                "cannot rewind the arena to {to:#x}: only {used:#x} bytes are handed out"
             ),
         }
     }
@@ -881,6 +892,27 @@ impl<'a> Arena<'a> {
     /// Bytes handed out so far (alignment padding included).
     pub fn used(&self) -> u64 {
         self.next
+    }
+
+    /// Gives back everything handed out after `used` (a value [`Arena::used`] returned
+    /// earlier): those bytes are zeroed and handed out again. Every tree and table made after
+    /// that point is gone with them; a tree made before it must not have grown since (its new
+    /// directories would be given back too). The caller keeps that rule; pefbox's
+    /// `Partitions` does it by sealing the trees that exist at a mark. `used` beyond what is
+    /// handed out is refused and changes nothing.
+    pub fn rewind(&mut self, used: u64) -> Result<(), ArenaError> {
+        let range = usize::try_from(used)
+            .ok()
+            .zip(usize::try_from(self.next).ok());
+        let Some(freed) = range.and_then(|(s, e)| self.bytes.get_mut(s..e)) else {
+            return Err(ArenaError::Rewind {
+                to: used,
+                used: self.next,
+            });
+        };
+        freed.fill(0);
+        self.next = used;
+        Ok(())
     }
 
     fn len(&self) -> u64 {

@@ -629,6 +629,38 @@ fn arena_refusals_and_exhaustion() {
 }
 
 #[test]
+fn rewind_gives_back_what_came_after_the_mark() {
+    let mut mem = buf(0x8_0000);
+    let mut arena = Arena::new(&mut mem, BASE).unwrap();
+    let table = arena.new_partition_table().unwrap();
+    let kept = arena.new_tree().unwrap();
+    arena.map(&kept, 0, 0x1000_0000, 0x1000, RW).unwrap();
+    table.set(&mut arena, 1, &kept).unwrap();
+    let mark = arena.used();
+    let gone = arena.new_tree().unwrap();
+    arena.map(&gone, 0x2000, 0x2000_0000, 0x1000, RW).unwrap();
+    assert!(arena.used() > mark);
+    // Beyond what is handed out: refused, nothing changes.
+    let used = arena.used();
+    assert_eq!(
+        arena.rewind(used + 1),
+        Err(ArenaError::Rewind { to: used + 1, used })
+    );
+    assert_eq!(arena.used(), used);
+    arena.rewind(mark).unwrap();
+    assert_eq!(arena.used(), mark);
+    // Everything after the mark is zero again; the tree before it still translates.
+    let off = usize::try_from(mark).unwrap();
+    assert!(arena.bytes()[off..].iter().all(|&b| b == 0xA5 || b == 0));
+    assert!(arena.bytes()[off..used as usize].iter().all(|&b| b == 0));
+    assert_eq!(arena.translate(&kept, 0x10), Some((0x1000_0010, RW)));
+    // The same space is handed out again, zeroed.
+    let again = arena.new_tree().unwrap();
+    assert_eq!(again.root(), gone.root());
+    assert_eq!(arena.translate(&again, 0x2000), None);
+}
+
+#[test]
 fn corrupt_bytes_never_panic() {
     // Arbitrary bytes as a tree: translate, the listing and map neither panic nor loop.
     let mut seed = 0x1234_5678_9ABC_DEF0u64;

@@ -1,0 +1,201 @@
+//! The hypervisor partition (powerpc64 only): the hypervisor handler runs one level below the
+//! ultravisor, as PEF puts it, in partition [`HV_LPID`] with MSR[HV] clear.
+//!
+//! Its radix tree ([`start`]) maps, each at its own address, only:
+//! - the image's code and constants, read-only and executable ([`Grant::Code`]);
+//! - its own statics, the `.hvdata` section ([`Grant::HvData`]: the [`super::hv::HV`]
+//!   instance, the console's and the link's state, the self-tests' relay recording);
+//! - its own stack ([`Grant::HvStack`]);
+//! - the caller window, where the ultravisor's shared pages are ([`Grant::CallerWindow`]);
+//! - the console's and the TPM link's UART registers, cache-inhibited ([`Grant::Mmio`]).
+//!
+//! The ultravisor's statics, stacks and heap (its authValues, session keys and unwrapped
+//! keys), the radix tables and skiboot are in none of them: a load from any of them stops
+//! the partition with an HDSI before a byte is read (the `hv-isolation` self-test tries).
+//!
+//! Every hcall the ultravisor makes is *reflected* ([`call`]): the ultravisor enters the
+//! partition at its hcall vector (`pefbox_hv_vector`, boot/partition.S) with the caller's
+//! r3..r12 and its identity, the hypervisor serves it (`target::hv::service`) and answers with
+//! the UV_RETURN ultracall (`sc 1`, r3 = [`papr::UV_RETURN`], r4 = status, r5..r13 =
+//! outputs), which brings the ultravisor back; never a jump. Anything else that ends the
+//! partition's run (a fault, a privileged instruction, a time budget spent) is reported in
+//! one line naming the partition, the address and the cause, and the hcall answers
+//! H_HARDWARE; the boot goes on.
+
+use crate::arch::partition::{Exit, Grant, PartitionError, Partitions, Vector};
+use crate::arch::{self, HcallFrame};
+use crate::papr;
+use ::hv::CallerId;
+
+/// The hypervisor partition's LPID (the partition table's last entry; LPID 0 is the
+/// ultravisor's own, 1 the SVM it acts for, 2 the self-tests' guest).
+pub const HV_LPID: u32 = 255;
+
+/// A reflected hcall as the partition's vector hands it to the hypervisor: the caller
+/// (`LPID << 16 | PIR`, from the ultravisor) and r3..r12; on return `regs` holds the answer
+/// (status, then the nine outputs).
+#[repr(C)]
+pub struct HvCall {
+    /// Who made the call, as the ultravisor saw it.
+    pub caller: u64,
+    /// r3..r12 in; status and r4..r12 out.
+    pub regs: [u64; 10],
+}
+
+/// The machine's partitions: the hypervisor partition (sealed at [`start`]) and whatever a
+/// user [`lend`]s them for.
+static MACHINE: spin::Mutex<Option<Partitions>> = spin::Mutex::new(None);
+
+/// How long one entry into the partition may run before the hypervisor decrementer brings
+/// it back (the run then resumes where it was, up to [`BUDGET_SLICES`] times).
+const SLICE_MS: u64 = 500;
+/// Slices one reflected hcall may use: 40 s, beyond the TPM link's longest bound (30 s).
+const BUDGET_SLICES: u32 = 80;
+
+/// Why a reflected hcall got no answer.
+#[derive(Debug)]
+pub enum Stopped {
+    /// The partition ended its run with something other than UV_RETURN.
+    Exit(Exit),
+    /// It made an hcall of its own (r3) instead of answering.
+    Hcall(u64),
+    /// It ran through its whole budget.
+    Budget,
+    /// The partitions refused the run.
+    Partition(PartitionError),
+    /// The partitions are lent to a self-test, or never started.
+    Unavailable(&'static str),
+}
+
+impl core::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Stopped::Exit(e) => write!(f, "{e}"),
+            Stopped::Hcall(nr) => write!(f, "stopped: it made hcall {nr:#x} instead of UV_RETURN"),
+            Stopped::Budget => write!(
+                f,
+                "stopped: time budget of {} ms exhausted",
+                SLICE_MS * u64::from(BUDGET_SLICES)
+            ),
+            Stopped::Partition(e) => write!(f, "not run: {e}"),
+            Stopped::Unavailable(why) => write!(f, "not run: {why}"),
+        }
+    }
+}
+
+/// Builds the hypervisor partition: its tree maps the grants above and one page of
+/// registers for each device in `devices` (MMIO addresses above `ram_top`), then it is
+/// sealed. The partitions are the machine's from here on.
+pub fn start(ram_top: u64, devices: &[u64]) -> Result<(), PartitionError> {
+    let mut p = Partitions::take()?;
+    p.create(HV_LPID)?;
+    for g in [
+        Grant::Code,
+        Grant::HvData,
+        Grant::HvStack,
+        Grant::CallerWindow,
+    ] {
+        p.grant(HV_LPID, g)?;
+    }
+    let mut pages: heapless::Vec<u64, 4> = heapless::Vec::new();
+    for page in devices.iter().map(|a| a & !0xFFF) {
+        if !pages.contains(&page) {
+            pages
+                .push(page)
+                .map_err(|_| PartitionError::NotDevice(page))?;
+            p.grant(HV_LPID, Grant::Mmio { page, ram_top })?;
+        }
+    }
+    p.mark();
+    *MACHINE.lock() = Some(p);
+    Ok(())
+}
+
+/// Lends the machine's partitions to `f` (a self-test, the SVM's run): every partition,
+/// table and page of guest memory it makes is given back when it returns; the hypervisor
+/// partition, sealed, cannot be changed by it.
+pub fn lend<R>(
+    f: impl FnOnce(&mut Partitions) -> Result<R, alloc::string::String>,
+) -> Result<R, alloc::string::String> {
+    let mut g = MACHINE.try_lock().ok_or("the partitions are in use")?;
+    let p = g.as_mut().ok_or("the hypervisor partition did not start")?;
+    let mark = p.mark();
+    let r = f(p);
+    let released = p.release(mark);
+    let r = r?;
+    released.map_err(|e| alloc::format!("giving the partitions back: {e}"))?;
+    Ok(r)
+}
+
+/// The hypervisor partition's mappings, as (guest address, host address, length, access):
+/// everything it can reach (the snoop self-test scans them).
+pub fn mappings() -> Result<heapless::Vec<radix::Mapping, 32>, alloc::string::String> {
+    let g = MACHINE.try_lock().ok_or("the partitions are in use")?;
+    let p = g.as_ref().ok_or("the hypervisor partition did not start")?;
+    p.mappings(HV_LPID).map_err(|e| alloc::format!("{e}"))
+}
+
+/// Reflects one hcall (`regs` = r3..r12 of `caller`) into the hypervisor partition and
+/// returns its answer (status, r4..r12).
+pub fn reflect(
+    p: &mut Partitions,
+    caller: CallerId,
+    regs: [u64; 10],
+) -> Result<[u64; 10], Stopped> {
+    extern "C" {
+        fn pefbox_hv_vector();
+    }
+    let mut frame = HcallFrame::zeroed();
+    frame.srr0 = pefbox_hv_vector as *const () as u64;
+    frame.gpr[3..=12].copy_from_slice(&regs);
+    frame.gpr[14] = u64::from(caller.0);
+    let slice = u32::try_from(arch::timebase_hz() / 1000 * SLICE_MS).unwrap_or(i32::MAX as u32);
+    for _ in 0..BUDGET_SLICES {
+        let exit = p
+            .run(HV_LPID, &mut frame, slice.max(1))
+            .map_err(Stopped::Partition)?;
+        match exit.kind() {
+            Some(Vector::Hdec) => frame.srr0 = exit.hsrr0,
+            Some(Vector::Syscall) if frame.gpr[3] == papr::UV_RETURN => {
+                let mut out = [0u64; 10];
+                out.copy_from_slice(&frame.gpr[4..=13]);
+                return Ok(out);
+            }
+            Some(Vector::Syscall) => return Err(Stopped::Hcall(frame.gpr[3])),
+            _ => return Err(Stopped::Exit(exit)),
+        }
+    }
+    Err(Stopped::Budget)
+}
+
+/// An hcall of the ultravisor's own (its `sc 1` entry calls this): reflected into the
+/// hypervisor partition. A partition that does not answer is reported and the call
+/// answers H_HARDWARE.
+pub fn call(caller: CallerId, nr: u64, args: [u64; 9]) -> papr::HcallResult {
+    let mut regs = [0u64; 10];
+    regs[0] = nr;
+    regs[1..].copy_from_slice(&args);
+    let answer = match MACHINE.try_lock() {
+        None => Err(Stopped::Unavailable("the partitions are in use")),
+        Some(mut g) => match g.as_mut() {
+            None => Err(Stopped::Unavailable(
+                "the hypervisor partition did not start",
+            )),
+            Some(p) => reflect(p, caller, regs),
+        },
+    };
+    match answer {
+        Ok(r) => {
+            let mut out = [0u64; 9];
+            out.copy_from_slice(&r[1..]);
+            papr::from_regs(r[0] as i64, out)
+        }
+        Err(why) => {
+            crate::println!(
+                "uv: hypervisor partition (LPID {HV_LPID}) {why}; hcall {nr:#x} from LPID {} answered H_HARDWARE",
+                caller.0
+            );
+            Err(papr::PaprError::from_status(papr::H_HARDWARE).unwrap_or(papr::PaprError::Resource))
+        }
+    }
+}
