@@ -12,8 +12,13 @@
  * pefbox_guest_exit: reached from the vector trampolines (boot/vectors.S) when an interrupt
  * was taken from a guest (the interrupted MSR has HV clear), with %r12 = vector and the
  * guest's %r12, %r11, CTR, CR parked in SPRG0..SPRG3. It stores every guest register in
- * run->frame, the interrupt registers in run->exit, sets LPIDR back to 0, restores the
- * ultravisor's saved state and returns the vector from pefbox_partition_run.
+ * run->frame, the interrupt registers in run->exit, restores the ultravisor's saved state
+ * and returns the vector from pefbox_partition_run.
+ *
+ * LPIDR keeps the LPID last run: in hypervisor state it changes no translation (the
+ * ultravisor runs in real mode), and writing it costs a whole TLB flush under QEMU (its TCG
+ * TLB tags only HV against guest), so it is written only when a different partition runs.
+ * The hypervisor partition, run for every hcall, then costs no flush at all.
  *
  * Run block (arch::partition::RunBlock, repr(C)): 0 frame pointer, 8 host stack pointer,
  * 16.. exit: vector, SRR0, SRR1, HSRR0, HSRR1, HDAR, HDSISR, ASDR, HEIR.
@@ -87,8 +92,12 @@ pefbox_partition_run:
     LOAD64  %r5, pefbox_run_block
     std     %r3, 0(%r5)
     std     %r1, RB_HOST_SP(%r3)
-    mtspr   319, %r4                 /* LPIDR */
+    mfspr   %r0, 319                 /* LPIDR: written only when it changes (see above) */
+    cmpd    %r0, %r4
+    beq     1f
+    mtspr   319, %r4
     isync
+1:
 
     ld      %r6, RB_FRAME(%r3)
     ld      %r0, GF_SRR0(%r6)
@@ -153,9 +162,6 @@ pefbox_guest_exit:
     isync
     STORE_VECTOR_STATE %r11, GF_VSR, GF_FPSCR, GF_VSCR, GF_VRSAVE, %r10
 
-    li      %r0, 0
-    mtspr   319, %r0                 /* LPIDR 0: the ultravisor's own */
-    isync
     ld      %r3, RB_VECTOR(%r12)
     ld      %r1, RB_HOST_SP(%r12)
     HOST_STATE ld, lfd, lvx

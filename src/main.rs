@@ -90,7 +90,7 @@ mod target {
         let (link, handoff) = provision(link, &mut flow);
         flow.provision_ms = ms(arch::timebase() - t0, tb_hz);
         let devices = [info.console_uart(), info.tpm_uart()].map(|u| u.map(|u| u.mmio));
-        configure_hypervisor(link, ram_top, &devices);
+        configure_hypervisor(link, ram_top, &devices, weakened_for_the_control(&info));
         ultravisor(&info, handoff, ram_top, tb_hz, &mut flow);
         println!(
             "bench boot-to-verdict-ms={} provision-ms={} provision-commands={} provision-nv-writes={} session-ms={} unwrap-ms={}",
@@ -252,7 +252,23 @@ mod target {
 
     /// The hypervisor: configured, then started in its own partition, which maps the
     /// console's and the TPM link's registers (`devices`).
-    fn configure_hypervisor(link: Option<UartTpmLink>, ram_top: u64, devices: &[Option<u64>]) {
+    /// The `hv-weakened` control (self-test image only): the ultravisor's first heap page,
+    /// where the door authValue is, mapped into the hypervisor partition read-only.
+    fn weakened_for_the_control(info: &BootInfo<'_>) -> Option<u64> {
+        if !cfg!(feature = "selftest") || !bootargs::bootarg_flag(info.bootargs, "hv-weakened") {
+            return None;
+        }
+        let page = core::ptr::addr_of!(__heap_start) as u64;
+        println!("hv: WEAKENED for the control: the ultravisor's heap page {page:#x} is mapped into the hypervisor partition");
+        Some(page)
+    }
+
+    fn configure_hypervisor(
+        link: Option<UartTpmLink>,
+        ram_top: u64,
+        devices: &[Option<u64>],
+        control: Option<u64>,
+    ) {
         let has_link = link.is_some();
         match pefbox::target::hv::configure(link, ram_top) {
             Ok(()) if has_link => println!("hv: H_TPM_COMM over the TPM link"),
@@ -260,7 +276,7 @@ mod target {
             Err(e) => println!("hv: caller memory refused ({e:?}); H_TPM_COMM disabled"),
         }
         let devices: heapless::Vec<u64, 2> = devices.iter().flatten().copied().collect();
-        match pefbox::target::hvp::start(ram_top, &devices) {
+        match pefbox::target::hvp::start(ram_top, &devices, control) {
             Ok(()) => println!(
                 "hv: running in partition {} (MSR[HV] clear); it maps its code, data, stack, the caller window and {} device page(s), nothing of the ultravisor's",
                 pefbox::target::hvp::HV_LPID,
@@ -431,6 +447,12 @@ mod target {
     /// Every hcall the ultravisor makes is reflected into the hypervisor partition, which
     /// answers it (`target::hvp`); its return goes into r3..r12.
     fn dispatch(frame: &mut arch::HcallFrame) {
+        #[cfg(feature = "selftest")]
+        if frame.nr() == selftest::target::H_PEFBOX_UV_NULL {
+            let args = frame.args();
+            frame.set_return(&Ok(args));
+            return;
+        }
         let caller = pefbox::target::hv::caller();
         let r = pefbox::target::hvp::call(caller, frame.nr(), frame.args());
         frame.set_return(&r);

@@ -172,25 +172,24 @@ pub fn hypervisor_state() -> bool {
     msr & partition::Msr::HV.bits() != 0
 }
 
-/// The logical partition id register (LPIDR, SPR 319).
-pub fn lpid() -> u32 {
-    let v: u64;
-    // SAFETY: reading LPIDR has no side effects.
-    unsafe { asm!("mfspr {0}, 319", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v as u32
+/// The partition the ultravisor's current hcall is made for (0: its own); see [`hcall_as`].
+static ACTING_FOR: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// The partition the hcall being taken is made for: what [`hcall_as`] named, 0 otherwise.
+pub fn acting_for() -> u32 {
+    ACTING_FOR.load(core::sync::atomic::Ordering::SeqCst)
 }
 
-/// Issues `sc 1` as partition `lpid`: LPIDR is set for the call and restored to 0 after,
-/// so the hypervisor, which keys its per-caller state by (LPID, thread), sees the call
-/// coming from that partition. (The image runs in hypervisor real mode, where LPIDR only
-/// tags the caller: it changes no translation.)
+/// Issues `sc 1` on behalf of partition `lpid`, so the hypervisor, which keys its
+/// per-caller state by partition, sees the call coming from that partition: the ultravisor
+/// passes the identity along with the reflected call (`target::hvp`), as it knows whom it
+/// acts for. (LPIDR itself is left alone: it names the partition last run, and QEMU drops
+/// its whole TLB on every write of it.)
 pub fn hcall_as(lpid: u32, nr: u64, args: [u64; 9]) -> (i64, [u64; 9]) {
-    // SAFETY: writing LPIDR in hypervisor real mode affects no translation the image uses;
-    // isync makes the new value visible to the hcall entry.
-    unsafe { asm!("mtspr 319, {0}", "isync", in(reg) u64::from(lpid), options(nostack)) };
+    use core::sync::atomic::Ordering;
+    ACTING_FOR.store(lpid, Ordering::SeqCst);
     let r = hcall(nr, args);
-    // SAFETY: as above, restoring the host's LPID 0.
-    unsafe { asm!("mtspr 319, {0}", "isync", in(reg) 0u64, options(nostack)) };
+    ACTING_FOR.store(0, Ordering::SeqCst);
     r
 }
 

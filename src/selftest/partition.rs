@@ -387,3 +387,119 @@ pub fn weakened() -> super::TestResult {
     }
     Ok(())
 }
+
+/// `hv-isolation`: the hypervisor, in its partition, tries to read the ultravisor's secrets.
+///
+/// Each attempt is a real `sc 1` of [`H_PEFBOX_PEEK`](super::target::H_PEFBOX_PEEK), which
+/// the ultravisor reflects into the hypervisor partition, whose handler loads from the address
+/// given: the door authValue (heap), the boot session (its session key; the ultravisor's
+/// statics), an unwrapped key on the ultravisor's stack, the start of its heap, its hcall
+/// stack (which holds its registers during an hcall), its other statics, the radix tables and
+/// skiboot. Each must stop the partition with an HDSI at exactly that address, reported, and
+/// answer H_HARDWARE: nothing read. The control is the same load from a page the partition
+/// does map (the ultravisor's shared page, holding a pattern the ultravisor put there): it
+/// must read the pattern, which shows the attempts read whatever the tree lets them.
+pub fn hv_isolation() -> super::TestResult {
+    use super::target::H_PEFBOX_PEEK;
+    use crate::papr::{H_HARDWARE, H_SUCCESS};
+    use crate::platform::layout::{pages, WindowPage};
+    extern "C" {
+        static __heap_start: u8;
+        static __hv_stack_bottom: u8;
+        static __partition_start: u8;
+        static pefbox_run_block: u8;
+    }
+    let (key, ek) = super::target::synthetic_lockbox()?;
+    let unwrapped = crate::target::uv::unwrap(&ek).map_err(|e| format!("unwrap: {e}"))?;
+    if unwrapped != key {
+        return Err("the unwrap returned a wrong key".into());
+    }
+    let (door, session) = {
+        let g = crate::target::uv::UV.lock();
+        let uv = g.as_ref().ok_or("the ultravisor did not start")?;
+        (
+            uv.secrets.nv_auth.as_ptr() as u64,
+            core::ptr::addr_of!(uv.session) as u64,
+        )
+    };
+    let targets = [
+        ("door authValue (ultravisor heap)", door),
+        ("boot session and its key (ultravisor statics)", session),
+        (
+            "unwrapped key (ultravisor stack)",
+            unwrapped.as_ptr() as u64,
+        ),
+        ("ultravisor heap", core::ptr::addr_of!(__heap_start) as u64),
+        (
+            "ultravisor hcall stack",
+            core::ptr::addr_of!(__hv_stack_bottom) as u64 + 0x100,
+        ),
+        (
+            "ultravisor .bss",
+            core::ptr::addr_of!(pefbox_run_block) as u64,
+        ),
+        (
+            "radix tables",
+            core::ptr::addr_of!(__partition_start) as u64,
+        ),
+        ("skiboot", 0x3000_0000),
+    ];
+    let (mut tried, mut stopped, mut bytes_read) = (0u32, 0u32, 0u32);
+    let _ = crate::target::hvp::take_last_stop();
+    for (what, addr) in targets {
+        let target = addr & !7;
+        tried += 1;
+        let (st, out) = arch::hcall(H_PEFBOX_PEEK, [target, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let stop = crate::target::hvp::take_last_stop();
+        match (st, stop) {
+            (H_HARDWARE, Some(e)) if e.kind() == Some(Vector::Hdsi) && e.hdar == target => {
+                stopped += 1;
+                crate::println!(
+                    "  hv-isolation: partition {} load from {what} at {target:#x}: stopped (HDSI), nothing read",
+                    crate::target::hvp::HV_LPID
+                );
+            }
+            (H_SUCCESS, _) => {
+                bytes_read += 8;
+                // The bytes themselves stay off the console: they are this boot's secrets.
+                let _ = out;
+                crate::println!(
+                    "  hv-isolation: partition {} load from {what} at {target:#x}: READ 8 bytes",
+                    crate::target::hvp::HV_LPID
+                );
+            }
+            (st, e) => {
+                return Err(format!(
+                    "load from {what} at {target:#x}: status {st}, stop {e:?}"
+                ))
+            }
+        }
+    }
+    crate::println!(
+        "isolation: {tried} breach attempts, {stopped} stopped, {bytes_read} bytes read (hypervisor partition {})",
+        crate::target::hvp::HV_LPID
+    );
+    // The control: a page the partition maps.
+    let page = WindowPage::new(pages::TEST_IN).ok_or("caller window too small")?;
+    page.write(0, &PATTERN.to_be_bytes());
+    let (st, out) = arch::hcall(H_PEFBOX_PEEK, [page.addr(), 0, 0, 0, 0, 0, 0, 0, 0]);
+    if st != H_SUCCESS || out[0] != PATTERN {
+        return Err(format!(
+            "control: the load from the shared page {:#x} gave status {st}, {:#x}",
+            page.addr(),
+            out[0]
+        ));
+    }
+    crate::println!(
+        "  hv-isolation: control: load from the shared page {:#x}: read {:#x}, as put there",
+        page.addr(),
+        out[0]
+    );
+    if stopped != tried || bytes_read != 0 {
+        return Err(format!(
+            "{} of {tried} attempts got through, {bytes_read} bytes read",
+            tried - stopped
+        ));
+    }
+    Ok(())
+}

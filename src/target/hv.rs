@@ -113,11 +113,11 @@ pub fn configure(link: Option<UartTpmLink>, ram_top: u64) -> Result<(), ::hv::Re
     Ok(())
 }
 
-/// The caller identity of an hcall the ultravisor's `sc 1` entry takes: the calling partition
-/// (LPIDR) and hardware thread (PIR). A real hypervisor tells partitions apart the same way;
-/// this one, in its partition, cannot read LPIDR, so the ultravisor passes it along.
+/// The caller identity of an hcall the ultravisor's `sc 1` entry takes: the partition it is
+/// made for ([`crate::arch::hcall_as`]) and the hardware thread (PIR). The hypervisor, in
+/// its partition, cannot read who called, so the ultravisor passes it along.
 pub fn caller() -> CallerId {
-    CallerId::of(crate::arch::lpid(), crate::arch::pir())
+    CallerId::of(crate::arch::acting_for(), crate::arch::pir())
 }
 
 /// The hypervisor's side of the self-tests (self-test image only): what runs in its
@@ -178,7 +178,7 @@ pub mod testing {
         if crate::arch::hypervisor_state() {
             return Err(crate::papr::PaprError::Function);
         }
-        if args[0] % 8 != 0 {
+        if !args[0].is_multiple_of(8) {
             return Err(crate::papr::PaprError::P2);
         }
         // SAFETY: this runs in the hypervisor partition (checked above): the load goes

@@ -46,6 +46,9 @@ pub struct HvCall {
 /// user [`lend`]s them for.
 static MACHINE: spin::Mutex<Option<Partitions>> = spin::Mutex::new(None);
 
+/// How the latest reflected hcall that got no answer ended (for the self-tests).
+static LAST_STOP: spin::Mutex<Option<Exit>> = spin::Mutex::new(None);
+
 /// How long one entry into the partition may run before the hypervisor decrementer brings
 /// it back (the run then resumes where it was, up to [`BUDGET_SLICES`] times).
 const SLICE_MS: u64 = 500;
@@ -86,7 +89,11 @@ impl core::fmt::Display for Stopped {
 /// Builds the hypervisor partition: its tree maps the grants above and one page of
 /// registers for each device in `devices` (MMIO addresses above `ram_top`), then it is
 /// sealed. The partitions are the machine's from here on.
-pub fn start(ram_top: u64, devices: &[u64]) -> Result<(), PartitionError> {
+///
+/// `control` (self-test image only, bootarg `hv-weakened`; always `None` otherwise) also
+/// maps that one page of the ultravisor's own memory, read-only: the control that shows the
+/// `hv-isolation` attempts read whatever the tree lets them.
+pub fn start(ram_top: u64, devices: &[u64], control: Option<u64>) -> Result<(), PartitionError> {
     let mut p = Partitions::take()?;
     p.create(HV_LPID)?;
     for g in [
@@ -106,6 +113,12 @@ pub fn start(ram_top: u64, devices: &[u64]) -> Result<(), PartitionError> {
             p.grant(HV_LPID, Grant::Mmio { page, ram_top })?;
         }
     }
+    #[cfg(feature = "selftest")]
+    if let Some(page) = control {
+        p.expose_read_only_for_the_control(HV_LPID, page, page)?;
+    }
+    #[cfg(not(feature = "selftest"))]
+    let _ = control;
     p.mark();
     *MACHINE.lock() = Some(p);
     Ok(())
@@ -191,6 +204,9 @@ pub fn call(caller: CallerId, nr: u64, args: [u64; 9]) -> papr::HcallResult {
             papr::from_regs(r[0] as i64, out)
         }
         Err(why) => {
+            if let Stopped::Exit(e) = &why {
+                *LAST_STOP.lock() = Some(*e);
+            }
             crate::println!(
                 "uv: hypervisor partition (LPID {HV_LPID}) {why}; hcall {nr:#x} from LPID {} answered H_HARDWARE",
                 caller.0
@@ -198,4 +214,50 @@ pub fn call(caller: CallerId, nr: u64, args: [u64; 9]) -> papr::HcallResult {
             Err(papr::PaprError::from_status(papr::H_HARDWARE).unwrap_or(papr::PaprError::Resource))
         }
     }
+}
+
+/// How the latest reflected hcall that got no answer was stopped, if by an interrupt (taken:
+/// the next call asks afresh).
+pub fn take_last_stop() -> Option<Exit> {
+    LAST_STOP.lock().take()
+}
+
+/// What [`scan`] found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Bytes of RAM the hypervisor partition maps, all read.
+    pub bytes: u64,
+    /// Ranges read.
+    pub ranges: usize,
+    /// Occurrences of each needle, in order.
+    pub hits: heapless::Vec<usize, 4>,
+}
+
+/// Reads everything the hypervisor partition can reach in RAM (every mapping of its tree but
+/// the device pages) and counts where each of `needles` occurs: what a hypervisor that went
+/// looking could find.
+pub fn scan(needles: &[&[u8]]) -> Result<Scan, alloc::string::String> {
+    let mut out = Scan::default();
+    for _ in needles {
+        out.hits.push(0).map_err(|_| "at most 4 needles")?;
+    }
+    for m in mappings()? {
+        if m.access.contains(radix::Access::CACHE_INHIBITED) {
+            continue;
+        }
+        let len = usize::try_from(m.len).map_err(|_| "mapping too long")?;
+        // SAFETY: [host, host + len) is RAM the hypervisor partition's tree maps (its code,
+        // statics, stack, the caller window); the partition is not running (one hardware
+        // thread, and this runs in the ultravisor), nothing writes it while this shared view
+        // lives, and it is plain RAM, where any byte is a valid `u8`.
+        let bytes = unsafe { core::slice::from_raw_parts(m.host as *const u8, len) };
+        for (needle, hits) in needles.iter().zip(out.hits.iter_mut()) {
+            if !needle.is_empty() {
+                *hits += bytes.windows(needle.len()).filter(|w| w == needle).count();
+            }
+        }
+        out.bytes += m.len;
+        out.ranges += 1;
+    }
+    Ok(out)
 }

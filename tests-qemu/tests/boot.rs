@@ -138,6 +138,67 @@ fn a_guest_partition_reaches_none_of_the_ultravisors_memory_and_the_control_does
     console_line(&r, ": READ 0x", "the control's read is not shown");
 }
 
+/// The hypervisor, in its own partition, tries to read each of the ultravisor's secrets
+/// through a real reflected hcall: every load stops the partition (HDSI at that address), the
+/// ultravisor reports it and the boot goes on. The control boot (`hv-weakened`) maps the
+/// ultravisor's first heap page, where the door authValue is, into the hypervisor partition:
+/// the same self-test then reads it and fails.
+#[test]
+fn the_hypervisor_partition_reaches_none_of_the_ultravisors_secrets_and_the_control_does() {
+    let r = run_with_bootargs("hv-isolation", "selftest=hv-isolation");
+    assert_passed(&r);
+    let line = r
+        .console
+        .lines()
+        .find(|l| l.starts_with("isolation: "))
+        .unwrap_or_else(|| panic!("no isolation line:\n{}", r.console));
+    assert_eq!(
+        line.trim_end(),
+        "isolation: 8 breach attempts, 8 stopped, 0 bytes read (hypervisor partition 255)"
+    );
+    for what in [
+        "door authValue",
+        "boot session and its key",
+        "unwrapped key",
+        "ultravisor heap",
+        "ultravisor hcall stack",
+        "ultravisor .bss",
+        "radix tables",
+        "skiboot",
+    ] {
+        let l = console_line(&r, &format!("load from {what}"), "attempt not reported");
+        assert!(l.contains(": stopped (HDSI), nothing read"), "{l}");
+    }
+    let reports = r
+        .console
+        .lines()
+        .filter(|l| {
+            l.starts_with("uv: hypervisor partition (LPID 255) stopped: data access to ")
+                && l.contains("answered H_HARDWARE")
+        })
+        .count();
+    assert_eq!(reports, 8, "one report per stopped attempt:\n{}", r.console);
+    console_line(&r, "control: load from the shared page", "no control line");
+
+    let mut cfg = config("hv-weakened");
+    cfg.bootargs = Some("selftest=hv-isolation hv-weakened".into());
+    cfg.expect = Expect::for_bootargs(cfg.bootargs.as_deref(), SvmExpect::Absent);
+    let w = launcher::run(&cfg).expect("launch");
+    assert!(!w.passed(), "the weakened boot must fail:\n{}", w.console);
+    console_line(
+        &w,
+        "hv: WEAKENED for the control",
+        "the weakening is not announced",
+    );
+    let read = console_line(&w, "load from door authValue", "attempt not reported");
+    assert!(read.trim_end().ends_with(": READ 8 bytes"), "{read}");
+    let fail = console_line(&w, "FAIL hv-isolation", "no failure line");
+    assert!(
+        fail.contains("got through, 16 bytes read"),
+        "the authValue's page is read twice (the authValue, the heap's start): {fail}"
+    );
+}
+
 #[test]
 fn selftest_panic_fails_with_the_panic_message_on_the_console() {
     let r = run_plain("panic", "selftest=panic");

@@ -249,7 +249,7 @@ fn a_sigkilled_launcher_leaves_no_qemu_or_swtpm_and_the_next_run_passes() {
     let o = pef(&run);
     let (out, _) = exited_0(&o);
     assert!(out.contains("svm: accepted"), "{out}");
-    assert!(out.contains("14 passed, 0 failed"), "{out}");
+    assert!(out.contains("15 passed, 0 failed"), "{out}");
     assert!(!scratch.exists(), "{} left behind", scratch.display());
 }
 

@@ -114,7 +114,8 @@ fn hcall_table(r: &RunReport) -> String {
     let handler_us = get("getrandom-handler-ns") / 1000.0;
     format!(
         "\nhypervisor (timebase, {} calls each)          us/call\n\
-         sc 1 round trip (echo hcall)              {:>10.2}\n\
+         sc 1 answered by the ultravisor (direct)  {:>10.2}\n\
+         sc 1 reflected to the hypervisor partition{:>10.2}\n\
          guest partition's sc 1: exit and re-entry {:>10.2}\n\
          H_TPM_COMM rejected (H_P5, checks only)   {:>10.2}\n\
          GetRandom(16) through H_TPM_COMM          {:>10.2}\n\
@@ -125,6 +126,7 @@ fn hcall_table(r: &RunReport) -> String {
             .iter()
             .find(|(k, _)| k == "n")
             .map_or("?", |(_, v)| v.as_str()),
+        get("hcall-direct-ns") / 1000.0,
         get("hcall-echo-ns") / 1000.0,
         get("partition-hcall-ns") / 1000.0,
         get("tpm-comm-reject-ns") / 1000.0,
