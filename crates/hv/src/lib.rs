@@ -48,6 +48,12 @@
 //! - Addresses: see [`guest`]. A range must lie inside one caller region, must not
 //!   wrap past u64::MAX, and caller regions never overlap the hypervisor's or
 //!   skiboot's memory or MMIO (refused when the table is built).
+//! - Whose regions (rows 6 and 7): "caller memory" is the caller's own table when
+//!   [`Hypervisor::set_caller_memory`] gave it one (a secure VM's shared pages, named by
+//!   its guest-physical addresses and copied where the hypervisor reaches them,
+//!   [`CheckedRange::at`]), and then that table ONLY: an address outside it is H_P2 / H_P4
+//!   even inside the default table. Every other caller is checked against the default table
+//!   given to [`Hypervisor::configure`].
 //! - in_buffer and out_buffer may be equal or overlap: the command is copied into
 //!   a private buffer once, before anything reads it (the caller cannot change it
 //!   underneath: no double fetch), and the response is copied out last.
@@ -149,6 +155,7 @@ mod tests;
 pub use guest::FakeGuestMemory;
 pub use guest::{
     CheckedRange, GuestMemory, GuestPhys, GuestRange, RangeError, RegionError, RegionTable,
+    MAX_REGIONS,
 };
 pub use observer::{Delivery, Direction, Quiet, RelayObserver};
 #[cfg(any(test, feature = "selftest", feature = "test-util"))]
@@ -287,8 +294,22 @@ impl TpmCommError {
     }
 }
 
+/// Most callers with a region table of their own ([`Hypervisor::set_caller_memory`]).
+pub const CALLER_TABLES: usize = 4;
+
+/// Why [`Hypervisor::set_caller_memory`] refused a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerMemoryError {
+    /// [`CALLER_TABLES`] other callers already have a table of their own (remove one
+    /// first); nothing was changed.
+    Full,
+}
+
 struct State<L, O> {
+    /// The default caller memory: every caller without a table in `callers`.
     regions: RegionTable,
+    /// Callers with a region table of their own, checked against it only.
+    callers: [Option<(CallerId, RegionTable)>; CALLER_TABLES],
     reserved: Option<CallerId>,
     /// The newest session-context sequence seen (the TPM's context counter, near enough).
     counter: u64,
@@ -317,6 +338,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
             memory,
             state: spin::Mutex::new(State {
                 regions: RegionTable::empty(),
+                callers: [None; CALLER_TABLES],
                 reserved: None,
                 counter: 0,
                 link: None,
@@ -335,6 +357,47 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         let mut s = self.state.lock();
         s.regions = regions;
         s.link = link;
+    }
+
+    /// Gives `caller` a region table of its own (`Some`), or takes it away (`None`: the
+    /// caller is checked against the default table from [`Hypervisor::configure`] again;
+    /// removing a table the caller does not have is `Ok`). While it has one, H_TPM_COMM's
+    /// in_buffer and out_buffer from `caller` are checked against that table only (rows 6
+    /// and 7) and copied where it says the hypervisor reaches them. Replacing a caller's
+    /// table is always allowed; a table for a new caller when [`CALLER_TABLES`] others have
+    /// one is [`CallerMemoryError::Full`].
+    pub fn set_caller_memory(
+        &self,
+        caller: CallerId,
+        table: Option<RegionTable>,
+    ) -> Result<(), CallerMemoryError> {
+        let mut s = self.state.lock();
+        let mine = s
+            .callers
+            .iter()
+            .position(|e| e.is_some_and(|(c, _)| c == caller));
+        match (table, mine) {
+            (None, Some(i)) => {
+                if let Some(e) = s.callers.get_mut(i) {
+                    *e = None;
+                }
+            }
+            (None, None) => {}
+            (Some(t), Some(i)) => {
+                if let Some(e) = s.callers.get_mut(i) {
+                    *e = Some((caller, t));
+                }
+            }
+            (Some(t), None) => {
+                let free = s
+                    .callers
+                    .iter_mut()
+                    .find(|e| e.is_none())
+                    .ok_or(CallerMemoryError::Full)?;
+                *free = Some((caller, t));
+            }
+        }
+        Ok(())
     }
 
     /// Names the caller for which the last free session slot is held: the ultravisor (in
@@ -436,15 +499,20 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         if a.out_size < TPM_COMM_MIN_OUT {
             return Err(TpmCommError::OutSizeTooSmall);
         }
+        // Rows 6 and 7 check against the caller's own table if it has one, else the default.
+        let regions = st
+            .callers
+            .iter()
+            .flatten()
+            .find(|(c, _)| *c == caller)
+            .map_or(&st.regions, |(_, t)| t);
         // Row 6.
-        let in_range = st
-            .regions
+        let in_range = regions
             .check(GuestRange::new(a.in_buffer, a.in_size))
             .map_err(TpmCommError::InBuffer)?;
         // Row 7: the bytes that may be written, min(out_size, 4096) = 4096.
         let window = a.out_size.min(MAX_TPM_MESSAGE as u64);
-        let out_range = st
-            .regions
+        let out_range = regions
             .check(GuestRange::new(a.out_buffer, window))
             .map_err(TpmCommError::OutBuffer)?;
 

@@ -1200,3 +1200,197 @@ fn two_hardware_threads_share_one_hypervisor() {
     assert_eq!(tpm.flushed().len(), 100);
     assert_eq!(hv.open_sessions(), 0);
 }
+
+/// A secure VM: a caller with a table of its own.
+const SVM: CallerId = CallerId(7);
+/// The SVM's shared pages, named by ITS guest-physical addresses. The first two are also
+/// addresses of the default window (the SVM's numbers mean nothing there); the third is
+/// far from it. Each is reached by the hypervisor elsewhere in the fake's 64 KiB.
+const SVM_IN: u64 = RAM_BASE + 0x4000;
+const SVM_OUT: u64 = RAM_BASE + 0x5000;
+const SVM_FAR: u64 = 0x8000_0000;
+const REACH_IN: u64 = RAM_BASE + 0x8000;
+const REACH_OUT: u64 = RAM_BASE + 0xC000;
+const REACH_FAR: u64 = RAM_BASE + 0xA000;
+
+fn svm_table() -> RegionTable {
+    RegionTable::mapped(&[
+        (GuestRange::new(SVM_IN, 0x1000), REACH_IN),
+        (GuestRange::new(SVM_OUT, 0x1000), REACH_OUT),
+        (GuestRange::new(SVM_FAR, 0x1000), REACH_FAR),
+    ])
+    .unwrap()
+}
+
+/// A 12-byte GetRandom unlike [`get_random`]'s: what sits at an SVM gpa's identity address.
+fn decoy() -> Vec<u8> {
+    command(CC_GET_RANDOM, &0xDDu16.to_be_bytes())
+}
+
+#[test]
+fn an_svms_buffers_are_read_and_written_where_the_hypervisor_reaches_them() {
+    let (hv, tpm) = setup();
+    hv.set_caller_memory(SVM, Some(svm_table())).unwrap();
+    tpm.set_mode(FakeMode::Normal { extra: 6 });
+    let rsp = response(0, &[0x5A; 6]);
+    // The command at the reach address; a decoy at the gpa as an address of the default
+    // window; the out page's identity address and reach filled with 0xAA.
+    assert!(hv.memory.poke(REACH_IN, &get_random()));
+    assert!(hv.memory.poke(SVM_IN, &decoy()));
+    assert!(hv.memory.poke(SVM_OUT, &[0xAA; 4096]));
+    assert!(hv.memory.poke(REACH_OUT, &[0xAA; 4096]));
+    let r = call(&hv, SVM, EXEC, SVM_IN, 12, SVM_OUT, 4096);
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 16));
+    assert_eq!(tpm.last_command(), get_random());
+    assert_eq!(peek(&hv, REACH_OUT, 16), rsp);
+    assert_eq!(peek(&hv, REACH_OUT + 16, 16), vec![0xAA; 16]);
+    assert_eq!(peek(&hv, SVM_OUT, 4096), vec![0xAA; 4096]);
+    assert_eq!(peek(&hv, SVM_IN, 12), decoy());
+    // A command at an offset inside a page, and in == out on the far page.
+    assert!(hv
+        .memory
+        .poke(REACH_IN + 0x100, &command(CC_GET_RANDOM, &[0x12, 0x34])));
+    let r = call(&hv, SVM, EXEC, SVM_IN + 0x100, 12, SVM_OUT, 4096);
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 16));
+    assert_eq!(tpm.last_command(), command(CC_GET_RANDOM, &[0x12, 0x34]));
+    let c = command(CC_GET_RANDOM, &[0xC3; 30]);
+    assert!(hv.memory.poke(REACH_FAR, &c));
+    let r = call(&hv, SVM, EXEC, SVM_FAR, c.len() as u64, SVM_FAR, 4096);
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 16));
+    assert_eq!(tpm.last_command(), c);
+    assert_eq!(peek(&hv, REACH_FAR, 40)[..16], rsp[..]);
+    assert_eq!(peek(&hv, REACH_FAR, 40)[16..], c[16..]);
+    // The resource manager's own answers go to the reach address too.
+    assert!(hv.memory.poke(REACH_IN, &command(0x0FFF_FFFF, &[0; 2])));
+    let r = call(&hv, SVM, EXEC, SVM_IN, 12, SVM_OUT, 4096);
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
+    assert_eq!(peek(&hv, REACH_OUT, 10), rm_refusal(0x000B_0143));
+    assert_eq!(peek(&hv, SVM_OUT, 10), vec![0xAA; 10]);
+    assert_eq!(hv.memory.out_of_bounds(), 0);
+}
+
+#[test]
+fn an_svm_naming_memory_outside_its_shared_pages_is_h_p2_or_h_p4() {
+    let (hv, tpm) = setup();
+    hv.set_caller_memory(SVM, Some(svm_table())).unwrap();
+    assert!(hv.memory.poke(REACH_IN, &get_random()));
+    assert!(hv.memory.poke(IN, &get_random()));
+    assert!(hv.memory.poke(REACH_IN + 0xFF8, &get_random()[..8]));
+    // in_buffer: the default window (the caller's IN), the reach addresses, straddling the
+    // end of a page, straddling two pages adjacent as the SVM names them, wrapping.
+    for bad in [
+        IN,
+        OUT,
+        RAM_END - 12,
+        REACH_IN,
+        REACH_FAR,
+        SVM_IN + 0x1000 - 11,
+        SVM_FAR + 0x1000 - 11,
+        SVM_FAR - 1,
+        u64::MAX - 11,
+        0x2000_0000,
+    ] {
+        let r = call(&hv, SVM, EXEC, bad, 12, SVM_OUT, 4096);
+        assert_eq!(r, HcallReturn::status(H_P2), "in_buffer {bad:#x}");
+    }
+    // out_buffer: the 4096-byte window must be one of its pages.
+    for bad in [
+        OUT,
+        IN,
+        REACH_OUT,
+        SVM_OUT + 1,
+        SVM_IN + 0x800,
+        SVM_FAR + 10,
+        u64::MAX - 4095,
+    ] {
+        let r = call(&hv, SVM, EXEC, SVM_IN, 12, bad, 4096);
+        assert_eq!(r, HcallReturn::status(H_P4), "out_buffer {bad:#x}");
+    }
+    // The order of the checks is unchanged: sizes first, then in, then out.
+    assert_eq!(call(&hv, SVM, EXEC, IN, 4097, OUT, 0).status, H_P3);
+    assert_eq!(call(&hv, SVM, EXEC, IN, 12, OUT, 4095).status, H_P5);
+    assert_eq!(call(&hv, SVM, EXEC, IN, 12, OUT, 4096).status, H_P2);
+    assert_eq!(tpm.commands(), 0);
+    assert_eq!((hv.memory.reads(), hv.memory.writes()), (0, 0));
+    // Its own pages still work.
+    let r = call(&hv, SVM, EXEC, SVM_IN, 12, SVM_OUT, 4096);
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
+
+    // A caller without a table of its own is unaffected: the default window, identity.
+    let r = exec(&hv, B, &get_random());
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
+    assert!(hv.memory.poke(SVM_IN, &decoy()));
+    let r = call(&hv, B, EXEC, SVM_IN, 12, OUT, 4096);
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
+    assert_eq!(tpm.last_command(), decoy());
+    assert_eq!(call(&hv, B, EXEC, SVM_FAR, 12, OUT, 4096).status, H_P2);
+    assert_eq!(call(&hv, B, EXEC, IN, 12, SVM_FAR, 4096).status, H_P4);
+    assert_eq!(hv.memory.out_of_bounds(), 0);
+}
+
+#[test]
+fn removing_a_callers_table_returns_it_to_the_default() {
+    let (hv, tpm) = setup();
+    hv.set_caller_memory(SVM, Some(svm_table())).unwrap();
+    assert!(hv.memory.poke(IN, &get_random()));
+    assert_eq!(call(&hv, SVM, EXEC, IN, 12, OUT, 4096).status, H_P2);
+    hv.set_caller_memory(SVM, None).unwrap();
+    let r = call(&hv, SVM, EXEC, IN, 12, OUT, 4096);
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
+    // Its gpas are addresses of the default window again (identity), or nothing.
+    assert!(hv.memory.poke(SVM_IN, &decoy()));
+    assert!(hv.memory.poke(REACH_IN, &get_random()));
+    let r = call(&hv, SVM, EXEC, SVM_IN, 12, SVM_OUT, 4096);
+    assert_eq!((r.status, r.out[0]), (H_SUCCESS, 10));
+    assert_eq!(tpm.last_command(), decoy());
+    assert_eq!(peek(&hv, SVM_OUT, 10), response(0, &[]));
+    assert_eq!(call(&hv, SVM, EXEC, SVM_FAR, 12, OUT, 4096).status, H_P2);
+    // Removing a table it does not have is fine.
+    assert_eq!(hv.set_caller_memory(SVM, None), Ok(()));
+    assert_eq!(hv.memory.out_of_bounds(), 0);
+}
+
+#[test]
+fn at_most_four_callers_have_tables_of_their_own() {
+    let (hv, tpm) = setup();
+    assert_eq!(CALLER_TABLES, 4);
+    for c in 10..14 {
+        assert_eq!(hv.set_caller_memory(CallerId(c), Some(svm_table())), Ok(()));
+    }
+    let fifth = CallerId(14);
+    assert_eq!(
+        hv.set_caller_memory(fifth, Some(svm_table())),
+        Err(CallerMemoryError::Full)
+    );
+    // Refused means unchanged: the fifth is checked against the default table.
+    assert!(hv.memory.poke(IN, &get_random()));
+    assert_eq!(call(&hv, fifth, EXEC, IN, 12, OUT, 4096).status, H_SUCCESS);
+    assert_eq!(call(&hv, fifth, EXEC, SVM_FAR, 12, OUT, 4096).status, H_P2);
+    // Replacing one of the four's tables is allowed, and the new one is the one used.
+    let one_page = RegionTable::mapped(&[(GuestRange::new(SVM_FAR, 0x2000), REACH_IN)]).unwrap();
+    assert_eq!(hv.set_caller_memory(CallerId(11), Some(one_page)), Ok(()));
+    assert!(hv.memory.poke(REACH_IN, &get_random()));
+    assert_eq!(
+        call(&hv, CallerId(11), EXEC, SVM_FAR, 12, SVM_FAR + 0x1000, 4096).status,
+        H_SUCCESS
+    );
+    assert_eq!(peek(&hv, REACH_IN + 0x1000, 10), response(0, &[]));
+    assert_eq!(
+        call(&hv, CallerId(11), EXEC, SVM_IN, 12, SVM_FAR + 0x1000, 4096).status,
+        H_P2
+    );
+    assert_eq!(
+        call(&hv, CallerId(12), EXEC, SVM_IN, 12, SVM_OUT, 4096).status,
+        H_SUCCESS
+    );
+    // Removing one makes room for the fifth.
+    assert_eq!(hv.set_caller_memory(CallerId(10), None), Ok(()));
+    assert_eq!(hv.set_caller_memory(fifth, Some(svm_table())), Ok(()));
+    assert_eq!(call(&hv, fifth, EXEC, IN, 12, OUT, 4096).status, H_P2);
+    assert_eq!(
+        hv.set_caller_memory(CallerId(10), Some(svm_table())),
+        Err(CallerMemoryError::Full)
+    );
+    assert_eq!(tpm.commands(), 3);
+    assert_eq!(hv.memory.out_of_bounds(), 0);
+}
