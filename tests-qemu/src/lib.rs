@@ -1,9 +1,11 @@
 //! Host side of pefbox: swtpm management, the framing relay, the QEMU launcher,
-//! the console verdict, and the ESM blob builder. The `pef` binary is its CLI.
+//! the console verdict, the ESM blob builder, and the demo SVM's payload (a tiny POWER program
+//! assembled here). The `pef` binary is its CLI.
 
 pub mod cli;
 pub mod esm;
 pub mod launcher;
+pub mod payload;
 pub mod relay;
 pub mod report;
 pub mod svm;

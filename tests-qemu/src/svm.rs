@@ -39,6 +39,7 @@ use sha2::Sha256;
 
 use crate::esm::{attach_to_initrd, build_esm_blob};
 use crate::launcher::{self, LaunchError, RunConfig, RunReport};
+use crate::payload;
 use crate::swtpm::Swtpm;
 use crate::verdict::{Expect, SvmExpect};
 
@@ -54,8 +55,8 @@ pub const MAX_SVM_BOOTARGS: usize = 4096;
 /// machine 1 GiB of RAM.
 pub const MAX_INITRD: u64 = (1 << 30) - 0x2800_0000;
 
-/// Size of the demo SVM kernel (deterministic pseudo-random bytes).
-pub const DEMO_KERNEL_LEN: usize = 256 * 1024;
+/// Size of the demo SVM kernel: the demo payload ([`payload::demo_payload`]), one 4 KiB page.
+pub const DEMO_KERNEL_LEN: usize = 4096;
 /// Size of the demo SVM's own initrd.
 pub const DEMO_INITRD_LEN: usize = 4 * 1024;
 /// The demo SVM's bootargs.
@@ -86,11 +87,12 @@ fn filler(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
-/// The demo SVM: a 256 KiB pseudo-random "kernel", a 4 KiB initrd and [`DEMO_BOOTARGS`],
-/// the same bytes on every call.
+/// The demo SVM: as its kernel the demo payload, a small program the ultravisor runs in the
+/// SVM's partition ([`payload::demo_payload`], [`DEMO_KERNEL_LEN`] bytes), a 4 KiB
+/// pseudo-random initrd and [`DEMO_BOOTARGS`], the same bytes on every call.
 pub fn demo_svm() -> SvmParts {
     SvmParts {
-        kernel: filler(0x5eed_4b45_524e_454c, DEMO_KERNEL_LEN),
+        kernel: payload::demo_payload(),
         initrd: filler(0x5eed_494e_4954_5244, DEMO_INITRD_LEN),
         bootargs: DEMO_BOOTARGS.to_string(),
     }
@@ -799,8 +801,10 @@ mod tests {
         assert_eq!(a.kernel.len(), DEMO_KERNEL_LEN);
         assert_eq!(a.initrd.len(), DEMO_INITRD_LEN);
         assert_ne!(a.kernel[..DEMO_INITRD_LEN], a.initrd[..]);
-        // Not a constant fill: many distinct byte values.
-        let distinct: std::collections::BTreeSet<u8> = a.kernel.iter().copied().collect();
+        // The kernel is the payload (a program, not a fill), the initrd is not a constant fill.
+        assert_eq!(a.kernel, payload::demo_payload());
+        assert_eq!(a.kernel.len(), payload::PAYLOAD_LEN);
+        let distinct: std::collections::BTreeSet<u8> = a.initrd.iter().copied().collect();
         assert!(distinct.len() > 250);
     }
 
