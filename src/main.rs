@@ -346,13 +346,37 @@ mod target {
                 initrd,
                 payload,
             }) => {
-                let t0 = arch::timebase();
                 let fp = fingerprint.unwrap_or_default();
-                uv::svm::open(blob, initrd, &payload, &fp, |ek| {
-                    let r = pefbox::target::uv::unwrap(ek);
-                    flow.unwrap_ms = ms(arch::timebase() - t0, tb_hz);
-                    r
-                })
+                let guard = pefbox::target::uv::UV.lock();
+                let Some(uv) = guard.as_ref() else {
+                    println!(
+                        "{}{}: no ultravisor session",
+                        report::SVM,
+                        report::SVM_REJECTED
+                    );
+                    return;
+                };
+                // The SVM runs in its partition; it prints the verdict line when it makes
+                // the ESM call.
+                match pefbox::target::svm::run(blob, initrd, &payload, &fp, &uv.secrets) {
+                    Ok(out) => {
+                        flow.unwrap_ms = ms(out.unwrap_ticks, tb_hz);
+                        println!("{}", out.end);
+                        if out.verdict.is_none() {
+                            println!(
+                                "{}{}: the SVM stopped before its ESM call",
+                                report::SVM,
+                                report::SVM_REJECTED
+                            );
+                        }
+                    }
+                    Err(e) => println!(
+                        "{}{}: its partition could not be built: {e}",
+                        report::SVM,
+                        report::SVM_REJECTED
+                    ),
+                }
+                return;
             }
         };
         match verdict {

@@ -6,6 +6,10 @@
 //!   [`parse_count_line`]);
 //! - `pefbox: power-off (<verdict>)` ([`PowerOff`]) last.
 //!
+//! A partition's own console output (the SVM's, through H_PUT_TERM_CHAR) comes out one line at
+//! a time as `[partition <LPID>] <line>` ([`PARTITION`]), so it never starts a line of the
+//! protocol.
+//!
 //! The banner, the first line the image prints, starts with [`BANNER`]. The self-test
 //! image can also ask the host launcher to act ([`HostRequest`], `@@host <verb>`); the
 //! launcher answers on the console's input with `@@ack <verb>` ([`Ack`]) once done or
@@ -35,6 +39,21 @@ pub const SVM_NONE: &str = "none";
 pub const SVM_REJECTED: &str = "rejected";
 /// Prefix of the last line; the verdict and `)` follow.
 pub const POWER_OFF: &str = "pefbox: power-off (";
+
+/// Prefix of every line a partition prints (H_PUT_TERM_CHAR): `[partition <LPID>] ` then the
+/// line. The hypervisor adds it, so no partition can print a line of the protocol above.
+pub const PARTITION: &str = "[partition ";
+
+/// What the demo SVM prints once it runs after `svm: accepted` (its LPID follows).
+pub const SVM_PAYLOAD_RUNNING: &str = "svm-payload: running in partition ";
+
+/// A partition's console line split into (the LPID the hypervisor named, the line); `None`
+/// for any other line.
+pub fn parse_partition_line(line: &str) -> Option<(u32, &str)> {
+    let rest = line.strip_prefix(PARTITION)?;
+    let (lpid, text) = rest.split_once("] ")?;
+    Some((lpid.parse().ok()?, text))
+}
 
 /// The banner's first word: `pefbox <version> powernv: <model>...`.
 pub const BANNER: &str = "pefbox ";

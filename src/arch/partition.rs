@@ -276,8 +276,9 @@ pub struct Partitions {
     /// Guest memory: [start, end), of which [start, next) is handed out.
     guest: (u64, u64),
     next: u64,
-    /// Whether the table is installed (PTCR) with no change to any tree since.
-    installed: bool,
+    /// Whether the table is installed (PTCR) with no change to any tree since (a `Cell`, so
+    /// that running, which installs it, needs only `&self`: the trees do not change).
+    installed: core::cell::Cell<bool>,
 }
 
 /// A point [`Partitions::release`] goes back to: the partitions, radix tables and guest
@@ -392,6 +393,14 @@ pub enum PartitionError {
     NotDevice(u64),
     /// [`Partitions::release`] of a mark that is not this one's latest.
     StaleMark,
+    /// [`Partitions::guest_bytes`]: the range is not all mapped, read-only everywhere, onto
+    /// contiguous guest memory.
+    NotReadOnly {
+        /// Guest-physical start.
+        gpa: u64,
+        /// Length.
+        len: u64,
+    },
     /// The time budget is 0 or does not fit the hypervisor decrementer's positive range.
     Budget(u32),
 }
@@ -414,6 +423,10 @@ impl core::fmt::Display for PartitionError {
                 write!(f, "{p:#x} is not a page of device registers above RAM")
             }
             PartitionError::StaleMark => f.write_str("the mark is not the latest one"),
+            PartitionError::NotReadOnly { gpa, len } => write!(
+                f,
+                "guest {gpa:#x}+{len:#x} is not mapped read-only, whole, onto its own memory"
+            ),
             PartitionError::Budget(b) => write!(f, "time budget {b} ticks is not in 1..2^31"),
         }
     }
@@ -449,7 +462,7 @@ impl Partitions {
                 sealed: 0,
                 guest: (tables_end, e),
                 next: tables_end,
-                installed: false,
+                installed: core::cell::Cell::new(false),
             }),
             Err(err) => {
                 TAKEN.store(false, Ordering::Release);
@@ -506,7 +519,7 @@ impl Partitions {
         self.trees
             .push((lpid, tree))
             .map_err(|_| PartitionError::Lpid(lpid))?;
-        self.installed = false;
+        self.installed.set(false);
         Ok(())
     }
 
@@ -547,7 +560,7 @@ impl Partitions {
         self.arena
             .map(&tree, gpa, host, len, access)
             .map_err(PartitionError::Map)?;
-        self.installed = false;
+        self.installed.set(false);
         Ok(())
     }
 
@@ -590,7 +603,7 @@ impl Partitions {
             core::ptr::write_bytes(mark.next as *mut u8, 0, (self.next - mark.next) as usize)
         };
         self.next = mark.next;
-        self.installed = false;
+        self.installed.set(false);
         Ok(())
     }
 
@@ -613,6 +626,47 @@ impl Partitions {
         Ok(self.arena.mappings(tree).merged().take(32).collect())
     }
 
+    /// The bytes of guest-physical `[gpa, gpa + len)` of partition `lpid`, for the
+    /// ultravisor to read (an SVM's kernel, bootargs, ESM blob): only if `lpid` maps the whole
+    /// range readable, onto guest memory contiguous in host addresses, and no partition's tree
+    /// maps any byte of it writable. No partition can change them then, and the ultravisor
+    /// cannot either while the slice borrows `self` (every write takes `&mut self`).
+    pub fn guest_bytes(&self, lpid: u32, gpa: u64, len: u64) -> Result<&[u8], PartitionError> {
+        let refused = PartitionError::NotReadOnly { gpa, len };
+        let end = gpa
+            .checked_add(len)
+            .filter(|_| len > 0)
+            .ok_or(refused.clone())?;
+        let tree = self.tree(lpid)?;
+        let m = self
+            .arena
+            .mappings(tree)
+            .merged()
+            .find(|m| m.guest <= gpa && end <= m.guest.saturating_add(m.len))
+            .ok_or(refused.clone())?;
+        if !m.access.contains(radix::Access::READ) || m.access.contains(radix::Access::WRITE) {
+            return Err(refused);
+        }
+        let host = m.host + (gpa - m.guest);
+        self.check_guest(host, len)?;
+        let writable_elsewhere = self.trees.iter().any(|(_, t)| {
+            self.arena.mappings(t).merged().any(|o| {
+                o.access.contains(radix::Access::WRITE)
+                    && o.host < host + len
+                    && host < o.host.saturating_add(o.len)
+            })
+        });
+        if writable_elsewhere {
+            return Err(refused);
+        }
+        let n = usize::try_from(len).map_err(|_| refused)?;
+        // SAFETY: [host, host + len) is guest memory this Partitions handed out (checked), which
+        // no tree maps writable (checked above), so no partition writes it; the ultravisor
+        // writes guest memory only through `&mut self` methods, which cannot run while this
+        // shared borrow of `self` lives, and no partition memory is given back before then.
+        Ok(unsafe { core::slice::from_raw_parts(host as *const u8, n) })
+    }
+
     /// The host address of the radix tables (what no guest may reach).
     pub fn tables(&self) -> u64 {
         self.arena.base()
@@ -622,13 +676,13 @@ impl Partitions {
     /// timebase ticks. The table is (re)installed, and cached translations dropped, only
     /// when a tree changed since the last run.
     pub fn run(
-        &mut self,
+        &self,
         lpid: u32,
         frame: &mut HcallFrame,
         budget: u32,
     ) -> Result<Exit, PartitionError> {
         self.tree(lpid)?;
-        if !self.installed {
+        if !self.installed.get() {
             // SAFETY: every tree of this table maps only guest memory handed out by this
             // Partitions (map checks it) and the grants (the image's code read-only, the
             // hypervisor partition's own data and stack, the shared caller window, device
@@ -636,7 +690,7 @@ impl Partitions {
             // read-only page, which a guest can read but not change; the table lives as
             // long as self.
             unsafe { set_partition_table(self.table.ptcr()) };
-            self.installed = true;
+            self.installed.set(true);
         }
         // SAFETY: as above: the installed table is this one, unchanged since.
         unsafe { run(frame, lpid, budget) }

@@ -51,28 +51,81 @@ impl WindowPage {
 
     /// Copies `bytes` (at most a page; the rest is ignored) to offset `off` of the page.
     pub fn write(&self, off: usize, bytes: &[u8]) {
-        let n = bytes.len().min((PAGE as usize).saturating_sub(off));
-        // SAFETY: [addr+off, addr+off+n) lies inside this page of the caller window (checked
-        // at construction and clamped here), RAM that no Rust reference points into; the
-        // volatile copy keeps the compiler from assuming the hypervisor did not touch it.
-        unsafe {
-            let dst = (self.addr as usize + off) as *mut u8;
-            for (i, b) in bytes[..n].iter().enumerate() {
-                core::ptr::write_volatile(dst.add(i), *b);
-            }
-        }
+        // SAFETY: the page lies inside the caller window (checked at construction), RAM that
+        // no Rust reference points into.
+        unsafe { volatile_write(self.addr, off, bytes) }
     }
 
     /// Copies from offset `off` of the page into `out` (at most to the end of the page).
     pub fn read(&self, off: usize, out: &mut [u8]) {
-        let n = out.len().min((PAGE as usize).saturating_sub(off));
-        // SAFETY: as in `write`, reading.
-        unsafe {
-            let src = (self.addr as usize + off) as *const u8;
-            for (i, b) in out[..n].iter_mut().enumerate() {
-                *b = core::ptr::read_volatile(src.add(i));
-            }
-        }
+        // SAFETY: as in `write`.
+        unsafe { volatile_read(self.addr, off, out) }
+    }
+}
+
+/// Copies `bytes` (clamped to the page) to offset `off` of the 4 KiB page at `page`, byte by
+/// byte with volatile stores (the other side of a shared page may change it at any time, so
+/// the compiler must not assume anything about it).
+///
+/// # Safety
+/// `page` must be a 4 KiB page of RAM that no Rust reference points into.
+unsafe fn volatile_write(page: u64, off: usize, bytes: &[u8]) {
+    let n = bytes.len().min((PAGE as usize).saturating_sub(off));
+    let dst = (page as usize + off) as *mut u8;
+    for (i, b) in bytes[..n].iter().enumerate() {
+        // SAFETY: [page+off, page+off+n) lies inside the page (clamped above); the caller
+        // vouches for the page.
+        unsafe { core::ptr::write_volatile(dst.add(i), *b) };
+    }
+}
+
+/// Copies from offset `off` of the 4 KiB page at `page` into `out` (clamped to the page).
+///
+/// # Safety
+/// As [`volatile_write`].
+unsafe fn volatile_read(page: u64, off: usize, out: &mut [u8]) {
+    let n = out.len().min((PAGE as usize).saturating_sub(off));
+    let src = (page as usize + off) as *const u8;
+    for (i, b) in out[..n].iter_mut().enumerate() {
+        // SAFETY: as in `volatile_write`, reading.
+        *b = unsafe { core::ptr::read_volatile(src.add(i)) };
+    }
+}
+
+/// A bounce page an SVM shares with the hypervisor: guest memory the ultravisor handed out
+/// (`target::hvp::shared_page`), which the SVM's partition maps at `gpa` and the hypervisor's
+/// at its own address. The ultravisor's TPM client uses it on the SVM's behalf, naming it by
+/// the SVM's address, as the SVM itself would.
+#[derive(Clone, Copy, Debug)]
+pub struct BouncePage {
+    gpa: u64,
+    host: u64,
+}
+
+impl BouncePage {
+    /// Shared page `index` of the pool, as the SVM sees it at `gpa`; `None` past the pool.
+    pub fn new(index: usize, gpa: u64) -> Option<Self> {
+        crate::target::hvp::shared_page(index).map(|host| Self { gpa, host })
+    }
+
+    /// Its host (real) address.
+    pub fn host(&self) -> u64 {
+        self.host
+    }
+}
+
+impl crate::uv::hcall::SharedPage for BouncePage {
+    fn gpa(&self) -> u64 {
+        self.gpa
+    }
+    fn store(&mut self, bytes: &[u8]) {
+        // SAFETY: the page is guest memory of the shared pool (`new`), which no Rust reference
+        // points into (only these volatile copies touch it).
+        unsafe { volatile_write(self.host, 0, bytes) }
+    }
+    fn load(&self, out: &mut [u8]) {
+        // SAFETY: as in `store`.
+        unsafe { volatile_read(self.host, 0, out) }
     }
 }
 

@@ -195,7 +195,7 @@ fn run_guest_in(p: &mut Partitions, extra: Option<u64>) -> Result<Attempts, Stri
 
     let budget = u32::try_from(arch::timebase_hz() / 10).unwrap_or(u32::MAX / 2); // 100 ms
     let mut frame = Box::new(HcallFrame::zeroed());
-    let mut go = |frame: &mut HcallFrame, pc: u64| -> Result<Exit, String> {
+    let go = |frame: &mut HcallFrame, pc: u64| -> Result<Exit, String> {
         frame.srr0 = pc;
         p.run(GUEST_LPID, frame, budget)
             .map_err(|e| format!("run: {e}"))

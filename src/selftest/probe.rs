@@ -9,8 +9,10 @@
 //! regs   := OP ',' IN ',' INSZ ',' OUT ',' OUTSZ
 //! raw    := 'cmd=' HEX                  EXECUTE of these bytes: IN = OUT = buf, INSZ = their
 //!                                       length, OUTSZ = 4096
-//! as     := 'as=' number                the partition (LPID, < 2^32) to issue the hcall as;
-//!                                       default 0 (the host); 1 is the ultravisor's
+//! as     := 'as=' number                where the hcall is issued from: a partition of its own
+//!                                       with this LPID (1..=254; default 1, an SVM's), which
+//!                                       executes the `sc 1` itself, or 0: the host, in
+//!                                       hypervisor state (see `selftest::target::run_probes`)
 //! OP, INSZ, OUTSZ := number
 //! IN, OUT         := number | 'buf' | 'buf+' number
 //! number := decimal digits | ('0x' | '0X') hex digits   (full u64 range; no sign, no '_')
@@ -28,6 +30,9 @@ use crate::bootargs::{number, NumError};
 
 /// Most probes one option may list.
 pub const MAX_PROBES: usize = 32;
+
+/// The partition a probe without `as=` is issued from: an SVM's (LPID 1).
+pub const DEFAULT_LPID: u32 = 1;
 
 /// An address argument: absolute, or relative to the caller's probe buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +71,8 @@ pub struct Probe<'a> {
     pub out: Arg,
     /// r8: out_size.
     pub out_size: u64,
-    /// The partition (LPID) the hcall is issued as (`as=`; default 0).
+    /// Where the hcall is issued from (`as=`; default [`DEFAULT_LPID`]): a partition's LPID,
+    /// or 0 for the host.
     pub lpid: u32,
     /// `cmd=`: the command as validated hex (an even number of hex digits, 10..=4096 bytes),
     /// to put in the probe buffer; `None`: the buffer holds TPM2_GetRandom(16).
@@ -237,7 +243,7 @@ fn probe(s: &str) -> Result<Probe<'_>, ProbeErrorKind> {
     }
     if let Some(hex) = parts[0].strip_prefix("cmd=") {
         let lpid = match count {
-            1 => 0,
+            1 => DEFAULT_LPID,
             2 => as_field(parts[1])?,
             n => return Err(ProbeErrorKind::FieldCount(n)),
         };
@@ -253,7 +259,7 @@ fn probe(s: &str) -> Result<Probe<'_>, ProbeErrorKind> {
         });
     }
     let lpid = match count {
-        5 => 0,
+        5 => DEFAULT_LPID,
         6 => as_field(parts[5])?,
         n => return Err(ProbeErrorKind::FieldCount(n)),
     };
@@ -349,9 +355,9 @@ mod tests {
             .unwrap();
         assert_eq!(p.len(), 3);
         let first = (1, Arg::Buf(0), 12, Arg::Buf(0x100), 4096);
-        assert_eq!(p[0], probe(first, 0, None));
+        assert_eq!(p[0], probe(first, DEFAULT_LPID, None));
         let second = (2, Arg::Abs(0x200_0000), 0, Arg::Abs(u64::MAX), u64::MAX);
-        assert_eq!(p[1], probe(second, 0, None));
+        assert_eq!(p[1], probe(second, DEFAULT_LPID, None));
         assert_eq!((p[2].op, p[2].inp, p[2].in_size), (16, Arg::Buf(8), 10));
     }
 
@@ -422,7 +428,7 @@ mod tests {
         .unwrap();
         let buf = (1, Arg::Buf(0), 12, Arg::Buf(0), 4096);
         assert_eq!(p[0], probe(buf, 1, Some("80010000000c0000017b0010")));
-        assert_eq!((p[1].lpid, p[1].in_size), (0, 10));
+        assert_eq!((p[1].lpid, p[1].in_size), (DEFAULT_LPID, 10));
         assert_eq!((p[2].lpid, p[2].cmd), (2, None));
         let mut b = [0u8; 16];
         assert_eq!(decode_hex(p[0].cmd.unwrap(), &mut b), Some(12));

@@ -2,7 +2,7 @@
 //! hypercalls and read real registers.
 
 use super::{Test, TestResult};
-use crate::arch;
+use crate::arch::{self, HcallFrame};
 use crate::papr::{
     H_FUNCTION, H_P2, H_P3, H_P4, H_P5, H_PARAMETER, H_RESOURCE, H_SUCCESS, H_TPM_COMM,
     TPM_COMM_OP_CLOSE_SESSION, TPM_COMM_OP_EXECUTE,
@@ -565,43 +565,70 @@ fn tpm_fault() -> TestResult {
 }
 
 /// Runs the bootargs option `hcall-probe=P1;P2;...` (see [`super::probe`]): one H_TPM_COMM
-/// per probe with exactly the given registers, issued as the probe's partition (`as=N`, LPID
-/// 0 by default), one console line each, `hcall-probe r3=<signed decimal> (<name>) r4=<0x
-/// hex>`, the name from [`crate::papr::name`] (`unknown` for a value PAPR does not define
-/// here), e.g. `hcall-probe r3=-55 (H_P2) r4=0x0`. `buf` / `buf+N` name the probe page of
-/// the caller window, refilled before every probe with TPM2_GetRandom(16), or with the
-/// probe's own `cmd=` bytes. A `cmd=` probe that succeeds adds the response in hex and its
-/// decoded code: `... r4=0xa rsp=80010000000a000b0143 rc=0xb0143 (TPM_RC_COMMAND_CODE,
-/// resource manager)`.
+/// per probe with exactly the given registers, one console line each, `hcall-probe
+/// r3=<signed decimal> (<name>) r4=<0x hex>`, the name from [`crate::papr::name`] (`unknown`
+/// for a value PAPR does not define here), e.g. `hcall-probe r3=-55 (H_P2) r4=0x0`.
+///
+/// Where it is issued from (`as=N`):
+/// - a partition of its own, LPID N (1..=254; 1 by default, an SVM's): the ultravisor puts the
+///   registers in the partition's frame and enters it at an `sc 1`; the partition traps, the
+///   ultravisor reflects the call into the hypervisor partition as any SVM hcall, puts the
+///   answer in the partition's registers and resumes it, and the partition's next `sc 1`
+///   brings back what it received: that is what the line shows. Its memory is a code page at
+///   guest-physical 0 and its bounce page at [`PROBE_SHARED_GPA`], the only memory the
+///   hypervisor is told it shares; `buf` / `buf+N` name that page;
+/// - `as=0`: the host, the ultravisor's own `sc 1` in hypervisor state, with `buf` the probe
+///   page of the caller window (the hcall path before partitions).
+///
+/// The buffer is refilled before every probe with TPM2_GetRandom(16), or with the probe's own
+/// `cmd=` bytes. A `cmd=` probe that succeeds adds the response in hex and its decoded code:
+/// `... r4=0xa rsp=80010000000a000b0143 rc=0xb0143 (TPM_RC_COMMAND_CODE, resource manager)`.
 pub fn run_probes(value: &str) -> Result<(), String> {
     use super::probe::{decode_hex, RcName, MAX_CMD_BYTES};
+    use crate::uv::hcall::SharedPage;
     let probes = super::probe::parse(value).map_err(|e| format!("{e}"))?;
-    let buf = page(pages::PROBE);
+    let window = page(pages::PROBE);
     for (i, p) in probes.iter().enumerate() {
-        let (Some(inp), Some(out)) = (p.inp.resolve(buf.addr()), p.out.resolve(buf.addr())) else {
+        let mut bounce = crate::platform::layout::BouncePage::new(1, PROBE_SHARED_GPA)
+            .ok_or("no shared page for the probe partition")?;
+        let base = if p.lpid == 0 {
+            window.addr()
+        } else {
+            PROBE_SHARED_GPA
+        };
+        let (Some(inp), Some(out)) = (p.inp.resolve(base), p.out.resolve(base)) else {
             return Err(format!("probe {}: buf+N overflows u64", i + 1));
         };
-        buf.write(0, &[0u8; 4096]);
+        // The whole page: the command, zeros after it.
+        let mut cmd = [0u8; 4096];
         match p.cmd {
             Some(hex) => {
-                let mut bytes = [0u8; MAX_CMD_BYTES];
-                let n = decode_hex(hex, &mut bytes)
+                decode_hex(hex, &mut cmd[..MAX_CMD_BYTES])
                     .ok_or_else(|| format!("probe {}: cmd does not decode", i + 1))?;
-                buf.write(0, &bytes[..n]);
             }
-            None => buf.write(0, &GET_RANDOM_16),
+            None => cmd[..GET_RANDOM_16.len()].copy_from_slice(&GET_RANDOM_16),
         }
         let args = [p.op, inp, p.in_size, out, p.out_size, 0, 0, 0, 0];
-        let (st, regs) = arch::hcall_as(p.lpid, H_TPM_COMM, args);
+        let (st, r4) = if p.lpid == 0 {
+            window.write(0, &cmd);
+            let (st, regs) = arch::hcall_as(0, H_TPM_COMM, args);
+            (st, regs[0])
+        } else {
+            bounce.store(&cmd);
+            from_partition(p.lpid, &bounce, args).map_err(|e| format!("probe {}: {e}", i + 1))?
+        };
         let mut line = format!(
-            "hcall-probe r3={st} ({}) r4={:#x}",
-            crate::papr::status_name(st),
-            regs[0]
+            "hcall-probe r3={st} ({}) r4={r4:#x}",
+            crate::papr::status_name(st)
         );
-        if p.cmd.is_some() && st == H_SUCCESS && (10..=4096).contains(&regs[0]) {
+        if p.cmd.is_some() && st == H_SUCCESS && (10..=4096).contains(&r4) {
             let mut rsp = [0u8; 4096];
-            let n = regs[0] as usize;
-            buf.read(0, &mut rsp[..n]);
+            let n = r4 as usize;
+            if p.lpid == 0 {
+                window.read(0, &mut rsp[..n]);
+            } else {
+                bounce.load(&mut rsp[..n]);
+            }
             line.push_str(" rsp=");
             for b in &rsp[..n] {
                 line.push_str(&format!("{b:02x}"));
@@ -611,7 +638,86 @@ pub fn run_probes(value: &str) -> Result<(), String> {
         }
         crate::println!("{line}");
     }
+    if let Some(mut b) = crate::platform::layout::BouncePage::new(1, PROBE_SHARED_GPA) {
+        crate::uv::hcall::SharedPage::store(&mut b, &[0u8; 4096]);
+    }
     Ok(())
+}
+
+/// Where a probe partition's bounce page is, in its own guest-physical addresses.
+pub const PROBE_SHARED_GPA: u64 = 0x1000;
+
+/// One H_TPM_COMM issued from partition `lpid` with `args` (see [`run_probes`]): (r3, r4) as
+/// the partition received them.
+fn from_partition(
+    lpid: u32,
+    bounce: &crate::platform::layout::BouncePage,
+    args: [u64; 9],
+) -> Result<(i64, u64), String> {
+    use crate::arch::partition::Vector;
+    use radix::Access;
+    if lpid == 0 || lpid >= crate::target::hvp::HV_LPID {
+        return Err(format!(
+            "as={lpid}: a probe partition's LPID is 1..={}",
+            crate::target::hvp::HV_LPID - 1
+        ));
+    }
+    let caller = crate::hv::CallerId(lpid);
+    let table = crate::hv::RegionTable::mapped(&[(
+        crate::hv::GuestRange::new(PROBE_SHARED_GPA, 4096),
+        bounce.host(),
+    )])
+    .map_err(|e| format!("{e:?}"))?;
+    crate::target::hv::HV
+        .set_caller_memory(caller, Some(table))
+        .map_err(|e| format!("{e:?}"))?;
+    let r = crate::target::hvp::lend(|p| {
+        // sc 1; b .-4: the call, then (resumed with the answer) the same call again, which
+        // brings the answer back to the ultravisor in the partition's own registers.
+        let code = p.guest_pages(1).map_err(|e| format!("{e}"))?;
+        let words: alloc::vec::Vec<u8> = [0x4400_0022u32, 0x4BFF_FFFC]
+            .iter()
+            .flat_map(|w| w.to_be_bytes())
+            .collect();
+        p.write(code, &words).map_err(|e| format!("{e}"))?;
+        p.create(lpid)
+            .and_then(|()| p.map(lpid, 0, code, 4096, Access::READ | Access::EXECUTE))
+            .and_then(|()| {
+                p.map(
+                    lpid,
+                    PROBE_SHARED_GPA,
+                    bounce.host(),
+                    4096,
+                    Access::READ | Access::WRITE,
+                )
+            })
+            .map_err(|e| format!("partition {lpid}: {e}"))?;
+        let budget = u32::try_from(arch::timebase_hz() / 10).unwrap_or(u32::MAX / 2);
+        let mut frame = alloc::boxed::Box::new(HcallFrame::zeroed());
+        frame.gpr[3] = H_TPM_COMM;
+        frame.gpr[4..=12].copy_from_slice(&args);
+        let p: &crate::arch::partition::Partitions = p;
+        let e = p
+            .run(lpid, &mut frame, budget)
+            .map_err(|e| format!("{e}"))?;
+        if e.kind() != Some(Vector::Syscall) || e.srr0 != 4 {
+            return Err(format!("partition {lpid}: {e}"));
+        }
+        let mut regs = [0u64; 10];
+        regs.copy_from_slice(&frame.gpr[3..=12]);
+        let answer = crate::target::hvp::reflect(p, caller, regs).map_err(|e| format!("{e}"))?;
+        frame.gpr[3..=12].copy_from_slice(&answer);
+        frame.srr0 = e.srr0;
+        let e = p
+            .run(lpid, &mut frame, budget)
+            .map_err(|e| format!("{e}"))?;
+        if e.kind() != Some(Vector::Syscall) || e.srr0 != 4 {
+            return Err(format!("partition {lpid} after the answer: {e}"));
+        }
+        Ok((frame.gpr[3] as i64, frame.gpr[4]))
+    });
+    let _ = crate::target::hv::HV.set_caller_memory(caller, None);
+    r
 }
 
 // ---- The ultravisor against a snooping and a meddling hypervisor ----

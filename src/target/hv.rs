@@ -20,17 +20,19 @@ pub struct RealGuestMemory;
 impl GuestMemory for RealGuestMemory {
     fn copy_from_guest(&self, src: &CheckedRange, dst: &mut [u8]) {
         let n = usize::try_from(src.len()).map_or(dst.len(), |l| l.min(dst.len()));
-        // SAFETY: `src` was produced by RegionTable::check, so [start, start+len) lies inside
-        // the caller window, which is plain RAM owned by neither the hypervisor's data nor
-        // its stack; `dst` is the hypervisor's private buffer, so the two cannot overlap.
-        unsafe { core::ptr::copy_nonoverlapping(src.start().0 as *const u8, dst.as_mut_ptr(), n) };
+        // SAFETY: `src` was produced by the caller's RegionTable, so [at, at+len) is where the
+        // hypervisor reaches that caller's memory: the caller window (identity) or an SVM's
+        // bounce page in the shared pool, both RAM that the hypervisor partition maps and
+        // that holds neither the hypervisor's data nor its stack; `dst` is the hypervisor's
+        // private buffer, so the two cannot overlap.
+        unsafe { core::ptr::copy_nonoverlapping(src.at() as *const u8, dst.as_mut_ptr(), n) };
     }
 
     fn copy_to_guest(&self, dst: &CheckedRange, src: &[u8]) {
         let n = usize::try_from(dst.len()).map_or(src.len(), |l| l.min(src.len()));
         // SAFETY: as above, with the roles swapped: `dst` is checked caller memory, `src`
         // the hypervisor's private response buffer.
-        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst.start().0 as *mut u8, n) };
+        unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst.at() as *mut u8, n) };
     }
 }
 
@@ -61,12 +63,84 @@ type Handler = fn(CallerId, &[u64; 9]) -> crate::papr::HcallResult;
 fn handler(nr: u64) -> Option<Handler> {
     match nr {
         crate::papr::H_TPM_COMM => Some(tpm_comm),
+        H_PUT_TERM_CHAR => Some(put_term_char),
         #[cfg(feature = "selftest")]
         crate::selftest::target::H_PEFBOX_ECHO => Some(crate::selftest::target::echo),
         #[cfg(feature = "selftest")]
         crate::selftest::target::H_PEFBOX_PEEK => Some(testing::peek),
         _ => None,
     }
+}
+
+use crate::papr::H_PUT_TERM_CHAR;
+
+/// A partition's console output not yet printed: each line goes out whole, prefixed with the
+/// partition it came from, so no partition can print a line that reads as the image's own
+/// (a verdict, a test result).
+struct TermLine {
+    caller: Option<CallerId>,
+    len: usize,
+    bytes: [u8; TERM_LINE],
+}
+
+/// Longest line a partition prints before it is broken.
+const TERM_LINE: usize = 120;
+
+/// One pending line per caller, up to four callers (a fifth's output is dropped: H_RESOURCE).
+#[link_section = ".hvdata"]
+static TERM: spin::Mutex<[TermLine; 4]> = spin::Mutex::new(
+    [const {
+        TermLine {
+            caller: None,
+            len: 0,
+            bytes: [0; TERM_LINE],
+        }
+    }; 4],
+);
+
+fn put_term_char(caller: CallerId, args: &[u64; 9]) -> crate::papr::HcallResult {
+    use crate::papr::PaprError;
+    let (term, len) = (args[0], args[1]);
+    if term != 0 || len > 16 {
+        return Err(PaprError::Parameter);
+    }
+    let mut chars = [0u8; 16];
+    chars[..8].copy_from_slice(&args[2].to_be_bytes());
+    chars[8..].copy_from_slice(&args[3].to_be_bytes());
+    let mut lines = TERM.lock();
+    let slot = match lines.iter().position(|l| l.caller == Some(caller)) {
+        Some(i) => i,
+        None => {
+            let i = lines
+                .iter()
+                .position(|l| l.caller.is_none())
+                .ok_or(PaprError::Resource)?;
+            lines[i].caller = Some(caller);
+            i
+        }
+    };
+    let line = &mut lines[slot];
+    for &b in &chars[..len as usize] {
+        match b {
+            b'\r' => {}
+            b'\n' => flush_term(line),
+            _ => {
+                line.bytes[line.len] = if (0x20..0x7f).contains(&b) { b } else { b'?' };
+                line.len += 1;
+                if line.len == TERM_LINE {
+                    flush_term(line);
+                }
+            }
+        }
+    }
+    Ok([0; 9])
+}
+
+fn flush_term(line: &mut TermLine) {
+    let text = core::str::from_utf8(&line.bytes[..line.len]).unwrap_or("?");
+    let who = line.caller.map_or(0, |c| c.0);
+    crate::println!("[partition {who}] {text}");
+    line.len = 0;
 }
 
 /// H_TPM_COMM, from the calling partition.
@@ -109,7 +183,7 @@ pub fn configure(link: Option<UartTpmLink>, ram_top: u64) -> Result<(), ::hv::Re
     ];
     let table = RegionTable::new(&caller, &reserved)?;
     HV.configure(table, link);
-    HV.reserve_for(CallerId::of(super::uv::SVM_LPID, 0));
+    HV.reserve_for(CallerId::of(super::uv::UV_CALLER, 0));
     Ok(())
 }
 
@@ -173,9 +247,10 @@ pub mod testing {
 
     /// `H_PEFBOX_PEEK`'s handler (`selftest::target`): the 8 bytes at r4 (8-byte aligned,
     /// else H_P2), in r4. It refuses (H_FUNCTION) to run in hypervisor state, where nothing
-    /// would stop the load.
-    pub fn peek(_: CallerId, args: &[u64; 9]) -> crate::papr::HcallResult {
-        if crate::arch::hypervisor_state() {
+    /// would stop the load, and to any caller but the host's self-tests (LPID 0): no
+    /// partition may use it to read the hypervisor's memory.
+    pub fn peek(caller: CallerId, args: &[u64; 9]) -> crate::papr::HcallResult {
+        if crate::arch::hypervisor_state() || caller != CallerId(0) {
             return Err(crate::papr::PaprError::Function);
         }
         if !args[0].is_multiple_of(8) {

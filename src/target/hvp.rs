@@ -7,6 +7,7 @@
 //!   instance, the console's and the link's state, the self-tests' relay recording);
 //! - its own stack ([`Grant::HvStack`]);
 //! - the caller window, where the ultravisor's shared pages are ([`Grant::CallerWindow`]);
+//! - the SVMs' bounce pages ([`SHARED_PAGES`] pages of guest memory, [`shared_page`]);
 //! - the console's and the TPM link's UART registers, cache-inhibited ([`Grant::Mmio`]).
 //!
 //! The ultravisor's statics, stacks and heap (its authValues, session keys and unwrapped
@@ -45,6 +46,21 @@ pub struct HvCall {
 /// The machine's partitions: the hypervisor partition (sealed at [`start`]) and whatever a
 /// user [`lend`]s them for.
 static MACHINE: spin::Mutex<Option<Partitions>> = spin::Mutex::new(None);
+
+/// Pages of guest memory the SVMs share with the hypervisor (their bounce pages): handed out
+/// and mapped into the hypervisor partition, at their own addresses, before it is sealed; an
+/// SVM's partition maps one of them at an address of its own.
+pub const SHARED_PAGES: usize = 4;
+
+/// Host address of the first shared page (0 until [`start`]).
+static SHARED_POOL: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The host address of shared page `index` (below [`SHARED_PAGES`]), once the partition
+/// started.
+pub fn shared_page(index: usize) -> Option<u64> {
+    let base = SHARED_POOL.load(core::sync::atomic::Ordering::SeqCst);
+    (base != 0 && index < SHARED_PAGES).then(|| base + 4096 * index as u64)
+}
 
 /// How the latest reflected hcall that got no answer ended (for the self-tests).
 static LAST_STOP: spin::Mutex<Option<Exit>> = spin::Mutex::new(None);
@@ -104,6 +120,14 @@ pub fn start(ram_top: u64, devices: &[u64], control: Option<u64>) -> Result<(), 
     ] {
         p.grant(HV_LPID, g)?;
     }
+    let pool = p.guest_pages(SHARED_PAGES)?;
+    p.map(
+        HV_LPID,
+        pool,
+        pool,
+        4096 * SHARED_PAGES as u64,
+        radix::Access::READ | radix::Access::WRITE,
+    )?;
     let mut pages: heapless::Vec<u64, 4> = heapless::Vec::new();
     for page in devices.iter().map(|a| a & !0xFFF) {
         if !pages.contains(&page) {
@@ -121,6 +145,7 @@ pub fn start(ram_top: u64, devices: &[u64], control: Option<u64>) -> Result<(), 
     let _ = control;
     p.mark();
     *MACHINE.lock() = Some(p);
+    SHARED_POOL.store(pool, core::sync::atomic::Ordering::SeqCst);
     Ok(())
 }
 
@@ -150,11 +175,7 @@ pub fn mappings() -> Result<heapless::Vec<radix::Mapping, 32>, alloc::string::St
 
 /// Reflects one hcall (`regs` = r3..r12 of `caller`) into the hypervisor partition and
 /// returns its answer (status, r4..r12).
-pub fn reflect(
-    p: &mut Partitions,
-    caller: CallerId,
-    regs: [u64; 10],
-) -> Result<[u64; 10], Stopped> {
+pub fn reflect(p: &Partitions, caller: CallerId, regs: [u64; 10]) -> Result<[u64; 10], Stopped> {
     extern "C" {
         fn pefbox_hv_vector();
     }

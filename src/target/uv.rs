@@ -18,9 +18,11 @@ use ::uv::unwrap::{UnwrapError, UvSession};
 use alloc::format;
 use alloc::string::String;
 
-/// The partition the ultravisor's H_TPM_COMM calls are attributed to: the SVM it acts for
-/// (the host's own calls, such as the hypervisor self-tests', come from LPID 0).
-pub const SVM_LPID: u32 = 1;
+/// The caller identity the ultravisor's own H_TPM_COMM calls carry (its boot-time session):
+/// one past the last LPID the partition table holds, so no partition is ever taken for it.
+/// (Calls on an SVM's behalf carry that SVM's LPID, `target::svm`; the host's own, such as
+/// the hypervisor self-tests', LPID 0.)
+pub const UV_CALLER: u32 = 256;
 
 /// The ultravisor's TPM client: commands travel through H_TPM_COMM.
 pub type UvTpm = Tpm<HcallTransport<RealHypercall, WindowPage>>;
@@ -45,7 +47,7 @@ pub static UV: spin::Mutex<Option<Uv>> = spin::Mutex::new(None);
 /// entropy.
 pub fn client() -> Result<UvTpm, String> {
     let page = WindowPage::new(pages::UV_SHARED).ok_or("caller window too small")?;
-    let mut tpm = Tpm::new(HcallTransport::new(RealHypercall { lpid: SVM_LPID }, page));
+    let mut tpm = Tpm::new(HcallTransport::new(RealHypercall { lpid: UV_CALLER }, page));
     tpm.set_delay(crate::arch::delay_ms);
     tpm.seed_entropy(&mut crate::arch::Darn)
         .map_err(|e| format!("seeding entropy: {e}"))?;

@@ -45,13 +45,13 @@ use std::collections::BTreeMap;
 /// Length of [`demo_payload`]: one 4 KiB page (the program, its data, zero padding).
 pub const PAYLOAD_LEN: usize = 4096;
 /// The ultracall that asks the ultravisor to check the SVM's ESM blob.
-pub const UV_ESM: u64 = 0xF110;
+pub const UV_ESM: u64 = pefbox::papr::UV_ESM;
 /// The ultracall that ends the SVM.
-pub const UV_SVM_TERMINATE: u64 = 0xF13C;
+pub const UV_SVM_TERMINATE: u64 = pefbox::papr::UV_SVM_TERMINATE;
 /// The PAPR hcall that writes up to 16 bytes to a virtual terminal.
-pub const H_PUT_TERM_CHAR: u64 = 0x58;
+pub const H_PUT_TERM_CHAR: u64 = pefbox::papr::H_PUT_TERM_CHAR;
 /// The constant text of the line the payload prints, before the LPID and the newline.
-pub const BANNER: &str = "svm-payload: running in partition ";
+pub const BANNER: &str = pefbox::report::SVM_PAYLOAD_RUNNING;
 
 /// Bytes of the scratch page the payload zeroes: the line buffer.
 const LINE_BUF: i16 = 64;

@@ -363,7 +363,9 @@ impl Scenario {
                 }
             }
             Scenario::WrongKernel => {
-                if let Some(b) = booted.kernel.get_mut(DEMO_KERNEL_LEN / 2) {
+                // The payload's first instruction: were the SVM entered past the check, it
+                // would not run the program the blob's digest covers.
+                if let Some(b) = booted.kernel.get_mut(0) {
                     *b ^= 0x80;
                 }
             }

@@ -173,6 +173,10 @@ pub enum Problem {
     Interrupted,
     /// QEMU exited with a non-zero code or was killed by a signal not sent by the launcher.
     QemuExit(Option<i32>),
+    /// The SVM's payload line (`[partition N] svm-payload: running in partition N`) is not
+    /// as the verdict requires: missing or repeated after `svm: accepted`, printed before it
+    /// or naming another partition, or present at all when the SVM was not accepted.
+    Payload(String),
 }
 
 impl fmt::Display for Problem {
@@ -201,6 +205,7 @@ impl fmt::Display for Problem {
             Problem::Interrupted => write!(f, "interrupted (QEMU killed)"),
             Problem::QemuExit(Some(c)) => write!(f, "QEMU exited with status {c}"),
             Problem::QemuExit(None) => write!(f, "QEMU was killed by a signal"),
+            Problem::Payload(why) => write!(f, "SVM payload: {why}"),
         }
     }
 }
@@ -224,6 +229,11 @@ pub struct ConsoleSummary {
     pub power_off: Option<String>,
     /// Lines carrying a forbidden marker.
     pub forbidden: Vec<String>,
+    /// The line number of the first `svm:` verdict line, if any.
+    pub svm_line: Option<usize>,
+    /// Each payload line (`[partition N] svm-payload: running in partition M`): its line
+    /// number, N (who printed it, as the hypervisor says) and M (what it says), in order.
+    pub payload: Vec<(usize, u32, String)>,
 }
 
 /// The verdict on one boot.
@@ -264,8 +274,13 @@ pub use pefbox::report::parse_count_line;
 /// Reads the console protocol out of the text, without judging it.
 pub fn summarize(console: &str) -> ConsoleSummary {
     let mut s = ConsoleSummary::default();
-    for raw in console.lines() {
+    for (n, raw) in console.lines().enumerate() {
         let line = raw.trim_end_matches('\r');
+        if let Some((lpid, text)) = report::parse_partition_line(line) {
+            if let Some(said) = text.strip_prefix(report::SVM_PAYLOAD_RUNNING) {
+                s.payload.push((n, lpid, said.trim().to_string()));
+            }
+        }
         if s.banner.is_none() && line.starts_with("pefbox ") {
             s.banner = Some(line.to_string());
         }
@@ -280,6 +295,7 @@ pub fn summarize(console: &str) -> ConsoleSummary {
             s.failures.push(fail.to_string());
         }
         if let Some(v) = line.strip_prefix(report::SVM) {
+            s.svm_line.get_or_insert(n);
             let v = v.trim();
             if v == report::SVM_ACCEPTED {
                 s.svm.push(SvmResult::Accepted);
@@ -364,10 +380,38 @@ pub fn judge(console: &str, exit: ExitInfo, expect: &Expect) -> Verdict {
             got,
         });
     }
+    // Once the verdict is the expected one, the payload must agree with it.
+    if let Some(p) = payload_problem(expect.svm, &summary).filter(|_| svm_ok) {
+        problems.push(Problem::Payload(p));
+    }
     if summary.power_off.is_none() {
         problems.push(Problem::NoPowerOff);
     }
     Verdict { problems, summary }
+}
+
+/// The payload line's problem, if any: an accepted SVM runs and says so exactly once, after
+/// the verdict, naming the partition that printed it; any other SVM never runs.
+fn payload_problem(expect: SvmExpect, s: &ConsoleSummary) -> Option<String> {
+    match expect {
+        SvmExpect::Any => None,
+        SvmExpect::Accepted => match s.payload.as_slice() {
+            [] => Some("no `svm-payload: running in partition` line after `svm: accepted`".into()),
+            [(n, lpid, said)] => {
+                if s.svm_line.is_none_or(|v| *n < v) {
+                    Some("its line came before the verdict".into())
+                } else if said.parse::<u32>().ok() != Some(*lpid) {
+                    Some(format!("partition {lpid} says it runs in partition {said}"))
+                } else {
+                    None
+                }
+            }
+            many => Some(format!("{} payload lines (expected one)", many.len())),
+        },
+        SvmExpect::Absent | SvmExpect::Rejected(_) => {
+            (!s.payload.is_empty()).then(|| "the SVM ran though it was not accepted".to_string())
+        }
+    }
 }
 
 /// Parses a `bench <key>=<value> ...` line into its pairs; `None` if it is not a bench line.
@@ -590,6 +634,8 @@ hv: H_TPM_COMM over the TPM link\r
 uv: salted policy session 0x2000000 to 0x81800000 (Name pinned) in 24 ms; wrapping key fingerprint edaa4958\r
 PASS uv-session\r
 svm: accepted\r
+[partition 1] svm-payload: running in partition 1\r
+uv: SVM partition 1 exited (UV_SVM_TERMINATE, status 0x0)\r
 2 passed, 0 failed\r
 hv: TPM2_Shutdown(CLEAR) done\r
 pefbox: power-off (pass)\r
@@ -616,6 +662,7 @@ pefbox: power-off (pass)\r
                 "svm: accepted",
                 "svm: rejected: lockbox key not unwrapped: no ultravisor session",
             )
+            .replace("[partition 1] svm-payload: running in partition 1\r\n", "")
             .replace("power-off (pass)", "power-off (fail)");
         let p = problems(
             &failed,
@@ -781,7 +828,10 @@ pefbox: power-off (pass)\r
 
     #[test]
     fn svm_verdict_must_match_the_expectation() {
-        let accepted = GOOD.replace("pefbox: power-off", "svm: accepted\npefbox: power-off");
+        let accepted = GOOD.replace(
+            "pefbox: power-off",
+            "svm: accepted\n[partition 1] svm-payload: running in partition 1\npefbox: power-off",
+        );
         let rejected = GOOD.replace(
             "pefbox: power-off",
             "svm: rejected: kernel digest mismatch\npefbox: power-off",
@@ -832,6 +882,67 @@ pefbox: power-off (pass)\r
             problems(&twice, ExitInfo::clean(), &want(SvmExpect::Accepted))
                 .contains(&Problem::ManySvmVerdicts(2))
         );
+    }
+
+    #[test]
+    fn an_accepted_svm_runs_once_after_its_verdict_and_a_rejected_one_never() {
+        const RUNS: &str = "[partition 1] svm-payload: running in partition 1";
+        let with = |lines: &[&str]| {
+            GOOD.replace(
+                "pefbox: power-off",
+                &format!("{}\npefbox: power-off", lines.join("\n")),
+            )
+        };
+        let want = |svm| Expect {
+            svm,
+            ..Expect::default()
+        };
+        let payload = |console: &str, svm| -> Vec<Problem> {
+            problems(console, ExitInfo::clean(), &want(svm))
+                .into_iter()
+                .filter(|p| matches!(p, Problem::Payload(_)))
+                .collect()
+        };
+        assert_eq!(
+            payload(&with(&["svm: accepted", RUNS]), SvmExpect::Accepted),
+            vec![]
+        );
+        for (console, why) in [
+            (with(&["svm: accepted"]), "no `svm-payload"),
+            (with(&[RUNS, "svm: accepted"]), "before the verdict"),
+            (with(&["svm: accepted", RUNS, RUNS]), "2 payload lines"),
+            (
+                with(&[
+                    "svm: accepted",
+                    "[partition 2] svm-payload: running in partition 1",
+                ]),
+                "partition 2 says it runs in partition 1",
+            ),
+            // An SVM that prints the text itself cannot pass for the image's own line.
+            (
+                with(&["svm: accepted", "svm-payload: running in partition 1"]),
+                "no `svm-payload",
+            ),
+        ] {
+            let p = payload(&console, SvmExpect::Accepted);
+            assert!(
+                matches!(p.as_slice(), [Problem::Payload(w)] if w.contains(why)),
+                "{why}: {p:?}"
+            );
+        }
+        let rejected = with(&["svm: rejected: kernel digest mismatch", RUNS]);
+        assert_eq!(
+            payload(&rejected, SvmExpect::Rejected("kernel digest")),
+            vec![Problem::Payload(
+                "the SVM ran though it was not accepted".into()
+            )]
+        );
+        let quiet = with(&["svm: rejected: kernel digest mismatch"]);
+        assert_eq!(
+            payload(&quiet, SvmExpect::Rejected("kernel digest")),
+            vec![]
+        );
+        assert_eq!(payload(&with(&[RUNS]), SvmExpect::Absent).len(), 1);
     }
 
     #[test]

@@ -22,6 +22,17 @@ pub const UV_HCALL_RANGE_END: u64 = 0xEF80;
 /// hcall range above: it names the ultravisor, not the hypervisor.
 pub const UV_RETURN: u64 = 0xF11C;
 
+/// UV_ESM: the ultracall by which a VM asks to become secure (Linux `ultravisor-api.h`:
+/// 0xF110); r4/r5 name its ESM blob.
+pub const UV_ESM: u64 = 0xF110;
+
+/// UV_SVM_TERMINATE: a secure VM's exit (Linux `ultravisor-api.h`: 0xF13C); r4 = its status.
+pub const UV_SVM_TERMINATE: u64 = 0xF13C;
+
+/// H_PUT_TERM_CHAR (PAPR): write up to 16 bytes to a virtual terminal; r4 = terminal number,
+/// r5 = byte count, r6/r7 = the bytes, the first in r6's most significant byte.
+pub const H_PUT_TERM_CHAR: u64 = 0x58;
+
 /// H_HARDWARE: "error" in PAPR's terms; the ultravisor answers it when the hypervisor
 /// partition was stopped before it answered a reflected hcall.
 pub const H_HARDWARE: HStatus = -1;
