@@ -6,9 +6,12 @@
 //! a hypervisor-privileged instruction (HEAI), an external interrupt) ends [`run`] with the
 //! interrupt's registers in an [`Exit`].
 //!
-//! What a guest can reach is exactly what its tree maps: the ultravisor's code, stacks,
-//! heap and statics are simply absent from it. Every register the guest sees is loaded
-//! from its own frame, so nothing the ultravisor left in a register crosses over.
+//! What a guest can reach is exactly what its tree maps: the ultravisor's stacks, heap and
+//! statics are simply absent from it. [`Partitions`] maps only guest memory it handed out,
+//! and the [`Grant`]s a hypervisor partition gets (the image's code read-only, the hypervisor's
+//! own statics and stack, the shared caller window, device pages above RAM). Every register
+//! the guest sees is loaded from its own frame, so nothing the ultravisor left in a register
+//! crosses over.
 
 use core::arch::asm;
 

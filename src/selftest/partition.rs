@@ -8,8 +8,10 @@
 //! - an hcall (`sc 1`) comes back as an exit with the guest's registers;
 //! - a load from its own data page works;
 //! - a load from each of the ultravisor's regions (heap, boot stack, statics, the hcall
-//!   stack, the radix tables, the image's code, skiboot) is stopped by the MMU (HDSI) before
-//!   a byte is read, and the guest goes on at the next instruction;
+//!   stack, the radix tables, the image's code, skiboot), from the hypervisor partition's
+//!   (its statics, its stack, an SVM's bounce page) and from another partition's page is
+//!   stopped by the MMU (HDSI) before a byte is read, and the guest goes on at the next
+//!   instruction;
 //! - a fetch from an unmapped page (HISI), a hypervisor-privileged instruction (HEAI, or the
 //!   guest's own program interrupt), and an endless loop (the hypervisor decrementer) all
 //!   end the run with a report instead of a crash.
@@ -28,6 +30,8 @@ use radix::Access;
 
 /// The test guest's partition.
 pub const GUEST_LPID: u32 = 2;
+/// Another partition beside it, whose page the guest tries to read.
+pub const OTHER_LPID: u32 = 3;
 
 /// The test guest's memory, by guest-physical address: its vectors, data and code pages
 /// (nothing else is mapped), and a page no tree maps.
@@ -102,11 +106,15 @@ struct Attempts {
     lines: Vec<String>,
 }
 
-/// Host addresses of the ultravisor's own memory, by what lives there.
-fn uv_targets(tables: u64) -> Vec<(&'static str, u64)> {
+/// Host addresses of the ultravisor's own memory, by what lives there, then the hypervisor
+/// partition's (its statics, its stack, the SVMs' bounce pages) and another partition's page
+/// (`other`).
+fn uv_targets(tables: u64, other: u64) -> Vec<(&'static str, u64)> {
     extern "C" {
         static __heap_start: u8;
         static __hv_stack_bottom: u8;
+        static __hvdata_start: u8;
+        static __hvp_stack_bottom: u8;
         static pefbox_run_block: u8;
         static _start: u8;
     }
@@ -128,6 +136,19 @@ fn uv_targets(tables: u64) -> Vec<(&'static str, u64)> {
         ("radix tables", tables),
         ("image code", core::ptr::addr_of!(_start) as u64),
         ("skiboot", 0x3000_0000),
+        (
+            "hypervisor statics",
+            core::ptr::addr_of!(__hvdata_start) as u64
+        ),
+        (
+            "hypervisor stack",
+            core::ptr::addr_of!(__hvp_stack_bottom) as u64 + 0x100
+        ),
+        (
+            "an SVM's bounce page",
+            crate::target::hvp::shared_page(0).unwrap_or(0)
+        ),
+        ("another partition's page", other),
     ]
 }
 
@@ -192,6 +213,20 @@ fn run_guest_in(p: &mut Partitions, extra: Option<u64>) -> Result<Attempts, Stri
         Ok(())
     };
     setup(p).map_err(|e| format!("partition {GUEST_LPID}: {e}"))?;
+    // Another partition, with a page of its own the guest must not reach either.
+    let other = p.guest_pages(1).map_err(|e| format!("guest memory: {e}"))?;
+    p.write(other, &(!PATTERN).to_be_bytes())
+        .and_then(|()| p.create(OTHER_LPID))
+        .and_then(|()| {
+            p.map(
+                OTHER_LPID,
+                GUEST.data,
+                other,
+                PAGE,
+                Access::READ | Access::WRITE,
+            )
+        })
+        .map_err(|e| format!("partition {OTHER_LPID}: {e}"))?;
 
     let budget = u32::try_from(arch::timebase_hz() / 10).unwrap_or(u32::MAX / 2); // 100 ms
     let mut frame = Box::new(HcallFrame::zeroed());
@@ -221,7 +256,7 @@ fn run_guest_in(p: &mut Partitions, extra: Option<u64>) -> Result<Attempts, Stri
         bytes_read: 0,
         lines,
     };
-    for (what, target) in uv_targets(tables) {
+    for (what, target) in uv_targets(tables, other) {
         a.tried += 1;
         frame.gpr[5] = target;
         frame.gpr[6] = 0;
@@ -243,9 +278,9 @@ fn run_guest_in(p: &mut Partitions, extra: Option<u64>) -> Result<Attempts, Stri
             }
             Some(Vector::Syscall) if frame.gpr[3] == 0x1236 => {
                 a.bytes_read += 8;
+                // The bytes stay off the console: the control's page holds this boot's secrets.
                 a.lines.push(format!(
-                    "  partition-isolation: LPID {GUEST_LPID} load from {what} at {target:#x}: READ {:#x}",
-                    frame.gpr[6]
+                    "  partition-isolation: LPID {GUEST_LPID} load from {what} at {target:#x}: READ 8 bytes"
                 ));
             }
             _ => return Err(format!("load from {what}: {}", describe(&e))),
@@ -337,6 +372,45 @@ fn round_trips_in(p: &mut Partitions, n: u64) -> Result<u64, String> {
         frame.srr0 = e.srr0;
     }
     Ok(arch::timebase() - t0)
+}
+
+/// Timebase ticks for `n` null hcalls from a partition, reflected: the partition's `sc 1`
+/// (hcall 0x4, which no one implements), its exit to the ultravisor, the reflection into the
+/// hypervisor partition and its UV_RETURN (H_FUNCTION from its table), the answer put in the
+/// partition's registers and the partition resumed (the `hcall-bench` figure
+/// `svm-reflected-ns`: an SVM's hcall round trip).
+pub fn reflected_round_trips(n: u64) -> Result<u64, String> {
+    crate::target::hvp::lend(|p| {
+        let code = p.guest_pages(1).map_err(|e| format!("guest memory: {e}"))?;
+        put(p, code, &[SC1, 0x4BFF_FFFC])?;
+        p.create(GUEST_LPID)
+            .and_then(|()| p.map(GUEST_LPID, 0, code, PAGE, Access::READ | Access::EXECUTE))
+            .map_err(|e| format!("partition {GUEST_LPID}: {e}"))?;
+        let p: &Partitions = p;
+        let budget = u32::try_from(arch::timebase_hz()).unwrap_or(u32::MAX / 2);
+        let mut frame = Box::new(HcallFrame::zeroed());
+        let caller = crate::hv::CallerId(GUEST_LPID);
+        let t0 = arch::timebase();
+        for _ in 0..n {
+            frame.gpr[3] = 0x4;
+            let e = p
+                .run(GUEST_LPID, &mut frame, budget)
+                .map_err(|e| format!("run: {e}"))?;
+            if e.kind() != Some(Vector::Syscall) {
+                return Err(format!("round trip: {}", describe(&e)));
+            }
+            let mut regs = [0u64; 10];
+            regs.copy_from_slice(&frame.gpr[3..=12]);
+            let answer =
+                crate::target::hvp::reflect(p, caller, regs).map_err(|e| format!("{e}"))?;
+            if answer[0] != crate::papr::H_FUNCTION as u64 {
+                return Err(format!("null hcall answered {:#x}", answer[0]));
+            }
+            frame.gpr[3..=12].copy_from_slice(&answer);
+            frame.srr0 = e.srr0;
+        }
+        Ok(arch::timebase() - t0)
+    })
 }
 
 /// `partition-isolation`: the guest can reach none of the ultravisor's memory.

@@ -943,18 +943,20 @@ fn hcall_bench() -> TestResult {
         return Err(format!("{calls} link round trips for {N} hcalls"));
     }
     let partition = super::partition::round_trips(N)?;
+    let svm_reflected = super::partition::reflected_round_trips(N)?;
     let tb_hz = arch::timebase_hz();
     let ns =
         |ticks: u64| (u128::from(ticks) * 1_000_000_000 / u128::from(tb_hz) / u128::from(N)) as u64;
     crate::println!(
-        "bench hcall-direct-ns={} hcall-echo-ns={} tpm-comm-reject-ns={} getrandom-hcall-ns={} getrandom-link-ns={} getrandom-handler-ns={} partition-hcall-ns={} n={N}",
+        "bench hcall-direct-ns={} hcall-echo-ns={} tpm-comm-reject-ns={} getrandom-hcall-ns={} getrandom-link-ns={} getrandom-handler-ns={} partition-hcall-ns={} svm-reflected-ns={} n={N}",
         ns(direct),
         ns(echo),
         ns(reject),
         ns(total),
         ns(link),
         ns(total - link),
-        ns(partition)
+        ns(partition),
+        ns(svm_reflected)
     );
     Ok(())
 }

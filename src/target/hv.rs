@@ -1,12 +1,15 @@
 //! Target glue for the hypervisor (powerpc64 only): the one unsafe guest-memory copy, the
-//! machine's single [`Hypervisor`] instance, and its configuration from the boot facts.
+//! machine's single [`Hypervisor`] instance, its hcall table ([`service`]: H_TPM_COMM,
+//! H_PUT_TERM_CHAR, the self-tests' diagnostics), and its configuration from the boot facts.
+//! All of it runs in the hypervisor partition (`target::hvp`); its statics are in `.hvdata`.
 //!
-//! Caller memory: the image gives its caller (the ultravisor side, which runs in the same
-//! image but reaches the hypervisor only through `sc 1`) one window of RAM, the linker
-//! script's `__guest_start..__guest_end` (256 KiB, the last thing in the image; see
-//! `platform::layout`). The hypervisor's own
+//! Caller memory: the host's and the ultravisor's own calls name one window of RAM, the linker
+//! script's `__guest_start..__guest_end` (256 KiB; see `platform::layout`); the hypervisor's own
 //! image, stacks and heap, skiboot (`SKIBOOT_BASE..+SKIBOOT_SIZE`), low memory holding the
-//! vectors, and everything above RAM (MMIO) are refused by the region table.
+//! vectors, and everything above RAM (MMIO) are refused by that region table. A partition that
+//! shares memory with the hypervisor (an SVM: its bounce page) gets a table of its own, set by
+//! the ultravisor when it builds the partition (`Hypervisor::set_caller_memory`), which maps the
+//! partition's guest-physical addresses to where the hypervisor partition reaches those pages.
 
 use crate::platform::tpm_uart::UartTpmLink;
 use ::hv::{CallerId, CheckedRange, GuestMemory, GuestRange, Hypervisor, RegionTable};

@@ -1,11 +1,11 @@
 //! The ultravisor as the image runs it (powerpc64 only, safe code): its TPM client over real
-//! `sc 1` H_TPM_COMM with the shared page of the caller window, the boot-time salted session,
-//! and opening the SVM that the platform loaded.
+//! `sc 1` H_TPM_COMM (reflected into the hypervisor partition) with the shared page of the
+//! caller window, the boot-time salted session, and finding the SVM the platform loaded (which
+//! `target::svm` then runs).
 //!
 //! The firmware's handoff ([`UvSecrets`]) arrives as a Rust value and stays in the
-//! ultravisor's own memory (the image's heap/statics, which the hypervisor's region table
-//! refuses to any hcall); only the shared page (`platform::layout::pages::UV_SHARED`) is ever
-//! named to the hypervisor.
+//! ultravisor's own memory (the image's heap and statics, which no partition's tree maps);
+//! only the shared page (`platform::layout::pages::UV_SHARED`) is ever named to the hypervisor.
 
 use crate::bootargs::bootarg;
 use crate::fw::UvSecrets;

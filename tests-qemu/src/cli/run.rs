@@ -21,7 +21,10 @@ pub struct RunArgs {
     /// attaches it (requires `svm: accepted`)
     #[arg(long, value_name = "FILE")]
     pub initrd: Option<PathBuf>,
-    /// The secure VM's kernel as loaded (e.g. `objcopy -O binary vmlinux`; at most 64 MiB)
+    /// The secure VM's kernel as loaded: a big-endian program the ultravisor runs in the SVM's
+    /// partition, keeping the payload ABI (README, "The PEF privilege model"; the demo payload is
+    /// one). The launcher loads up to 64 MiB; the image's SVM partition holds about 3.4 MiB of
+    /// kernel, bootargs and initrd, and rejects a larger SVM saying so
     #[arg(long, value_name = "FILE", requires = "initrd")]
     pub svm_kernel: Option<PathBuf>,
     /// The secure VM's bootargs (at most 4096 bytes)

@@ -117,6 +117,7 @@ fn hcall_table(r: &RunReport) -> String {
          sc 1 answered by the ultravisor (direct)  {:>10.2}\n\
          sc 1 reflected to the hypervisor partition{:>10.2}\n\
          guest partition's sc 1: exit and re-entry {:>10.2}\n\
+         an SVM's null hcall, reflected and back   {:>10.2}\n\
          H_TPM_COMM rejected (H_P5, checks only)   {:>10.2}\n\
          GetRandom(16) through H_TPM_COMM          {:>10.2}\n\
            GetRandom: time on the UART link        {:>10.2}\n\
@@ -129,6 +130,7 @@ fn hcall_table(r: &RunReport) -> String {
         get("hcall-direct-ns") / 1000.0,
         get("hcall-echo-ns") / 1000.0,
         get("partition-hcall-ns") / 1000.0,
+        get("svm-reflected-ns") / 1000.0,
         get("tpm-comm-reject-ns") / 1000.0,
         get("getrandom-hcall-ns") / 1000.0,
         get("getrandom-link-ns") / 1000.0,
