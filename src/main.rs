@@ -108,6 +108,11 @@ mod target {
         };
         #[cfg(feature = "selftest")]
         let tally = {
+            let rw = bootargs::bootarg(info.bootargs, "i2c-rw")
+                .map(selftest::target::parse_i2c_rw)
+                .transpose();
+            let ids = info.i2c_buses.iter().map(|b| b.opal_id).collect();
+            selftest::target::I2C.call_once(|| (ids, rw));
             let selection = bootargs::bootarg(info.bootargs, "selftest");
             let t = run_selftests_after_probes(info.bootargs, selection);
             Tally {
@@ -152,12 +157,28 @@ mod target {
             ),
             None => println!("  console: OPAL (no reserved 16550 found)"),
         }
+        if !info.i2c_buses.is_empty() {
+            println!("  I2C: {} OPAL bus(es)", info.i2c_buses.len());
+        }
+        if let Some(t) = info.i2c_tpm {
+            let bus = info.i2c_buses.iter().find(|b| b.opal_id == t.bus);
+            println!(
+                "  TPM on I2C: {} at {:#x} on OPAL bus {} ({}/{}): found, but this image does not drive an I2C TPM yet",
+                t.compatible,
+                t.addr,
+                t.bus,
+                bus.map_or("?", |b| b.engine),
+                bus.map_or("?", |b| b.name)
+            );
+        }
         match info.tpm_uart() {
             Some(u) => println!(
                 "  TPM link: 16550 at I/O {:#x} (MMIO {:#x})",
                 u.io_port, u.mmio
             ),
-            None => println!("  TPM link: none"),
+            None => println!(
+                "  TPM link: none (no 16550 beside the console, no Nuvoton TPM node on an OPAL I2C bus): H_TPM_COMM answers H_FUNCTION"
+            ),
         }
         println!("  bootargs: \"{}\"", info.bootargs);
         if let Some((s, e)) = info.initrd {

@@ -4,7 +4,10 @@
 //! - memory ranges (`/memory@*` `reg`),
 //! - the LPC 16550 UARTs, their I/O ports translated through every `ranges` up to a CPU
 //!   physical (MMIO) address, and whether skiboot `reserved` them (its own console),
-//! - the timebase frequency, `/chosen/bootargs`, the initrd and ESM blob ranges.
+//! - the timebase frequency, `/chosen/bootargs`, the initrd and ESM blob ranges,
+//! - skiboot's I2C buses (`ibm,opal-i2c` nodes and their `ibm,opal-id`) and a Nuvoton TPM
+//!   on one of them (`tpm@<addr>`, `nuvoton,npct650` or `nuvoton,npct75x`), which decides
+//!   the TPM link ([`BootInfo::tpm_link`]).
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 #![deny(clippy::panic, clippy::arithmetic_side_effects)]
 #![deny(clippy::cast_possible_truncation)]
@@ -29,6 +32,54 @@ pub struct UartInfo {
     pub reserved: bool,
 }
 
+/// One I2C bus skiboot offers through OPAL_I2C_REQUEST (an `ibm,opal-i2c` node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct I2cBusInfo<'a> {
+    /// Its `ibm,opal-id`: the bus id OPAL_I2C_REQUEST takes.
+    pub opal_id: u32,
+    /// Its node's name (`i2c-bus@<port>`).
+    pub name: &'a str,
+    /// Its engine's node name (`i2cm@<reg>`), when the parent is an I2C master.
+    pub engine: &'a str,
+}
+
+/// Which register map a Nuvoton TPM on I2C speaks (skiboot `libstb/drivers/tpm_i2c_nuvoton.c`
+/// knows both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum I2cTpmMap {
+    /// `nuvoton,npct650`: skiboot's own map (TPM_STS 0x00, burstCount 0x01, FIFO 0x20/0x40).
+    Npct650,
+    /// `nuvoton,npct75x`: the TCG PC Client I2C interface (STS 0x18, DATA_FIFO 0x24, ...).
+    TcgI2c,
+}
+
+/// A TPM node under an I2C bus.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct I2cTpmInfo<'a> {
+    /// The bus it is on (`ibm,opal-id` of its parent).
+    pub bus: u32,
+    /// Its 7-bit address (`reg`).
+    pub addr: u16,
+    /// Its register map, from `compatible`.
+    pub map: I2cTpmMap,
+    /// The compatible string that chose the map.
+    pub compatible: &'a str,
+}
+
+/// The TPM link the tree describes, in the order the image prefers them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TpmLink<'a> {
+    /// A Nuvoton TPM on an OPAL I2C bus (a POWER9 OpenPOWER system).
+    I2c(I2cTpmInfo<'a>),
+    /// The launcher's extra 16550 (QEMU, swtpm behind the relay).
+    Uart(UartInfo),
+    /// Neither.
+    None,
+}
+
+/// Most I2C buses recorded (QEMU 10.0 powernv9 has 19).
+pub const MAX_I2C_BUSES: usize = 32;
+
 /// Everything the boot path reads from the tree.
 #[derive(Clone, Debug, Default)]
 pub struct BootInfo<'a> {
@@ -49,6 +100,10 @@ pub struct BootInfo<'a> {
     /// The root's `compatible` strings, in order (the first [`MAX_COMPATIBLE`]), e.g.
     /// `qemu,powernv9`, `ibm,powernv`.
     pub compatible: Vec<&'a str, MAX_COMPATIBLE>,
+    /// skiboot's I2C buses, in tree order (the first [`MAX_I2C_BUSES`]).
+    pub i2c_buses: Vec<I2cBusInfo<'a>, MAX_I2C_BUSES>,
+    /// The first Nuvoton TPM node on one of them, if any.
+    pub i2c_tpm: Option<I2cTpmInfo<'a>>,
 }
 
 impl<'a> BootInfo<'a> {
@@ -101,7 +156,32 @@ impl<'a> BootInfo<'a> {
                 });
             }
         }
+        for bus in dtb.nodes_compatible("ibm,opal-i2c") {
+            let Some(opal_id) = bus.property_u32("ibm,opal-id") else {
+                continue;
+            };
+            let engine = dtb.parent_of(&bus).map_or("", |e| e.name());
+            let _ = info.i2c_buses.push(I2cBusInfo {
+                opal_id,
+                name: bus.name(),
+                engine,
+            });
+            if info.i2c_tpm.is_some() {
+                continue;
+            }
+            info.i2c_tpm = bus.children().find_map(|t| i2c_tpm(&t, opal_id));
+        }
         info
+    }
+
+    /// The TPM link to use: a Nuvoton TPM on I2C if the tree has one, else the TPM UART, else
+    /// none.
+    pub fn tpm_link(&self) -> TpmLink<'a> {
+        match (self.i2c_tpm, self.tpm_uart()) {
+            (Some(t), _) => TpmLink::I2c(t),
+            (None, Some(u)) => TpmLink::Uart(u),
+            (None, None) => TpmLink::None,
+        }
     }
 
     /// The console UART: the one skiboot reserved as its console (a human reads it), else none.
@@ -113,6 +193,27 @@ impl<'a> BootInfo<'a> {
     pub fn tpm_uart(&self) -> Option<UartInfo> {
         self.uarts.iter().copied().find(|u| !u.reserved)
     }
+}
+
+/// `node` as a Nuvoton TPM on bus `bus`: a `tpm@` node with a compatible this image knows and
+/// a 7-bit `reg`.
+fn i2c_tpm<'a>(node: &Node<'a>, bus: u32) -> Option<I2cTpmInfo<'a>> {
+    if node.base_name() != "tpm" {
+        return None;
+    }
+    let (map, compatible) = [
+        ("nuvoton,npct650", I2cTpmMap::Npct650),
+        ("nuvoton,npct75x", I2cTpmMap::TcgI2c),
+    ]
+    .into_iter()
+    .find_map(|(c, m)| node.is_compatible(c).then_some((m, c)))?;
+    let addr = node.property_u32("reg").filter(|a| *a < 0x80)?;
+    Some(I2cTpmInfo {
+        bus,
+        addr: u16::try_from(addr).ok()?,
+        map,
+        compatible,
+    })
 }
 
 fn pair(node: &Node<'_>, a: &str, b: &str) -> Option<(u64, u64)> {
@@ -195,6 +296,108 @@ mod tests {
             ports.contains(&(0x2f8, 0x0006_0300_d001_02f8)),
             "{ports:x?}"
         );
+    }
+
+    /// A Witherspoon-like tree (AC922: `/xscom@603fc00000000/i2cm@a2000/i2c-bus@0/tpm@57`,
+    /// `nuvoton,npct650`), built with the FDT writer: two engines, the TPM on the second
+    /// engine's first bus; `map` and `tpm_compat` vary it.
+    fn opal_i2c_tree(tpm_compat: Option<&str>) -> std::vec::Vec<u8> {
+        let mut w = dtb::writer::FdtWriter::new();
+        w.begin_node("")
+            .property_u32("#address-cells", 2)
+            .property_u32("#size-cells", 2)
+            .begin_node("xscom@603fc00000000")
+            .property_u32("#address-cells", 1)
+            .property_u32("#size-cells", 1);
+        let mut id: u32 = 0;
+        for engine in ["i2cm@a0000", "i2cm@a2000"] {
+            w.begin_node(engine)
+                .property_strings("compatible", &["ibm,power8-i2cm", "ibm,power9-i2cm"])
+                .property_u32("#address-cells", 1)
+                .property_u32("#size-cells", 0);
+            for port in 0..2u32 {
+                id = id.checked_add(1).unwrap();
+                w.begin_node(&format!("i2c-bus@{port}"))
+                    .property_strings("compatible", &["ibm,opal-i2c", "ibm,power9-i2c-port"])
+                    .property_u32("reg", port)
+                    .property_u32("ibm,opal-id", id)
+                    .property_u32("#address-cells", 1)
+                    .property_u32("#size-cells", 0);
+                if let (Some(c), "i2cm@a2000", 0) = (tpm_compat, engine, port) {
+                    w.begin_node("tpm@57")
+                        .property_strings("compatible", &[c, "tcg,tpm-i2c"])
+                        .property_u32("reg", 0x57)
+                        .end_node();
+                }
+                w.end_node();
+            }
+            w.end_node();
+        }
+        w.end_node().end_node();
+        w.finish().expect("the fixture tree is well formed")
+    }
+
+    #[test]
+    fn a_witherspoon_like_tree_selects_the_npct650_link_at_0x57_on_its_bus() {
+        let bytes = opal_i2c_tree(Some("nuvoton,npct650"));
+        let dtb = Dtb::new(&bytes).unwrap();
+        let info = BootInfo::from_dtb(&dtb);
+        assert_eq!(info.i2c_buses.len(), 4);
+        assert_eq!(
+            info.i2c_buses[2],
+            I2cBusInfo {
+                opal_id: 3,
+                name: "i2c-bus@0",
+                engine: "i2cm@a2000"
+            }
+        );
+        let want = I2cTpmInfo {
+            bus: 3,
+            addr: 0x57,
+            map: I2cTpmMap::Npct650,
+            compatible: "nuvoton,npct650",
+        };
+        assert_eq!(info.tpm_link(), TpmLink::I2c(want));
+    }
+
+    #[test]
+    fn an_npct75x_tree_selects_the_tcg_register_map() {
+        let bytes = opal_i2c_tree(Some("nuvoton,npct75x"));
+        let info = BootInfo::from_dtb(&Dtb::new(&bytes).unwrap());
+        assert!(
+            matches!(info.tpm_link(), TpmLink::I2c(t) if t.map == I2cTpmMap::TcgI2c && t.bus == 3 && t.addr == 0x57),
+            "{:?}",
+            info.tpm_link()
+        );
+    }
+
+    #[test]
+    fn a_tree_without_a_tpm_selects_none_and_an_unknown_chip_is_not_taken_for_one() {
+        for compat in [None, Some("infineon,slb9645tt")] {
+            let bytes = opal_i2c_tree(compat);
+            let info = BootInfo::from_dtb(&Dtb::new(&bytes).unwrap());
+            assert_eq!(info.i2c_buses.len(), 4, "{compat:?}");
+            assert_eq!(info.i2c_tpm, None, "{compat:?}");
+            assert_eq!(info.tpm_link(), TpmLink::None, "{compat:?}");
+        }
+    }
+
+    #[test]
+    fn qemu_10_powernv9_has_19_opal_i2c_buses_no_tpm_on_them_and_the_uart_link() {
+        // A dump of QEMU 10.0.2's powernv9 tree as skiboot hands it over (`cargo pef run
+        // --qemu target/qemu-10.0/usr/bin/qemu-system-ppc64 --dump-dt`): its pnv-i2c engines.
+        let bytes = include_bytes!("../../crates/dtb/testdata/qemu10-powernv9.dtb");
+        let info = BootInfo::from_dtb(&Dtb::new(bytes).unwrap());
+        assert_eq!(info.i2c_buses.len(), 19);
+        assert_eq!(
+            (info.i2c_buses[0].opal_id, info.i2c_buses[0].engine),
+            (1, "i2cm@a0000")
+        );
+        assert_eq!(info.i2c_tpm, None);
+        assert!(matches!(info.tpm_link(), TpmLink::Uart(u) if u.io_port == 0x3f8));
+        // QEMU 7.2's tree has no I2C engines at all.
+        let old = BootInfo::from_dtb(&Dtb::new(QEMU_DTB).unwrap());
+        assert!(old.i2c_buses.is_empty());
     }
 
     #[test]

@@ -119,6 +119,11 @@ pub const TESTS: &[Test] = &[
         run: super::partition::hv_isolation,
     },
     Test {
+        name: "i2c-opal",
+        default: false,
+        run: i2c_opal,
+    },
+    Test {
         name: "partition-weakened",
         default: false,
         run: super::partition::weakened,
@@ -958,5 +963,104 @@ fn hcall_bench() -> TestResult {
         ns(partition),
         ns(svm_reflected)
     );
+    Ok(())
+}
+
+// ---- OPAL I2C, end to end where QEMU models it ----
+
+/// What `i2c-opal` works on: the OPAL I2C buses the device tree names (their `ibm,opal-id`s)
+/// and the bootarg `i2c-rw=BUS,ADDR,REG` (a writable register of a device on one of them).
+/// Set by the boot path before the self-tests run.
+pub static I2C: spin::Once<I2cSetup> = spin::Once::new();
+
+/// A register of a device on an OPAL I2C bus: (bus id, 7-bit address, register).
+pub type I2cRegister = (u32, u16, u8);
+
+/// The buses' OPAL ids, and the `i2c-rw=` register (or why the bootarg was refused).
+pub type I2cSetup = (heapless::Vec<u32, 32>, Result<Option<I2cRegister>, String>);
+
+/// Parses `i2c-rw=BUS,ADDR,REG` (numbers as in `hcall-probe`).
+pub fn parse_i2c_rw(v: &str) -> Result<I2cRegister, String> {
+    let mut f = v.split(',');
+    let mut next = |what: &str| {
+        f.next()
+            .and_then(crate::bootargs::parse_number)
+            .ok_or_else(|| format!("i2c-rw={v}: {what} is missing or not a number"))
+    };
+    let bus =
+        u32::try_from(next("BUS")?).map_err(|_| format!("i2c-rw={v}: BUS exceeds 32 bits"))?;
+    let addr = next("ADDR")?;
+    let reg = next("REG")?;
+    if addr >= 0x80 {
+        return Err(format!("i2c-rw={v}: ADDR {addr:#x} is not a 7-bit address"));
+    }
+    let reg = u8::try_from(reg).map_err(|_| format!("i2c-rw={v}: REG {reg:#x} exceeds a byte"))?;
+    Ok((bus, addr as u16, reg))
+}
+
+/// `i2c-opal`: OPAL_I2C_REQUEST from the image, polled to completion. A bus id no bus has is
+/// refused (OPAL_PARAMETER); a read from an address where no device answers fails with a
+/// clean error (the completion's code); and, with `i2c-rw=BUS,ADDR,REG`, two patterns written
+/// to that register read back as written, then the register is restored.
+fn i2c_opal() -> TestResult {
+    use crate::platform::opal::{i2c_transfer, I2cError, I2cOp};
+    let (buses, rw) = I2C
+        .get()
+        .ok_or("the boot path did not say which I2C buses exist")?;
+    let first = *buses
+        .first()
+        .ok_or("the device tree names no OPAL I2C bus (this QEMU models no I2C engine)")?;
+    let bad = buses
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or(0)
+        .saturating_add(1000);
+    let mut b = [0u8; 1];
+    match i2c_transfer(bad, 0x50, 0, I2cOp::Read, &mut b) {
+        Err(e @ I2cError::Refused(-1)) => {
+            crate::println!("  i2c-opal: bus {bad} (no such bus): {e}")
+        }
+        other => {
+            return Err(format!(
+                "bus {bad} (no such bus): {other:?}, expected OPAL_PARAMETER"
+            ))
+        }
+    }
+    let absent = 0x50;
+    match i2c_transfer(first, absent, 0, I2cOp::Read, &mut b) {
+        Err(e @ (I2cError::Failed(_) | I2cError::Refused(_))) => {
+            crate::println!("  i2c-opal: bus {first} address {absent:#x} (no device): {e}")
+        }
+        other => {
+            return Err(format!(
+                "bus {first} address {absent:#x} (no device): {other:?}, expected an error"
+            ))
+        }
+    }
+    let Some((bus, addr, reg)) = rw.clone()? else {
+        crate::println!("  i2c-opal: no i2c-rw=BUS,ADDR,REG given: no register round trip");
+        return Ok(());
+    };
+    let mut old = [0u8; 1];
+    i2c_transfer(bus, addr, reg, I2cOp::Read, &mut old)
+        .map_err(|e| format!("bus {bus} address {addr:#x} register {reg:#x}: read: {e}"))?;
+    let mut line = format!(
+        "  i2c-opal: bus {bus} address {addr:#x} register {reg:#x}: was {:#04x}",
+        old[0]
+    );
+    for pattern in [0xA5u8, 0x5A] {
+        i2c_transfer(bus, addr, reg, I2cOp::Write, &mut [pattern])
+            .map_err(|e| format!("write {pattern:#x}: {e}"))?;
+        let mut back = [0u8; 1];
+        i2c_transfer(bus, addr, reg, I2cOp::Read, &mut back)
+            .map_err(|e| format!("read back {pattern:#x}: {e}"))?;
+        if back[0] != pattern {
+            return Err(format!("wrote {pattern:#04x}, read back {:#04x}", back[0]));
+        }
+        line += &format!("; wrote {pattern:#04x}, read back {:#04x}", back[0]);
+    }
+    i2c_transfer(bus, addr, reg, I2cOp::Write, &mut old).map_err(|e| format!("restore: {e}"))?;
+    crate::println!("{line}; restored");
     Ok(())
 }

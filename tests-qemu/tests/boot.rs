@@ -203,6 +203,65 @@ fn the_hypervisor_partition_reaches_none_of_the_ultravisors_secrets_and_the_cont
     );
 }
 
+/// OPAL_I2C_REQUEST from the image, polled to completion, where QEMU models I2C engines
+/// (QEMU 10.0, from target/qemu-10.0; QEMU 7.2 has none). On powernv9 no bus has a device:
+/// a bus id no bus has is OPAL_PARAMETER and an absent address OPAL_I2C_NACK_RCVD, each a
+/// clean error. On powernv10-rainier, QEMU's own PCA9552 (engine 2, bus 1, address 0x63;
+/// OPAL bus 30 in QEMU 10.0.2's tree) takes two patterns in its PSC0 register and gives them
+/// back. Under QEMU 7.2 the same self-test fails saying there is no I2C bus.
+#[test]
+fn opal_i2c_requests_complete_with_clean_errors_and_a_register_round_trip() {
+    let q10 = xtask::tools::ensure_qemu10().expect("QEMU 10.0 in target/qemu-10.0");
+    let boot = |machine: &str, qemu10: bool, bootargs: &str| {
+        let mut cfg = config(&format!(
+            "i2c-{machine}-{}",
+            if qemu10 { "10.0" } else { "7.2" }
+        ));
+        if qemu10 {
+            cfg.qemu = Some(q10.binary.clone());
+            cfg.qemu_data_dir = q10.data_dir.clone();
+        }
+        cfg.machine = machine.into();
+        cfg.bootargs = Some(bootargs.into());
+        cfg.expect = Expect::for_bootargs(Some(bootargs), SvmExpect::Absent);
+        launcher::run(&cfg).expect("launch")
+    };
+    let r = boot("powernv9", true, "selftest=i2c-opal");
+    assert_passed(&r);
+    console_line(&r, "  I2C: 19 OPAL bus(es)", "no I2C banner line");
+    let bad = console_line(&r, "(no such bus): ", "bad bus not tried");
+    assert!(
+        bad.ends_with("OPAL refused the request: OPAL_PARAMETER (-1)"),
+        "{bad}"
+    );
+    let absent = console_line(&r, "address 0x50 (no device): ", "absent address not tried");
+    assert!(
+        absent.ends_with("the transfer failed: OPAL_I2C_NACK_RCVD (-23)"),
+        "{absent}"
+    );
+
+    let r = boot(
+        "powernv10-rainier",
+        true,
+        "selftest=i2c-opal i2c-rw=30,0x63,2",
+    );
+    assert_passed(&r);
+    let rw = console_line(&r, "bus 30 address 0x63 register 0x2: ", "no round trip");
+    assert!(
+        rw.trim_end()
+            .ends_with("wrote 0xa5, read back 0xa5; wrote 0x5a, read back 0x5a; restored"),
+        "{rw}"
+    );
+
+    let r = boot("powernv9", false, "selftest=i2c-opal");
+    assert!(!r.passed(), "{}", r.console);
+    console_line(
+        &r,
+        "FAIL i2c-opal: the device tree names no OPAL I2C bus",
+        "QEMU 7.2's missing I2C engines not said",
+    );
+}
+
 #[test]
 fn selftest_panic_fails_with_the_panic_message_on_the_console() {
     let r = run_plain("panic", "selftest=panic");

@@ -96,6 +96,9 @@ pub enum Machine {
     Powernv9,
     /// POWER10.
     Powernv10,
+    /// POWER10 with the Rainier board's I2C devices (QEMU 8.2 and later): a PCA9552 at 0x63
+    /// on I2C engine 2's bus 1, for `selftest=i2c-opal i2c-rw=...`.
+    Powernv10Rainier,
 }
 
 impl Machine {
@@ -104,6 +107,7 @@ impl Machine {
         match self {
             Machine::Powernv9 => "powernv9",
             Machine::Powernv10 => "powernv10",
+            Machine::Powernv10Rainier => "powernv10-rainier",
         }
     }
 }

@@ -16,8 +16,12 @@ pub fn ensure_tools() -> Result<(), LaunchError> {
         .map_err(|e| LaunchError::MissingTool(e.to_string()))
 }
 
-/// The machines the image boots on (`-M`); the first is the default.
-pub const MACHINES: [&str; 2] = ["powernv9", "powernv10"];
+/// The machines the image boots on (`-M`); the first is the default. `powernv10-rainier`
+/// (QEMU 8.2 and later) is POWER10 with the Rainier board's I2C devices (a PCA9552 and a
+/// PCA9554 on engine 2's bus 1), the one QEMU machine with a device on an OPAL I2C bus: QEMU
+/// 10.0.2's `-device` cannot attach one to a `pnv-i2c` bus (measured: "Bus 'pnv-i2c.0' not
+/// found").
+pub const MACHINES: [&str; 3] = ["powernv9", "powernv10", "powernv10-rainier"];
 
 /// Which QEMU ran a boot.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -152,7 +156,7 @@ pub fn check_qemu(id: &QemuId, machine: &str) -> Result<(), LaunchError> {
     if !MACHINES.contains(&machine) {
         return Err(LaunchError::MissingTool(format!(
             "machine {machine}: the image boots on {}",
-            MACHINES.join(" and ")
+            MACHINES.join(", ")
         )));
     }
     Ok(())
