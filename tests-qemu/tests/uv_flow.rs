@@ -1078,3 +1078,46 @@ fn unwrap_recovers_when_the_tpm_lost_the_session() {
         s.session_handle()
     );
 }
+
+/// Firmware before this image locked the platform hierarchy (skiboot's trusted boot sets a
+/// random platformAuth before it starts its payload; a platform may also disable it):
+/// provisioning says so, as its one reason, and provisions nothing: no key, no parent, no
+/// door index. Each case on a fresh TPM; the same provisioning succeeds on an untouched one.
+#[test]
+fn a_platform_hierarchy_locked_before_the_image_is_reported_and_nothing_is_provisioned() {
+    use pefbox::fw::provision::PlatformLock;
+    let platform = Object::permanent(rh::PLATFORM);
+    for case in ["platformAuth set", "phEnable clear"] {
+        let sw = Swtpm::start().expect("swtpm must be installed and start");
+        let mut tpm = connect(&sw);
+        match case {
+            "platformAuth set" => tpm
+                .hierarchy_change_auth(&platform, &mut [Auth::Password(b"")], b"skiboot's random")
+                .unwrap(),
+            _ => tpm
+                .hierarchy_control(&platform, &mut [Auth::Password(b"")], rh::PLATFORM, false)
+                .unwrap(),
+        }
+        let e = provision(&mut tpm).unwrap_err().error;
+        println!("{case}: {e}");
+        match (case, e) {
+            ("platformAuth set", ProvisionError::PlatformLocked(PlatformLock::AuthSet(rc))) => {
+                assert_eq!(ResponseCode(rc).base(), rc::RC_BAD_AUTH, "{rc:#x}")
+            }
+            ("phEnable clear", ProvisionError::PlatformLocked(PlatformLock::Disabled)) => {}
+            (case, e) => panic!("{case}: {e:?}"),
+        }
+        assert!(e.to_string().contains("nothing provisioned"), "{e}");
+        assert_eq!(persistent_handles(&mut tpm), Vec::<u32>::new(), "{case}");
+        let code = expect_tpm_error(
+            "NV_ReadPublic(door index)",
+            tpm.nv_read_public(fw::NV_HANDLE).map(|_| ()),
+        );
+        assert_eq!(code.base(), rc::RC_HANDLE, "{case}: {code}");
+        no_transients_or_sessions(&mut tpm);
+    }
+    // The control: an untouched TPM provisions.
+    let sw = Swtpm::start().expect("swtpm must be installed and start");
+    let mut tpm = connect(&sw);
+    provision(&mut tpm).expect("an untouched TPM provisions");
+}

@@ -83,6 +83,8 @@ pub enum Step {
     CloseDoor,
     /// Setting a random platformAuth (`TPM2_HierarchyChangeAuth`).
     LockPlatform,
+    /// Checking, before anything else, that the platform hierarchy is still open.
+    CheckPlatform,
 }
 
 impl core::fmt::Display for Step {
@@ -103,6 +105,7 @@ impl core::fmt::Display for Step {
             Step::Flush => "flushing",
             Step::CloseDoor => "closing the door (PCR 11)",
             Step::LockPlatform => "setting a random platformAuth",
+            Step::CheckPlatform => "checking the platform hierarchy",
         })
     }
 }
@@ -129,8 +132,22 @@ pub enum ProvisionError {
         /// What.
         error: Error,
     },
+    /// The platform hierarchy was already locked when this image started, before it touched
+    /// anything: firmware before it (skiboot with trusted boot) disabled it or set
+    /// platformAuth. Nothing was provisioned.
+    PlatformLocked(PlatformLock),
     /// PCR 11 did not change after the extend.
     DoorNotClosed,
+}
+
+/// How the platform hierarchy was found locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlatformLock {
+    /// phEnable is clear (TPM_PT_STARTUP_CLEAR).
+    Disabled,
+    /// platformAuth is not empty: a platform-authorized no-op with the empty password was
+    /// refused (its code).
+    AuthSet(u32),
 }
 
 impl core::fmt::Display for ProvisionError {
@@ -157,6 +174,18 @@ impl core::fmt::Display for ProvisionError {
             }
             ProvisionError::Tpm { step, error } => write!(f, "{step}: {error}"),
             ProvisionError::DoorNotClosed => f.write_str("PCR 11 did not change after extend"),
+            ProvisionError::PlatformLocked(how) => {
+                f.write_str("the platform hierarchy was locked before this image ran (")?;
+                match how {
+                    PlatformLock::Disabled => f.write_str("phEnable clear")?,
+                    PlatformLock::AuthSet(rc) => write!(f, "platformAuth set: {rc:#x}")?,
+                }
+                f.write_str(
+                    "; skiboot's trusted boot sets platformAuth, and a failed provisioning \
+                     disables the hierarchy until the next TPM reset): nothing provisioned, \
+                     the keys not touched",
+                )
+            }
         }
     }
 }
@@ -385,6 +414,48 @@ pub fn fail_closed<T: Transport>(tpm: &mut Tpm<T>) -> Closed {
     closed
 }
 
+/// Whether the platform hierarchy is as a TPM reset leaves it (enabled, empty platformAuth):
+/// read-only, before anything is provisioned. phEnable is read from TPM_PT_STARTUP_CLEAR; the
+/// empty platformAuth is shown by `TPM2_HierarchyControl(TPM_RH_PLATFORM, PLATFORM_NV, YES)`,
+/// which enables what is already enabled (phEnableNV is checked set first), so it changes
+/// nothing; a refused authorization is [`ProvisionError::PlatformLocked`].
+fn platform_open<T: Transport>(tpm: &mut Tpm<T>) -> Result<(), ProvisionError> {
+    let mut props = [(0u32, 0u32); 1];
+    let (n, _) = tpm
+        .get_capability_properties(cap::PT_STARTUP_CLEAR, &mut props)
+        .map_err(at(Step::CheckPlatform))?;
+    let flags = match props.get(..n) {
+        Some([(p, v)]) if *p == cap::PT_STARTUP_CLEAR => StartupClear::from_bits_retain(*v),
+        _ => {
+            return Err(ProvisionError::Tpm {
+                step: Step::CheckPlatform,
+                error: Error::Parse(tpm::marshal::ParseError::BadValue),
+            })
+        }
+    };
+    if !flags.contains(StartupClear::PH_ENABLE) || !flags.contains(StartupClear::PH_ENABLE_NV) {
+        return Err(ProvisionError::PlatformLocked(PlatformLock::Disabled));
+    }
+    match tpm.hierarchy_control(
+        &platform(),
+        &mut [Auth::Password(b"")],
+        rh::PLATFORM_NV,
+        true,
+    ) {
+        Ok(()) => Ok(()),
+        Err(Error::Tpm(rc))
+            if rc.is_format1()
+                && matches!(rc.base(), tpm::rc::RC_BAD_AUTH | tpm::rc::RC_AUTH_FAIL) =>
+        {
+            Err(ProvisionError::PlatformLocked(PlatformLock::AuthSet(rc.0)))
+        }
+        Err(error) => Err(ProvisionError::Tpm {
+            step: Step::CheckPlatform,
+            error,
+        }),
+    }
+}
+
 /// True if TPM_PT_STARTUP_CLEAR reads phEnable and phEnableNV clear.
 pub fn platform_disabled<T: Transport>(tpm: &mut Tpm<T>) -> Result<bool, Error> {
     let mut props = [(0u32, 0u32); 1];
@@ -465,6 +536,7 @@ fn provision_keys<T: Transport>(
     tpm: &mut Tpm<T>,
     auth: &mut [u8; NV_AUTH_LEN],
 ) -> Result<Provisioned, ProvisionError> {
+    platform_open(tpm)?;
     tpm.random(auth).map_err(at(Step::Random))?;
     if door_value(tpm).map_err(at(Step::ReadDoorPcr))? != [0u8; SHA256_SIZE] {
         return Err(ProvisionError::DoorPcrNotReset);
