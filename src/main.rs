@@ -90,7 +90,13 @@ mod target {
         let (link, handoff) = provision(link, &mut flow);
         flow.provision_ms = ms(arch::timebase() - t0, tb_hz);
         let devices = [info.console_uart(), info.tpm_uart()].map(|u| u.map(|u| u.mmio));
-        configure_hypervisor(link, ram_top, &devices, weakened_for_the_control(&info));
+        configure_hypervisor(
+            link,
+            ram_top,
+            &devices,
+            weakened_for_the_control(&info),
+            info.i2c_tpm,
+        );
         ultravisor(&info, handoff, ram_top, tb_hz, &mut flow);
         println!(
             "bench boot-to-verdict-ms={} provision-ms={} provision-commands={} provision-nv-writes={} session-ms={} unwrap-ms={}",
@@ -289,6 +295,7 @@ mod target {
         ram_top: u64,
         devices: &[Option<u64>],
         control: Option<u64>,
+        i2c_tpm: Option<pefbox::platform::bootinfo::I2cTpmInfo<'_>>,
     ) {
         let has_link = link.is_some();
         match pefbox::target::hv::configure(link, ram_top) {
@@ -297,6 +304,10 @@ mod target {
             Err(e) => println!("hv: caller memory refused ({e:?}); H_TPM_COMM disabled"),
         }
         let devices: heapless::Vec<u64, 2> = devices.iter().flatten().copied().collect();
+        if let Some(t) = i2c_tpm {
+            // Ready for the I2C link: the hypervisor may reach this device, and no other.
+            pefbox::target::hvp::allow_i2c(t.bus, t.addr);
+        }
         match pefbox::target::hvp::start(ram_top, &devices, control) {
             Ok(()) => println!(
                 "hv: running in partition {} (MSR[HV] clear); it maps its code, data, stack, the caller window and {} device page(s), nothing of the ultravisor's",

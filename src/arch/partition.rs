@@ -670,6 +670,21 @@ impl Partitions {
         Ok(unsafe { core::slice::from_raw_parts(host as *const u8, n) })
     }
 
+    /// Where partition `lpid`'s guest-physical `[gpa, gpa + len)` is in host memory, if its
+    /// tree maps the whole range, contiguously, as ordinary memory with `access` (for the
+    /// ultravisor to serve a partition's request that names a buffer of its own).
+    pub fn host_range(&self, lpid: u32, gpa: u64, len: u64, access: radix::Access) -> Option<u64> {
+        let end = gpa.checked_add(len).filter(|_| len > 0)?;
+        let tree = self.tree(lpid).ok()?;
+        let m = self
+            .arena
+            .mappings(tree)
+            .merged()
+            .find(|m| m.guest <= gpa && end <= m.guest.saturating_add(m.len))?;
+        let ok = m.access.contains(access) && !m.access.contains(radix::Access::CACHE_INHIBITED);
+        ok.then(|| m.host + (gpa - m.guest))
+    }
+
     /// The host address of the radix tables (what no guest may reach).
     pub fn tables(&self) -> u64 {
         self.arena.base()

@@ -119,6 +119,7 @@ impl I2cError {
             OPAL_BUSY => "OPAL_BUSY",
             -6 => "OPAL_HARDWARE",
             -7 => "OPAL_UNSUPPORTED",
+            -8 => "OPAL_PERMISSION",
             -9 => "OPAL_NO_MEM",
             -17 => "OPAL_I2C_TIMEOUT",
             -18 => "OPAL_I2C_INVALID_CMD",
@@ -128,6 +129,7 @@ impl I2cError {
             -22 => "OPAL_I2C_ARBT_LOST",
             -23 => "OPAL_I2C_NACK_RCVD",
             -24 => "OPAL_I2C_STOP_ERR",
+            -33 => "OPAL_TIMEOUT",
             _ => "unknown",
         }
     }

@@ -24,6 +24,11 @@ pub const H_PEFBOX_ECHO: u64 = 0xF3FC;
 /// hcall cost before the hypervisor had a partition of its own.
 pub const H_PEFBOX_UV_NULL: u64 = 0xF3F4;
 
+/// Image-private diagnostic hcall for the `hv-i2c` self-test: the hypervisor, in its
+/// partition, makes the register round trip of `i2c-opal` through the ultravisor's
+/// UV_PEFBOX_I2C (`target::hv::testing::i2c_rw`).
+pub const H_PEFBOX_I2C_RW: u64 = 0xF3EC;
+
 /// Image-private diagnostic hcall for the `hv-isolation` self-test: the hypervisor, in its
 /// partition, loads the 8 bytes at r4 (8-byte aligned, else H_P2) and returns them in r4.
 /// An address its tree does not map stops the partition before the load completes.
@@ -122,6 +127,11 @@ pub const TESTS: &[Test] = &[
         name: "i2c-opal",
         default: false,
         run: i2c_opal,
+    },
+    Test {
+        name: "hv-i2c",
+        default: false,
+        run: hv_i2c,
     },
     Test {
         name: "partition-weakened",
@@ -1062,5 +1072,60 @@ fn i2c_opal() -> TestResult {
     }
     i2c_transfer(bus, addr, reg, I2cOp::Write, &mut old).map_err(|e| format!("restore: {e}"))?;
     crate::println!("{line}; restored");
+    Ok(())
+}
+
+/// `hv-i2c`: the hypervisor partition reaches an I2C device only through the ultravisor, and
+/// only one the ultravisor allows. With `i2c-rw=BUS,ADDR,REG` allowed, the round trip of
+/// `i2c-opal` made from the hypervisor partition reads back what it wrote; the same device
+/// once disallowed, and its neighbour address, are refused (OPAL_PERMISSION) by the
+/// ultravisor before OPAL is asked.
+fn hv_i2c() -> TestResult {
+    let (_, rw) = I2C
+        .get()
+        .ok_or("the boot path did not say which I2C buses exist")?;
+    let (bus, addr, reg) = rw.clone()?.ok_or("hv-i2c needs i2c-rw=BUS,ADDR,REG")?;
+    let call = || {
+        let (st, out) = arch::hcall(
+            H_PEFBOX_I2C_RW,
+            [
+                u64::from(bus),
+                u64::from(addr),
+                u64::from(reg),
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ],
+        );
+        (st, out[0] as i64, [out[1], out[2], out[3]])
+    };
+    if !crate::target::hvp::allow_i2c(bus, addr) {
+        return Err("no room to allow the device".into());
+    }
+    let (st, rc, [was, a, b]) = call();
+    crate::target::hvp::disallow_i2c(bus, addr);
+    if st != H_SUCCESS || rc != 0 || (a, b) != (0xA5, 0x5A) {
+        return Err(format!(
+            "allowed: status {st}, OPAL {rc} ({}), read back {a:#x}, {b:#x}",
+            crate::platform::opal::I2cError::name(rc)
+        ));
+    }
+    crate::println!(
+        "  hv-i2c: from partition {}: bus {bus} address {addr:#x} register {reg:#x}: was {was:#04x}; wrote 0xa5, read back {a:#04x}; wrote 0x5a, read back {b:#04x}; restored",
+        crate::target::hvp::HV_LPID
+    );
+    let (st, rc, _) = call();
+    if st != H_SUCCESS || rc != -8 {
+        return Err(format!(
+            "once disallowed: status {st}, OPAL {rc}, expected OPAL_PERMISSION"
+        ));
+    }
+    crate::println!(
+        "  hv-i2c: the same device, no longer allowed: {} ({rc}), refused by the ultravisor",
+        crate::platform::opal::I2cError::name(rc)
+    );
     Ok(())
 }

@@ -71,6 +71,8 @@ fn handler(nr: u64) -> Option<Handler> {
         crate::selftest::target::H_PEFBOX_ECHO => Some(crate::selftest::target::echo),
         #[cfg(feature = "selftest")]
         crate::selftest::target::H_PEFBOX_PEEK => Some(testing::peek),
+        #[cfg(feature = "selftest")]
+        crate::selftest::target::H_PEFBOX_I2C_RW => Some(testing::i2c_rw),
         _ => None,
     }
 }
@@ -144,6 +146,28 @@ fn flush_term(line: &mut TermLine) {
     let who = line.caller.map_or(0, |c| c.0);
     crate::println!("[partition {who}] {text}");
     line.len = 0;
+}
+
+/// One OPAL I2C register transfer from the hypervisor partition, through the ultravisor
+/// ([`crate::papr::UV_PEFBOX_I2C`]): `write` or read `buf` (1..=256 bytes, in the
+/// hypervisor's own memory) at register `reg` of the device at `addr` on OPAL bus `bus`.
+/// `Err` is the OPAL status (OPAL_PERMISSION, -8, for a device the ultravisor does not allow).
+pub fn uv_i2c(write: bool, bus: u32, addr: u16, reg: u8, buf: &mut [u8]) -> Result<(), i64> {
+    let args = [
+        u64::from(write),
+        u64::from(bus),
+        u64::from(addr),
+        u64::from(reg),
+        buf.as_mut_ptr() as u64,
+        buf.len() as u64,
+        0,
+        0,
+        0,
+    ];
+    match crate::arch::hcall(crate::papr::UV_PEFBOX_I2C, args).0 {
+        0 => Ok(()),
+        rc => Err(rc),
+    }
 }
 
 /// H_TPM_COMM, from the calling partition.
@@ -246,6 +270,41 @@ pub mod testing {
             }
             None => r.overflowed = true,
         }
+    }
+
+    /// `H_PEFBOX_I2C_RW`'s handler (`selftest::target`), run in the hypervisor partition: the
+    /// register round trip of `i2c-opal`, through the ultravisor ([`super::uv_i2c`]) on the
+    /// device r4 (bus), r5 (address), r6 (register) names. r4 = 0 or the first failing OPAL
+    /// status; r5 = the register's value before; r6, r7 = what read back after writing 0xA5
+    /// and 0x5A (the register is restored).
+    pub fn i2c_rw(caller: CallerId, args: &[u64; 9]) -> crate::papr::HcallResult {
+        if caller != CallerId(0) {
+            return Err(crate::papr::PaprError::Function);
+        }
+        let (Ok(bus), Ok(addr), Ok(reg)) = (
+            u32::try_from(args[0]),
+            u16::try_from(args[1]),
+            u8::try_from(args[2]),
+        ) else {
+            return Err(crate::papr::PaprError::Parameter);
+        };
+        let run = || -> Result<[u64; 3], i64> {
+            let mut was = [0u8; 1];
+            super::uv_i2c(false, bus, addr, reg, &mut was)?;
+            let mut back = [0u64; 2];
+            for (slot, pattern) in back.iter_mut().zip([0xA5u8, 0x5A]) {
+                super::uv_i2c(true, bus, addr, reg, &mut [pattern])?;
+                let mut b = [0u8; 1];
+                super::uv_i2c(false, bus, addr, reg, &mut b)?;
+                *slot = u64::from(b[0]);
+            }
+            super::uv_i2c(true, bus, addr, reg, &mut was)?;
+            Ok([u64::from(was[0]), back[0], back[1]])
+        };
+        Ok(match run() {
+            Ok([w, a, b]) => [0, w, a, b, 0, 0, 0, 0, 0],
+            Err(rc) => [rc as u64, 0, 0, 0, 0, 0, 0, 0, 0],
+        })
     }
 
     /// `H_PEFBOX_PEEK`'s handler (`selftest::target`): the 8 bytes at r4 (8-byte aligned,

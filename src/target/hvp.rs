@@ -18,7 +18,10 @@
 //! partition at its hcall vector (`pefbox_hv_vector`, boot/partition.S) with the caller's
 //! r3..r12 and its identity, the hypervisor serves it (`target::hv::service`) and answers with
 //! the UV_RETURN ultracall (`sc 1`, r3 = [`papr::UV_RETURN`], r4 = status, r5..r13 =
-//! outputs), which brings the ultravisor back; never a jump. Anything else that ends the
+//! outputs), which brings the ultravisor back; never a jump. While it serves the call it may
+//! ask the ultravisor for an OPAL I2C transfer ([`papr::UV_PEFBOX_I2C`]: OPAL runs in
+//! hypervisor state), for the devices the ultravisor allows, after which it is resumed.
+//! Anything else that ends the
 //! partition's run (a fault, a privileged instruction, a time budget spent) is reported in
 //! one line naming the partition, the address and the cause, and the hcall answers
 //! H_HARDWARE; the boot goes on.
@@ -62,6 +65,83 @@ pub fn shared_page(index: usize) -> Option<u64> {
     (base != 0 && index < SHARED_PAGES).then(|| base + 4096 * index as u64)
 }
 
+/// The I2C devices (OPAL bus id, 7-bit address) the hypervisor partition may reach through
+/// [`papr::UV_PEFBOX_I2C`]: the TPM the device tree names, and whatever a self-test allows.
+static I2C_ALLOWED: spin::Mutex<heapless::Vec<(u32, u16), 4>> =
+    spin::Mutex::new(heapless::Vec::new());
+
+/// Lets the hypervisor partition reach the device at `addr` on OPAL I2C bus `bus` (false if
+/// four are already allowed).
+pub fn allow_i2c(bus: u32, addr: u16) -> bool {
+    let mut a = I2C_ALLOWED.lock();
+    a.contains(&(bus, addr)) || a.push((bus, addr)).is_ok()
+}
+
+/// Takes back [`allow_i2c`].
+pub fn disallow_i2c(bus: u32, addr: u16) {
+    I2C_ALLOWED.lock().retain(|d| *d != (bus, addr));
+}
+
+/// Most ultracalls the hypervisor partition may make while it serves one reflected hcall
+/// (a TPM command over I2C takes a few hundred register transfers).
+const ULTRACALLS_PER_HCALL: u32 = 20_000;
+
+/// OPAL_PARAMETER / OPAL_PERMISSION, as the ultravisor answers a refused UV_PEFBOX_I2C.
+const OPAL_PARAMETER: i64 = -1;
+const OPAL_PERMISSION: i64 = -8;
+
+/// Serves the hypervisor partition's UV_PEFBOX_I2C (see [`papr::UV_PEFBOX_I2C`]): only for an
+/// allowed device, only with a buffer in the partition's own writable memory, copied through a
+/// buffer of the ultravisor's so OPAL never sees a partition address.
+fn serve_i2c(p: &Partitions, f: &HcallFrame) -> i64 {
+    use crate::platform::opal::{i2c_transfer, I2cError, I2cOp};
+    let [op, bus, addr, reg, buf, len] =
+        [f.gpr[4], f.gpr[5], f.gpr[6], f.gpr[7], f.gpr[8], f.gpr[9]];
+    let op = match op {
+        0 => I2cOp::Read,
+        1 => I2cOp::Write,
+        _ => return OPAL_PARAMETER,
+    };
+    let (Ok(bus), Ok(addr), Ok(reg)) = (u32::try_from(bus), u16::try_from(addr), u8::try_from(reg))
+    else {
+        return OPAL_PARAMETER;
+    };
+    if !I2C_ALLOWED.lock().contains(&(bus, addr)) {
+        return OPAL_PERMISSION;
+    }
+    let n = match usize::try_from(len) {
+        Ok(n @ 1..=256) => n,
+        _ => return OPAL_PARAMETER,
+    };
+    let rw = radix::Access::READ | radix::Access::WRITE;
+    let Some(host) = p.host_range(HV_LPID, buf, len, rw) else {
+        return OPAL_PARAMETER;
+    };
+    let mut local = [0u8; 256];
+    let data = &mut local[..n];
+    if op == I2cOp::Write {
+        for (i, b) in data.iter_mut().enumerate() {
+            // SAFETY: [host, host + n) is memory the hypervisor partition's tree maps
+            // read/write (host_range): the hypervisor's own, not the ultravisor's; the
+            // partition is not running; a volatile byte read of plain RAM.
+            *b = unsafe { core::ptr::read_volatile((host as *const u8).add(i)) };
+        }
+    }
+    let rc = match i2c_transfer(bus, addr, reg, op, data) {
+        Ok(()) => 0,
+        Err(I2cError::Refused(c) | I2cError::Failed(c)) => c,
+        Err(I2cError::Timeout) => -33,
+        Err(I2cError::Length(_)) => OPAL_PARAMETER,
+    };
+    if rc == 0 && op == I2cOp::Read {
+        for (i, b) in data.iter().enumerate() {
+            // SAFETY: as above, writing the bytes read back into the partition's buffer.
+            unsafe { core::ptr::write_volatile((host as *mut u8).add(i), *b) };
+        }
+    }
+    rc
+}
+
 /// How the latest reflected hcall that got no answer ended (for the self-tests).
 static LAST_STOP: spin::Mutex<Option<Exit>> = spin::Mutex::new(None);
 
@@ -93,7 +173,7 @@ impl core::fmt::Display for Stopped {
             Stopped::Hcall(nr) => write!(f, "stopped: it made hcall {nr:#x} instead of UV_RETURN"),
             Stopped::Budget => write!(
                 f,
-                "stopped: time budget of {} ms exhausted",
+                "stopped: time budget of {} ms (or {ULTRACALLS_PER_HCALL} ultracalls) exhausted",
                 SLICE_MS * u64::from(BUDGET_SLICES)
             ),
             Stopped::Partition(e) => write!(f, "not run: {e}"),
@@ -184,12 +264,21 @@ pub fn reflect(p: &Partitions, caller: CallerId, regs: [u64; 10]) -> Result<[u64
     frame.gpr[3..=12].copy_from_slice(&regs);
     frame.gpr[14] = u64::from(caller.0);
     let slice = u32::try_from(arch::timebase_hz() / 1000 * SLICE_MS).unwrap_or(i32::MAX as u32);
-    for _ in 0..BUDGET_SLICES {
+    let (mut slices, mut ultracalls) = (0, 0);
+    while slices < BUDGET_SLICES && ultracalls < ULTRACALLS_PER_HCALL {
         let exit = p
             .run(HV_LPID, &mut frame, slice.max(1))
             .map_err(Stopped::Partition)?;
         match exit.kind() {
-            Some(Vector::Hdec) => frame.srr0 = exit.hsrr0,
+            Some(Vector::Hdec) => {
+                slices += 1;
+                frame.srr0 = exit.hsrr0;
+            }
+            Some(Vector::Syscall) if frame.gpr[3] == papr::UV_PEFBOX_I2C => {
+                ultracalls += 1;
+                frame.gpr[3] = serve_i2c(p, &frame) as u64;
+                frame.srr0 = exit.srr0;
+            }
             Some(Vector::Syscall) if frame.gpr[3] == papr::UV_RETURN => {
                 let mut out = [0u64; 10];
                 out.copy_from_slice(&frame.gpr[4..=13]);

@@ -240,18 +240,32 @@ fn opal_i2c_requests_complete_with_clean_errors_and_a_register_round_trip() {
         "{absent}"
     );
 
+    // The same round trip from the hypervisor partition, which has no OPAL of its own: it
+    // asks the ultravisor (UV_PEFBOX_I2C), which serves only a device it allows.
     let r = boot(
         "powernv10-rainier",
         true,
-        "selftest=i2c-opal i2c-rw=30,0x63,2",
+        "selftest=i2c-opal,hv-i2c i2c-rw=30,0x63,2",
     );
     assert_passed(&r);
-    let rw = console_line(&r, "bus 30 address 0x63 register 0x2: ", "no round trip");
-    assert!(
-        rw.trim_end()
-            .ends_with("wrote 0xa5, read back 0xa5; wrote 0x5a, read back 0x5a; restored"),
-        "{rw}"
+    for who in ["  i2c-opal: bus 30", "  hv-i2c: from partition 255: bus 30"] {
+        let rw = console_line(
+            &r,
+            &format!("{who} address 0x63 register 0x2: "),
+            "no round trip",
+        );
+        assert!(
+            rw.trim_end()
+                .ends_with("wrote 0xa5, read back 0xa5; wrote 0x5a, read back 0x5a; restored"),
+            "{rw}"
+        );
+    }
+    let refused = console_line(
+        &r,
+        "hv-i2c: the same device, no longer allowed",
+        "no refusal",
     );
+    assert!(refused.contains("OPAL_PERMISSION (-8)"), "{refused}");
 
     let r = boot("powernv9", false, "selftest=i2c-opal");
     assert!(!r.passed(), "{}", r.console);

@@ -29,6 +29,14 @@ pub const UV_ESM: u64 = 0xF110;
 /// UV_SVM_TERMINATE: a secure VM's exit (Linux `ultravisor-api.h`: 0xF13C); r4 = its status.
 pub const UV_SVM_TERMINATE: u64 = 0xF13C;
 
+/// UV_PEFBOX_I2C: this image's ultracall by which the hypervisor partition asks the
+/// ultravisor for one OPAL I2C register transfer (OPAL runs in hypervisor state, which the
+/// hypervisor no longer has): r4 = 0 read / 1 write, r5 = bus (`ibm,opal-id`), r6 = 7-bit
+/// address, r7 = register, r8 = the buffer (in the hypervisor's own memory), r9 = its length
+/// (1..=256); r3 = 0 or the OPAL status. Not in Linux's set: numbered from the top of the
+/// ultracall range.
+pub const UV_PEFBOX_I2C: u64 = 0xF1F0;
+
 /// H_PUT_TERM_CHAR (PAPR): write up to 16 bytes to a virtual terminal; r4 = terminal number,
 /// r5 = byte count, r6/r7 = the bytes, the first in r6's most significant byte.
 pub const H_PUT_TERM_CHAR: u64 = 0x58;
