@@ -103,6 +103,12 @@ pub enum Fault {
     /// The first read pass of the next response returns one corrupted byte (once; the TCG
     /// checksum shows it).
     CorruptResponseOnce,
+    /// Every response's header declares `size` bytes whatever the response's length (the
+    /// chip delivers the real bytes, and dataAvail follows them).
+    HeaderSize {
+        /// The size written into the header.
+        size: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -358,6 +364,9 @@ impl SimChip {
             // TPM_RC_FAILURE: the simulator's swtpm link failed.
             Err(_) => vec![0x80, 0x01, 0, 0, 0, 10, 0, 0, 0x01, 0x01],
         };
+        if let Some(Fault::HeaderSize { size }) = self.fault {
+            self.resp[2..6].copy_from_slice(&size.to_be_bytes());
+        }
         self.read_pos = 0;
         self.state = State::Completion;
     }

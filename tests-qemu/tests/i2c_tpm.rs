@@ -441,3 +441,19 @@ fn a_response_larger_than_the_buffer_is_refused_and_the_next_command_works() {
         clean(&mut tpm);
     }
 }
+
+#[test]
+fn a_header_size_that_disagrees_with_the_bytes_is_framing_or_too_large() {
+    // GetRandom(16) answers 28 bytes; the buffer holds 64.
+    for map in MAPS {
+        for (size, want) in [
+            (5, TransportError::Framing),               // shorter than a header
+            (24, TransportError::Framing),              // left-over data after 24 bytes
+            (40, TransportError::Framing),              // dataAvail gone after 28 bytes
+            (5000, TransportError::ResponseTooLarge),   // > MAX_TPM_MESSAGE
+            (64 + 1, TransportError::ResponseTooLarge), // > the caller's buffer
+        ] {
+            fault_case(map, Fault::HeaderSize { size }, Err(want), 0, SLACK_US);
+        }
+    }
+}

@@ -60,6 +60,19 @@
 //! Every wait is a deadline on the [`Clock`]; every loop ends at its deadline or after a
 //! bounded number of tries, so a chip that stops answering ends the transact, never hangs it.
 //!
+//! # Bounds (what the host tests measure on the simulated clock, `tests-qemu/tests/i2c_tpm.rs`)
+//!
+//! - a chip that stops answering: `Io` (or `Timeout` if the bus reports timeouts) within
+//!   [`BUS_TRIES`] tries of the first unanswered access, each followed by 250 µs (≈ 1.3 ms
+//!   with the simulator's access cost);
+//! - burstCount stuck at 0: `Timeout` after D (NPCT650) or A (TCG map) plus one poll
+//!   ([`MAX_POLL_US`] at most);
+//! - commandReady never set: `Timeout` after 2 × B; stsValid never set: `Timeout` after C;
+//! - dataAvail never set after tpmGo: `Timeout` after [`Timeouts::command_us`] plus one poll;
+//! - during the response read, each of the [`RESPONSE_TRIES`] passes is bounded as above
+//!   (its first wait for dataAvail by A instead of the command duration), so a lying chip
+//!   costs at most [`RESPONSE_TRIES`] times those bounds.
+//!
 //! # The bus rules (skiboot `nuvoton_tpm_quirk`)
 //!
 //! Nuvoton firmware steals the bus on a 1-byte raw read or a 0-byte write (an i2cdetect
@@ -672,7 +685,7 @@ impl<B: I2cBus, C: Clock> TpmI2c<B, C> {
         while !rest.is_empty() {
             let burst = self.wait_burst()?;
             let n = burst.min(self.cfg.max_transfer).min(rest.len());
-            let (chunk, tail) = rest.split_at(n);
+            let (chunk, tail) = rest.split_at_checked(n).ok_or(TransportError::Io)?;
             self.write(reg, chunk)?;
             rest = tail;
             if self.valid_status()? & sts::EXPECT == 0 {
@@ -703,7 +716,9 @@ impl<B: I2cBus, C: Clock> TpmI2c<B, C> {
             }
             let burst = self.wait_burst()?;
             let n = burst.min(self.cfg.max_transfer).min(rest.len());
-            let (chunk, tail) = core::mem::take(&mut rest).split_at_mut(n);
+            let (chunk, tail) = core::mem::take(&mut rest)
+                .split_at_mut_checked(n)
+                .ok_or(TransportError::Io)?;
             self.read(reg, chunk)?;
             rest = tail;
         }
@@ -728,7 +743,7 @@ impl<B: I2cBus, C: Clock> TpmI2c<B, C> {
         let whole = response
             .get_mut(..size)
             .ok_or(TransportError::ResponseTooLarge)?;
-        let (head, body) = whole.split_at_mut(HEADER_LEN);
+        let (head, body) = whole.split_at_mut_checked(HEADER_LEN).ok_or_else(framing)?;
         head.copy_from_slice(&header);
         self.read_fifo(body)?;
         if self.valid_status()? & sts::DATA_AVAIL != 0 {
