@@ -271,6 +271,7 @@ fn fault_case(
     if want.is_err() {
         assert_eq!(tpm.transport_mut().stats().recoveries, 1);
     }
+    clean(&mut tpm);
     eprintln!(
         "i2c-tpm {}: {fault:?}: {r:?} after {dt} µs (simulated), then recovered",
         name(map)
