@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::flows::{salted_bound_session_flow, Recorder};
 use common::tpm::{decrypt, handles_in, salt_key};
 use pefbox::tpm::consts::{attr, rh, sa, su};
 use pefbox::tpm::entropy::FromRng;
@@ -21,7 +22,9 @@ use rsa::{BigUint, Oaep, RsaPublicKey};
 use xtask::i2c_sim::{Fault, SimChip, SimClock};
 use xtask::swtpm::Swtpm;
 
-type I2cTpm = Tpm<TpmI2c<SimChip, SimClock>>;
+/// The client over the I2C transport, every command and response recorded (as `tpm_client.rs`
+/// records them over TCP, so its flows run here unchanged).
+type I2cTpm = Tpm<Recorder<TpmI2c<SimChip, SimClock>>>;
 
 /// One named client test.
 type ClientTest = (&'static str, fn(&mut I2cTpm));
@@ -40,14 +43,17 @@ fn rig(map: RegisterMap) -> (Swtpm, I2cTpm, SimClock) {
     let sw = Swtpm::start().expect("swtpm must be installed and start");
     let clock = SimClock::new();
     let chip = SimChip::new(map, sw.connect().expect("connect to swtpm"), clock.clone());
-    let mut tpm = Tpm::new(TpmI2c::new(chip, clock.clone(), Config::new(map)));
+    let mut tpm = Tpm::new(Recorder {
+        inner: TpmI2c::new(chip, clock.clone(), Config::new(map)),
+        log: Vec::new(),
+    });
     tpm.seed_entropy(&mut FromRng(OsRng))
         .expect("seed over I2C");
     (sw, tpm, clock)
 }
 
 fn chip(tpm: &mut I2cTpm) -> &mut SimChip {
-    tpm.transport_mut().bus_mut()
+    tpm.transport_mut().inner.bus_mut()
 }
 
 /// The simulator saw no protocol violation and no guard-time NACK.
@@ -170,7 +176,7 @@ fn salted_session_and_oaep_decrypt(tpm: &mut I2cTpm, ecc: bool) {
 
 fn client_suite(map: RegisterMap) {
     let (_sw, mut tpm, clock) = rig(map);
-    let tests: [ClientTest; 5] = [
+    let tests: [ClientTest; 7] = [
         ("startup/GetRandom", startup_and_get_random),
         ("GetCapability", get_capability),
         ("CreatePrimary", create_primary),
@@ -180,15 +186,23 @@ fn client_suite(map: RegisterMap) {
         ("ECC-salted session, RSA-OAEP decrypt", |t| {
             salted_session_and_oaep_decrypt(t, true)
         }),
+        // tpm_client.rs's own flow, unchanged: it also checks that the key's authValue and
+        // the plaintext never cross the link in clear, and a wrong authValue's refusal.
+        ("tpm_client's RSA-salted bound session flow", |t| {
+            salted_bound_session_flow(t, false)
+        }),
+        ("tpm_client's ECC-salted bound session flow", |t| {
+            salted_bound_session_flow(t, true)
+        }),
     ];
     for (what, test) in &tests {
         test(&mut tpm);
         clean(&mut tpm);
         eprintln!("i2c-tpm {}: {what}: ok", name(map));
     }
-    let vid = tpm.transport_mut().did_vid().unwrap();
+    let vid = tpm.transport_mut().inner.did_vid().unwrap();
     assert_eq!(vid & 0xffff, 0x1050, "Nuvoton's vendor ID");
-    let stats = tpm.transport_mut().stats();
+    let stats = tpm.transport_mut().inner.stats();
     assert_eq!(stats.bus_retries, 0);
     assert_eq!(stats.response_retries, 0);
     assert!(chip(&mut tpm).commands > 20);
@@ -218,9 +232,12 @@ fn the_tcg_map_honours_the_guard_time_the_chip_advertises() {
     let clock = SimClock::new();
     let mut c = SimChip::new(RegisterMap::TcgI2c, sw.connect().unwrap(), clock.clone());
     c.guard_us = 200;
-    let mut tpm = Tpm::new(TpmI2c::new(c, clock, Config::new(RegisterMap::TcgI2c)));
+    let mut tpm = Tpm::new(Recorder {
+        inner: TpmI2c::new(c, clock, Config::new(RegisterMap::TcgI2c)),
+        log: Vec::new(),
+    });
     tpm.seed_entropy(&mut FromRng(OsRng)).unwrap();
-    assert_eq!(tpm.transport_mut().guard_times_us(), (200, 200));
+    assert_eq!(tpm.transport_mut().inner.guard_times_us(), (200, 200));
     create_primary(&mut tpm);
     clean(&mut tpm);
 }
@@ -269,7 +286,7 @@ fn fault_case(
     );
     create_primary(&mut tpm);
     if want.is_err() {
-        assert_eq!(tpm.transport_mut().stats().recoveries, 1);
+        assert_eq!(tpm.transport_mut().inner.stats().recoveries, 1);
     }
     clean(&mut tpm);
     eprintln!(
@@ -290,7 +307,7 @@ const COMMAND: u64 = 120_000_000;
 fn a_lone_nack_is_retried_and_a_run_of_nacks_is_io() {
     for map in MAPS {
         let mut tpm = fault_case(map, Fault::Nack { at: 4, count: 1 }, Ok(()), 0, SLACK_US);
-        assert_eq!(tpm.transport_mut().stats().bus_retries, 1);
+        assert_eq!(tpm.transport_mut().inner.stats().bus_retries, 1);
         fault_case(
             map,
             Fault::Nack {
@@ -410,7 +427,7 @@ fn a_truncated_response_is_read_again_with_response_retry() {
     for map in MAPS {
         let mut tpm = fault_case(map, Fault::TruncateResponseOnce, Ok(()), 0, SLACK_US);
         assert_eq!(chip(&mut tpm).response_retries, 1);
-        assert_eq!(tpm.transport_mut().stats().response_retries, 1);
+        assert_eq!(tpm.transport_mut().inner.stats().response_retries, 1);
         clean(&mut tpm);
     }
 }
