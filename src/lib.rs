@@ -11,6 +11,8 @@
 //! - [`base64`]: standard base64 encoding (portable).
 //! - [`dtb`]: a panic-free flattened device tree reader, and the writer of host tools (portable).
 //! - [`tpm`]: TPM 2.0 wire format, marshalling, commands, sessions and their crypto (portable).
+//! - [`tpm_i2c`]: the TPM FIFO protocol over I2C (NPCT650 and TCG I2C maps) behind a bus and
+//!   a clock seam (portable; host-tested against register-level simulators only).
 //! - [`fw`]: firmware provisioning of the ultravisor's TPM keys, the key layout and the
 //!   wrapping key's fingerprint: the contract both sides share (portable).
 //! - [`hv`]: the hypervisor: H_TPM_COMM, guest memory, session slots, the resource manager.
@@ -39,6 +41,7 @@ pub mod report;
 #[cfg(any(test, feature = "selftest"))]
 pub mod selftest;
 pub use tpm;
+pub use tpm_i2c;
 pub use uv;
 
 #[cfg(target_arch = "powerpc64")]

@@ -4,6 +4,8 @@
 
 pub mod cli;
 pub mod esm;
+/// Register-level simulators of the NPCT650 and TCG I2C TPMs over swtpm, with fault injection.
+pub mod i2c_sim;
 pub mod launcher;
 pub mod payload;
 pub mod relay;

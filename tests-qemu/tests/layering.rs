@@ -81,6 +81,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["pefbox-papr", "pefbox-tpm", "pefbox-fw", "pefbox-dtb"],
     ),
     ("pefbox-hv", &["pefbox-papr", "pefbox-tpm"]),
+    ("pefbox-tpm-i2c", &["pefbox-tpm"]),
     // The image crate: arch, platform, target glue, self-tests over every role.
     (
         "pefbox",
@@ -93,6 +94,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "pefbox-uv",
             "pefbox-hv",
             "pefbox-radix",
+            "pefbox-tpm-i2c",
         ],
     ),
     // The host tools and the tests.

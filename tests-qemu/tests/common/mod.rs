@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod flows;
 pub mod hv;
 pub mod key;
 pub mod tpm;
