@@ -536,11 +536,14 @@ fn provision_keys<T: Transport>(
     tpm: &mut Tpm<T>,
     auth: &mut [u8; NV_AUTH_LEN],
 ) -> Result<Provisioned, ProvisionError> {
-    platform_open(tpm)?;
     tpm.random(auth).map_err(at(Step::Random))?;
     if door_value(tpm).map_err(at(Step::ReadDoorPcr))? != [0u8; SHA256_SIZE] {
         return Err(ProvisionError::DoorPcrNotReset);
     }
+    // After the door: a second provisioning in one TPM power cycle (its own platformAuth
+    // set) is told by the door already closed; firmware that locked the platform before
+    // (it leaves PCR 11 alone) by this.
+    platform_open(tpm)?;
     let storage = Template::rsa_storage();
     let (parent, parent_created) = match read_expected(
         tpm,
