@@ -7,18 +7,16 @@
 
 mod common;
 
-use common::flows::{salted_bound_session_flow, Recorder};
+use common::flows::{oaep_encrypt, owner, salted_bound_session_flow, Recorder};
 use common::tpm::{decrypt, handles_in, salt_key};
 use pefbox::tpm::consts::{attr, rh, sa, su};
 use pefbox::tpm::entropy::FromRng;
-use pefbox::tpm::public::{Public, PublicDetail};
 use pefbox::tpm::rc;
 use pefbox::tpm::transport::Transport;
-use pefbox::tpm::{Auth, Error, Object, SessionKind, Template, Tpm, TransportError};
+use pefbox::tpm::{Auth, Error, SessionKind, Template, Tpm, TransportError};
 use pefbox::tpm_i2c::{Config, RegisterMap, TpmI2c, BUS_TRIES, RESPONSE_TRIES};
 use rand::rngs::OsRng;
 use rand::RngCore;
-use rsa::{BigUint, Oaep, RsaPublicKey};
 use xtask::i2c_sim::{Fault, SimChip, SimClock};
 use xtask::swtpm::Swtpm;
 
@@ -61,24 +59,6 @@ fn clean(tpm: &mut I2cTpm) {
     let c = chip(tpm);
     assert!(c.violations.is_empty(), "violations: {:?}", c.violations);
     assert_eq!(c.guard_nacks, 0, "accesses sooner than the guard time");
-}
-
-fn owner() -> Object {
-    Object::permanent(rh::OWNER)
-}
-
-fn oaep_encrypt(public: &[u8], msg: &[u8]) -> Vec<u8> {
-    let p = Public::parse(public).expect("public area");
-    let PublicDetail::Rsa {
-        modulus, exponent, ..
-    } = p.detail
-    else {
-        panic!("not an RSA key")
-    };
-    let e = if exponent == 0 { 65537 } else { exponent };
-    let key = RsaPublicKey::new(BigUint::from_bytes_be(modulus), BigUint::from(e)).unwrap();
-    key.encrypt(&mut OsRng, Oaep::new::<sha2::Sha256>(), msg)
-        .unwrap()
 }
 
 // ---- the client operations, each one test ----
@@ -162,7 +142,7 @@ fn salted_session_and_oaep_decrypt(tpm: &mut I2cTpm, ecc: bool) {
         .unwrap();
     let mut msg = [0u8; 32];
     OsRng.fill_bytes(&mut msg);
-    let ct = oaep_encrypt(&blob.public, &msg);
+    let ct = oaep_encrypt(&blob.public, &msg, &mut OsRng);
     let mut out = [0u8; 512];
     let n = decrypt(tpm, &key, Auth::session(&mut s, KEY), &ct, &mut out).unwrap();
     assert_eq!(&out[..n], &msg);
