@@ -292,22 +292,43 @@ pub fn reflect(p: &Partitions, caller: CallerId, regs: [u64; 10]) -> Result<[u64
 }
 
 /// An hcall of the ultravisor's own (its `sc 1` entry calls this): reflected into the
-/// hypervisor partition. A partition that does not answer is reported and the call
-/// answers H_HARDWARE.
+/// hypervisor partition ([`reflect_call`]).
 pub fn call(caller: CallerId, nr: u64, args: [u64; 9]) -> papr::HcallResult {
-    let mut regs = [0u64; 10];
-    regs[0] = nr;
-    regs[1..].copy_from_slice(&args);
-    let answer = match MACHINE.try_lock() {
+    let r = match MACHINE.try_lock() {
         None => Err(Stopped::Unavailable("the partitions are in use")),
         Some(mut g) => match g.as_mut() {
             None => Err(Stopped::Unavailable(
                 "the hypervisor partition did not start",
             )),
-            Some(p) => reflect(p, caller, regs),
+            Some(p) => reflect(p, caller, regs_of(nr, args)),
         },
     };
-    match answer {
+    answer(caller, nr, r)
+}
+
+/// Hcall `nr` with `args` from `caller`, reflected into the hypervisor partition: its answer,
+/// or, when the partition gives none, a one-line report and H_HARDWARE.
+pub fn reflect_call(
+    p: &Partitions,
+    caller: CallerId,
+    nr: u64,
+    args: [u64; 9],
+) -> papr::HcallResult {
+    answer(caller, nr, reflect(p, caller, regs_of(nr, args)))
+}
+
+/// r3..r12 of hcall `nr` with `args`.
+fn regs_of(nr: u64, args: [u64; 9]) -> [u64; 10] {
+    let mut regs = [0u64; 10];
+    regs[0] = nr;
+    regs[1..].copy_from_slice(&args);
+    regs
+}
+
+/// The typed answer to a reflected hcall; a stop is reported (and kept for the self-tests)
+/// and answers H_HARDWARE.
+fn answer(caller: CallerId, nr: u64, r: Result<[u64; 10], Stopped>) -> papr::HcallResult {
+    match r {
         Ok(r) => {
             let mut out = [0u64; 9];
             out.copy_from_slice(&r[1..]);

@@ -143,24 +143,7 @@ struct Reflected<'p> {
 
 impl Hypercall for Reflected<'_> {
     fn hcall(&mut self, nr: u64, args: [u64; 9]) -> papr::HcallResult {
-        let mut regs = [0u64; 10];
-        regs[0] = nr;
-        regs[1..].copy_from_slice(&args);
-        match super::hvp::reflect(self.p, CallerId(SVM_LPID), regs) {
-            Ok(r) => {
-                let mut out = [0u64; 9];
-                out.copy_from_slice(&r[1..]);
-                papr::from_regs(r[0] as i64, out)
-            }
-            Err(why) => {
-                crate::println!(
-                    "uv: hypervisor partition (LPID {}) {why}; hcall {nr:#x} for LPID {SVM_LPID} answered H_HARDWARE",
-                    super::hvp::HV_LPID
-                );
-                Err(papr::PaprError::from_status(papr::H_HARDWARE)
-                    .unwrap_or(papr::PaprError::Resource))
-            }
-        }
+        super::hvp::reflect_call(self.p, CallerId(SVM_LPID), nr, args)
     }
 }
 
@@ -322,19 +305,12 @@ fn serve(
             }
             n if ULTRACALLS.contains(&n) => frame.gpr[3] = papr::H_FUNCTION as u64,
             _ => {
-                let mut regs = [0u64; 10];
-                regs.copy_from_slice(&frame.gpr[3..=12]);
-                match super::hvp::reflect(p, CallerId(SVM_LPID), regs) {
-                    Ok(r) => frame.gpr[3..=12].copy_from_slice(&r),
-                    Err(why) => {
-                        crate::println!(
-                            "uv: hypervisor partition (LPID {}) {why}; hcall {nr:#x} from LPID {SVM_LPID} answered H_HARDWARE",
-                            super::hvp::HV_LPID
-                        );
-                        frame.gpr[3] = papr::H_HARDWARE as u64;
-                        frame.gpr[4..=12].fill(0);
-                    }
-                }
+                let mut args = [0u64; 9];
+                args.copy_from_slice(&frame.gpr[4..=12]);
+                let r = super::hvp::reflect_call(p, CallerId(SVM_LPID), nr, args);
+                let ret = papr::to_regs(&r);
+                frame.gpr[3] = ret.status as u64;
+                frame.gpr[4..=12].copy_from_slice(&ret.out);
             }
         }
     }

@@ -295,6 +295,19 @@ const QUOT: u32 = 19;
 const TMP: u32 = 18;
 
 /// One pass of the program (see the module documentation for what it does).
+/// A loop at `label` copying COUNT (> 0) bytes from `src` to DST, leaving both just past
+/// what they copied and COUNT zero.
+fn copy_bytes(a: &mut Asm<'_>, label: &'static str, src: u32) {
+    a.label(label);
+    a.emit(lbz(BYTE, 0, src));
+    a.emit(stb(BYTE, 0, DST));
+    a.emit(addi(src, src, 1));
+    a.emit(addi(DST, DST, 1));
+    a.emit(addi(COUNT, COUNT, -1));
+    a.emit(cmpdi(COUNT, 0));
+    a.emit(bne(a.to(label)));
+}
+
 fn program(a: &mut Asm<'_>) {
     // Step 1: UV_ESM with the blob as received in r4/r5.
     a.emit(mr(LPID, 3));
@@ -320,14 +333,7 @@ fn program(a: &mut Asm<'_>) {
     // Copy the banner.
     a.emit(mr(DST, SCRATCH));
     a.emit(li(COUNT, BANNER.len() as i16));
-    a.label("copy");
-    a.emit(lbz(BYTE, 0, SRC));
-    a.emit(stb(BYTE, 0, DST));
-    a.emit(addi(SRC, SRC, 1));
-    a.emit(addi(DST, DST, 1));
-    a.emit(addi(COUNT, COUNT, -1));
-    a.emit(cmpdi(COUNT, 0));
-    a.emit(bne(a.to("copy")));
+    copy_bytes(a, "copy", SRC);
 
     // The LPID's decimal digits, least significant first, downwards from DIGITS_END.
     a.emit(addi(DIGIT_PTR, SCRATCH, DIGITS_END));
@@ -347,14 +353,7 @@ fn program(a: &mut Asm<'_>) {
     a.emit(bne(a.to("digit")));
 
     // Append them, most significant first, then the newline.
-    a.label("append");
-    a.emit(lbz(BYTE, 0, DIGIT_PTR));
-    a.emit(stb(BYTE, 0, DST));
-    a.emit(addi(DIGIT_PTR, DIGIT_PTR, 1));
-    a.emit(addi(DST, DST, 1));
-    a.emit(addi(COUNT, COUNT, -1));
-    a.emit(cmpdi(COUNT, 0));
-    a.emit(bne(a.to("append")));
+    copy_bytes(a, "append", DIGIT_PTR);
     a.emit(li(BYTE, i16::from(b'\n')));
     a.emit(stb(BYTE, 0, DST));
     a.emit(addi(DST, DST, 1));
