@@ -294,7 +294,6 @@ const LEFT: u32 = 20;
 const QUOT: u32 = 19;
 const TMP: u32 = 18;
 
-/// One pass of the program (see the module documentation for what it does).
 /// A loop at `label` copying COUNT (> 0) bytes from `src` to DST, leaving both just past
 /// what they copied and COUNT zero.
 fn copy_bytes(a: &mut Asm<'_>, label: &'static str, src: u32) {
@@ -308,7 +307,16 @@ fn copy_bytes(a: &mut Asm<'_>, label: &'static str, src: u32) {
     a.emit(bne(a.to(label)));
 }
 
-fn program(a: &mut Asm<'_>) {
+/// Whether the program heeds the ESM answer ([`demo_payload`]) or ignores it
+/// ([`defiant_payload`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Esm {
+    Heeded,
+    Ignored,
+}
+
+/// One pass of the program (see the module documentation for what it does).
+fn program(a: &mut Asm<'_>, esm: Esm) {
     // Step 1: UV_ESM with the blob as received in r4/r5.
     a.emit(mr(LPID, 3));
     a.emit(mr(SCRATCH, 6));
@@ -316,7 +324,10 @@ fn program(a: &mut Asm<'_>) {
     a.emit(ori(3, 3, UV_ESM as u16));
     a.emit(sc1());
     a.emit(cmpdi(3, 0));
-    a.emit(bne(a.to("fail")));
+    a.emit(match esm {
+        Esm::Heeded => bne(a.to("fail")),
+        Esm::Ignored => ori(0, 0, 0),
+    });
 
     // SRC = the data section, found from this code's own address.
     a.emit(bcl(20, 31, 4));
@@ -395,10 +406,14 @@ fn program(a: &mut Asm<'_>) {
 
 /// Assembles the program (two passes: the labels the first finds fix the second's branches).
 fn assemble() -> Program {
+    assemble_with(Esm::Heeded)
+}
+
+fn assemble_with(esm: Esm) -> Program {
     let mut first = Asm::new(None);
-    program(&mut first);
+    program(&mut first, esm);
     let mut second = Asm::new(Some(&first.labels));
-    program(&mut second);
+    program(&mut second, esm);
     assert_eq!(first.labels, second.labels, "the passes disagree");
     assert_eq!(second.labels["data"], second.here());
     Program {
@@ -411,7 +426,19 @@ fn assemble() -> Program {
 /// exactly [`PAYLOAD_LEN`] bytes; the same bytes on every call. See the module documentation
 /// for its ABI.
 pub fn demo_payload() -> Vec<u8> {
-    let mut out = assemble().bytes();
+    padded(assemble())
+}
+
+/// The attack on "a rejected SVM never runs": the same program with the ESM answer ignored
+/// (its `bne` after UV_ESM is a `nop`), so it prints its line whatever the ultravisor said.
+/// Booted with a blob sealed to another kernel, it prints nothing only because the
+/// ultravisor never enters a rejected SVM again.
+pub fn defiant_payload() -> Vec<u8> {
+    padded(assemble_with(Esm::Ignored))
+}
+
+fn padded(p: Program) -> Vec<u8> {
+    let mut out = p.bytes();
     assert!(out.len() <= PAYLOAD_LEN, "the payload outgrew its page");
     out.resize(PAYLOAD_LEN, 0);
     out
@@ -748,10 +775,18 @@ mod tests {
 
     /// Runs the demo payload in `env` until UV_SVM_TERMINATE, checking every call.
     fn run(env: &Env) -> Outcome {
-        let program = assemble();
+        run_program(env, Esm::Heeded)
+    }
+
+    fn run_program(env: &Env, esm: Esm) -> Outcome {
+        let program = assemble_with(esm);
         let code_end = env.load_at + program.code.len() as u64 * 4;
         let mut mem = Mem::default();
-        mem.map(env.load_at, &demo_payload(), false);
+        let page = match esm {
+            Esm::Heeded => demo_payload(),
+            Esm::Ignored => defiant_payload(),
+        };
+        mem.map(env.load_at, &page, false);
         mem.map(SCRATCH_AT, &[0xa5; PAGE as usize], true); // not zero: the payload zeroes
         let mut gpr = [0u64; 32];
         if env.dirty_entry {
@@ -795,7 +830,10 @@ mod tests {
                     r[3] = env.esm;
                 }
                 H_PUT_TERM_CHAR => {
-                    assert!(esm_done && env.esm == 0, "printing before an accepted ESM");
+                    assert!(
+                        esm_done && (env.esm == 0 || esm == Esm::Ignored),
+                        "printing before an accepted ESM"
+                    );
                     assert_eq!(r[4], 0, "terminal number");
                     let n = r[5] as usize;
                     assert!((1..=16).contains(&n), "H_PUT_TERM_CHAR of {n} bytes");
@@ -896,6 +934,17 @@ mod tests {
             assert_eq!((out.puts, out.printed.len()), (0, 0));
             assert_eq!(out.exit_status, status);
         }
+    }
+
+    #[test]
+    fn the_defiant_payload_prints_its_line_even_when_the_esm_call_is_refused() {
+        let env = Env {
+            esm: -1i64 as u64,
+            ..Env::new(7)
+        };
+        let out = run_program(&env, Esm::Ignored);
+        assert_eq!(out.printed, line(7).as_bytes());
+        assert_ne!(defiant_payload(), demo_payload());
     }
 
     #[test]

@@ -287,7 +287,8 @@ pub enum Scenario {
     Accepted,
     /// One bit of the encrypted digests flipped: AES-GCM authentication fails.
     TamperedCiphertext,
-    /// The kernel loaded differs (one byte) from the one the blob's digest covers.
+    /// The kernel loaded is not the one the blob's digest covers: the defiant payload, which
+    /// prints its line even when the ESM call is refused ([`crate::payload::defiant_payload`]).
     WrongKernel,
     /// The bootargs given differ from the ones the blob's digest covers.
     WrongBootargs,
@@ -363,11 +364,10 @@ impl Scenario {
                 }
             }
             Scenario::WrongKernel => {
-                // The payload's first instruction: were the SVM entered past the check, it
-                // would not run the program the blob's digest covers.
-                if let Some(b) = booted.kernel.get_mut(0) {
-                    *b ^= 0x80;
-                }
+                // Not the kernel the blob's digest covers, and one that prints its line
+                // whatever the ESM call answers: the verdict's check that a rejected SVM
+                // prints nothing then holds only because the ultravisor never enters it again.
+                booted.kernel = crate::payload::defiant_payload();
             }
             Scenario::WrongBootargs => booted.bootargs = DEMO_BOOTARGS.replace("svm=on", "svm=of"),
         }
