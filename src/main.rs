@@ -17,9 +17,9 @@ mod target {
     use core::sync::atomic::{AtomicBool, Ordering};
     use pefbox::bootargs;
     use pefbox::dtb::Dtb;
-    use pefbox::platform::bootinfo::BootInfo;
+    use pefbox::platform::bootinfo::{BootInfo, TpmLink};
+    use pefbox::platform::tpm_link::{self, Link};
     use pefbox::platform::{console, opal};
-    use pefbox::platform::{tpm_uart::UartTpmLink, uart::Uart16550};
     use pefbox::report::{self, Tally};
     #[cfg(feature = "selftest")]
     use pefbox::selftest;
@@ -60,7 +60,8 @@ mod target {
             // while the image runs, so nothing else drives this UART.
             unsafe { console::use_uart(u.mmio) };
         }
-        banner(&info, dtb.is_ok());
+        let (choice, forced) = tpm_link_choice(&info);
+        banner(&info, dtb.is_ok(), choice, forced.as_ref());
         if bootargs::bootarg_flag(info.bootargs, "dump-dt") {
             match &dtb {
                 Ok(d) => {
@@ -79,23 +80,26 @@ mod target {
             .map(|(b, s)| b.saturating_add(*s))
             .max()
             .unwrap_or(0);
-        let link = info.tpm_uart().map(|u| {
-            // SAFETY: the address was translated from the device tree's ns16550 node that
-            // skiboot did not reserve; only this link (firmware, then hypervisor) drives it.
-            let uart = unsafe { Uart16550::new(u.mmio) };
-            UartTpmLink::new(uart, tb_hz)
-        });
+        let link = Link::open(choice, tb_hz);
         let mut flow = BootFlow::default();
+        if let Some(Err(e)) = &forced {
+            println!("{}", report::Fail("tpm-i2c", e));
+            flow.failures += 1;
+        }
         let t0 = arch::timebase();
         let (link, handoff) = provision(link, &mut flow);
         flow.provision_ms = ms(arch::timebase() - t0, tb_hz);
-        let devices = [info.console_uart(), info.tpm_uart()].map(|u| u.map(|u| u.mmio));
+        let tpm_uart = match choice {
+            TpmLink::Uart(u) => Some(u),
+            _ => None,
+        };
+        let devices = [info.console_uart(), tpm_uart].map(|u| u.map(|u| u.mmio));
         configure_hypervisor(
             link,
             ram_top,
             &devices,
             weakened_for_the_control(&info),
-            info.i2c_tpm,
+            choice,
         );
         ultravisor(&info, handoff, ram_top, tb_hz, &mut flow);
         println!(
@@ -142,7 +146,29 @@ mod target {
         Dtb::new(bytes)
     }
 
-    fn banner(info: &BootInfo<'_>, dt_ok: bool) {
+    /// The TPM link the device tree names ([`BootInfo::tpm_link`]), and in the self-test
+    /// image the bootarg `tpm-i2c=BUS,ADDR[,npct650|tcg]` that names an I2C TPM the tree does
+    /// not (QEMU has no TPM on I2C: this points the I2C link at a bus address to show its
+    /// errors end to end). The second value is that bootarg, or why it was refused.
+    fn tpm_link_choice<'a>(
+        info: &BootInfo<'a>,
+    ) -> (TpmLink<'a>, Option<Result<&'a str, alloc::string::String>>) {
+        #[cfg(feature = "selftest")]
+        if let Some(v) = bootargs::bootarg(info.bootargs, "tpm-i2c") {
+            return match pefbox::platform::bootinfo::parse_tpm_i2c(v) {
+                Ok(t) => (TpmLink::I2c(t), Some(Ok(v))),
+                Err(e) => (TpmLink::None, Some(Err(e))),
+            };
+        }
+        (info.tpm_link(), None)
+    }
+
+    fn banner(
+        info: &BootInfo<'_>,
+        dt_ok: bool,
+        choice: TpmLink<'_>,
+        forced: Option<&Result<&str, alloc::string::String>>,
+    ) {
         let ram: u64 = info.memory.iter().map(|r| r.1).sum();
         print!("{}{VERSION} powernv: {}", report::BANNER, info.model);
         for (i, c) in info.compatible.iter().enumerate() {
@@ -166,24 +192,37 @@ mod target {
         if !info.i2c_buses.is_empty() {
             println!("  I2C: {} OPAL bus(es)", info.i2c_buses.len());
         }
-        if let Some(t) = info.i2c_tpm {
-            let bus = info.i2c_buses.iter().find(|b| b.opal_id == t.bus);
-            println!(
-                "  TPM on I2C: {} at {:#x} on OPAL bus {} ({}/{}): found, but this image does not drive an I2C TPM yet",
-                t.compatible,
-                t.addr,
-                t.bus,
-                bus.map_or("?", |b| b.engine),
-                bus.map_or("?", |b| b.name)
-            );
-        }
-        match info.tpm_uart() {
-            Some(u) => println!(
+        match choice {
+            TpmLink::I2c(t) => {
+                let bus = info.i2c_buses.iter().find(|b| b.opal_id == t.bus);
+                println!(
+                    "  TPM link: I2C, {} at {:#x} on OPAL bus {} ({}), {}{}",
+                    t.compatible,
+                    t.addr,
+                    t.bus,
+                    bus.map_or(alloc::string::String::from("no such bus in the device tree"), |b| alloc::format!("{}/{}", b.engine, b.name)),
+                    tpm_link::map_name(t.map),
+                    match forced {
+                        Some(Ok(v)) => alloc::format!("; named by the bootarg tpm-i2c={v} (self-test image), not by the device tree"),
+                        _ => alloc::string::String::new(),
+                    }
+                );
+                if let Some(u) = info.tpm_uart() {
+                    println!(
+                        "  (the 16550 at I/O {:#x} is not used: an I2C TPM comes first)",
+                        u.io_port
+                    );
+                }
+            }
+            TpmLink::Uart(u) => println!(
                 "  TPM link: 16550 at I/O {:#x} (MMIO {:#x})",
                 u.io_port, u.mmio
             ),
-            None => println!(
-                "  TPM link: none (no 16550 beside the console, no Nuvoton TPM node on an OPAL I2C bus): H_TPM_COMM answers H_FUNCTION"
+            TpmLink::None if forced.is_some() => println!(
+                "  TPM link: none (the bootarg tpm-i2c= is malformed): H_TPM_COMM answers H_FUNCTION"
+            ),
+            TpmLink::None => println!(
+                "  TPM link: none (no Nuvoton TPM node on an OPAL I2C bus, no 16550 beside the console): H_TPM_COMM answers H_FUNCTION"
             ),
         }
         println!("  bootargs: \"{}\"", info.bootargs);
@@ -224,9 +263,9 @@ mod target {
     /// The firmware role: provision the TPM keys over the link (the firmware's own channel,
     /// before the hypervisor exists), then hand the link on.
     fn provision(
-        link: Option<UartTpmLink>,
+        link: Option<Link>,
         flow: &mut BootFlow,
-    ) -> (Option<UartTpmLink>, Option<fw::provision::Provisioned>) {
+    ) -> (Option<Link>, Option<fw::provision::Provisioned>) {
         let Some(link) = link else {
             println!("fw: no TPM link: nothing provisioned");
             return (None, None);
@@ -271,6 +310,9 @@ mod target {
             }
             Err(e) => {
                 println!("{}", report::Fail("provisioning", e));
+                if let Some(f) = link.last_fault() {
+                    println!("fw: TPM link: {f}");
+                }
                 flow.failures += 1;
                 (Some(link), None)
             }
@@ -291,11 +333,11 @@ mod target {
     }
 
     fn configure_hypervisor(
-        link: Option<UartTpmLink>,
+        link: Option<Link>,
         ram_top: u64,
         devices: &[Option<u64>],
         control: Option<u64>,
-        i2c_tpm: Option<pefbox::platform::bootinfo::I2cTpmInfo<'_>>,
+        choice: TpmLink<'_>,
     ) {
         let has_link = link.is_some();
         match pefbox::target::hv::configure(link, ram_top) {
@@ -304,8 +346,9 @@ mod target {
             Err(e) => println!("hv: caller memory refused ({e:?}); H_TPM_COMM disabled"),
         }
         let devices: heapless::Vec<u64, 2> = devices.iter().flatten().copied().collect();
-        if let Some(t) = i2c_tpm {
-            // Ready for the I2C link: the hypervisor may reach this device, and no other.
+        if let TpmLink::I2c(t) = choice {
+            // The I2C link: the hypervisor may reach this device through the ultravisor, and
+            // no other.
             pefbox::target::hvp::allow_i2c(t.bus, t.addr);
         }
         match pefbox::target::hvp::start(ram_top, &devices, control) {
@@ -474,6 +517,9 @@ mod target {
             pefbox::target::hv::HV.with_link(|l| l.transact(&wire::shutdown(su::CLEAR), &mut rsp));
         let rc = wire::code(&rsp).unwrap_or(u32::MAX);
         match r {
+            None if pefbox::target::hv::HV.is_busy() => println!(
+                "hv: TPM2_Shutdown(CLEAR) not sent: the hypervisor was stopped inside a call, holding the link"
+            ),
             None => {}
             Some(Ok(10)) if rc == wire::RC_SUCCESS => println!("hv: TPM2_Shutdown(CLEAR) done"),
             Some(Ok(_)) => println!("hv: TPM2_Shutdown(CLEAR) refused: rc {rc:#x}"),

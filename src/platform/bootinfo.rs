@@ -44,14 +44,9 @@ pub struct I2cBusInfo<'a> {
 }
 
 /// Which register map a Nuvoton TPM on I2C speaks (skiboot `libstb/drivers/tpm_i2c_nuvoton.c`
-/// knows both).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum I2cTpmMap {
-    /// `nuvoton,npct650`: skiboot's own map (TPM_STS 0x00, burstCount 0x01, FIFO 0x20/0x40).
-    Npct650,
-    /// `nuvoton,npct75x`: the TCG PC Client I2C interface (STS 0x18, DATA_FIFO 0x24, ...).
-    TcgI2c,
-}
+/// knows both): `nuvoton,npct650` is [`I2cTpmMap::Npct650`], `nuvoton,npct75x` the TCG I2C
+/// interface, [`I2cTpmMap::TcgI2c`].
+pub use crate::tpm_i2c::RegisterMap as I2cTpmMap;
 
 /// A TPM node under an I2C bus.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,6 +190,45 @@ impl<'a> BootInfo<'a> {
     }
 }
 
+/// The self-test image's bootarg `tpm-i2c=BUS,ADDR[,MAP]` (BUS and ADDR decimal or `0x` hex,
+/// MAP `npct650`, the default, or `tcg`): an I2C TPM the device tree does not name, for
+/// driving the I2C link where no TPM node exists (QEMU). Each refusal names the field and why.
+pub fn parse_tpm_i2c(v: &str) -> Result<I2cTpmInfo<'static>, alloc::string::String> {
+    use alloc::format;
+    let mut f = v.split(',');
+    let mut number = |what: &str| {
+        f.next()
+            .and_then(crate::bootargs::parse_number)
+            .ok_or_else(|| format!("tpm-i2c={v}: {what} is missing or not a number"))
+    };
+    let bus = number("BUS")?;
+    let addr = number("ADDR")?;
+    let bus =
+        u32::try_from(bus).map_err(|_| format!("tpm-i2c={v}: BUS {bus:#x} exceeds 32 bits"))?;
+    let addr = match u16::try_from(addr) {
+        Ok(a) if a < 0x80 => a,
+        _ => {
+            return Err(format!(
+                "tpm-i2c={v}: ADDR {addr:#x} is not a 7-bit address"
+            ))
+        }
+    };
+    let (map, compatible) = match f.next() {
+        None | Some("npct650") => (I2cTpmMap::Npct650, "nuvoton,npct650"),
+        Some("tcg") => (I2cTpmMap::TcgI2c, "nuvoton,npct75x"),
+        Some(m) => return Err(format!("tpm-i2c={v}: MAP {m:?} is neither npct650 nor tcg")),
+    };
+    if f.next().is_some() {
+        return Err(format!("tpm-i2c={v}: more than BUS,ADDR,MAP"));
+    }
+    Ok(I2cTpmInfo {
+        bus,
+        addr,
+        map,
+        compatible,
+    })
+}
+
 /// `node` as a Nuvoton TPM on bus `bus`: a `tpm@` node with a compatible this image knows and
 /// a 7-bit `reg`.
 fn i2c_tpm<'a>(node: &Node<'a>, bus: u32) -> Option<I2cTpmInfo<'a>> {
@@ -277,6 +311,31 @@ mod tests {
     use super::*;
 
     const QEMU_DTB: &[u8] = include_bytes!("../../crates/dtb/testdata/qemu-powernv9.dtb");
+
+    #[test]
+    fn the_tpm_i2c_bootarg_names_a_bus_an_address_and_a_map_or_says_what_is_wrong() {
+        let t = parse_tpm_i2c("30,0x57").expect("default map");
+        assert_eq!((t.bus, t.addr, t.map), (30, 0x57, I2cTpmMap::Npct650));
+        assert_eq!(t.compatible, "nuvoton,npct650");
+        let t = parse_tpm_i2c("0x1e,87,tcg").expect("tcg map");
+        assert_eq!((t.bus, t.addr, t.map), (30, 87, I2cTpmMap::TcgI2c));
+        assert_eq!(t.compatible, "nuvoton,npct75x");
+        for (v, why) in [
+            ("", "BUS is missing or not a number"),
+            ("30", "ADDR is missing or not a number"),
+            ("x,0x57", "BUS is missing or not a number"),
+            ("0x100000000,0x57", "BUS 0x100000000 exceeds 32 bits"),
+            ("30,0x80", "ADDR 0x80 is not a 7-bit address"),
+            ("30,0x10000", "ADDR 0x10000 is not a 7-bit address"),
+            (
+                "30,0x57,npct75x",
+                "MAP \"npct75x\" is neither npct650 nor tcg",
+            ),
+            ("30,0x57,tcg,1", "more than BUS,ADDR,MAP"),
+        ] {
+            assert_eq!(parse_tpm_i2c(v), Err(format!("tpm-i2c={v}: {why}")), "{v}");
+        }
+    }
 
     #[test]
     fn reads_qemu_powernv9_tree() {

@@ -80,7 +80,7 @@ pub const CHECK_ASYNC_COMPLETION: u64 = 86;
 /// asynchronously.
 pub const I2C_REQUEST: u64 = 109;
 /// OPAL_PARAMETER.
-const OPAL_PARAMETER: i64 = -1;
+pub const OPAL_PARAMETER: i64 = -1;
 /// OPAL_BUSY: not finished yet.
 const OPAL_BUSY: i64 = -2;
 /// OPAL_ASYNC_COMPLETION: accepted; the result comes through OPAL_CHECK_ASYNC_COMPLETION.
@@ -112,6 +112,17 @@ pub enum I2cError {
 }
 
 impl I2cError {
+    /// The OPAL status this failure stands for, as the ultravisor answers it to the
+    /// hypervisor partition: the code OPAL gave, OPAL_TIMEOUT (-33) for no completion,
+    /// OPAL_PARAMETER for a bad length.
+    pub fn code(self) -> i64 {
+        match self {
+            I2cError::Refused(c) | I2cError::Failed(c) => c,
+            I2cError::Timeout => -33,
+            I2cError::Length(_) => OPAL_PARAMETER,
+        }
+    }
+
     /// skiboot's name for a status (`include/opal-api.h`).
     pub fn name(code: i64) -> &'static str {
         match code {

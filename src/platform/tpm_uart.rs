@@ -1,4 +1,4 @@
-//! The hypervisor's first TPM link: a 16550 UART whose other end (QEMU's `-serial chardev`
+//! The hypervisor's TPM link under QEMU: a 16550 UART whose other end (QEMU's `-serial chardev`
 //! socket) reaches swtpm through the launcher's framing relay (`tests-qemu/src/relay.rs`).
 //!
 //! Framing: the command goes out whole; the response is read as a 10-byte header, then
@@ -13,19 +13,6 @@
 
 use super::uart::Uart16550;
 use crate::arch;
-#[cfg(feature = "selftest")]
-use core::sync::atomic::{AtomicU64, Ordering};
-
-/// Timebase ticks spent inside [`UartTpmLink::transact`] since boot (for the benchmark
-/// self-test: the handler's own cost is an hcall's time minus its time on the link).
-/// Self-test image only.
-#[cfg(feature = "selftest")]
-#[link_section = ".hvdata"]
-pub static LINK_TICKS: AtomicU64 = AtomicU64::new(0);
-/// Round trips made by [`UartTpmLink::transact`] since boot. Self-test image only.
-#[cfg(feature = "selftest")]
-#[link_section = ".hvdata"]
-pub static LINK_CALLS: AtomicU64 = AtomicU64::new(0);
 use crate::tpm::transport::{Transport, TransportError, MAX_TPM_MESSAGE};
 use crate::tpm::wire::{self, cc};
 
@@ -91,8 +78,6 @@ impl UartTpmLink {
 
 impl Transport for UartTpmLink {
     fn transact(&mut self, command: &[u8], response: &mut [u8]) -> Result<usize, TransportError> {
-        #[cfg(feature = "selftest")]
-        let t0 = arch::timebase();
         if self.dirty {
             self.drain();
         } else {
@@ -100,11 +85,6 @@ impl Transport for UartTpmLink {
         }
         let r = self.round_trip(command, response);
         self.dirty = r.is_err();
-        #[cfg(feature = "selftest")]
-        {
-            LINK_TICKS.fetch_add(arch::timebase() - t0, Ordering::Relaxed);
-            LINK_CALLS.fetch_add(1, Ordering::Relaxed);
-        }
         r
     }
 }

@@ -134,6 +134,11 @@ pub const TESTS: &[Test] = &[
         run: hv_i2c,
     },
     Test {
+        name: "hv-stopped-holding-state",
+        default: false,
+        run: hv_stopped_holding_state,
+    },
+    Test {
         name: "partition-weakened",
         default: false,
         run: super::partition::weakened,
@@ -547,6 +552,43 @@ fn host_request(verb: &str) -> Result<(), String> {
     Err(format!("host did not acknowledge {verb:?}"))
 }
 
+/// `hv-stopped-holding-state`: the hypervisor partition stopped (HDSI: a load from the
+/// ultravisor's heap, by a relay hook, `target::hv::testing::fault_in_relay`) inside
+/// H_TPM_COMM, while it holds its state (slots, link). The ultravisor must never wait on
+/// that state: the call answers H_HARDWARE, the next is refused at once without running the
+/// hypervisor, and the ultravisor's own uses of the state (a caller's memory, the observer,
+/// the link) refuse instead of waiting. Before they did, the boot hung at the first of them.
+/// It leaves the hypervisor unusable: run it alone.
+fn hv_stopped_holding_state() -> TestResult {
+    use crate::target::hv::{testing::fault_in_relay, HV};
+    HV.with_observer(|m| m.snoop_fn = Some(fault_in_relay))
+        .ok_or("the hypervisor's state was held before the test")?;
+    let (st, _, _) = execute(&GET_RANDOM_16);
+    if st != crate::papr::H_HARDWARE {
+        return Err(format!(
+            "the stopped call answered {st}, expected H_HARDWARE"
+        ));
+    }
+    if !HV.is_busy() {
+        return Err("the hypervisor stopped without holding its state: nothing tested".into());
+    }
+    let (st, _, _) = execute(&GET_RANDOM_16);
+    if st != crate::papr::H_HARDWARE {
+        return Err(format!("the next call answered {st}, expected H_HARDWARE"));
+    }
+    let caller = crate::hv::CallerId(7);
+    if HV.set_caller_memory(caller, None) != Err(crate::hv::CallerMemoryError::Busy) {
+        return Err("setting a caller's memory did not refuse".into());
+    }
+    if HV.with_observer(|m| m.snoop_fn = None).is_some() || HV.with_link(|_| ()).is_some() {
+        return Err("the observer or the link was reached through the held state".into());
+    }
+    crate::println!(
+        "  hv-stopped-holding-state: stopped call H_HARDWARE; next call H_HARDWARE without running it; caller memory, observer and link refused, nothing waited"
+    );
+    Ok(())
+}
+
 fn tpm_fault() -> TestResult {
     use crate::platform::tpm_uart::DEFAULT_TIMEOUT_MS;
     let tb_hz = arch::timebase_hz();
@@ -917,7 +959,7 @@ fn uv_tamper() -> TestResult {
 /// into time on the TPM link and the handler's own time. One `bench ...` line; the launcher
 /// adds the swtpm-side time of the same commands measured at the relay.
 fn hcall_bench() -> TestResult {
-    use crate::platform::tpm_uart::{LINK_CALLS, LINK_TICKS};
+    use crate::platform::tpm_link::{LINK_CALLS, LINK_TICKS};
     use core::sync::atomic::Ordering;
     const N: u64 = 200;
     let t0 = arch::timebase();

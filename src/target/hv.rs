@@ -11,7 +11,7 @@
 //! the ultravisor when it builds the partition (`Hypervisor::set_caller_memory`), which maps the
 //! partition's guest-physical addresses to where the hypervisor partition reaches those pages.
 
-use crate::platform::tpm_uart::UartTpmLink;
+use crate::platform::tpm_link::Link;
 use ::hv::{CallerId, CheckedRange, GuestMemory, GuestRange, Hypervisor, RegionTable};
 
 use crate::platform::layout::{IMAGE_BASE, SKIBOOT_BASE, SKIBOOT_SIZE};
@@ -53,10 +53,11 @@ const OBSERVER: Observer = ::hv::Meddler::new(::hv::Meddle::Off);
 #[cfg(not(feature = "selftest"))]
 const OBSERVER: Observer = ::hv::Quiet;
 
-/// The machine's hypervisor: H_TPM_COMM over the UART link, relaying past [`Observer`].
+/// The machine's hypervisor: H_TPM_COMM over the TPM link ([`Link`]: I2C or UART), relaying
+/// past [`Observer`].
 /// It lives in `.hvdata`, the hypervisor partition's own pages (`target::hvp`).
 #[link_section = ".hvdata"]
-pub static HV: Hypervisor<UartTpmLink, RealGuestMemory, Observer> =
+pub static HV: Hypervisor<Link, RealGuestMemory, Observer> =
     Hypervisor::new(RealGuestMemory, OBSERVER);
 
 /// An hcall handler: the caller and r4..r12 in, the typed return out.
@@ -148,28 +149,6 @@ fn flush_term(line: &mut TermLine) {
     line.len = 0;
 }
 
-/// One OPAL I2C register transfer from the hypervisor partition, through the ultravisor
-/// ([`crate::papr::UV_PEFBOX_I2C`]): `write` or read `buf` (1..=256 bytes, in the
-/// hypervisor's own memory) at register `reg` of the device at `addr` on OPAL bus `bus`.
-/// `Err` is the OPAL status (OPAL_PERMISSION, -8, for a device the ultravisor does not allow).
-pub fn uv_i2c(write: bool, bus: u32, addr: u16, reg: u8, buf: &mut [u8]) -> Result<(), i64> {
-    let args = [
-        u64::from(write),
-        u64::from(bus),
-        u64::from(addr),
-        u64::from(reg),
-        buf.as_mut_ptr() as u64,
-        buf.len() as u64,
-        0,
-        0,
-        0,
-    ];
-    match crate::arch::hcall(crate::papr::UV_PEFBOX_I2C, args).0 {
-        0 => Ok(()),
-        rc => Err(rc),
-    }
-}
-
 /// H_TPM_COMM, from the calling partition.
 fn tpm_comm(caller: CallerId, args: &[u64; 9]) -> crate::papr::HcallResult {
     HV.hcall(caller, crate::papr::H_TPM_COMM, args)
@@ -192,9 +171,9 @@ pub fn service(call: &mut super::hvp::HvCall) {
 }
 
 /// Configures [`HV`]: the caller window as the only caller region, and the link (None when
-/// the device tree shows no TPM UART: then H_TPM_COMM answers H_FUNCTION). A bound given
+/// the device tree shows no TPM: then H_TPM_COMM answers H_FUNCTION). A bound given
 /// in reverse (an end below its start) is refused as [`::hv::RegionError::Wraps`].
-pub fn configure(link: Option<UartTpmLink>, ram_top: u64) -> Result<(), ::hv::RegionError> {
+pub fn configure(link: Option<Link>, ram_top: u64) -> Result<(), ::hv::RegionError> {
     let (gs, ge) = crate::platform::layout::guest_window();
     let span = |start: u64, end: u64| {
         end.checked_sub(start)
@@ -272,12 +251,26 @@ pub mod testing {
         }
     }
 
+    /// `hv-stopped-holding-state`'s relay hook: a load from the ultravisor's heap, which the
+    /// hypervisor partition does not map, so the partition stops (HDSI) inside the relay,
+    /// holding its state.
+    pub fn fault_in_relay(_caller: CallerId, _dir: Direction, _bytes: &[u8]) {
+        extern "C" {
+            static __heap_start: u8;
+        }
+        // SAFETY: a relay hook runs in the hypervisor partition, whose tree does not map the
+        // ultravisor's heap: the load stops the partition before it completes, nothing is
+        // read. (In hypervisor state it would read one byte of the image's own RAM.)
+        let _ = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(__heap_start)) };
+    }
+
     /// `H_PEFBOX_I2C_RW`'s handler (`selftest::target`), run in the hypervisor partition: the
-    /// register round trip of `i2c-opal`, through the ultravisor ([`super::uv_i2c`]) on the
-    /// device r4 (bus), r5 (address), r6 (register) names. r4 = 0 or the first failing OPAL
+    /// register round trip of `i2c-opal`, through the ultravisor (`platform::tpm_i2c::uv_i2c`)
+    /// on the device r4 (bus), r5 (address), r6 (register) names. r4 = 0 or the first failing OPAL
     /// status; r5 = the register's value before; r6, r7 = what read back after writing 0xA5
     /// and 0x5A (the register is restored).
     pub fn i2c_rw(caller: CallerId, args: &[u64; 9]) -> crate::papr::HcallResult {
+        use crate::platform::tpm_i2c::uv_i2c;
         if caller != CallerId(0) {
             return Err(crate::papr::PaprError::Function);
         }
@@ -290,15 +283,15 @@ pub mod testing {
         };
         let run = || -> Result<[u64; 3], i64> {
             let mut was = [0u8; 1];
-            super::uv_i2c(false, bus, addr, reg, &mut was)?;
+            uv_i2c(false, bus, addr, reg, &mut was)?;
             let mut back = [0u64; 2];
             for (slot, pattern) in back.iter_mut().zip([0xA5u8, 0x5A]) {
-                super::uv_i2c(true, bus, addr, reg, &mut [pattern])?;
+                uv_i2c(true, bus, addr, reg, &mut [pattern])?;
                 let mut b = [0u8; 1];
-                super::uv_i2c(false, bus, addr, reg, &mut b)?;
+                uv_i2c(false, bus, addr, reg, &mut b)?;
                 *slot = u64::from(b[0]);
             }
-            super::uv_i2c(true, bus, addr, reg, &mut was)?;
+            uv_i2c(true, bus, addr, reg, &mut was)?;
             Ok([u64::from(was[0]), back[0], back[1]])
         };
         Ok(match run() {

@@ -86,15 +86,15 @@ pub fn disallow_i2c(bus: u32, addr: u16) {
 /// (a TPM command over I2C takes a few hundred register transfers).
 const ULTRACALLS_PER_HCALL: u32 = 20_000;
 
-/// OPAL_PARAMETER / OPAL_PERMISSION, as the ultravisor answers a refused UV_PEFBOX_I2C.
-const OPAL_PARAMETER: i64 = -1;
+/// OPAL_PERMISSION, as the ultravisor answers a refused UV_PEFBOX_I2C (OPAL_PARAMETER for
+/// a malformed one).
 const OPAL_PERMISSION: i64 = -8;
 
 /// Serves the hypervisor partition's UV_PEFBOX_I2C (see [`papr::UV_PEFBOX_I2C`]): only for an
 /// allowed device, only with a buffer in the partition's own writable memory, copied through a
 /// buffer of the ultravisor's so OPAL never sees a partition address.
 fn serve_i2c(p: &Partitions, f: &HcallFrame) -> i64 {
-    use crate::platform::opal::{i2c_transfer, I2cError, I2cOp};
+    use crate::platform::opal::{i2c_transfer, I2cError, I2cOp, OPAL_PARAMETER};
     let [op, bus, addr, reg, buf, len] =
         [f.gpr[4], f.gpr[5], f.gpr[6], f.gpr[7], f.gpr[8], f.gpr[9]];
     let op = match op {
@@ -127,12 +127,7 @@ fn serve_i2c(p: &Partitions, f: &HcallFrame) -> i64 {
             *b = unsafe { core::ptr::read_volatile((host as *const u8).add(i)) };
         }
     }
-    let rc = match i2c_transfer(bus, addr, reg, op, data) {
-        Ok(()) => 0,
-        Err(I2cError::Refused(c) | I2cError::Failed(c)) => c,
-        Err(I2cError::Timeout) => -33,
-        Err(I2cError::Length(_)) => OPAL_PARAMETER,
-    };
+    let rc = i2c_transfer(bus, addr, reg, op, data).map_or_else(I2cError::code, |()| 0);
     if rc == 0 && op == I2cOp::Read {
         for (i, b) in data.iter().enumerate() {
             // SAFETY: as above, writing the bytes read back into the partition's buffer.
@@ -258,6 +253,13 @@ pub fn mappings() -> Result<heapless::Vec<radix::Mapping, 32>, alloc::string::St
 pub fn reflect(p: &Partitions, caller: CallerId, regs: [u64; 10]) -> Result<[u64; 10], Stopped> {
     extern "C" {
         fn pefbox_hv_vector();
+    }
+    if super::hv::HV.is_busy() {
+        // Stopped inside an earlier call while it held its state: it would only wait on
+        // itself until the budget ran out.
+        return Err(Stopped::Unavailable(
+            "it was stopped inside an earlier call, holding its state: it gets no more calls",
+        ));
     }
     let mut frame = HcallFrame::zeroed();
     frame.srr0 = pefbox_hv_vector as *const () as u64;

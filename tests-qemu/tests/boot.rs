@@ -276,6 +276,112 @@ fn opal_i2c_requests_complete_with_clean_errors_and_a_register_round_trip() {
     );
 }
 
+/// The I2C TPM link in the image, end to end where QEMU can host no TPM on I2C (QEMU models
+/// none): the self-test image's `tpm-i2c=BUS,ADDR,MAP` names an I2C TPM the tree does not,
+/// on QEMU 10.0's powernv10-rainier bus 30. The firmware's provisioning drives the link from
+/// hypervisor state (OPAL directly); an SVM partition's H_TPM_COMM (GetRandom) is relayed by
+/// the hypervisor partition, whose register accesses go through the ultravisor
+/// (UV_PEFBOX_I2C) to OPAL. At an address where nothing answers (0x57, the TCG map) and at
+/// QEMU's PCA9552 LED controller (0x63: it answers, but it is no TPM; the NPCT650 map) each
+/// fails cleanly: provisioning names the link's error, H_TPM_COMM answers H_RESOURCE, and the
+/// boot ends by itself.
+#[test]
+fn the_i2c_tpm_link_drives_opal_from_both_roles_and_fails_cleanly_without_a_tpm_chip() {
+    let q10 = xtask::tools::ensure_qemu10().expect("QEMU 10.0 in target/qemu-10.0");
+    // (scenario, bootarg, banner, the link's own account of the failure)
+    for (scenario, target, map_line, detail) in [
+        (
+            "tpm-i2c-absent",
+            "30,0x57,tcg",
+            "nuvoton,npct75x at 0x57 on OPAL bus 30",
+            Some(
+                "fw: TPM link: the I2C TPM at 0x57 on OPAL bus 30: read of register 0x30: \
+                 no acknowledge, 3 tries",
+            ),
+        ),
+        (
+            "tpm-i2c-not-a-tpm",
+            "30,0x63",
+            "nuvoton,npct650 at 0x63 on OPAL bus 30",
+            None,
+        ),
+    ] {
+        let mut cfg = config(scenario);
+        cfg.qemu = Some(q10.binary.clone());
+        cfg.qemu_data_dir = q10.data_dir.clone();
+        cfg.machine = "powernv10-rainier".into();
+        let bootargs =
+            format!("tpm-i2c={target} hcall-probe=cmd=80010000000c0000017b0004,as=1 selftest=none");
+        cfg.expect = Expect::for_bootargs(Some(&bootargs), SvmExpect::Absent);
+        cfg.bootargs = Some(bootargs);
+        let r = launcher::run(&cfg).expect("launch");
+        assert!(!r.exit.timed_out, "{scenario}: no hang:\n{}", r.console);
+        assert!(!r.passed(), "{scenario}: no TPM, no pass:\n{}", r.console);
+        let banner = console_line(&r, "  TPM link: I2C, ", "no I2C link line");
+        assert!(
+            banner.contains(map_line) && banner.contains("named by the bootarg tpm-i2c="),
+            "{banner}"
+        );
+        let fail = console_line(&r, "FAIL provisioning: ", "provisioning did not fail");
+        assert!(
+            fail.contains("seeding entropy: transport: TPM link failed"),
+            "{scenario}: {fail}"
+        );
+        if let Some(d) = detail {
+            assert_eq!(
+                console_line(&r, "fw: TPM link: ", "no detail").trim_end(),
+                d
+            );
+        }
+        assert_eq!(
+            probe_lines(&r.console),
+            ["hcall-probe r3=-16 (H_RESOURCE) r4=0x0"],
+            "{scenario}: the SVM partition's H_TPM_COMM over the hypervisor's I2C link:\n{}",
+            r.console
+        );
+        console_line(
+            &r,
+            "hv: TPM2_Shutdown(CLEAR) failed: TPM link failed",
+            "the link was not used again at power-off",
+        );
+    }
+}
+
+/// A hypervisor stopped inside H_TPM_COMM while it holds its state (the self-test's relay
+/// hook loads from the ultravisor's heap: HDSI) costs the ultravisor nothing but that
+/// hypervisor: the call answers H_HARDWARE, the next at once without running it, the
+/// ultravisor's own uses of the state refuse instead of waiting, and the boot powers off.
+/// Weakened by hand to wait on the state (as before), this boot hung until it was killed.
+#[test]
+fn a_hypervisor_stopped_holding_its_state_gets_no_more_calls_and_nothing_waits_on_it() {
+    let r = run_with_bootargs(
+        "hv-stopped-holding-state",
+        "selftest=hv-stopped-holding-state",
+    );
+    assert_passed(&r);
+    let stops: Vec<&str> = r
+        .console
+        .lines()
+        .filter(|l| l.starts_with("uv: hypervisor partition (LPID 255) "))
+        .collect();
+    assert_eq!(stops.len(), 2, "{}", r.console);
+    assert!(
+        stops[0].contains("stopped: data access to "),
+        "{}",
+        stops[0]
+    );
+    assert!(
+        stops[1].contains("not run: it was stopped inside an earlier call, holding its state"),
+        "{}",
+        stops[1]
+    );
+    console_line(
+        &r,
+        "hv: TPM2_Shutdown(CLEAR) not sent: the hypervisor was stopped inside a call",
+        "power-off did not say why the TPM was not shut down",
+    );
+}
+
 #[test]
 fn selftest_panic_fails_with_the_panic_message_on_the_console() {
     let r = run_plain("panic", "selftest=panic");

@@ -288,7 +288,8 @@ fn a_lone_nack_is_retried_and_a_run_of_nacks_is_io() {
     for map in MAPS {
         let mut tpm = fault_case(map, Fault::Nack { at: 4, count: 1 }, Ok(()), 0, SLACK_US);
         assert_eq!(tpm.transport_mut().inner.stats().bus_retries, 1);
-        fault_case(
+        assert_eq!(tpm.transport_mut().inner.stats().last_bus_fault, None);
+        let mut tpm = fault_case(
             map,
             Fault::Nack {
                 at: 4,
@@ -297,6 +298,14 @@ fn a_lone_nack_is_retried_and_a_run_of_nacks_is_io() {
             Err(TransportError::Io),
             0,
             5_000,
+        );
+        // The access that failed is named: which register, read or write, and why.
+        let fault = tpm.transport_mut().inner.stats().last_bus_fault;
+        let fault = fault.expect("the failed access is recorded");
+        assert_eq!(fault.error, pefbox::tpm_i2c::I2cError::Nack);
+        assert!(
+            fault.to_string().ends_with(": no acknowledge, 3 tries"),
+            "{fault}"
         );
     }
 }

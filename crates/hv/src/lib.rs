@@ -303,6 +303,9 @@ pub enum CallerMemoryError {
     /// [`CALLER_TABLES`] other callers already have a table of their own (remove one
     /// first); nothing was changed.
     Full,
+    /// The hypervisor's state is held: it stopped inside a call (see
+    /// [`Hypervisor::is_busy`]); nothing was changed.
+    Busy,
 }
 
 struct State<L, O> {
@@ -371,7 +374,7 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
         caller: CallerId,
         table: Option<RegionTable>,
     ) -> Result<(), CallerMemoryError> {
-        let mut s = self.state.lock();
+        let mut s = self.state.try_lock().ok_or(CallerMemoryError::Busy)?;
         let mine = s
             .callers
             .iter()
@@ -408,15 +411,26 @@ impl<L: Transport, M: GuestMemory, O: RelayObserver> Hypervisor<L, M, O> {
     }
 
     /// Runs `f` on the observer under the lock (to arm a meddle mode, or read what
-    /// a test observer recorded).
-    pub fn with_observer<R>(&self, f: impl FnOnce(&mut O) -> R) -> R {
-        f(&mut self.state.lock().observer)
+    /// a test observer recorded); `None`, without waiting, when the state is held
+    /// ([`Hypervisor::is_busy`]).
+    pub fn with_observer<R>(&self, f: impl FnOnce(&mut O) -> R) -> Option<R> {
+        self.state.try_lock().map(|mut s| f(&mut s.observer))
     }
 
-    /// Runs `f` on the TPM link under the lock (`None` when no TPM is configured). For the
-    /// machine's own use outside any hcall, e.g. `TPM2_Shutdown` before power-off.
+    /// Runs `f` on the TPM link under the lock (`None` when no TPM is configured, or,
+    /// without waiting, when the state is held: [`Hypervisor::is_busy`]). For the machine's
+    /// own use outside any hcall, e.g. `TPM2_Shutdown` before power-off.
     pub fn with_link<R>(&self, f: impl FnOnce(&mut L) -> R) -> Option<R> {
-        self.state.lock().link.as_mut().map(f)
+        self.state.try_lock()?.link.as_mut().map(f)
+    }
+
+    /// Whether the state is held at this moment. Outside any hcall (the machine's own use:
+    /// one hardware thread) it is held only by a call that never finished: a hypervisor
+    /// stopped inside one. The methods the machine calls from outside the hypervisor
+    /// ([`Hypervisor::set_caller_memory`], [`Hypervisor::with_observer`],
+    /// [`Hypervisor::with_link`]) then refuse instead of waiting forever.
+    pub fn is_busy(&self) -> bool {
+        self.state.is_locked()
     }
 
     /// Number of open session slots.

@@ -356,6 +356,39 @@ pub struct Stats {
     pub response_retries: u32,
     /// Transacts that started by recovering the chip after a failure.
     pub recoveries: u32,
+    /// The last register access that failed all its [`BUS_TRIES`] tries, if any.
+    pub last_bus_fault: Option<BusFault>,
+}
+
+/// A register access that failed all its tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BusFault {
+    /// The register.
+    pub reg: u8,
+    /// A write (else a read).
+    pub write: bool,
+    /// The last try's error.
+    pub error: I2cError,
+}
+
+impl core::fmt::Display for BusFault {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let what = match self.error {
+            I2cError::Nack => "no acknowledge",
+            I2cError::Timeout => "a bus timeout",
+            I2cError::Bus(_) => "a controller error",
+        };
+        write!(
+            f,
+            "{} of register {:#04x}: {what}",
+            if self.write { "write" } else { "read" },
+            self.reg
+        )?;
+        if let I2cError::Bus(c) = self.error {
+            write!(f, " ({c})")?;
+        }
+        write!(f, ", {BUS_TRIES} tries")
+    }
 }
 
 /// A TPM behind an I2C bus, as a [`Transport`]. See the crate documentation for the flow.
@@ -460,6 +493,11 @@ impl<B: I2cBus, C: Clock> TpmI2c<B, C> {
                 }
             }
         }
+        self.stats.last_bus_fault = Some(BusFault {
+            reg,
+            write: false,
+            error: last,
+        });
         Err(bus_error(last))
     }
 
@@ -482,6 +520,11 @@ impl<B: I2cBus, C: Clock> TpmI2c<B, C> {
                 }
             }
         }
+        self.stats.last_bus_fault = Some(BusFault {
+            reg,
+            write: true,
+            error: last,
+        });
         Err(bus_error(last))
     }
 
