@@ -610,6 +610,14 @@ fn default_story_passes_on_powernv9_and_powernv10_under_qemu_7_2_and_10_0() {
             assert_eq!(r.machine, machine);
             assert_eq!(r.verdict.summary.svm, vec![SvmResult::Accepted]);
             assert_eq!(r.exit.code, Some(0), "QEMU exits after power-off");
+            // skiboot passes OPAL in r8/r9 and in /ibm,opal; the image calls the tree's (a
+            // kexec'd image has only that), so the two must agree where both exist.
+            let opal = console_line(&r, "  OPAL: entry ", "no OPAL banner line");
+            assert!(
+                opal.ends_with("(the device tree's /ibm,opal; r8/r9 agree)"),
+                "{}: {opal}",
+                cfg.scenario
+            );
             let banner = r.to_banner.expect("banner");
             eprintln!(
                 "QEMU {} -M {machine}: launch to banner {banner:?}, to exit {:?}",
