@@ -656,6 +656,99 @@ fn host_software_cannot_use_or_reauthorize_the_key_after_provisioning() {
     unwrap_on(&mut connect(&sw), &p, &k);
 }
 
+/// TPM2_Clear authorized by the lockout hierarchy with a password (`auth`), sent as raw bytes
+/// (the client has no Clear: nothing of ours ever clears a TPM). Returns the response code.
+fn clear_with_lockout<T: Transport>(tpm: &mut Tpm<T>, auth: &[u8]) -> u32 {
+    let mut c = vec![0x80, 0x02, 0, 0, 0, 0];
+    c.extend_from_slice(&cc::CLEAR.to_be_bytes());
+    c.extend_from_slice(&rh::LOCKOUT.to_be_bytes());
+    let area_len = u32::try_from(9 + auth.len()).unwrap();
+    c.extend_from_slice(&area_len.to_be_bytes());
+    c.extend_from_slice(&rh::PW.to_be_bytes());
+    c.extend_from_slice(&[0, 0, 0]); // empty nonce, no attributes
+    c.extend_from_slice(&u16::try_from(auth.len()).unwrap().to_be_bytes());
+    c.extend_from_slice(auth);
+    let size = u32::try_from(c.len()).unwrap();
+    c[2..6].copy_from_slice(&size.to_be_bytes());
+    let mut r = [0u8; 64];
+    let n = tpm
+        .transport_mut()
+        .transact(&c, &mut r)
+        .expect("Clear sent");
+    assert!(n >= 10, "a TPM response header");
+    u32::from_be_bytes(r[6..10].try_into().unwrap())
+}
+
+/// Why the owner-hierarchy key layout (README, "Real hardware") is not built. The host OS
+/// can hold ownerAuth and lockoutAuth (both empty here, as on a host that never set them);
+/// with them it evicts an owner-range persistent key and TPM2_Clears the owner hierarchy. A
+/// key kept the way an owner layout would keep it (a storage primary under the owner,
+/// persistent at 0x81000001) is gone after either, for good after Clear (the owner seed is
+/// new: the same template gives another key). The platform layout's parent, wrapping key and
+/// door index survive both, and the ultravisor unwraps after them.
+#[test]
+fn the_host_can_destroy_an_owner_range_key_but_not_the_platform_layout() {
+    const OWNER_KEY: u32 = 0x8100_0001;
+    let (sw, fw_tpm, p) = provisioned();
+    drop(fw_tpm);
+    let mut host = connect(&sw);
+    let owner = Object::permanent(rh::OWNER);
+    let template = pefbox::tpm::Template::rsa_storage();
+    let owner_key = |host: &mut TestTpm| {
+        let (t, _) = host
+            .create_primary(&owner, &mut [Auth::Password(b"")], &template, b"")
+            .unwrap();
+        let kept = host
+            .evict_control(&owner, &mut [Auth::Password(b"")], &t, OWNER_KEY)
+            .unwrap()
+            .expect("made persistent");
+        host.flush_context(t.handle).unwrap();
+        kept
+    };
+
+    // EvictControl with ownerAuth: the owner-range key goes, the platform keys are refused.
+    let kept = owner_key(&mut host);
+    for (what, handle, name) in [
+        ("parent", PARENT_HANDLE, p.secrets.parent_name.clone()),
+        ("wrapping key", WRAPPING_HANDLE, wrapping_object(&p).name),
+    ] {
+        let code = expect_tpm_error(
+            &format!("EvictControl(owner, platform {what})"),
+            host.evict_control(
+                &owner,
+                &mut [Auth::Password(b"")],
+                &Object { handle, name },
+                handle,
+            ),
+        );
+        assert_eq!(code.base(), 0x085, "{what}: TPM_RC_HIERARCHY, not {code}");
+    }
+    let gone = host
+        .evict_control(&owner, &mut [Auth::Password(b"")], &kept, OWNER_KEY)
+        .expect("the owner evicts its own key");
+    assert!(gone.is_none());
+    assert!(!persistent_handles(&mut host).contains(&OWNER_KEY));
+
+    // TPM2_Clear with lockoutAuth: the owner-range key goes, and cannot be made again.
+    let kept = owner_key(&mut host);
+    assert_eq!(clear_with_lockout(&mut host, b""), 0, "Clear succeeded");
+    let left = persistent_handles(&mut host);
+    assert!(!left.contains(&OWNER_KEY), "{left:x?}");
+    assert!(
+        left.contains(&PARENT_HANDLE) && left.contains(&WRAPPING_HANDLE),
+        "{left:x?}"
+    );
+    let remade = owner_key(&mut host);
+    assert_ne!(remade.name, kept.name, "a new owner seed: another key");
+    let (nv, _) = host.nv_read_public(fw::NV_HANDLE).unwrap();
+    assert_eq!(nv.name, p.secrets.nv_name, "the door index survived Clear");
+    no_transients_or_sessions(&mut host);
+    drop(host);
+
+    let (k, _) = random_lockbox(&p);
+    unwrap_on(&mut connect(&sw), &p, &k);
+}
+
 #[test]
 fn tampered_responses_never_yield_a_key() {
     let (_sw, mut tpm, p) = provisioned();
