@@ -160,6 +160,41 @@ fn a_qemu_older_than_7_2_is_refused_with_what_to_do() {
     );
 }
 
+/// A machine the QEMU in use lacks (Debian 12's 7.2 has no powernv10-rainier) is refused
+/// before anything boots, naming the QEMU that has it. A fake QEMU (named as one) answers
+/// `--version` and `-M help` as 7.2 does.
+#[test]
+fn a_machine_the_qemu_lacks_is_refused_naming_the_qemu_that_has_it() {
+    let s = Scratch::new("cli", "nomachine");
+    let fake = s.file(
+        "qemu-system-ppc64",
+        b"#!/bin/sh\ncase \"$1\" in\n\
+          --version) echo 'QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18)';;\n\
+          -M) printf 'Supported machines are:\\npowernv10  IBM PowerNV POWER10\\n\
+          powernv9  IBM PowerNV POWER9 (default)\\n';;\nesac\n",
+    );
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&fake)
+        .status()
+        .unwrap();
+    let img = image();
+    refused(
+        &[
+            "run",
+            "--no-svm",
+            "--image",
+            img.to_str().unwrap(),
+            "--qemu",
+            fake.to_str().unwrap(),
+            "--machine",
+            "powernv10-rainier",
+        ],
+        3,
+        "has no machine powernv10-rainier; QEMU 10.0 has it: pass --qemu ",
+    );
+}
+
 /// The processes whose command line mentions `marker`.
 fn processes_with(marker: &str) -> Vec<(u32, String)> {
     let mut found = Vec::new();

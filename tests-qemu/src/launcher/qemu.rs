@@ -159,7 +159,35 @@ pub fn check_qemu(id: &QemuId, machine: &str) -> Result<(), LaunchError> {
             MACHINES.join(", ")
         )));
     }
+    // Asked only for a machine an older QEMU may lack (Debian 12's 7.2 has no Rainier).
+    if machine != MACHINES[0] {
+        let out = std::process::Command::new(&id.program)
+            .args(["-M", "help"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| {
+                LaunchError::MissingTool(format!("running `{} -M help`: {e}", id.program.display()))
+            })?;
+        let list = String::from_utf8_lossy(&out.stdout);
+        if !has_machine(&list, machine) {
+            return Err(LaunchError::MissingTool(format!(
+                "QEMU {} ({}) has no machine {machine}; QEMU 10.0 has it: pass --qemu {} \
+                 (the test command unpacks QEMU 10.0 there from Debian's bookworm-backports)",
+                id.version,
+                id.program.display(),
+                crate::tools::qemu10_prefix()
+                    .join("usr/bin/qemu-system-ppc64")
+                    .display()
+            )));
+        }
+    }
     Ok(())
+}
+
+/// Whether `-M help`'s `list` (one `name  description` line per machine) names `machine`.
+fn has_machine(list: &str, machine: &str) -> bool {
+    list.lines()
+        .any(|l| l.split_whitespace().next() == Some(machine))
 }
 
 /// The first word of the image's banner line (the console protocol).
@@ -186,6 +214,21 @@ pub fn qemu_id(program: &Path) -> QemuId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_machine_is_found_by_its_first_word_in_the_help_list() {
+        let list =
+            "Supported machines are:\npowernv10            IBM PowerNV (Non-Virtualized) POWER10\n\
+                    powernv10-rainier    IBM PowerNV (Non-Virtualized) POWER10 Rainier\n\
+                    powernv9             IBM PowerNV (Non-Virtualized) POWER9 (default)\n";
+        assert!(has_machine(list, "powernv10-rainier"));
+        assert!(has_machine(list, "powernv10"));
+        assert!(!has_machine(list, "powernv10-rain"));
+        assert!(!has_machine(
+            "powernv9 IBM PowerNV POWER9\n",
+            "powernv10-rainier"
+        ));
+    }
 
     #[test]
     fn qemu_args_put_the_console_uart_last_and_the_tpm_on_the_relay() {
