@@ -55,24 +55,13 @@ mod target {
 
         let dtb = device_tree(fdt);
         let info = dtb.as_ref().map(BootInfo::from_dtb).unwrap_or_default();
-        // The tree's /ibm,opal is where OPAL is, also for a payload that is not entered by
-        // skiboot (a kexec from petitboot leaves r8/r9 undefined); nothing called OPAL yet.
-        if let Some((base, entry)) = info.opal {
-            opal::init(base, entry);
-        }
         if let Some(u) = info.console_uart() {
             // SAFETY: the address was translated from skiboot's device tree; skiboot is idle
             // while the image runs, so nothing else drives this UART.
             unsafe { console::use_uart(u.mmio) };
         }
         let (choice, forced) = tpm_link_choice(&info);
-        banner(
-            &info,
-            dtb.is_ok(),
-            (opal_base, opal_entry),
-            choice,
-            forced.as_ref(),
-        );
+        banner(&info, dtb.is_ok(), choice, forced.as_ref());
         if bootargs::bootarg_flag(info.bootargs, "dump-dt") {
             match &dtb {
                 Ok(d) => {
@@ -177,7 +166,6 @@ mod target {
     fn banner(
         info: &BootInfo<'_>,
         dt_ok: bool,
-        opal_registers: (u64, u64),
         choice: TpmLink<'_>,
         forced: Option<&Result<&str, alloc::string::String>>,
     ) {
@@ -194,19 +182,6 @@ mod target {
             info.memory.len(),
             info.timebase_hz.unwrap_or(0)
         );
-        let (base, entry) = opal_registers;
-        match info.opal {
-            Some(t) if t == opal_registers => println!(
-                "  OPAL: entry {entry:#x}, base {base:#x} (the device tree's /ibm,opal; r8/r9 agree)"
-            ),
-            Some((b, e)) => println!(
-                "  OPAL: entry {e:#x}, base {b:#x} (the device tree's /ibm,opal; r8/r9 held {entry:#x}/{base:#x}, not used: not entered by skiboot itself)"
-            ),
-            None if entry != 0 => println!(
-                "  OPAL: entry {entry:#x}, base {base:#x} (r8/r9: the device tree names none in /ibm,opal)"
-            ),
-            None => println!("  OPAL: none (no /ibm,opal in the device tree, r9 = 0)"),
-        }
         match info.console_uart() {
             Some(u) => println!(
                 "  console: 16550 at I/O {:#x} (MMIO {:#x})",

@@ -52,11 +52,6 @@ global_asm!(
 #[cfg(feature = "selftest")]
 global_asm!(include_str!("../../boot/regtest.S"), options(raw));
 
-// The entry a kexec'd image has in effect (r8/r9 undefined), for the boot test that shows the
-// image then finds OPAL in the device tree: self-test image only.
-#[cfg(feature = "selftest")]
-global_asm!(include_str!("../../boot/kexec_entry.S"), options(raw));
-
 pub mod frame;
 pub mod partition;
 pub mod vectors;

@@ -99,10 +99,6 @@ pub struct BootInfo<'a> {
     pub i2c_buses: Vec<I2cBusInfo<'a>, MAX_I2C_BUSES>,
     /// The first Nuvoton TPM node on one of them, if any.
     pub i2c_tpm: Option<I2cTpmInfo<'a>>,
-    /// OPAL's `(base, entry)` from `/ibm,opal` (`opal-base-address`, `opal-entry-address`).
-    /// skiboot writes them for every payload besides passing them in r8/r9; a payload that
-    /// Linux kexecs (petitboot) gets this tree but not those registers.
-    pub opal: Option<(u64, u64)>,
 }
 
 impl<'a> BootInfo<'a> {
@@ -129,12 +125,6 @@ impl<'a> BootInfo<'a> {
                 .children()
                 .filter_map(|c| c.property_number("timebase-frequency"))
                 .next();
-        }
-        if let Some(opal) = dtb.find_node("/ibm,opal") {
-            info.opal = opal
-                .property_number("opal-base-address")
-                .zip(opal.property_number("opal-entry-address"))
-                .filter(|&(base, entry)| base != 0 && entry != 0);
         }
         if let Some(chosen) = dtb.find_node("/chosen") {
             info.bootargs = chosen.property_str("bootargs").unwrap_or("");
@@ -464,43 +454,9 @@ mod tests {
         );
         assert_eq!(info.i2c_tpm, None);
         assert!(matches!(info.tpm_link(), TpmLink::Uart(u) if u.io_port == 0x3f8));
-        // skiboot's /ibm,opal, as it also passes them in r8/r9 (the boot banner compares).
-        assert_eq!(info.opal, Some((0x3000_0000, 0x3000_3770)));
         // QEMU 7.2's tree has no I2C engines at all.
         let old = BootInfo::from_dtb(&Dtb::new(QEMU_DTB).unwrap());
         assert!(old.i2c_buses.is_empty());
-    }
-
-    /// What a kexec'd payload has for OPAL: only the tree. Both numbers must be there and
-    /// non-zero (a half-written node is not an OPAL to call).
-    #[test]
-    fn opal_is_read_from_ibm_opal_and_a_partial_or_zero_node_is_none() {
-        let tree = |base: Option<u64>, entry: Option<u64>| {
-            let mut w = dtb::writer::FdtWriter::new();
-            w.begin_node("").begin_node("ibm,opal");
-            if let Some(b) = base {
-                w.property_u64("opal-base-address", b);
-            }
-            if let Some(e) = entry {
-                w.property_u64("opal-entry-address", e);
-            }
-            w.end_node().end_node();
-            w.finish().expect("the fixture tree is well formed")
-        };
-        for (base, entry, want) in [
-            (
-                Some(0x3000_0000),
-                Some(0x3000_3770),
-                Some((0x3000_0000, 0x3000_3770)),
-            ),
-            (Some(0x3000_0000), None, None),
-            (None, Some(0x3000_3770), None),
-            (Some(0x3000_0000), Some(0), None),
-        ] {
-            let bytes = tree(base, entry);
-            let info = BootInfo::from_dtb(&Dtb::new(&bytes).unwrap());
-            assert_eq!(info.opal, want, "{base:?} {entry:?}");
-        }
     }
 
     #[test]
