@@ -132,65 +132,52 @@ fn help_version_and_completions() {
     assert!(out.contains("_pef()") && out.contains("--dump-dt"), "{out}");
 }
 
-/// A fake QEMU (a shell script, for this one check) that reports an old version.
-#[test]
-fn a_qemu_older_than_7_2_is_refused_with_what_to_do() {
-    let s = Scratch::new("cli", "oldqemu");
-    let fake = s.file(
-        "qemu-system-ppc64",
-        b"#!/bin/sh\necho 'QEMU emulator version 6.2.0 (Debian 1:6.2+dfsg-2ubuntu6)'\n",
-    );
+/// `pef run --no-svm` of the test image with `extra` flags and a fake QEMU (named as one:
+/// the shell `script`, in a scratch directory named `tag`): refused with exit 3 and `needle`.
+fn refused_with_fake_qemu(tag: &str, script: &[u8], extra: &[&str], needle: &str) {
+    let s = Scratch::new("cli", tag);
+    let fake = s.file("qemu-system-ppc64", script);
     std::process::Command::new("chmod")
         .arg("+x")
         .arg(&fake)
         .status()
         .unwrap();
     let img = image();
-    refused(
-        &[
-            "run",
-            "--no-svm",
-            "--image",
-            img.to_str().unwrap(),
-            "--qemu",
-            fake.to_str().unwrap(),
-        ],
-        3,
+    let mut args = vec![
+        "run",
+        "--no-svm",
+        "--image",
+        img.to_str().unwrap(),
+        "--qemu",
+        fake.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    refused(&args, 3, needle);
+}
+
+/// A fake QEMU that reports an old version.
+#[test]
+fn a_qemu_older_than_7_2_is_refused_with_what_to_do() {
+    refused_with_fake_qemu(
+        "oldqemu",
+        b"#!/bin/sh\necho 'QEMU emulator version 6.2.0 (Debian 1:6.2+dfsg-2ubuntu6)'\n",
+        &[],
         "is QEMU 6.2.0; pefbox needs QEMU 7.2 or newer",
     );
 }
 
 /// A machine the QEMU in use lacks (Debian 12's 7.2 has no powernv10-rainier) is refused
-/// before anything boots, naming the QEMU that has it. A fake QEMU (named as one) answers
-/// `--version` and `-M help` as 7.2 does.
+/// before anything boots, naming the QEMU that has it. The fake QEMU answers `--version` and
+/// `-M help` as 7.2 does.
 #[test]
 fn a_machine_the_qemu_lacks_is_refused_naming_the_qemu_that_has_it() {
-    let s = Scratch::new("cli", "nomachine");
-    let fake = s.file(
-        "qemu-system-ppc64",
+    refused_with_fake_qemu(
+        "nomachine",
         b"#!/bin/sh\ncase \"$1\" in\n\
           --version) echo 'QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18)';;\n\
           -M) printf 'Supported machines are:\\npowernv10  IBM PowerNV POWER10\\n\
           powernv9  IBM PowerNV POWER9 (default)\\n';;\nesac\n",
-    );
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&fake)
-        .status()
-        .unwrap();
-    let img = image();
-    refused(
-        &[
-            "run",
-            "--no-svm",
-            "--image",
-            img.to_str().unwrap(),
-            "--qemu",
-            fake.to_str().unwrap(),
-            "--machine",
-            "powernv10-rainier",
-        ],
-        3,
+        &["--machine", "powernv10-rainier"],
         "has no machine powernv10-rainier; QEMU 10.0 has it: pass --qemu ",
     );
 }

@@ -15,6 +15,7 @@
 mod common;
 
 use common::hv::*;
+use common::tpm::{cmd, PW};
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -212,32 +213,6 @@ fn handles_of(rsp: &[u8]) -> Vec<u32> {
         .map(|i| wire::u32_at(rsp, 19 + 4 * i).unwrap())
         .collect()
 }
-
-/// A command: tag SESSIONS when `auths` is not empty (each a session handle and attributes,
-/// empty nonce and HMAC: password sessions and policy sessions that need no HMAC).
-fn cmd(code: u32, handles: &[u32], auths: &[(u32, u8)], params: &[u8]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for h in handles {
-        b.extend_from_slice(&h.to_be_bytes());
-    }
-    if !auths.is_empty() {
-        b.extend_from_slice(&(9 * auths.len() as u32).to_be_bytes());
-        for (h, a) in auths {
-            b.extend_from_slice(&h.to_be_bytes());
-            b.extend_from_slice(&[0, 0, *a, 0, 0]);
-        }
-    }
-    b.extend_from_slice(params);
-    let tag: u16 = if auths.is_empty() { 0x8001 } else { 0x8002 };
-    let mut c = Vec::new();
-    c.extend_from_slice(&tag.to_be_bytes());
-    c.extend_from_slice(&((10 + b.len()) as u32).to_be_bytes());
-    c.extend_from_slice(&code.to_be_bytes());
-    c.extend_from_slice(&b);
-    c
-}
-
-const PW: &[(u32, u8)] = &[(TPM_RS_PW, 0)];
 
 fn get_cap_handles(ht: u32) -> Vec<u8> {
     let mut p = Vec::new();

@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::tpm::{decrypt, handles_in, platform_evict, unsalted_session};
+use common::tpm::{cmd, decrypt, handles_in, platform_evict, unsalted_session, PW};
 use pefbox::fw::{self, provision, ProvisionError, Provisioned, PARENT_HANDLE, WRAPPING_HANDLE};
 use pefbox::tpm::client::CommandSpec;
 use pefbox::tpm::consts::{cc, rh, sa};
@@ -656,24 +656,13 @@ fn host_software_cannot_use_or_reauthorize_the_key_after_provisioning() {
     unwrap_on(&mut connect(&sw), &p, &k);
 }
 
-/// TPM2_Clear authorized by the lockout hierarchy with a password (`auth`), sent as raw bytes
+/// TPM2_Clear authorized by the lockout hierarchy with its empty password, sent as raw bytes
 /// (the client has no Clear: nothing of ours ever clears a TPM). Returns the response code.
-fn clear_with_lockout<T: Transport>(tpm: &mut Tpm<T>, auth: &[u8]) -> u32 {
-    let mut c = vec![0x80, 0x02, 0, 0, 0, 0];
-    c.extend_from_slice(&cc::CLEAR.to_be_bytes());
-    c.extend_from_slice(&rh::LOCKOUT.to_be_bytes());
-    let area_len = u32::try_from(9 + auth.len()).unwrap();
-    c.extend_from_slice(&area_len.to_be_bytes());
-    c.extend_from_slice(&rh::PW.to_be_bytes());
-    c.extend_from_slice(&[0, 0, 0]); // empty nonce, no attributes
-    c.extend_from_slice(&u16::try_from(auth.len()).unwrap().to_be_bytes());
-    c.extend_from_slice(auth);
-    let size = u32::try_from(c.len()).unwrap();
-    c[2..6].copy_from_slice(&size.to_be_bytes());
+fn clear_with_lockout<T: Transport>(tpm: &mut Tpm<T>) -> u32 {
     let mut r = [0u8; 64];
     let n = tpm
         .transport_mut()
-        .transact(&c, &mut r)
+        .transact(&cmd(cc::CLEAR, &[rh::LOCKOUT], PW, &[]), &mut r)
         .expect("Clear sent");
     assert!(n >= 10, "a TPM response header");
     u32::from_be_bytes(r[6..10].try_into().unwrap())
@@ -731,7 +720,7 @@ fn the_host_can_destroy_an_owner_range_key_but_not_the_platform_layout() {
 
     // TPM2_Clear with lockoutAuth: the owner-range key goes, and cannot be made again.
     let kept = owner_key(&mut host);
-    assert_eq!(clear_with_lockout(&mut host, b""), 0, "Clear succeeded");
+    assert_eq!(clear_with_lockout(&mut host), 0, "Clear succeeded");
     let left = persistent_handles(&mut host);
     assert!(!left.contains(&OWNER_KEY), "{left:x?}");
     assert!(

@@ -159,27 +159,25 @@ pub fn check_qemu(id: &QemuId, machine: &str) -> Result<(), LaunchError> {
             MACHINES.join(", ")
         )));
     }
-    // Asked only for a machine an older QEMU may lack (Debian 12's 7.2 has no Rainier).
-    if machine != MACHINES[0] {
-        let out = std::process::Command::new(&id.program)
-            .args(["-M", "help"])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| {
-                LaunchError::MissingTool(format!("running `{} -M help`: {e}", id.program.display()))
-            })?;
-        let list = String::from_utf8_lossy(&out.stdout);
-        if !has_machine(&list, machine) {
-            return Err(LaunchError::MissingTool(format!(
-                "QEMU {} ({}) has no machine {machine}; QEMU 10.0 has it: pass --qemu {} \
-                 (the test command unpacks QEMU 10.0 there from Debian's bookworm-backports)",
-                id.version,
-                id.program.display(),
-                crate::tools::qemu10_prefix()
-                    .join("usr/bin/qemu-system-ppc64")
-                    .display()
-            )));
-        }
+    // Debian 12's QEMU 7.2 has no powernv10-rainier: say so before booting.
+    let out = std::process::Command::new(&id.program)
+        .args(["-M", "help"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            LaunchError::MissingTool(format!("running `{} -M help`: {e}", id.program.display()))
+        })?;
+    let list = String::from_utf8_lossy(&out.stdout);
+    if !has_machine(&list, machine) {
+        return Err(LaunchError::MissingTool(format!(
+            "QEMU {} ({}) has no machine {machine}; QEMU 10.0 has it: pass --qemu {} \
+             (the test command unpacks QEMU 10.0 there from Debian's bookworm-backports)",
+            id.version,
+            id.program.display(),
+            crate::tools::qemu10_prefix()
+                .join("usr/bin/qemu-system-ppc64")
+                .display()
+        )));
     }
     Ok(())
 }

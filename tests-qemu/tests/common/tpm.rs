@@ -64,3 +64,31 @@ pub fn platform_evict<T: Transport>(
         handle,
     )
 }
+
+/// A command as raw bytes, for what the client does not send (a refused or foreign command):
+/// tag SESSIONS when `auths` is not empty (each a session handle and attributes, empty nonce
+/// and HMAC: password sessions with an empty password and policy sessions that need no HMAC).
+pub fn cmd(code: u32, handles: &[u32], auths: &[(u32, u8)], params: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for h in handles {
+        b.extend_from_slice(&h.to_be_bytes());
+    }
+    if !auths.is_empty() {
+        b.extend_from_slice(&(9 * auths.len() as u32).to_be_bytes());
+        for (h, a) in auths {
+            b.extend_from_slice(&h.to_be_bytes());
+            b.extend_from_slice(&[0, 0, *a, 0, 0]);
+        }
+    }
+    b.extend_from_slice(params);
+    let tag: u16 = if auths.is_empty() { 0x8001 } else { 0x8002 };
+    let mut c = Vec::new();
+    c.extend_from_slice(&tag.to_be_bytes());
+    c.extend_from_slice(&((10 + b.len()) as u32).to_be_bytes());
+    c.extend_from_slice(&code.to_be_bytes());
+    c.extend_from_slice(&b);
+    c
+}
+
+/// One empty password session (TPM_RS_PW), for [`cmd`].
+pub const PW: &[(u32, u8)] = &[(rh::PW, 0)];
